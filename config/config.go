@@ -1,0 +1,261 @@
+// Package config holds pairgate's configuration: the listen address, the
+// trust settings, and the gateway profiles with their state directories and
+// limits. It also knows the layout of a profile's state directory.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultListen is where the server listens when nothing says otherwise: the
+// port an OpenClaw gateway uses, on loopback only.
+const DefaultListen = "127.0.0.1:18789"
+
+// DefaultProfile is the name of the profile served at "/" and used when no
+// configuration names any.
+const DefaultProfile = "default"
+
+// Defaults for a profile's limits (see spec/pairing.md).
+const (
+	DefaultTTL              = 5 * time.Minute
+	DefaultMaxPending       = 1000
+	DefaultSweepInterval    = time.Second
+	DefaultDecidedRetention = 7 * 24 * time.Hour
+	DefaultEventRetention   = 30 * 24 * time.Hour
+)
+
+// Config is the whole configuration of one pairgate process.
+type Config struct {
+	// Listen is the main HTTP/WS address.
+	Listen string
+	// TrustedProxies are the peers whose forwarded headers are believed.
+	TrustedProxies []netip.Prefix
+	// AllowedOrigins are browser origins accepted on WebSocket upgrades in
+	// addition to the server's own host.
+	AllowedOrigins []string
+	Profiles       []Profile
+}
+
+// Profile is one gateway's pairing domain.
+type Profile struct {
+	Name     string
+	StateDir string
+	// Listen, when set, is an extra address that serves only this profile.
+	Listen string
+	// Token is the operator token given inline; TokenFile names a file that
+	// holds it. With neither, one is generated into OperatorTokenPath.
+	Token     string
+	TokenFile string
+
+	TTL              time.Duration
+	MaxPending       int
+	SweepInterval    time.Duration
+	DecidedRetention time.Duration
+	EventRetention   time.Duration
+
+	// SilentCIDRs are the networks whose silent requests are approved at once.
+	SilentCIDRs       []netip.Prefix
+	MirrorLegacyFiles bool
+}
+
+// NodesDir is the directory that holds everything pairgate keeps for the profile.
+func (p Profile) NodesDir() string { return filepath.Join(p.StateDir, "nodes") }
+
+// DatabasePath is the SQLite database, the source of truth.
+func (p Profile) DatabasePath() string { return filepath.Join(p.NodesDir(), "pairing.sqlite") }
+
+// KeyPath is the key that seals pairing tokens at rest.
+func (p Profile) KeyPath() string { return filepath.Join(p.NodesDir(), "pairing.key") }
+
+// OperatorTokenPath is where a generated operator token is kept.
+func (p Profile) OperatorTokenPath() string { return filepath.Join(p.NodesDir(), "operator.token") }
+
+// LockPath is the file a serving process holds locked.
+func (p Profile) LockPath() string { return filepath.Join(p.NodesDir(), "pairing.lock") }
+
+// NewProfile returns a profile with every limit at its default.
+func NewProfile(name, stateDir string) Profile {
+	return Profile{
+		Name:             name,
+		StateDir:         stateDir,
+		TTL:              DefaultTTL,
+		MaxPending:       DefaultMaxPending,
+		SweepInterval:    DefaultSweepInterval,
+		DecidedRetention: DefaultDecidedRetention,
+		EventRetention:   DefaultEventRetention,
+	}
+}
+
+// Default is the configuration used when there is no file: one profile,
+// "default", at $OPENCLAW_STATE_DIR or ~/.openclaw.
+func Default(getenv func(string) string) Config {
+	return Config{
+		Listen:   DefaultListen,
+		Profiles: []Profile{NewProfile(DefaultProfile, DefaultStateDir(getenv))},
+	}
+}
+
+// DefaultStateDir is OpenClaw's own choice of state directory.
+func DefaultStateDir(getenv func(string) string) string {
+	if dir := getenv("OPENCLAW_STATE_DIR"); dir != "" {
+		return expandHome(dir, getenv)
+	}
+	return filepath.Join(home(getenv), ".openclaw")
+}
+
+// ProfileStateDir is where OpenClaw keeps the state of a named profile:
+// ~/.openclaw-NAME (the default profile lives in DefaultStateDir).
+func ProfileStateDir(name string, getenv func(string) string) string {
+	if name == DefaultProfile {
+		return DefaultStateDir(getenv)
+	}
+	return filepath.Join(home(getenv), ".openclaw-"+name)
+}
+
+// ResolveStateDir picks the state directory a command works on:
+// --state-dir, then --profile, then $OPENCLAW_STATE_DIR, then ~/.openclaw.
+func ResolveStateDir(stateDirFlag, profileFlag string, getenv func(string) string) string {
+	switch {
+	case stateDirFlag != "":
+		return expandHome(stateDirFlag, getenv)
+	case profileFlag != "":
+		return ProfileStateDir(profileFlag, getenv)
+	default:
+		return DefaultStateDir(getenv)
+	}
+}
+
+// Profile returns the configured profile with that name.
+func (c Config) Profile(name string) (Profile, bool) {
+	for _, p := range c.Profiles {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Profile{}, false
+}
+
+// ProfileNames lists the configured profile names, in configuration order.
+func (c Config) ProfileNames() []string {
+	names := make([]string, len(c.Profiles))
+	for i, p := range c.Profiles {
+		names[i] = p.Name
+	}
+	return names
+}
+
+func home(getenv func(string) string) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	return "/"
+}
+
+func expandHome(path string, getenv func(string) string) string {
+	if path == "~" {
+		return home(getenv)
+	}
+	if rest, ok := strings.CutPrefix(path, "~/"); ok {
+		return filepath.Join(home(getenv), rest)
+	}
+	return path
+}
+
+var profileNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate checks the whole configuration and names the first bad key.
+func (c Config) Validate() error {
+	if err := checkListen("listen", c.Listen); err != nil {
+		return err
+	}
+	if len(c.Profiles) == 0 {
+		return keyError("profiles", "no profile is configured", "declare at least one profile, or remove the key to get the default one")
+	}
+	names := map[string]bool{}
+	dirs := map[string]string{}
+	listens := map[string]string{c.Listen: "listen"}
+	for i, p := range c.Profiles {
+		at := func(key string) string { return fmt.Sprintf("profiles[%d].%s", i, key) }
+		if !profileNameRE.MatchString(p.Name) {
+			return keyError(at("name"), fmt.Sprintf("%q is not a valid profile name", p.Name), "use lowercase letters, digits, - and _ (at most 63 characters)")
+		}
+		if names[p.Name] {
+			return keyError(at("name"), fmt.Sprintf("profile %q is declared twice", p.Name), "give each profile its own name")
+		}
+		names[p.Name] = true
+		if p.StateDir == "" || !filepath.IsAbs(p.StateDir) {
+			return keyError(at("stateDir"), fmt.Sprintf("%q is not an absolute path", p.StateDir), "write an absolute directory such as /var/lib/pairgate/"+p.Name+" or ~/.openclaw-"+p.Name)
+		}
+		clean := filepath.Clean(p.StateDir)
+		if other, dup := dirs[clean]; dup {
+			return keyError(at("stateDir"), fmt.Sprintf("%s is also the state directory of profile %q", clean, other), "give each profile its own state directory")
+		}
+		dirs[clean] = p.Name
+		if p.Listen != "" {
+			if err := checkListen(at("listen"), p.Listen); err != nil {
+				return err
+			}
+			if other, dup := listens[p.Listen]; dup {
+				return keyError(at("listen"), fmt.Sprintf("%s is already used by %s", p.Listen, other), "give the profile an address of its own, or remove the key")
+			}
+			listens[p.Listen] = at("listen")
+		}
+		if p.Token != "" && p.TokenFile != "" {
+			return keyError(at("token"), "both token and tokenFile are set", "keep one of them")
+		}
+		if p.TTL < time.Second {
+			return keyError(at("ttl"), fmt.Sprintf("%s is too short", p.TTL), "use at least 1s (the default is 5m)")
+		}
+		if p.MaxPending < 1 || p.MaxPending > 1_000_000 {
+			return keyError(at("maxPending"), fmt.Sprintf("%d is out of range", p.MaxPending), "use a number from 1 to 1000000 (the default is 1000)")
+		}
+		if p.SweepInterval < 10*time.Millisecond {
+			return keyError(at("sweepInterval"), fmt.Sprintf("%s is too short", p.SweepInterval), "use at least 10ms (the default is 1s)")
+		}
+		if p.DecidedRetention < 0 {
+			return keyError(at("retention.decided"), "a retention cannot be negative", "use a duration such as 168h")
+		}
+		if p.EventRetention < 0 {
+			return keyError(at("retention.events"), "a retention cannot be negative", "use a duration such as 720h")
+		}
+	}
+	return nil
+}
+
+func checkListen(key, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return keyError(key, fmt.Sprintf("%q is not a host:port address", addr), "write e.g. 127.0.0.1:18789")
+	}
+	return nil
+}
+
+// Error is a configuration problem: which key, what is wrong, how to fix it.
+type Error struct {
+	File    string
+	Key     string
+	Problem string
+	Fix     string
+}
+
+func (e *Error) Error() string {
+	where := e.Key
+	if e.File != "" {
+		where = e.File + ": " + e.Key
+	}
+	return fmt.Sprintf("config %s: %s; %s", where, e.Problem, e.Fix)
+}
+
+func keyError(key, problem, fix string) error {
+	return &Error{Key: key, Problem: problem, Fix: fix}
+}

@@ -1,0 +1,96 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+)
+
+// Event names. The first two are OpenClaw's and are broadcast to operators;
+// the rest are pairgate's own audit entries.
+const (
+	EventRequested = "node.pair.requested"
+	EventResolved  = "node.pair.resolved"
+	EventRenamed   = "node.renamed"
+)
+
+// Decisions carried by EventResolved.
+const (
+	DecisionApproved = "approved"
+	DecisionRejected = "rejected"
+	DecisionExpired  = "expired"
+	DecisionRemoved  = "removed"
+)
+
+// Event is one row of the outbox.
+type Event struct {
+	Seq     int64           `json:"seq"`
+	TS      int64           `json:"ts"`
+	Name    string          `json:"event"`
+	Payload json.RawMessage `json:"payload"`
+	Actor   string          `json:"actor"`
+	Source  string          `json:"source,omitempty"`
+}
+
+// Resolution is the payload of EventResolved, in OpenClaw's shape.
+type Resolution struct {
+	RequestID string `json:"requestId,omitempty"`
+	NodeID    string `json:"nodeId"`
+	Decision  string `json:"decision"`
+	TS        int64  `json:"ts"`
+}
+
+// Rename is the payload of EventRenamed.
+type Rename struct {
+	NodeID      string `json:"nodeId"`
+	DisplayName string `json:"displayName"`
+	TS          int64  `json:"ts"`
+}
+
+// appendEvent writes an event in the caller's transaction, so the change
+// and its event commit or vanish together.
+func appendEvent(ctx context.Context, tx *sql.Tx, ts int64, name string, payload any, by Origin) (int64, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`,
+		ts, name, string(b), by.Actor, by.Source)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// EventsAfter returns up to limit events with seq > after, oldest first.
+func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
+	var out []Event
+	err := s.readTx(ctx, "read events", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx,
+			`SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
+			after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e Event
+			var payload string
+			if err := rows.Scan(&e.Seq, &e.TS, &e.Name, &payload, &e.Actor, &e.Source); err != nil {
+				return err
+			}
+			e.Payload = json.RawMessage(payload)
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// LastSeq is the sequence number of the newest event, 0 when there is none.
+func (s *Store) LastSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.read.QueryRowContext(ctx, `SELECT max(seq) FROM events`).Scan(&seq)
+	return seq.Int64, classify(err, "read last event")
+}

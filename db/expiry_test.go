@@ -1,0 +1,169 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func TestExpiryBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		age     time.Duration
+		pending bool
+	}{
+		{"now - ts == ttl is still pending", 5 * time.Minute, true},
+		{"ttl + 1 ms is expired", 5*time.Minute + time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			s := openStore(t, clk)
+			id := mustRequest(t, s, RequestInput{NodeID: "n"}).Request.RequestID
+			clk.Advance(tc.age)
+
+			l, _ := s.List(ctx)
+			if got := len(l.Pending) == 1; got != tc.pending {
+				t.Fatalf("listed pending = %v, want %v", got, tc.pending)
+			}
+			st, _ := s.RequestStatus(ctx, id)
+			if (st.Status == StatusPending) != tc.pending {
+				t.Fatalf("status %q", st.Status)
+			}
+			_, err := s.Approve(ctx, id, byCLI)
+			if tc.pending {
+				if err != nil {
+					t.Fatalf("approve at the boundary: %v", err)
+				}
+				return
+			}
+			// Expired: no sweeper has run, and the decision still fails.
+			wantCode(t, err, CodeExpired, "request "+id+" expired at "+formatMs(newClock().Now().Add(5*time.Minute).UnixMilli()))
+			_, err = s.Reject(ctx, id, byCLI)
+			wantCode(t, err, CodeExpired, "")
+			if st.DecidedAtMs != newClock().Now().Add(5*time.Minute).UnixMilli() {
+				t.Fatalf("expired at %d", st.DecidedAtMs)
+			}
+		})
+	}
+}
+
+func TestSweeperEmitsOneExpiredEventPerRequest(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	var ids []string
+	// More than one batch, to cross batch boundaries.
+	for i := range sweepBatch + 10 {
+		ids = append(ids, mustRequest(t, s, RequestInput{NodeID: "n" + strconv.Itoa(i)}).Request.RequestID)
+	}
+	clk.Advance(time.Minute)
+	live := mustRequest(t, s, RequestInput{NodeID: "live"}).Request.RequestID
+	clk.Advance(4*time.Minute + time.Millisecond)
+
+	res, err := s.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Expired != len(ids) {
+		t.Fatalf("expired %d, want %d", res.Expired, len(ids))
+	}
+	again, _ := s.Sweep(ctx)
+	if again.Expired != 0 {
+		t.Fatalf("a second sweep expired %d more", again.Expired)
+	}
+	// Exactly one expired event per request, none for the live one.
+	count := map[string]int{}
+	for _, e := range allEvents(t, s) {
+		if e.Name != EventResolved {
+			continue
+		}
+		var r Resolution
+		json.Unmarshal(e.Payload, &r)
+		if r.Decision != DecisionExpired || e.Actor != "sweeper" {
+			t.Fatalf("unexpected resolution %+v by %s", r, e.Actor)
+		}
+		count[r.RequestID]++
+	}
+	for _, id := range ids {
+		if count[id] != 1 {
+			t.Fatalf("request %s has %d expired events", id, count[id])
+		}
+	}
+	if count[live] != 0 {
+		t.Fatalf("live request expired")
+	}
+	if st, _ := s.RequestStatus(ctx, ids[0]); st.Status != StatusExpired {
+		t.Fatalf("status after sweep %q", st.Status)
+	}
+	// A request that a later call found expired first is not expired again.
+	clk.Advance(time.Minute)
+	mustRequest(t, s, RequestInput{NodeID: "live"})
+	res, _ = s.Sweep(ctx)
+	if res.Expired != 0 {
+		t.Fatalf("sweeper expired %d already-retired requests", res.Expired)
+	}
+}
+
+func TestSweeperPrunesByRetention(t *testing.T) {
+	clk := newClock()
+	opts := testOptions(t.TempDir(), clk)
+	opts.DecidedRetention = time.Hour
+	opts.EventRetention = 2 * time.Hour
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := mustRequest(t, s, RequestInput{NodeID: "a"}).Request.RequestID
+	if _, err := s.Reject(ctx, id, byCLI); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	if res, _ := s.Sweep(ctx); res.PrunedRequests != 0 {
+		t.Fatalf("pruned at exactly the retention")
+	}
+	clk.Advance(time.Millisecond)
+	if res, _ := s.Sweep(ctx); res.PrunedRequests != 1 || res.PrunedEvents != 0 {
+		t.Fatalf("sweep %+v, want one request pruned", res)
+	}
+	_, err = s.RequestStatus(ctx, id)
+	wantCode(t, err, CodeNotFound, "unknown requestId")
+	clk.Advance(time.Hour)
+	if res, _ := s.Sweep(ctx); res.PrunedEvents != 2 {
+		t.Fatalf("sweep %+v, want both events pruned", res)
+	}
+	// seq keeps increasing after pruning (AUTOINCREMENT).
+	mustRequest(t, s, RequestInput{NodeID: "b"})
+	if evs := allEvents(t, s); len(evs) != 1 || evs[0].Seq != 3 {
+		t.Fatalf("events after prune %+v", evs)
+	}
+}
+
+func TestRunSweeperStopsOnCancel(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	mustRequest(t, s, RequestInput{NodeID: "a"})
+	clk.Advance(10 * time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		s.RunSweeper(ctx, 10*time.Millisecond)
+		close(done)
+	}()
+	// The first sweep runs at once; wait for its event, then stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(eventNames(allEvents(t, s)), EventResolved+":expired") {
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper did not expire the request")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunSweeper did not return after cancel")
+	}
+}

@@ -1,0 +1,75 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pairgate/pairgate/migrations"
+	"github.com/pressly/goose/v3"
+)
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	return goose.NewProvider(goose.DialectSQLite3, db, migrations.FS)
+}
+
+// ensureSchema brings the database to this binary's schema, or refuses it.
+func ensureSchema(ctx context.Context, db *sql.DB, path string, migrate bool, log *slog.Logger) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	switch {
+	case current > target:
+		return fmt.Errorf("%w: %s is at schema version %d, this pairgate knows versions up to %d; run the newer pairgate that wrote it, or restore a backup", ErrSchemaTooNew, path, current, target)
+	case current == target:
+		return nil
+	case !migrate:
+		return fmt.Errorf("%w: %s is at schema version %d and needs %d; run `pairgate migrate` (or start the server) for this state directory", ErrSchemaBehind, path, current, target)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", path, err)
+	}
+	for _, r := range results {
+		log.Info("migrated", "db", path, "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// Migration is one known migration and whether the database has it.
+type Migration struct {
+	Version   int64
+	File      string
+	Applied   bool
+	AppliedAt time.Time
+}
+
+// Migrations reports every migration this binary knows and its state in
+// the store's database.
+func (s *Store) Migrations(ctx context.Context) ([]Migration, error) {
+	p, err := newProvider(s.write)
+	if err != nil {
+		return nil, err
+	}
+	statuses, err := p.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Migration, 0, len(statuses))
+	for _, st := range statuses {
+		out = append(out, Migration{
+			Version:   st.Source.Version,
+			File:      st.Source.Path,
+			Applied:   st.State == goose.StateApplied,
+			AppliedAt: st.AppliedAt,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,445 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// RequestResult is node.pair.request's answer. It never holds a token.
+type RequestResult struct {
+	Status  string         `json:"status"`
+	Request PendingRequest `json:"request"`
+	Created bool           `json:"created"`
+}
+
+// Approval is node.pair.approve's answer: the new pairing with its token,
+// the only time the token is shown.
+type Approval struct {
+	RequestID string `json:"requestId"`
+	Node      Node   `json:"node"`
+}
+
+// Rejection is node.pair.reject's answer.
+type Rejection struct {
+	RequestID string `json:"requestId"`
+	NodeID    string `json:"nodeId"`
+}
+
+// Verification is node.pair.verify's answer.
+type Verification struct {
+	OK   bool  `json:"ok"`
+	Node *Node `json:"node,omitempty"`
+}
+
+// Renamed is node.rename's answer.
+type Renamed struct {
+	NodeID      string `json:"nodeId"`
+	DisplayName string `json:"displayName"`
+}
+
+// Removed is node.pair.remove's answer.
+type Removed struct {
+	NodeID string `json:"nodeId"`
+}
+
+// Listing is node.pair.list's answer: pending newest first, paired by
+// approval newest first, no tokens.
+type Listing struct {
+	Pending []PendingRequest `json:"pending"`
+	Paired  []Node           `json:"paired"`
+}
+
+const requestColumns = `request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, status, decided_at_ms`
+
+const nodeColumns = `node_id, ` + metaColumns + `, created_at_ms, approved_at_ms, bins, last_connected_at_ms`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// keptRequest is a row of requests.
+type keptRequest struct {
+	PendingRequest
+	status      string
+	decidedAtMs int64
+}
+
+func scanRequest(sc scanner) (keptRequest, error) {
+	var r keptRequest
+	var m metaScan
+	var silent sql.NullBool
+	var decided sql.NullInt64
+	dest := append([]any{&r.RequestID, &r.NodeID}, m.dest()...)
+	dest = append(dest, &silent, &r.IsRepair, &r.TS, &r.status, &decided)
+	if err := sc.Scan(dest...); err != nil {
+		return r, err
+	}
+	var err error
+	if r.NodeMeta, err = m.meta(); err != nil {
+		return r, err
+	}
+	if silent.Valid {
+		r.Silent = &silent.Bool
+	}
+	r.decidedAtMs = decided.Int64
+	return r, nil
+}
+
+func scanNode(sc scanner, extra ...any) (Node, error) {
+	var n Node
+	var m metaScan
+	var bins sql.NullString
+	var lastConnected sql.NullInt64
+	dest := append([]any{&n.NodeID}, m.dest()...)
+	dest = append(dest, &n.CreatedAtMs, &n.ApprovedAtMs, &bins, &lastConnected)
+	if err := sc.Scan(append(dest, extra...)...); err != nil {
+		return n, err
+	}
+	var err error
+	if n.NodeMeta, err = m.meta(); err != nil {
+		return n, err
+	}
+	if err := fromJSONColumn(bins, &n.Bins); err != nil {
+		return n, fmt.Errorf("bins: %w", err)
+	}
+	n.LastConnectedAtMs = lastConnected.Int64
+	return n, nil
+}
+
+// expiredBefore is the cutoff: a pending request with ts below it has
+// expired (now - ts > ttl).
+func (s *Store) expiredBefore(now int64) int64 { return now - s.ttlMs }
+
+// Request records a node's request to join (node.pair.request). While the
+// node has a live pending request, that request is returned unchanged with
+// Created false and nothing is written.
+func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (RequestResult, error) {
+	if err := in.normalize(); err != nil {
+		return RequestResult{}, err
+	}
+	var res RequestResult
+	err := s.writeTx(ctx, "request pairing", func(tx *sql.Tx) error {
+		now := s.nowMs()
+		existing, err := scanRequest(tx.QueryRowContext(ctx,
+			`SELECT `+requestColumns+` FROM requests WHERE node_id = ? AND status = 'pending'`, in.NodeID))
+		switch {
+		case err == nil && existing.TS >= s.expiredBefore(now):
+			res = RequestResult{Status: StatusPending, Request: existing.PendingRequest, Created: false}
+			return nil
+		case err == nil:
+			// Expired but not yet swept: retire it (with its event) so the
+			// new request can take the node's one pending slot.
+			if err := s.expire(ctx, tx, now, []keptRequest{existing}); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var live int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT count(*) FROM requests WHERE status = 'pending' AND ts_ms >= ?`, s.expiredBefore(now)).Scan(&live); err != nil {
+			return err
+		}
+		if live >= s.maxPending {
+			return errorf(CodeLimit, "too many pending requests: this profile holds at most %d (maxPending); approve or reject some, or wait for them to expire", s.maxPending)
+		}
+		var paired bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM nodes WHERE node_id = ?)`, in.NodeID).Scan(&paired); err != nil {
+			return err
+		}
+		req := PendingRequest{
+			RequestID: newUUID(), NodeID: in.NodeID, NodeMeta: in.NodeMeta,
+			Silent: in.Silent, IsRepair: paired, TS: now,
+		}
+		args := append([]any{req.RequestID, req.NodeID}, metaArgs(req.NodeMeta)...)
+		args = append(args, nullBool(req.Silent), req.IsRepair, req.TS)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return err
+		}
+		if _, err := appendEvent(ctx, tx, now, EventRequested, req, by); err != nil {
+			return err
+		}
+		res = RequestResult{Status: StatusPending, Request: req, Created: true}
+		return nil
+	})
+	return res, err
+}
+
+// loadPending finds a request that can still be decided, or says why not.
+func (s *Store) loadPending(ctx context.Context, tx *sql.Tx, requestID string, now int64) (keptRequest, error) {
+	r, err := scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE request_id = ?`, requestID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, errorf(CodeNotFound, "unknown requestId")
+	}
+	if err != nil {
+		return r, err
+	}
+	if r.status == StatusPending && r.TS < s.expiredBefore(now) {
+		r.status, r.decidedAtMs = StatusExpired, r.TS+s.ttlMs
+	}
+	switch r.status {
+	case StatusApproved, StatusRejected:
+		return r, errorf(CodeConflict, "request %s was already %s at %s", r.RequestID, r.status, formatMs(r.decidedAtMs))
+	case StatusExpired:
+		return r, errorf(CodeExpired, "request %s expired at %s", r.RequestID, formatMs(r.decidedAtMs))
+	}
+	return r, nil
+}
+
+func formatMs(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
+
+// decide marks a pending request decided at decidedAt (approved, rejected
+// or expired) and writes its resolution event, stamped now.
+func decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision string, decidedAt, now int64, by Origin) error {
+	res, err := tx.ExecContext(ctx,
+		`UPDATE requests SET status = ?, decided_at_ms = ?, decided_by = ? WHERE request_id = ? AND status = 'pending'`,
+		decision, decidedAt, by.Actor, r.RequestID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("decide %s: %d rows changed (%v)", r.RequestID, n, err)
+	}
+	_, err = appendEvent(ctx, tx, now, EventResolved,
+		Resolution{RequestID: r.RequestID, NodeID: r.NodeID, Decision: decision, TS: now}, by)
+	return err
+}
+
+// Approve decides a request in the node's favour (node.pair.approve): the
+// node gets a fresh token (any earlier one stops verifying at once) and the
+// request's metadata; an earlier pairing's createdAtMs and an operator's
+// rename are kept.
+func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Approval, error) {
+	requestID = strings.TrimSpace(requestID)
+	var out Approval
+	err := s.writeTx(ctx, "approve", func(tx *sql.Tx) error {
+		now := s.nowMs()
+		r, err := s.loadPending(ctx, tx, requestID, now)
+		if err != nil {
+			return err
+		}
+		node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now}
+		var renamed bool
+		var oldName sql.NullString
+		err = tx.QueryRowContext(ctx, `SELECT created_at_ms, display_name, display_name_renamed FROM nodes WHERE node_id = ?`, r.NodeID).
+			Scan(&node.CreatedAtMs, &oldName, &renamed)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if renamed {
+			node.DisplayName = oldName.String
+		}
+		args := append([]any{node.NodeID, hashToken(node.Token), s.seal.seal(node.NodeID, node.Token), renamed},
+			metaArgs(node.NodeMeta)...)
+		args = append(args, node.CreatedAtMs, node.ApprovedAtMs)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes (node_id, token_hash, token_sealed, display_name_renamed, `+metaColumns+`,
+				created_at_ms, approved_at_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (node_id) DO UPDATE SET
+				token_hash = excluded.token_hash, token_sealed = excluded.token_sealed,
+				display_name_renamed = excluded.display_name_renamed,
+				display_name = excluded.display_name, platform = excluded.platform, version = excluded.version,
+				core_version = excluded.core_version, ui_version = excluded.ui_version,
+				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
+				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
+				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
+				bins = NULL, last_connected_at_ms = NULL`, args...); err != nil {
+			return err
+		}
+		if err := decide(ctx, tx, r, DecisionApproved, now, now, by); err != nil {
+			return err
+		}
+		out = Approval{RequestID: r.RequestID, Node: node}
+		return nil
+	})
+	return out, err
+}
+
+// Reject decides a request against the node (node.pair.reject). An existing
+// pairing of the node is left as it is.
+func (s *Store) Reject(ctx context.Context, requestID string, by Origin) (Rejection, error) {
+	requestID = strings.TrimSpace(requestID)
+	var out Rejection
+	err := s.writeTx(ctx, "reject", func(tx *sql.Tx) error {
+		now := s.nowMs()
+		r, err := s.loadPending(ctx, tx, requestID, now)
+		if err != nil {
+			return err
+		}
+		if err := decide(ctx, tx, r, DecisionRejected, now, now, by); err != nil {
+			return err
+		}
+		out = Rejection{RequestID: r.RequestID, NodeID: r.NodeID}
+		return nil
+	})
+	return out, err
+}
+
+// Verify checks a node's token (node.pair.verify). A wrong or unknown pair
+// is a successful call with OK false. It only reads.
+func (s *Store) Verify(ctx context.Context, nodeID, token string) (Verification, error) {
+	nodeID = strings.TrimSpace(nodeID)
+	var digest []byte
+	n, err := scanNode(s.read.QueryRowContext(ctx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, nodeID), &digest)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Hash anyway, so an unknown node costs what a known one does.
+		tokenMatches(token, make([]byte, 32))
+		return Verification{OK: false}, nil
+	}
+	if err != nil {
+		return Verification{}, classify(err, "verify")
+	}
+	if token == "" || !tokenMatches(token, digest) {
+		return Verification{OK: false}, nil
+	}
+	n.Token = token
+	return Verification{OK: true, Node: &n}, nil
+}
+
+// Rename sets a paired node's display name (node.rename). The name is an
+// operator's choice: a later repair approval keeps it.
+func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origin) (Renamed, error) {
+	name, err := normalizeDisplayName(displayName)
+	if err != nil {
+		return Renamed{}, err
+	}
+	nodeID = strings.TrimSpace(nodeID)
+	out := Renamed{NodeID: nodeID, DisplayName: name}
+	err = s.writeTx(ctx, "rename", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errorf(CodeNotFound, "unknown nodeId")
+		}
+		now := s.nowMs()
+		_, err = appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
+		return err
+	})
+	return out, err
+}
+
+// Remove ends a node's pairing (node.pair.remove): its token stops
+// verifying at once.
+func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, error) {
+	nodeID = strings.TrimSpace(nodeID)
+	err := s.writeTx(ctx, "remove", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE node_id = ?`, nodeID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errorf(CodeNotFound, "unknown nodeId")
+		}
+		now := s.nowMs()
+		_, err = appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: nodeID, Decision: DecisionRemoved, TS: now}, by)
+		return err
+	})
+	return Removed{NodeID: nodeID}, err
+}
+
+// List returns live pending requests and paired nodes from one snapshot.
+func (s *Store) List(ctx context.Context) (Listing, error) {
+	var out Listing
+	err := s.readTx(ctx, "list", func(tx *sql.Tx) error {
+		var err error
+		if out.Pending, err = s.pending(ctx, tx, "DESC"); err != nil {
+			return err
+		}
+		out.Paired, err = queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
+		return err
+	})
+	return out, err
+}
+
+// Pending returns the live pending requests, newest first.
+func (s *Store) Pending(ctx context.Context) ([]PendingRequest, error) {
+	var out []PendingRequest
+	err := s.readTx(ctx, "list pending", func(tx *sql.Tx) error {
+		var err error
+		out, err = s.pending(ctx, tx, "DESC")
+		return err
+	})
+	return out, err
+}
+
+// Nodes returns the paired nodes, newest approval first, without tokens.
+func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	err := s.readTx(ctx, "list nodes", func(tx *sql.Tx) error {
+		var err error
+		out, err = queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
+		return err
+	})
+	return out, err
+}
+
+// Node returns one paired node without its token.
+func (s *Store) Node(ctx context.Context, nodeID string) (Node, error) {
+	n, err := scanNode(s.read.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE node_id = ?`, strings.TrimSpace(nodeID)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, errorf(CodeNotFound, "unknown nodeId")
+	}
+	return n, classify(err, "read node")
+}
+
+// RequestStatus returns a kept request and what became of it.
+func (s *Store) RequestStatus(ctx context.Context, requestID string) (RequestStatus, error) {
+	r, err := scanRequest(s.read.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE request_id = ?`, strings.TrimSpace(requestID)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return RequestStatus{}, errorf(CodeNotFound, "unknown requestId")
+	}
+	if err != nil {
+		return RequestStatus{}, classify(err, "read request")
+	}
+	if r.status == StatusPending && r.TS < s.expiredBefore(s.nowMs()) {
+		r.status, r.decidedAtMs = StatusExpired, r.TS+s.ttlMs
+	}
+	return RequestStatus{Request: r.PendingRequest, Status: r.status, DecidedAtMs: r.decidedAtMs}, nil
+}
+
+// pending reads live pending requests ordered by ts in the given direction.
+func (s *Store) pending(ctx context.Context, tx *sql.Tx, direction string) ([]PendingRequest, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests
+		WHERE status = 'pending' AND ts_ms >= ? ORDER BY ts_ms `+direction+`, request_id `+direction,
+		s.expiredBefore(s.nowMs()))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []PendingRequest{}
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.PendingRequest)
+	}
+	return out, rows.Err()
+}
+
+func queryNodes(ctx context.Context, tx *sql.Tx, order string) ([]Node, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes `+order)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Node{}
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,159 @@
+package db
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+)
+
+// NodeMeta is what a node says about itself when it asks to pair. Every
+// field is optional; empty strings and nil collections mean "absent" (an
+// empty but non-nil list is kept as an empty list).
+type NodeMeta struct {
+	DisplayName     string          `json:"displayName,omitempty"`
+	Platform        string          `json:"platform,omitempty"`
+	Version         string          `json:"version,omitempty"`
+	CoreVersion     string          `json:"coreVersion,omitempty"`
+	UIVersion       string          `json:"uiVersion,omitempty"`
+	DeviceFamily    string          `json:"deviceFamily,omitempty"`
+	ModelIdentifier string          `json:"modelIdentifier,omitempty"`
+	Caps            []string        `json:"caps,omitzero"`
+	Commands        []string        `json:"commands,omitzero"`
+	Permissions     map[string]bool `json:"permissions,omitzero"`
+	RemoteIP        string          `json:"remoteIp,omitempty"`
+}
+
+// PendingRequest is a node's request to join, in OpenClaw's shape and field order.
+type PendingRequest struct {
+	RequestID string `json:"requestId"`
+	NodeID    string `json:"nodeId"`
+	NodeMeta
+	Silent   *bool `json:"silent,omitempty"`
+	IsRepair bool  `json:"isRepair"`
+	TS       int64 `json:"ts"`
+}
+
+// Node is a paired node. Token is set only where the caller may see it: in
+// an approval result, in verify's answer (the caller sent it) and in exports.
+type Node struct {
+	NodeID string `json:"nodeId"`
+	Token  string `json:"token,omitempty"`
+	NodeMeta
+	CreatedAtMs       int64    `json:"createdAtMs"`
+	ApprovedAtMs      int64    `json:"approvedAtMs"`
+	Bins              []string `json:"bins,omitzero"`
+	LastConnectedAtMs int64    `json:"lastConnectedAtMs,omitempty"`
+}
+
+// Request status values.
+const (
+	StatusPending  = "pending"
+	StatusApproved = "approved"
+	StatusRejected = "rejected"
+	StatusExpired  = "expired"
+)
+
+// RequestStatus is a kept request with what became of it.
+type RequestStatus struct {
+	Request PendingRequest `json:"request"`
+	Status  string         `json:"status"`
+	// DecidedAtMs is when it was approved or rejected, or when it expired.
+	DecidedAtMs int64 `json:"decidedAtMs,omitempty"`
+}
+
+// Origin says who made a change and from where; it goes into the audit log.
+type Origin struct {
+	// Actor is the operator token's name, or cli, rest, ws, sweeper, import, policy.
+	Actor string
+	// Source is the peer address, when there is one.
+	Source string
+}
+
+// metaColumns are the NodeMeta columns, shared by requests and nodes.
+const metaColumns = `display_name, platform, version, core_version, ui_version,
+	device_family, model_identifier, caps, commands, permissions, remote_ip`
+
+// metaArgs returns the values for metaColumns, in order.
+func metaArgs(m NodeMeta) []any {
+	return []any{
+		nullString(m.DisplayName), nullString(m.Platform), nullString(m.Version),
+		nullString(m.CoreVersion), nullString(m.UIVersion), nullString(m.DeviceFamily),
+		nullString(m.ModelIdentifier), jsonColumn(m.Caps), jsonColumn(m.Commands),
+		jsonColumn(m.Permissions), nullString(m.RemoteIP),
+	}
+}
+
+// metaScan receives metaColumns from a row and then fills a NodeMeta.
+type metaScan struct {
+	displayName, platform, version, coreVersion, uiVersion sql.NullString
+	deviceFamily, modelIdentifier, caps, commands           sql.NullString
+	permissions, remoteIP                                   sql.NullString
+}
+
+func (s *metaScan) dest() []any {
+	return []any{
+		&s.displayName, &s.platform, &s.version, &s.coreVersion, &s.uiVersion,
+		&s.deviceFamily, &s.modelIdentifier, &s.caps, &s.commands, &s.permissions, &s.remoteIP,
+	}
+}
+
+func (s *metaScan) meta() (NodeMeta, error) {
+	m := NodeMeta{
+		DisplayName: s.displayName.String, Platform: s.platform.String, Version: s.version.String,
+		CoreVersion: s.coreVersion.String, UIVersion: s.uiVersion.String,
+		DeviceFamily: s.deviceFamily.String, ModelIdentifier: s.modelIdentifier.String,
+		RemoteIP: s.remoteIP.String,
+	}
+	if err := fromJSONColumn(s.caps, &m.Caps); err != nil {
+		return m, fmt.Errorf("caps: %w", err)
+	}
+	if err := fromJSONColumn(s.commands, &m.Commands); err != nil {
+		return m, fmt.Errorf("commands: %w", err)
+	}
+	if err := fromJSONColumn(s.permissions, &m.Permissions); err != nil {
+		return m, fmt.Errorf("permissions: %w", err)
+	}
+	return m, nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullInt(i int64) sql.NullInt64 { return sql.NullInt64{Int64: i, Valid: i != 0} }
+
+func nullBool(b *bool) sql.NullBool {
+	if b == nil {
+		return sql.NullBool{}
+	}
+	return sql.NullBool{Bool: *b, Valid: true}
+}
+
+// jsonColumn stores a string list or a string→bool map as JSON text, NULL
+// when nil.
+func jsonColumn(v any) sql.NullString {
+	if isNil(v) {
+		return sql.NullString{}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		// String lists and string→bool maps always marshal.
+		panic(err)
+	}
+	return sql.NullString{String: string(b), Valid: true}
+}
+
+func isNil(v any) bool {
+	switch x := v.(type) {
+	case []string:
+		return x == nil
+	case map[string]bool:
+		return x == nil
+	}
+	return false
+}
+
+func fromJSONColumn[T any](col sql.NullString, into *T) error {
+	if !col.Valid {
+		return nil
+	}
+	return json.Unmarshal([]byte(col.String), into)
+}

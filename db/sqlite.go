@@ -1,0 +1,155 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// busyTimeout is how long SQLite itself waits for another connection's
+// write lock before answering SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// DSN builds the modernc.org/sqlite connection string for a database file.
+// Every pragma is in the DSN so that every pooled connection gets it.
+// Writers begin their transactions IMMEDIATE: they take the write lock up
+// front, so two processes never deadlock upgrading a read to a write.
+func DSN(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	}
+	return (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String()
+}
+
+// openPools opens the single writer connection and the read pool.
+func openPools(path string, readers int) (write, read *sql.DB, err error) {
+	// SQLite would create the file 0644; made 0600 here first, the -wal and
+	// -shm files inherit its mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.Close()
+	write, err = sql.Open("sqlite", DSN(path, false))
+	if err != nil {
+		return nil, nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxIdleTime(0)
+	// Opening the writer first creates the file and switches it to WAL
+	// before any reader looks at it.
+	if err := write.Ping(); err != nil {
+		write.Close()
+		return nil, nil, err
+	}
+	read, err = sql.Open("sqlite", DSN(path, true))
+	if err != nil {
+		write.Close()
+		return nil, nil, err
+	}
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	return write, read, nil
+}
+
+// sqliteCode returns the extended result code of a SQLite error, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
+// isBusy reports SQLITE_BUSY and SQLITE_LOCKED in any extended form.
+func isBusy(err error) bool {
+	primary := sqliteCode(err) & 0xff
+	return primary == sqlite3.SQLITE_BUSY || primary == sqlite3.SQLITE_LOCKED
+}
+
+// classify turns a storage failure into an *Error for callers: busy and
+// I/O-ish failures are "unavailable" (retry later), everything else internal.
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: CodeUnavailable, Message: "the operation was cancelled", Err: err}
+	}
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return &Error{Code: CodeUnavailable, Message: "the pairing store is busy; try again", Err: err}
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
+		return &Error{Code: CodeUnavailable, Message: "the pairing store cannot write to disk", Err: err}
+	}
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, errClosed) {
+		return &Error{Code: CodeUnavailable, Message: "the pairing store is closed", Err: err}
+	}
+	return internal(err, what)
+}
+
+var errClosed = errors.New("store closed")
+
+// writeTx runs fn in one IMMEDIATE transaction on the writer connection and
+// commits it. busy_timeout already waits for other processes; should SQLite
+// still answer BUSY (a checkpoint, a very long writer elsewhere) the whole
+// transaction is retried a few times, so no "database is locked" reaches a
+// caller while the server and the CLI write at once. fn must be safe to
+// run again: it sees a fresh transaction each time.
+func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	const attempts = 5
+	var err error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		err = s.tryWriteTx(ctx, fn)
+		if !isBusy(err) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+		}
+	}
+	return classify(err, what)
+}
+
+func (s *Store) tryWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// readTx runs fn in one read transaction on the read pool: a consistent
+// snapshot of the database.
+func (s *Store) readTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return classify(err, what)
+	}
+	defer tx.Rollback()
+	return classify(fn(tx), what)
+}

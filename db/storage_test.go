@@ -1,0 +1,182 @@
+package db
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTokensAreSealedNotStored(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	token := pairNode(t, s, "n1")
+	s.Close()
+
+	// Neither the database file nor its WAL contains the token.
+	for _, name := range []string{"pairing.sqlite", "pairing.sqlite-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(token)) {
+			t.Fatalf("%s holds the token in clear", name)
+		}
+	}
+
+	s = openStoreAt(t, dir, newClock())
+	sn, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sn.Paired) != 1 || sn.Paired[0].Token != token || sn.TokenProblem() != nil {
+		t.Fatalf("snapshot did not unseal the token: %+v", sn)
+	}
+}
+
+func TestSealedTokenIsBoundToItsNode(t *testing.T) {
+	s := openStore(t, newClock())
+	pairNode(t, s, "a")
+	pairNode(t, s, "b")
+	// Swap a's sealed token into b's row: it must not open there.
+	if _, err := s.write.Exec(`UPDATE nodes SET token_sealed = (SELECT token_sealed FROM nodes WHERE node_id = 'a') WHERE node_id = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := s.Snapshot(ctx)
+	if len(sn.Unsealable) != 1 || sn.Unsealable[0] != "b" {
+		t.Fatalf("unsealable = %v, want [b]", sn.Unsealable)
+	}
+}
+
+func TestMissingKeyKeepsVerifyAndExplainsExport(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	token := pairNode(t, s, "n1")
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, "pairing.key")); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStoreAt(t, dir, newClock())
+	if v, err := s.Verify(ctx, "n1", token); err != nil || !v.OK {
+		t.Fatalf("verify after losing the key = %+v, %v", v, err)
+	}
+	later := pairNode(t, s, "n2")
+	sn, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sn.Unsealable) != 1 || sn.Unsealable[0] != "n1" {
+		t.Fatalf("unsealable = %v, want [n1]", sn.Unsealable)
+	}
+	if sn.Paired[1].Token != later {
+		t.Fatalf("a node paired under the new key must export its token")
+	}
+	problem := sn.TokenProblem()
+	if problem == nil || !strings.Contains(problem.Error(), "n1") || !strings.Contains(problem.Error(), "pairing.key") {
+		t.Fatalf("problem = %v", problem)
+	}
+}
+
+func TestKeyFileOfWrongSizeIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pairing.key"), []byte("short"), 0o600)
+	_, err := Open(ctx, testOptions(dir, newClock()))
+	if err == nil || !strings.Contains(err.Error(), "want 32 bytes, found 5") {
+		t.Fatalf("open with a bad key = %v", err)
+	}
+}
+
+func TestFilesAreOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	pairNode(t, s, "n")
+	for _, name := range []string{"pairing.key", "pairing.sqlite", "pairing.sqlite-wal", "pairing.sqlite-shm"} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode %v, want 0600", name, st.Mode().Perm())
+		}
+	}
+}
+
+func TestSchemaNewerThanBinaryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	if _, err := s.write.Exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(ctx, testOptions(dir, newClock()))
+	if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "version 99999") {
+		t.Fatalf("open of a newer schema = %v", err)
+	}
+}
+
+func TestSchemaBehindNeedsTheMigrator(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(dir, newClock())
+	opts.Migrate = false
+	if _, err := Open(ctx, opts); !errors.Is(err, ErrSchemaBehind) {
+		t.Fatalf("open without migrating = %v", err)
+	}
+	s := openStoreAt(t, dir, newClock()) // migrates
+	migs, err := s.Migrations(ctx)
+	if err != nil || len(migs) == 0 || !migs[0].Applied {
+		t.Fatalf("migrations %+v, %v", migs, err)
+	}
+	if _, err := Open(ctx, opts); err != nil {
+		t.Fatalf("open of a current schema without migrating: %v", err)
+	}
+}
+
+func TestPragmasAreInForce(t *testing.T) {
+	s := openStore(t, newClock())
+	for _, tc := range []struct {
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{s.write, "journal_mode", "wal"},
+		{s.write, "synchronous", "2"},
+		{s.write, "foreign_keys", "1"},
+		{s.write, "busy_timeout", "5000"},
+		{s.read, "synchronous", "2"},
+		{s.read, "query_only", "1"},
+		{s.read, "busy_timeout", "5000"},
+	} {
+		var got string
+		if err := tc.db.QueryRow("PRAGMA " + tc.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("PRAGMA %s = %s, want %s", tc.pragma, got, tc.want)
+		}
+	}
+}
+
+func TestStateLockRefusesSecondHolder(t *testing.T) {
+	dir := t.TempDir()
+	nodes := filepath.Join(dir, "nodes")
+	os.Mkdir(nodes, 0o700)
+	path := filepath.Join(nodes, "pairing.lock")
+	l, err := LockStateDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LockStateDir(path)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "process ") {
+		t.Fatalf("second lock = %v", err)
+	}
+	l.Release()
+	l2, err := LockStateDir(path)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	l2.Release()
+}

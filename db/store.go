@@ -1,0 +1,149 @@
+// Package db is the pairing store: every rule of pairing, expressed as
+// SQLite transactions on one profile's database. The WebSocket, REST and
+// CLI faces and the sweeper are thin callers of it. It knows nothing of
+// HTTP or WebSocket.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+)
+
+// readers is the size of the read pool: enough for the hot verify path on
+// a 2-core machine without crowding the writer.
+const readers = 4
+
+// Options configure a Store.
+type Options struct {
+	// Path is the SQLite database file; KeyPath the token-sealing key.
+	Path    string
+	KeyPath string
+	// Now is the clock; tests pin it. Nil means time.Now.
+	Now func() time.Time
+	// Limits and retention; zero values take the defaults of config.
+	TTL              time.Duration
+	MaxPending       int
+	DecidedRetention time.Duration
+	EventRetention   time.Duration
+	// Migrate applies pending migrations. Only the holder of the state
+	// directory lock may migrate; others find ErrSchemaBehind instead.
+	Migrate bool
+	Logger  *slog.Logger
+}
+
+// OptionsFor returns the store options of a configured profile.
+func OptionsFor(p config.Profile) Options {
+	return Options{
+		Path:             p.DatabasePath(),
+		KeyPath:          p.KeyPath(),
+		TTL:              p.TTL,
+		MaxPending:       p.MaxPending,
+		DecidedRetention: p.DecidedRetention,
+		EventRetention:   p.EventRetention,
+	}
+}
+
+// Store is one profile's pairing store.
+type Store struct {
+	write *sql.DB // one connection; transactions begin IMMEDIATE
+	read  *sql.DB // query_only pool
+	seal  *sealer
+	now   func() time.Time
+	log   *slog.Logger
+
+	ttlMs              int64
+	maxPending         int
+	decidedRetentionMs int64
+	eventRetentionMs   int64
+}
+
+// Open opens (creating if needed) a profile's database, checks or applies
+// its schema, and loads (creating if needed) the sealing key.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	s := &Store{
+		now:                opts.Now,
+		log:                opts.Logger,
+		ttlMs:              orDefault(opts.TTL, config.DefaultTTL).Milliseconds(),
+		maxPending:         opts.MaxPending,
+		decidedRetentionMs: orDefault(opts.DecidedRetention, config.DefaultDecidedRetention).Milliseconds(),
+		eventRetentionMs:   orDefault(opts.EventRetention, config.DefaultEventRetention).Milliseconds(),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxPending <= 0 {
+		s.maxPending = config.DefaultMaxPending
+	}
+	var err error
+	s.write, s.read, err = openPools(opts.Path, readers)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
+	}
+	if err := ensureSchema(ctx, s.write, opts.Path, opts.Migrate, s.log); err != nil {
+		s.Close()
+		return nil, err
+	}
+	key, created, err := loadOrCreateKey(opts.KeyPath)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	if s.seal, err = newSealer(key); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	if created {
+		s.warnIfKeyReplaced(ctx, opts.KeyPath)
+	}
+	return s, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// warnIfKeyReplaced tells the operator when a new key was created for a
+// database that already holds tokens sealed under a lost one: those nodes
+// still verify, but their tokens cannot be exported.
+func (s *Store) warnIfKeyReplaced(ctx context.Context, keyPath string) {
+	var n int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&n); err != nil || n == 0 {
+		return
+	}
+	s.log.Warn("pairing.key was missing and a new one was created; paired nodes still verify, but their tokens cannot be exported until the original key is restored",
+		"key", keyPath, "pairedNodes", n)
+}
+
+// Close closes both connection pools. It is safe to call more than once.
+func (s *Store) Close() error {
+	var errs []error
+	if s.read != nil {
+		errs = append(errs, s.read.Close())
+	}
+	if s.write != nil {
+		errs = append(errs, s.write.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return classify(s.read.PingContext(ctx), "ping")
+}
+
+func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
+
+// TTL is how long a pending request lives.
+func (s *Store) TTL() time.Duration { return time.Duration(s.ttlMs) * time.Millisecond }

@@ -1,0 +1,127 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// sweepBatch bounds the rows one sweeper transaction touches, so the writer
+// is never held for long and other writers interleave between batches.
+const sweepBatch = 256
+
+// sweeperOrigin is the audit actor of every expiry, whether the sweeper or a
+// new request from the same node found it.
+var sweeperOrigin = Origin{Actor: "sweeper"}
+
+// SweepResult counts what one Sweep did.
+type SweepResult struct {
+	Expired        int
+	PrunedRequests int
+	PrunedEvents   int
+}
+
+// Sweep marks expired requests expired (one node.pair.resolved event each)
+// and prunes decided requests and events past their retention, in batches.
+func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	for {
+		n, err := s.expireBatch(ctx)
+		res.Expired += n
+		if err != nil || n < sweepBatch {
+			if err != nil {
+				return res, err
+			}
+			break
+		}
+	}
+	var err error
+	now := s.nowMs()
+	res.PrunedRequests, err = s.pruneBatches(ctx, "prune requests",
+		`DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests
+			WHERE status <> 'pending' AND decided_at_ms < ? LIMIT ?)`, now-s.decidedRetentionMs)
+	if err != nil {
+		return res, err
+	}
+	res.PrunedEvents, err = s.pruneBatches(ctx, "prune events",
+		`DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ? ORDER BY seq LIMIT ?)`, now-s.eventRetentionMs)
+	return res, err
+}
+
+func (s *Store) expireBatch(ctx context.Context) (int, error) {
+	var n int
+	err := s.writeTx(ctx, "expire requests", func(tx *sql.Tx) error {
+		now := s.nowMs()
+		rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests
+			WHERE status = 'pending' AND ts_ms < ? ORDER BY ts_ms LIMIT ?`, s.expiredBefore(now), sweepBatch)
+		if err != nil {
+			return err
+		}
+		var due []keptRequest
+		for rows.Next() {
+			r, err := scanRequest(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			due = append(due, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(due)
+		return s.expire(ctx, tx, now, due)
+	})
+	return n, err
+}
+
+// expire retires pending requests whose time ran out.
+func (s *Store) expire(ctx context.Context, tx *sql.Tx, now int64, due []keptRequest) error {
+	for _, r := range due {
+		if err := decide(ctx, tx, r, DecisionExpired, r.TS+s.ttlMs, now, sweeperOrigin); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) pruneBatches(ctx context.Context, what, query string, before int64) (int, error) {
+	total := 0
+	for {
+		var n int64
+		err := s.writeTx(ctx, what, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, query, before, sweepBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		total += int(n)
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
+}
+
+// RunSweeper sweeps now and then every interval until ctx is cancelled. It
+// returns only when it has stopped; the caller waits for it.
+func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := s.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("sweep failed", "err", err)
+		case res != SweepResult{}:
+			s.log.Info("swept", "expired", res.Expired, "prunedRequests", res.PrunedRequests, "prunedEvents", res.PrunedEvents)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

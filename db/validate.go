@@ -1,0 +1,109 @@
+package db
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Input bounds (pairgate): past one of these the caller gets an error that
+// names the field and the bound, and nothing is stored.
+const (
+	MaxStringBytes = 256
+	MaxListItems   = 256
+	MaxItemBytes   = 128
+)
+
+// RequestInput is what node.pair.request takes.
+type RequestInput struct {
+	NodeID string
+	NodeMeta
+	Silent *bool
+}
+
+// normalize trims the node id and checks every bound.
+func (in *RequestInput) normalize() error {
+	in.NodeID = strings.TrimSpace(in.NodeID)
+	if in.NodeID == "" {
+		return invalidf("nodeId required")
+	}
+	if err := checkString("nodeId", in.NodeID); err != nil {
+		return err
+	}
+	m := &in.NodeMeta
+	for _, f := range []struct {
+		name  string
+		value string
+	}{
+		{"displayName", m.DisplayName}, {"platform", m.Platform}, {"version", m.Version},
+		{"coreVersion", m.CoreVersion}, {"uiVersion", m.UIVersion}, {"deviceFamily", m.DeviceFamily},
+		{"modelIdentifier", m.ModelIdentifier}, {"remoteIp", m.RemoteIP},
+	} {
+		if err := checkString(f.name, f.value); err != nil {
+			return err
+		}
+	}
+	if err := checkList("caps", m.Caps); err != nil {
+		return err
+	}
+	if err := checkList("commands", m.Commands); err != nil {
+		return err
+	}
+	return checkPermissions(m.Permissions)
+}
+
+func checkString(field, v string) error {
+	if len(v) > MaxStringBytes {
+		return invalidf("%s: at most %d bytes (got %d)", field, MaxStringBytes, len(v))
+	}
+	if !utf8.ValidString(v) {
+		return invalidf("%s: not valid UTF-8", field)
+	}
+	return nil
+}
+
+func checkItem(field, v string) error {
+	if v == "" {
+		return invalidf("%s: must not be empty", field)
+	}
+	if len(v) > MaxItemBytes {
+		return invalidf("%s: at most %d bytes (got %d)", field, MaxItemBytes, len(v))
+	}
+	if !utf8.ValidString(v) {
+		return invalidf("%s: not valid UTF-8", field)
+	}
+	return nil
+}
+
+func checkList(field string, items []string) error {
+	if len(items) > MaxListItems {
+		return invalidf("%s: at most %d items (got %d)", field, MaxListItems, len(items))
+	}
+	for i, v := range items {
+		if err := checkItem(field+"["+strconv.Itoa(i)+"]", v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPermissions(perms map[string]bool) error {
+	if len(perms) > MaxListItems {
+		return invalidf("permissions: at most %d entries (got %d)", MaxListItems, len(perms))
+	}
+	for k := range perms {
+		if err := checkItem("permissions key", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalizeDisplayName trims an operator's display name and checks it.
+func normalizeDisplayName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", invalidf("displayName required")
+	}
+	return name, checkString("displayName", name)
+}
