@@ -86,8 +86,8 @@ func metaArgs(m NodeMeta) []any {
 // metaScan receives metaColumns from a row and then fills a NodeMeta.
 type metaScan struct {
 	displayName, platform, version, coreVersion, uiVersion sql.NullString
-	deviceFamily, modelIdentifier, caps, commands           sql.NullString
-	permissions, remoteIP                                   sql.NullString
+	deviceFamily, modelIdentifier, caps, commands          sql.NullString
+	permissions, remoteIP                                  sql.NullString
 }
 
 func (s *metaScan) dest() []any {
