@@ -51,16 +51,21 @@ type Migration struct {
 	AppliedAt time.Time
 }
 
-// Migrations reports every migration this binary knows and its state in
-// the store's database.
-func (s *Store) Migrations(ctx context.Context) ([]Migration, error) {
-	p, err := newProvider(s.write)
+// Migrations reports every migration this binary knows and whether the
+// database at path has it. It reads only the goose version table.
+func Migrations(ctx context.Context, path string) ([]Migration, error) {
+	conn, err := sql.Open("sqlite", DSN(path, false))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	p, err := newProvider(conn)
 	if err != nil {
 		return nil, err
 	}
 	statuses, err := p.Status(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read migrations of %s: %w", path, err)
 	}
 	out := make([]Migration, 0, len(statuses))
 	for _, st := range statuses {

@@ -125,14 +125,16 @@ func TestSchemaBehindNeedsTheMigrator(t *testing.T) {
 	if _, err := Open(ctx, opts); !errors.Is(err, ErrSchemaBehind) {
 		t.Fatalf("open without migrating = %v", err)
 	}
-	s := openStoreAt(t, dir, newClock()) // migrates
-	migs, err := s.Migrations(ctx)
+	openStoreAt(t, dir, newClock()) // migrates
+	migs, err := Migrations(ctx, opts.Path)
 	if err != nil || len(migs) == 0 || !migs[0].Applied {
 		t.Fatalf("migrations %+v, %v", migs, err)
 	}
-	if _, err := Open(ctx, opts); err != nil {
+	s, err := Open(ctx, opts)
+	if err != nil {
 		t.Fatalf("open of a current schema without migrating: %v", err)
 	}
+	s.Close()
 }
 
 func TestPragmasAreInForce(t *testing.T) {

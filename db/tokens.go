@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/pairgate/pairgate/config"
 )
 
 // keySize is the length of pairing.key: an AES-256 key.
@@ -76,13 +77,11 @@ func (s *sealer) open(nodeID string, sealed []byte) (string, error) {
 }
 
 // loadOrCreateKey reads pairing.key, creating it (0600) when missing.
-// created reports that a new key was written. The new key is written whole
-// to a temporary file and then linked into place, so a concurrent opener
-// sees either no key or a complete one, and the first link wins.
+// created reports that a new key was written.
 func loadOrCreateKey(path string) (key []byte, created bool, err error) {
 	key, err = os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		created, err = createKey(path)
+		created, err = config.CreateFileOnce(path, randomBytes(keySize))
 		if err != nil {
 			return nil, false, err
 		}
@@ -95,42 +94,6 @@ func loadOrCreateKey(path string) (key []byte, created bool, err error) {
 		return nil, false, fmt.Errorf("%s: want %d bytes, found %d; restore the original key file, or move it away to start a new one (tokens sealed under the old key then cannot be exported)", path, keySize, len(key))
 	}
 	return key, created, nil
-}
-
-func createKey(path string) (bool, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".pairing.key-*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(randomBytes(keySize))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, err
-	}
-	// CreateTemp makes the file 0600.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	return true, syncDir(filepath.Dir(path))
-}
-
-// syncDir makes a directory entry change durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // newUUID returns a random (version 4) UUID in lowercase, OpenClaw's

@@ -1,0 +1,153 @@
+// Package cli is pairgate's command line: the server's start-up wiring and
+// the operator's commands. main only hands it the process's surroundings.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+	// exitConfig (EX_CONFIG) is for bad configuration and for a database
+	// whose schema is newer than this binary.
+	exitConfig = 78
+)
+
+// Version is the release, set at build time with
+// -ldflags "-X github.com/pairgate/pairgate/cli.Version=v1.2.3".
+var Version = ""
+
+// Env is what a command may touch of its process.
+type Env struct {
+	Getenv func(string) string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the pairing server for every configured profile", runServe},
+		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},
+		{"health", "ask a running server whether it is ready", runHealth},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// Run runs the command line args (without the program name) and returns
+// the process exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(env.Stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return exitCode(env, c.run(ctx, env, args[1:]))
+		}
+	}
+	fmt.Fprintf(env.Stderr, "pairgate: unknown command %q; run 'pairgate help' for the list\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "pairgate — node pairing server for OpenClaw-style gateways")
+	fmt.Fprintln(w, "\nUsage: pairgate <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pairgate <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "\nExamples:\n  pairgate serve\n  pairgate serve --config pairgate.yaml --listen 127.0.0.1:18789\n  pairgate migrate --status --profile work")
+}
+
+// usageError marks a mistake in the command line itself (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func exitCode(env Env, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())
+	var ue *usageError
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &ce), errors.Is(err, db.ErrSchemaTooNew):
+		return exitConfig
+	}
+	return exitFailed
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(env Env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: pairgate %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, refusing positional arguments the command does not take.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{msg: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{msg: fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+func runVersion(_ context.Context, env Env, args []string) error {
+	fs := newFlags(env, "version", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "pairgate %s (%s)\n", version(), runtime.Version())
+	return nil
+}
+
+// version is the -ldflags version, else the module version, else "dev".
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return strings.TrimPrefix(bi.Main.Version, "v")
+	}
+	return "dev"
+}

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+)
+
+// profileFlags are the flags that choose a profile's state directory.
+type profileFlags struct {
+	stateDir *string
+	name     *string
+}
+
+func addProfileFlags(fs *flag.FlagSet) profileFlags {
+	return profileFlags{
+		stateDir: fs.String("state-dir", "", "the profile's state `directory` (wins over --profile and $OPENCLAW_STATE_DIR)"),
+		name:     fs.String("profile", "", "profile `name`: state directory ~/.openclaw-NAME"),
+	}
+}
+
+func (f profileFlags) profile(env Env) config.Profile {
+	name := *f.name
+	if name == "" {
+		name = config.DefaultProfile
+	}
+	return config.NewProfile(name, config.ResolveStateDir(*f.stateDir, *f.name, env.Getenv))
+}
+
+func runMigrate(ctx context.Context, env Env, args []string) error {
+	flags := newFlags(env, "migrate", "[--status] [--state-dir DIR | --profile NAME]")
+	status := flags.Bool("status", false, "show the migrations and which are applied; change nothing")
+	pf := addProfileFlags(flags)
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	p := pf.profile(env)
+	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) && *status {
+		fmt.Fprintf(env.Stdout, "No database at %s yet; `pairgate migrate` or `pairgate serve` creates it.\n", p.DatabasePath())
+		return nil
+	}
+	if *status {
+		return printMigrations(ctx, env, p)
+	}
+	if err := p.EnsureNodesDir(); err != nil {
+		return err
+	}
+	// Only the lock holder migrates; a running server already did at start.
+	lock, err := db.LockStateDir(p.LockPath())
+	if errors.Is(err, db.ErrLocked) {
+		return fmt.Errorf("%w\n(a running server applies migrations itself when it starts; `pairgate migrate --status` shows them)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	opts := db.OptionsFor(p)
+	opts.Migrate = true
+	s, err := db.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	return printMigrations(ctx, env, p)
+}
+
+func printMigrations(ctx context.Context, env Env, p config.Profile) error {
+	migs, err := db.Migrations(ctx, p.DatabasePath())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Database: %s\n", p.DatabasePath())
+	for _, m := range migs {
+		state := "pending"
+		if m.Applied {
+			state = "applied " + m.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(env.Stdout, "  %05d  %-28s %s\n", m.Version, m.File, state)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestDefaultProfileFollowsOpenClaw(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"home", map[string]string{"HOME": "/home/ada"}, "/home/ada/.openclaw"},
+		{"state dir env", map[string]string{"HOME": "/home/ada", "OPENCLAW_STATE_DIR": "/srv/gw"}, "/srv/gw"},
+		{"state dir env with tilde", map[string]string{"HOME": "/home/ada", "OPENCLAW_STATE_DIR": "~/gw"}, "/home/ada/gw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load("", env(tc.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Profiles) != 1 || cfg.Profiles[0].Name != "default" || cfg.Profiles[0].StateDir != tc.want {
+				t.Fatalf("profiles %+v, want default at %s", cfg.Profiles, tc.want)
+			}
+			if cfg.Listen != DefaultListen || cfg.Profiles[0].TTL != 5*time.Minute || cfg.Profiles[0].MaxPending != 1000 {
+				t.Fatalf("defaults not applied: %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestResolveStateDir(t *testing.T) {
+	e := env(map[string]string{"HOME": "/h", "OPENCLAW_STATE_DIR": "/env"})
+	for _, tc := range []struct{ dir, profile, want string }{
+		{"/flag", "work", "/flag"},
+		{"", "work", "/h/.openclaw-work"},
+		{"", "default", "/env"},
+		{"", "", "/env"},
+	} {
+		if got := ResolveStateDir(tc.dir, tc.profile, e); got != tc.want {
+			t.Errorf("ResolveStateDir(%q, %q) = %q, want %q", tc.dir, tc.profile, got, tc.want)
+		}
+	}
+	if got := ResolveStateDir("", "", env(map[string]string{"HOME": "/h"})); got != "/h/.openclaw" {
+		t.Errorf("fallback = %q", got)
+	}
+}
+
+func TestListenEnvOverride(t *testing.T) {
+	cfg, err := Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LISTEN": "0.0.0.0:9000"}))
+	if err != nil || cfg.Listen != "0.0.0.0:9000" {
+		t.Fatalf("listen = %q, %v", cfg.Listen, err)
+	}
+	_, err = Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LISTEN": "bogus"}))
+	if err == nil {
+		t.Fatal("a bad PAIRGATE_LISTEN must be refused")
+	}
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	cfg, err := Load("pairgate.example.yaml", env(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, ok := cfg.Profile("work")
+	if !ok || work.StateDir != "/h/.openclaw-work" || work.TTL != 10*time.Minute {
+		t.Fatalf("work profile %+v", work)
+	}
+	def, _ := cfg.Profile("default")
+	if def.DecidedRetention != 168*time.Hour || def.EventRetention != 720*time.Hour {
+		t.Fatalf("default profile %+v", def)
+	}
+}
+
+func TestParseFullProfile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte(`
+listen: 127.0.0.1:1
+trustedProxies: [10.0.0.0/8, 192.0.2.7]
+allowedOrigins: [https://ops.example]
+profiles:
+  - name: lab
+    listen: 127.0.0.1:2
+    tokenFile: ~/lab.token
+    maxPending: 5
+    sweepInterval: 250ms
+    autoApprove:
+      silentCidrs: [192.168.1.0/24]
+    mirrorLegacyFiles: true
+`), 0o600)
+	cfg, err := Load(path, env(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Profiles[0]
+	want := Profile{
+		Name: "lab", StateDir: "/h/.openclaw-lab", Listen: "127.0.0.1:2", TokenFile: "/h/lab.token",
+		TTL: DefaultTTL, MaxPending: 5, SweepInterval: 250 * time.Millisecond,
+		DecidedRetention: DefaultDecidedRetention, EventRetention: DefaultEventRetention,
+		SilentCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}, MirrorLegacyFiles: true,
+	}
+	if p.Name != want.Name || p.StateDir != want.StateDir || p.Listen != want.Listen || p.TokenFile != want.TokenFile ||
+		p.MaxPending != want.MaxPending || p.SweepInterval != want.SweepInterval || !p.MirrorLegacyFiles ||
+		len(p.SilentCIDRs) != 1 || p.SilentCIDRs[0] != want.SilentCIDRs[0] {
+		t.Fatalf("profile\n got %+v\nwant %+v", p, want)
+	}
+	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1] != netip.MustParsePrefix("192.0.2.7/32") || cfg.AllowedOrigins[0] != "https://ops.example" {
+		t.Fatalf("top level %+v", cfg)
+	}
+}
+
+func TestValidationNamesKeyAndFix(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"ttl too short", "profiles:\n  - name: a\n    ttl: 10ms\n", "config f: profiles[0].ttl: 10ms is too short; use at least 1s (the default is 5m)"},
+		{"max pending zero", "profiles:\n  - name: a\n    maxPending: 0\n", "config f: profiles[0].maxPending: 0 is out of range; use a number from 1 to 1000000 (the default is 1000)"},
+		{"not a number", "profiles:\n  - name: a\n    maxPending: lots\n", `config f: profiles[0].maxPending: "lots" is not a whole number; write digits only, e.g. 1000`},
+		{"bad name", "profiles:\n  - name: Has Space\n", `config f: profiles[0].name: "Has Space" is not a valid profile name; use lowercase letters, digits, - and _ (at most 63 characters)`},
+		{"missing name", "profiles:\n  - ttl: 5m\n", "config f: profiles[0].name: missing; give every profile a name, e.g. name: work"},
+		{"shared state dir", "profiles:\n  - name: a\n    stateDir: /x\n  - name: b\n    stateDir: /x/\n", `config f: profiles[1].stateDir: /x is also the state directory of profile "a"; give each profile its own state directory`},
+		{"shared listen", "listen: 127.0.0.1:5\nprofiles:\n  - name: a\n    listen: 127.0.0.1:5\n", "config f: profiles[0].listen: 127.0.0.1:5 is already used by listen; give the profile an address of its own, or remove the key"},
+		{"duplicate key", "listen: 127.0.0.1:5\nlisten: 127.0.0.1:6\n", "config f: listen: given twice (line 2); keep one"},
+		{"bool", "profiles:\n  - name: a\n    mirrorLegacyFiles: yes\n", `config f: profiles[0].mirrorLegacyFiles: "yes" is not true or false; write true or false`},
+		{"no profiles", "profiles: []\n", "config f: profiles: no profile is configured"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml), env(map[string]string{"HOME": "/h"}))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil {
+				t.Fatalf("accepted %q", tc.yaml)
+			}
+			if ce, ok := err.(*Error); ok {
+				ce.File = "f"
+			}
+			if got := err.Error(); len(got) < len(tc.want) || got[:len(tc.want)] != tc.want {
+				t.Fatalf("error\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyFileIsTheDefault(t *testing.T) {
+	cfg, err := Parse(nil, env(map[string]string{"HOME": "/h"}))
+	if err != nil || len(cfg.Profiles) != 1 || cfg.Profiles[0].StateDir != "/h/.openclaw" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+func TestCreateFileOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	created, err := CreateFileOnce(path, []byte("first"))
+	if err != nil || !created {
+		t.Fatalf("first create = %v, %v", created, err)
+	}
+	created, err = CreateFileOnce(path, []byte("second"))
+	if err != nil || created {
+		t.Fatalf("second create = %v, %v", created, err)
+	}
+	b, _ := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if string(b) != "first" || st.Mode().Perm() != 0o600 {
+		t.Fatalf("content %q mode %v", b, st.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// EnsureNodesDir creates <stateDir>/nodes (and the state directory) 0700
+// where missing. Existing directories keep their modes.
+func (p Profile) EnsureNodesDir() error {
+	if err := os.MkdirAll(p.NodesDir(), 0o700); err != nil {
+		return fmt.Errorf("state directory of profile %q: %w", p.Name, err)
+	}
+	return nil
+}
+
+// CreateFileOnce writes data to path unless path already exists, and
+// reports whether it wrote. The data goes whole into a 0600 temporary file
+// that is then linked into place, so a concurrent reader sees no file or
+// the complete one, and of two concurrent creators the first wins.
+func CreateFileOnce(path string, data []byte) (bool, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, SyncDir(filepath.Dir(path))
+}
+
+// SyncDir makes a change of a directory's entries durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// OperatorTokenSource says where a profile's operator token comes from, for
+// messages: the configuration, a token file, or the generated file.
+func (p Profile) OperatorTokenSource() string {
+	switch {
+	case p.Token != "":
+		return fmt.Sprintf("the token of profile %q in the configuration", p.Name)
+	case p.TokenFile != "":
+		return p.TokenFile
+	default:
+		return p.OperatorTokenPath()
+	}
+}
+
+// ReadTokenFile reads a token file, trimming surrounding white space.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("%s is empty; put the operator token in it", path)
+	}
+	return token, nil
+}

@@ -1,0 +1,104 @@
+package db
+
+import (
+	"database/sql"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var benchSizes = []int{100, 10_000, 100_000}
+
+// seedPaired stores n paired nodes "seed-0".. directly, in one transaction
+// (the point is the size of the store, not how it got there). Node i's token
+// is "token-i".
+func seedPaired(b *testing.B, s *Store, n int) {
+	b.Helper()
+	now := s.nowMs()
+	err := s.writeTx(ctx, "seed", func(tx *sql.Tx) error {
+		stmt, err := tx.Prepare(`INSERT INTO nodes (node_id, token_hash, token_sealed, display_name, platform, caps, created_at_ms, approved_at_ms)
+			VALUES (?, ?, ?, ?, 'iOS', '["canvas","camera"]', ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range n {
+			id, token := "seed-"+strconv.Itoa(i), "token-"+strconv.Itoa(i)
+			if _, err := stmt.Exec(id, hashToken(token), s.seal.seal(id, token), "Node "+strconv.Itoa(i), now-int64(n-i), now-int64(n-i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchStore opens a store seeded with n paired nodes. A sub-benchmark's
+// function runs again for each b.N and its cleanups run after each run, so
+// the store belongs to the parent benchmark and is built once per size.
+func benchStore(b, parent *testing.B, n int) *Store {
+	b.Helper()
+	s, err := Open(ctx, testOptions(parent.TempDir(), &testClock{t: time.Now()}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	parent.Cleanup(func() { s.Close() })
+	seedPaired(b, s, n)
+	return s
+}
+
+func BenchmarkVerify(b *testing.B) {
+	for _, n := range benchSizes {
+		var s *Store
+		parent := b
+		b.Run(fmt.Sprintf("paired=%d", n), func(b *testing.B) {
+			if s == nil {
+				s = benchStore(b, parent, n)
+			}
+			var i atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			// Both cores, as the server would use them.
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := strconv.Itoa(int(i.Add(7919) % int64(n)))
+					v, err := s.Verify(ctx, "seed-"+k, "token-"+k)
+					if err != nil || !v.OK {
+						b.Fatalf("verify seed-%s: %+v %v", k, v, err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+		})
+	}
+}
+
+func BenchmarkRequestApprove(b *testing.B) {
+	for _, n := range benchSizes {
+		var s *Store
+		var seq atomic.Int64
+		parent := b
+		b.Run(fmt.Sprintf("paired=%d", n), func(b *testing.B) {
+			if s == nil {
+				s = benchStore(b, parent, n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				id := "new-" + strconv.FormatInt(seq.Add(1), 10)
+				res, err := s.Request(ctx, RequestInput{NodeID: id, NodeMeta: NodeMeta{Platform: "iOS"}}, byCLI)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Approve(ctx, res.Request.RequestID, byCLI); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+		})
+	}
+}
