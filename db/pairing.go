@@ -309,18 +309,11 @@ func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origi
 	nodeID = strings.TrimSpace(nodeID)
 	out := Renamed{NodeID: nodeID, DisplayName: name}
 	err = s.writeTx(ctx, "rename", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID)
-		if err != nil {
+		if err := changeNode(ctx, tx, `UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return errorf(CodeNotFound, "unknown nodeId")
 		}
 		now := s.nowMs()
-		_, err = appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
+		_, err := appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
 		return err
 	})
 	return out, err
@@ -331,20 +324,30 @@ func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origi
 func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, error) {
 	nodeID = strings.TrimSpace(nodeID)
 	err := s.writeTx(ctx, "remove", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE node_id = ?`, nodeID)
-		if err != nil {
+		if err := changeNode(ctx, tx, `DELETE FROM nodes WHERE node_id = ?`, nodeID); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return errorf(CodeNotFound, "unknown nodeId")
 		}
 		now := s.nowMs()
-		_, err = appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: nodeID, Decision: DecisionRemoved, TS: now}, by)
+		_, err := appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: nodeID, Decision: DecisionRemoved, TS: now}, by)
 		return err
 	})
 	return Removed{NodeID: nodeID}, err
+}
+
+// changeNode runs a statement that must touch the row of one paired node.
+func changeNode(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errorf(CodeNotFound, "unknown nodeId")
+	}
+	return nil
 }
 
 // List returns live pending requests and paired nodes from one snapshot.
