@@ -3,6 +3,7 @@ module github.com/pairgate/pairgate
 go 1.26.8
 
 require (
+	github.com/gorilla/websocket v1.5.3
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/pressly/goose/v3 v3.30.0
 	go.uber.org/goleak v1.3.0

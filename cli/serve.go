@@ -44,7 +44,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		profiles = append(profiles, p)
 		log.Info("profile ready", "profile", pc.Name, "stateDir", pc.StateDir, "operatorToken", pc.OperatorTokenSource())
 	}
-	err = server.New(cfg, profiles, log).Run(ctx)
+	err = server.New(cfg, profiles, log, server.Options{Version: version()}).Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

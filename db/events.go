@@ -12,6 +12,7 @@ const (
 	EventRequested = "node.pair.requested"
 	EventResolved  = "node.pair.resolved"
 	EventRenamed   = "node.renamed"
+	EventConnected = "node.connected"
 )
 
 // Decisions carried by EventResolved.
@@ -45,6 +46,13 @@ type Rename struct {
 	NodeID      string `json:"nodeId"`
 	DisplayName string `json:"displayName"`
 	TS          int64  `json:"ts"`
+}
+
+// Connection is the payload of EventConnected.
+type Connection struct {
+	NodeID   string `json:"nodeId"`
+	RemoteIP string `json:"remoteIp,omitempty"`
+	TS       int64  `json:"ts"`
 }
 
 // appendEvent writes an event in the caller's transaction, so the change

@@ -150,7 +150,7 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 			return err
 		}
 		req := PendingRequest{
-			RequestID: newUUID(), NodeID: in.NodeID, NodeMeta: in.NodeMeta,
+			RequestID: NewUUID(), NodeID: in.NodeID, NodeMeta: in.NodeMeta,
 			Silent: in.Silent, IsRepair: paired, TS: now,
 		}
 		args := append([]any{req.RequestID, req.NodeID}, metaArgs(req.NodeMeta)...)
@@ -332,6 +332,38 @@ func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, 
 		return err
 	})
 	return Removed{NodeID: nodeID}, err
+}
+
+// MarkConnected records that a paired node opened a session now
+// (lastConnectedAtMs). It is presence, not pairing: the event it writes is
+// for the audit log only.
+func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by Origin) error {
+	return s.writeTx(ctx, "mark connected", func(tx *sql.Tx) error {
+		now := s.nowMs()
+		if err := changeNode(ctx, tx, `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`, now, nodeID); err != nil {
+			return err
+		}
+		_, err := appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
+		return err
+	})
+}
+
+// Token returns a paired node's current token, unsealed. Only the private
+// approval notice to the node itself uses it.
+func (s *Store) Token(ctx context.Context, nodeID string) (string, error) {
+	var sealed []byte
+	err := s.read.QueryRowContext(ctx, `SELECT token_sealed FROM nodes WHERE node_id = ?`, nodeID).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", errorf(CodeNotFound, "unknown nodeId")
+	}
+	if err != nil {
+		return "", classify(err, "read token")
+	}
+	token, err := s.seal.open(nodeID, sealed)
+	if err != nil {
+		return "", errorf(CodeUnavailable, "the token of %s cannot be unsealed: pairing.key was replaced", nodeID)
+	}
+	return token, nil
 }
 
 // changeNode runs a statement that must touch the row of one paired node.

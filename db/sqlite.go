@@ -140,7 +140,14 @@ func (s *Store) tryWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	select {
+	case s.committed <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // readTx runs fn in one read transaction on the read pool: a consistent

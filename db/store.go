@@ -56,6 +56,9 @@ type Store struct {
 	seal  *sealer
 	now   func() time.Time
 	log   *slog.Logger
+	// committed gets a signal (coalesced) after every committed write, so
+	// the event fan-out reads the outbox at once instead of at its next poll.
+	committed chan struct{}
 
 	ttlMs              int64
 	maxPending         int
@@ -67,6 +70,7 @@ type Store struct {
 // its schema, and loads (creating if needed) the sealing key.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
+		committed:          make(chan struct{}, 1),
 		now:                opts.Now,
 		log:                opts.Logger,
 		ttlMs:              orDefault(opts.TTL, config.DefaultTTL).Milliseconds(),
@@ -142,6 +146,11 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	return classify(s.read.PingContext(ctx), "ping")
 }
+
+// Committed signals after writes of this process commit. Several commits
+// may share one signal; there is one consumer (the profile's event hub).
+// Other processes' writes are found by polling EventsAfter.
+func (s *Store) Committed() <-chan struct{} { return s.committed }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
 

@@ -96,9 +96,9 @@ func loadOrCreateKey(path string) (key []byte, created bool, err error) {
 	return key, created, nil
 }
 
-// newUUID returns a random (version 4) UUID in lowercase, OpenClaw's
+// NewUUID returns a random (version 4) UUID in lowercase, OpenClaw's
 // request id format.
-func newUUID() string {
+func NewUUID() string {
 	b := randomBytes(16)
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -71,6 +72,11 @@ func operatorToken(pc config.Profile, log *slog.Logger) (string, error) {
 		log.Info("generated an operator token", "profile", pc.Name, "file", path)
 	}
 	return config.ReadTokenFile(path)
+}
+
+// Authorized compares a presented operator token in constant time.
+func (p *Profile) Authorized(token string) bool {
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(p.operatorToken)) == 1
 }
 
 // Close closes the store and releases the state-directory lock.

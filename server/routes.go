@@ -2,14 +2,55 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
+	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
+
+	"github.com/pairgate/pairgate/config"
 )
 
-// routes shows the whole HTTP surface in one place.
-func (s *Server) routes(e *echo.Echo, _ *Profile) {
+// routes shows the whole HTTP surface in one place. own is the profile of
+// a profile's own listen address, nil on the main address.
+func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
+	e.GET("/", func(c echo.Context) error { return s.serveWS(c, s.rootProfile(own)) })
+	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.byName[c.Param("profile")]) })
+}
+
+// rootProfile is the profile "/" serves: a profile's own, else "default",
+// else the only one.
+func (s *Server) rootProfile(own *Profile) *Profile {
+	switch {
+	case own != nil:
+		return own
+	case s.byName[config.DefaultProfile] != nil:
+		return s.byName[config.DefaultProfile]
+	case len(s.profiles) == 1:
+		return s.profiles[0]
+	}
+	return nil
+}
+
+// serveWS answers 404 for an unknown profile and 426 for a plain GET,
+// before any upgrade.
+func (s *Server) serveWS(c echo.Context, p *Profile) error {
+	if p == nil {
+		return echo.NewHTTPError(http.StatusNotFound, "unknown profile; known: "+strings.Join(s.profileNames(), ", "))
+	}
+	if !websocket.IsWebSocketUpgrade(c.Request()) {
+		return echo.NewHTTPError(http.StatusUpgradeRequired, "this endpoint speaks the OpenClaw gateway WebSocket protocol")
+	}
+	return s.handleWS(c, p)
+}
+
+func (s *Server) profileNames() []string {
+	names := make([]string, len(s.profiles))
+	for i, p := range s.profiles {
+		names[i] = p.Config.Name
+	}
+	return names
 }
 
 // handleHealthz answers while the process is alive.

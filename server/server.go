@@ -1,6 +1,6 @@
-// Package server serves pairgate's profiles over HTTP: health, and (in
-// later parts) REST, Server-Sent Events and the OpenClaw WebSocket
-// protocol. It is a thin adapter over the stores in db; echo and gorilla
+// Package server serves pairgate's profiles over HTTP: health, the
+// OpenClaw WebSocket protocol and (in later parts) REST and Server-Sent
+// Events. It is a thin adapter over the stores in db; echo and gorilla
 // are imported only here.
 package server
 
@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
 )
 
 // Timeouts of the HTTP server.
@@ -27,23 +29,125 @@ const (
 	shutdownTimeout   = 10 * time.Second
 )
 
+// Options tune a Server; the zero value is production.
+type Options struct {
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// Version is announced in hello-ok.
+	Version string
+	// DeviceSignatureWindow is how old a device signature may be (default
+	// 10 minutes). Only tests replaying recorded connects widen it.
+	DeviceSignatureWindow time.Duration
+	// ChallengeNonce makes the connect.challenge nonces (default: random
+	// UUIDs). Only tests replaying recorded signed connects set it.
+	ChallengeNonce func() string
+	// HandshakeTimeout bounds the wait for connect (default 10s).
+	HandshakeTimeout time.Duration
+}
+
 // Server serves a set of opened profiles.
 type Server struct {
-	cfg      config.Config
-	profiles []*Profile
-	byName   map[string]*Profile
-	log      *slog.Logger
-	ready    atomic.Bool
+	cfg          config.Config
+	profiles     []*Profile
+	byName       map[string]*Profile
+	hubs         map[string]*hub
+	log          *slog.Logger
+	ready        atomic.Bool
+	now          func() time.Time
+	started      time.Time
+	version      string
+	host         string
+	deviceWindow time.Duration
+	nonce        func() string
+	handshake    time.Duration
+	limiter      *limiter
+	writeBuffers sync.Pool
+
+	// Hijacked WebSocket connections, which http.Server.Shutdown does not
+	// track: closed with 1001 and waited for on shutdown.
+	connsMu      sync.Mutex
+	conns        map[*wsConn]struct{}
+	closing      bool
+	connHandlers sync.WaitGroup
 }
 
 // New returns a server for profiles that OpenProfile has opened. It does
 // not own them: the caller closes them after Run returns.
-func New(cfg config.Config, profiles []*Profile, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, log: log}
+func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options) *Server {
+	s := &Server{
+		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, hubs: map[string]*hub{}, log: log,
+		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
+		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
+		conns: map[*wsConn]struct{}{},
+	}
+	if s.nonce == nil {
+		s.nonce = db.NewUUID
+	}
+	if s.handshake == 0 {
+		s.handshake = handshakeTimeout
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	if s.deviceWindow == 0 {
+		s.deviceWindow = deviceSignatureWindow
+	}
+	s.started = s.now()
+	s.host, _ = os.Hostname()
+	s.limiter = newLimiter(s.now)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
+		s.hubs[p.Config.Name] = newHub(p, log)
 	}
 	return s
+}
+
+// trackConn registers a WebSocket connection, unless shutting down.
+func (s *Server) trackConn(c *wsConn) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.connHandlers.Add(1)
+	return true
+}
+
+func (s *Server) untrackConn(c *wsConn) {
+	s.connsMu.Lock()
+	delete(s.conns, c)
+	s.connsMu.Unlock()
+	s.connHandlers.Done()
+}
+
+// closeConns closes every WebSocket client with 1001 and waits for their
+// goroutines to finish.
+func (s *Server) closeConns() {
+	s.connsMu.Lock()
+	s.closing = true
+	conns := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range conns {
+		c.close(closeGoingAway, "server shutting down")
+	}
+	s.connHandlers.Wait()
+}
+
+// logCallError logs failures that are the server's, not the caller's.
+func (s *Server) logCallError(method string, err error) {
+	if code := db.ErrorCode(err); code == db.CodeInternal || code == db.CodeUnavailable {
+		var re *rpcError
+		if !errors.As(err, &re) {
+			s.log.Error("call failed", "method", method, "err", err)
+		}
+	}
 }
 
 // listener is one address the server listens on; profile is set for a
@@ -55,16 +159,18 @@ type listener struct {
 
 // Run listens on the configured addresses, runs each profile's sweeper, and
 // serves until ctx is cancelled; then it stops accepting, finishes requests
-// in flight, stops the sweepers and waits for every goroutine it started.
+// in flight, closes WebSocket clients (1001), stops the sweepers and event
+// hubs, and waits for every goroutine it started.
 func (s *Server) Run(ctx context.Context) error {
 	listeners, err := s.listen()
 	if err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
-	sweepCtx, stopSweepers := context.WithCancel(context.WithoutCancel(ctx))
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range s.profiles {
-		wg.Go(func() { p.Store.RunSweeper(sweepCtx, p.Config.SweepInterval) })
+		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
+		wg.Go(func() { s.hub(p).run(bgCtx) })
 	}
 
 	servers := make([]*http.Server, len(listeners))
@@ -104,7 +210,8 @@ func (s *Server) Run(ctx context.Context) error {
 			srv.Close()
 		}
 	}
-	stopSweepers()
+	s.closeConns()
+	stopBackground()
 	wg.Wait()
 	s.log.Info("stopped")
 	return runErr

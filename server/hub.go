@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// outboxPoll is how often a hub looks for events written by other
+// processes (the CLI's offline commands, an import); its own writes wake
+// it at once.
+const outboxPoll = 250 * time.Millisecond
+
+// hub is one profile's live state: its WS connections, the paired nodes
+// that are connected, and the fan-out of outbox events to them.
+type hub struct {
+	profile *Profile
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*wsConn]struct{}
+	// live holds the paired sessions of each connected node.
+	live map[string][]*wsConn
+	// awaiting maps a request id to the pairing sessions waiting for it.
+	awaiting map[string][]*wsConn
+	// subscribers get every event (SSE).
+	subscribers map[chan db.Event]struct{}
+}
+
+func newHub(p *Profile, log *slog.Logger) *hub {
+	return &hub{
+		profile: p, log: log,
+		conns: map[*wsConn]struct{}{}, live: map[string][]*wsConn{}, awaiting: map[string][]*wsConn{},
+		subscribers: map[chan db.Event]struct{}{},
+	}
+}
+
+func (s *Server) hub(p *Profile) *hub { return s.hubs[p.Config.Name] }
+
+func (h *hub) add(c *wsConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c] = struct{}{}
+	if c.sess.role == roleNode && c.sess.paired {
+		h.live[c.sess.nodeID] = append(h.live[c.sess.nodeID], c)
+	}
+}
+
+func (h *hub) remove(c *wsConn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.conns, c)
+	if c.sess.role == roleNode {
+		h.live[c.sess.nodeID] = slices.DeleteFunc(h.live[c.sess.nodeID], func(x *wsConn) bool { return x == c })
+		if len(h.live[c.sess.nodeID]) == 0 {
+			delete(h.live, c.sess.nodeID)
+		}
+		for id, waiting := range h.awaiting {
+			if waiting = slices.DeleteFunc(waiting, func(x *wsConn) bool { return x == c }); len(waiting) == 0 {
+				delete(h.awaiting, id)
+			} else {
+				h.awaiting[id] = waiting
+			}
+		}
+	}
+}
+
+// awaitResolution makes a node's pairing session the recipient of the
+// private resolution of its request.
+func (h *hub) awaitResolution(c *wsConn, requestID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !slices.Contains(h.awaiting[requestID], c) {
+		h.awaiting[requestID] = append(h.awaiting[requestID], c)
+	}
+}
+
+// dropNode closes the live sessions of a node whose pairing was removed.
+func (h *hub) dropNode(nodeID string) {
+	h.mu.Lock()
+	sessions := slices.Clone(h.live[nodeID])
+	h.mu.Unlock()
+	for _, c := range sessions {
+		c.close(closePolicy, "pairing removed")
+	}
+}
+
+// subscribe registers a channel that receives every event of the profile
+// (for SSE); the returned function unregisters it.
+func (h *hub) subscribe(ch chan db.Event) func() {
+	h.mu.Lock()
+	h.subscribers[ch] = struct{}{}
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		delete(h.subscribers, ch)
+		h.mu.Unlock()
+	}
+}
+
+// run tails the outbox from its current end until ctx is done, delivering
+// each event once, in seq order.
+func (h *hub) run(ctx context.Context) {
+	st := h.profile.Store
+	last, err := st.LastSeq(ctx)
+	if err != nil && ctx.Err() == nil {
+		h.log.Error("read outbox", "profile", h.profile.Config.Name, "err", err)
+	}
+	poll := time.NewTicker(outboxPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.Committed():
+		case <-poll.C:
+		}
+		for {
+			events, err := st.EventsAfter(ctx, last, 512)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.log.Error("read outbox", "profile", h.profile.Config.Name, "err", err)
+				}
+				break
+			}
+			for _, e := range events {
+				h.deliver(ctx, e)
+				last = e.Seq
+			}
+			if len(events) < 512 {
+				break
+			}
+		}
+	}
+}
+
+// deliver sends one event: pairing events to operators holding
+// operator.pairing, a resolution privately to the node waiting for it
+// (with its token on approval), and everything to subscribers.
+func (h *hub) deliver(ctx context.Context, e db.Event) {
+	h.mu.Lock()
+	var operators []*wsConn
+	if e.Name == db.EventRequested || e.Name == db.EventResolved {
+		for c := range h.conns {
+			if c.sess.role == roleOperator && c.sess.hasScope(scopePairing) {
+				operators = append(operators, c)
+			}
+		}
+	}
+	var waiting []*wsConn
+	var res db.Resolution
+	if e.Name == db.EventResolved && json.Unmarshal(e.Payload, &res) == nil && res.RequestID != "" {
+		waiting = h.awaiting[res.RequestID]
+		delete(h.awaiting, res.RequestID)
+	}
+	subs := make([]chan db.Event, 0, len(h.subscribers))
+	for ch := range h.subscribers {
+		subs = append(subs, ch)
+	}
+	h.mu.Unlock()
+
+	if len(operators) > 0 {
+		frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: e.Payload, Seq: e.Seq})
+		for _, c := range operators {
+			c.enqueue(frame)
+		}
+	}
+	if len(waiting) > 0 {
+		h.notifyNode(ctx, e, res, waiting)
+	}
+	for _, ch := range subs {
+		select {
+		case ch <- e:
+		default: // a subscriber that cannot keep up resumes from its last id
+		}
+	}
+}
+
+// privateResolution is the event a node receives about its own request.
+type privateResolution struct {
+	db.Resolution
+	Token string `json:"token,omitempty"`
+}
+
+func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, waiting []*wsConn) {
+	p := privateResolution{Resolution: res}
+	if res.Decision == db.DecisionApproved {
+		token, err := h.profile.Store.Token(ctx, res.NodeID)
+		if err != nil {
+			h.log.Error("cannot hand the new token to its node", "profile", h.profile.Config.Name, "node", res.NodeID, "err", err)
+		}
+		p.Token = token
+	}
+	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
+	for _, c := range waiting {
+		c.enqueue(frame)
+	}
+}
+
+// closeAll closes every connection of the hub with code and reason.
+func (h *hub) closeAll(code int, reason string) {
+	h.mu.Lock()
+	conns := make([]*wsConn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.close(code, reason)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own frame types reach here
+	}
+	return b
+}

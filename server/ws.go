@@ -1,0 +1,347 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// Protocol limits (spec/protocol.md).
+const (
+	maxHandshakeFrame = 64 << 10
+	maxPayload        = 512 << 10
+	maxBufferedBytes  = 3 * maxPayload
+	handshakeTimeout  = 10 * time.Second
+	tickInterval      = 30 * time.Second
+	pingInterval      = 25 * time.Second
+	pongWait          = 60 * time.Second
+	writeWait         = 10 * time.Second
+	// sendQueue frames may wait for a slow reader before it is dropped.
+	sendQueue = 256
+)
+
+// Close codes.
+const (
+	closeNormal    = websocket.CloseNormalClosure
+	closeGoingAway = websocket.CloseGoingAway
+	closeProtocol  = websocket.CloseProtocolError
+	closePolicy    = websocket.ClosePolicyViolation
+	closeTryAgain  = websocket.CloseTryAgainLater
+)
+
+// wsConn is one WebSocket client. Its handler goroutine reads and
+// dispatches; one writer goroutine owns every data write.
+type wsConn struct {
+	srv           *Server
+	ws            *websocket.Conn
+	send          chan []byte
+	done          chan struct{}
+	closeOnce     sync.Once
+	sess          session
+	connectedAtMs int64
+	// closeCode is the close to send once the queue drains (a refusal).
+	closeCode atomic.Pointer[closeInfo]
+	// queued counts the bytes waiting in send.
+	queued atomic.Int64
+}
+
+type closeInfo struct {
+	code   int
+	reason string
+}
+
+// handleWS upgrades a request for profile p and serves the connection
+// until it closes. Unknown profiles never reach here (404 before upgrade).
+func (s *Server) handleWS(c echo.Context, p *Profile) error {
+	upgrader := websocket.Upgrader{
+		HandshakeTimeout: s.handshake,
+		ReadBufferSize:   4096,
+		WriteBufferPool:  &s.writeBuffers,
+		CheckOrigin:      s.checkOrigin,
+	}
+	ws, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil // the upgrader has answered the client
+	}
+	conn := &wsConn{srv: s, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{})}
+	if !s.trackConn(conn) {
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return nil
+	}
+	defer s.untrackConn(conn)
+	conn.serve(c.Request().Context(), p, c.RealIP())
+	return nil
+}
+
+// checkOrigin admits non-browser clients (no Origin header), the server's
+// own host, and the configured allowedOrigins.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if slices.Contains(s.cfg.AllowedOrigins, origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+func (c *wsConn) serve(ctx context.Context, p *Profile, remoteIP string) {
+	var writer sync.WaitGroup
+	writer.Go(c.writeLoop)
+	defer func() {
+		if c.closeCode.Load() == nil {
+			c.close(closeNormal, "")
+		} // else the writer closes once the refusal is written
+		writer.Wait()
+	}()
+
+	nonce := c.srv.nonce()
+	c.enqueue(mustJSON(eventFrame{Type: "event", Event: "connect.challenge",
+		Payload: map[string]any{"nonce": nonce, "ts": c.srv.now().UnixMilli()}}))
+
+	c.ws.SetReadLimit(maxHandshakeFrame)
+	c.ws.SetReadDeadline(time.Now().Add(c.srv.handshake))
+	if !c.handshake(ctx, p, nonce, remoteIP) {
+		return
+	}
+	h := c.srv.hub(p)
+	h.add(c)
+	defer h.remove(c)
+
+	c.ws.SetReadLimit(maxPayload)
+	c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		c.handleFrame(ctx, data)
+	}
+}
+
+// handshake reads the connect request and answers hello-ok, or refuses
+// and closes. It reports whether the session is open.
+func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) bool {
+	_, data, err := c.ws.ReadMessage()
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.close(closePolicy, "handshake timeout")
+		}
+		return false
+	}
+	f, err := decodeFrame(data)
+	if err != nil {
+		c.close(closePolicy, "invalid handshake: first frame must be a connect request")
+		return false
+	}
+	if f.Method != "connect" {
+		c.refuse(f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
+		return false
+	}
+	cp, herr := parseConnect(f.Params)
+	if herr == nil && cp.Device != nil {
+		herr = verifyDevice(cp, nonce, c.srv.now(), c.srv.deviceWindow)
+	}
+	if herr == nil {
+		c.sess, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
+	}
+	if herr != nil {
+		c.refuse(f.ID, herr)
+		return false
+	}
+	c.sess.conn = c
+	c.connectedAtMs = c.srv.now().UnixMilli()
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: c.srv.hello()}))
+	return true
+}
+
+func (c *wsConn) refuse(id string, e *handshakeError) {
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: e.err}))
+	c.closeAfterQueue(e.closeCode, e.err.Message)
+}
+
+// handleFrame answers one frame after hello.
+func (c *wsConn) handleFrame(ctx context.Context, data []byte) {
+	f, err := decodeFrame(data)
+	if err != nil {
+		id := f.ID
+		if id == "" {
+			id = "invalid"
+		}
+		c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: invalidRequest("invalid request frame: %s", err)}))
+		return
+	}
+	payload, err := c.srv.call(ctx, &c.sess, f.Method, f.Params)
+	if err != nil {
+		c.srv.logCallError(f.Method, err)
+		c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: false, Error: toRPCError(err)}))
+		return
+	}
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: payload}))
+}
+
+// enqueue hands a frame to the writer without ever blocking: a client
+// with more than maxBufferedBytes (or sendQueue frames) waiting is not
+// reading, and is dropped (1013) so one slow reader never holds up others.
+func (c *wsConn) enqueue(frame []byte) {
+	if c.queued.Add(int64(len(frame))) > maxBufferedBytes {
+		c.dropSlow()
+		return
+	}
+	select {
+	case <-c.done:
+	case c.send <- frame:
+	default:
+		c.dropSlow()
+	}
+}
+
+// dropSlow closes a client that does not read. The 1013 close frame
+// reaches it only if its socket has room; either way it is gone.
+func (c *wsConn) dropSlow() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.srv.log.Warn("dropping a client that does not read its frames", "code", closeTryAgain,
+		"remote", c.ws.RemoteAddr().String(), "queuedBytes", c.queued.Load())
+	c.close(closeTryAgain, "slow consumer: reconnect and re-list")
+}
+
+// closeAfterQueue closes once the frames already queued are written.
+func (c *wsConn) closeAfterQueue(code int, reason string) {
+	c.closeCode.Store(&closeInfo{code: code, reason: reason})
+	select {
+	case c.send <- nil: // the writer closes when it reaches this marker
+	default:
+		c.close(code, reason)
+	}
+}
+
+// close sends a close frame (best effort, bounded) and tears the
+// connection down; the reader and writer then return. Safe to call from
+// any goroutine, any number of times.
+func (c *wsConn) close(code int, reason string) {
+	c.closeOnce.Do(func() {
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, truncateReason(reason)), time.Now().Add(time.Second))
+		close(c.done)
+		c.ws.Close()
+	})
+}
+
+// truncateReason keeps a close reason within the 123 bytes a close frame allows.
+func truncateReason(reason string) string {
+	if len(reason) > 120 {
+		return reason[:120]
+	}
+	return reason
+}
+
+// writeLoop owns data writes: queued frames, pings, ticks.
+func (c *wsConn) writeLoop() {
+	ping := time.NewTicker(pingInterval)
+	tick := time.NewTicker(tickInterval)
+	defer ping.Stop()
+	defer tick.Stop()
+	for {
+		var frame []byte
+		select {
+		case <-c.done:
+			return
+		case frame = <-c.send:
+			if frame == nil {
+				if ci := c.closeCode.Load(); ci != nil {
+					c.close(ci.code, ci.reason)
+				}
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.close(closeGoingAway, "")
+				return
+			}
+			continue
+		case <-tick.C:
+			if c.sess.profile == nil {
+				continue // not through the handshake yet
+			}
+			frame = mustJSON(eventFrame{Type: "event", Event: "tick", Payload: map[string]int64{"ts": c.srv.now().UnixMilli()}})
+		}
+		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		err := c.ws.WriteMessage(websocket.TextMessage, frame)
+		c.queued.Add(-int64(len(frame)))
+		if err != nil {
+			c.close(closeGoingAway, "")
+			return
+		}
+	}
+}
+
+// helloOK is the hello-ok payload. It carries no auth member: pairgate
+// issues no device tokens, so OpenClaw's CLI keeps using the operator token.
+type helloOK struct {
+	Type     string        `json:"type"`
+	Protocol int           `json:"protocol"`
+	Server   helloServer   `json:"server"`
+	Features helloFeatures `json:"features"`
+	Snapshot helloSnapshot `json:"snapshot"`
+	Policy   helloPolicy   `json:"policy"`
+}
+
+type helloServer struct {
+	Version string `json:"version"`
+	Host    string `json:"host"`
+	ConnID  string `json:"connId"`
+}
+
+type helloFeatures struct {
+	Methods []string `json:"methods"`
+	Events  []string `json:"events"`
+}
+
+type helloSnapshot struct {
+	Presence     []any             `json:"presence"`
+	Health       map[string]any    `json:"health"`
+	StateVersion helloStateVersion `json:"stateVersion"`
+	UptimeMs     int64             `json:"uptimeMs"`
+}
+
+type helloStateVersion struct {
+	Presence int `json:"presence"`
+	Health   int `json:"health"`
+}
+
+type helloPolicy struct {
+	MaxPayload       int `json:"maxPayload"`
+	MaxBufferedBytes int `json:"maxBufferedBytes"`
+	TickIntervalMs   int `json:"tickIntervalMs"`
+}
+
+func (s *Server) hello() helloOK {
+	return helloOK{
+		Type:     "hello-ok",
+		Protocol: protocolVersion,
+		Server:   helloServer{Version: s.version, Host: s.host, ConnID: db.NewUUID()},
+		Features: helloFeatures{Methods: methodNames, Events: []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved}},
+		Snapshot: helloSnapshot{Presence: []any{}, Health: map[string]any{}, UptimeMs: s.now().Sub(s.started).Milliseconds()},
+		Policy:   helloPolicy{MaxPayload: maxPayload, MaxBufferedBytes: maxBufferedBytes, TickIntervalMs: int(tickInterval.Milliseconds())},
+	}
+}

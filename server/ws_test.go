@@ -1,0 +1,494 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+func TestHelloOK(t *testing.T) {
+	ts := startServer(t)
+	c, err := dialWS(t, ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.challenge()
+	f := c.call("connect", connectFrame("operator", testToken, nil))
+	if !f.OK {
+		t.Fatalf("connect: %+v", f.Error)
+	}
+	var hello map[string]json.RawMessage
+	json.Unmarshal(f.Payload, &hello)
+	for _, k := range []string{"type", "protocol", "server", "features", "snapshot", "policy"} {
+		if _, ok := hello[k]; !ok {
+			t.Errorf("hello-ok lacks %q", k)
+		}
+	}
+	if _, ok := hello["auth"]; ok {
+		t.Fatalf("hello-ok must not carry auth (the CLI would swap in a device token)")
+	}
+	var h helloOK
+	json.Unmarshal(f.Payload, &h)
+	if h.Type != "hello-ok" || h.Protocol != 3 || h.Policy.MaxPayload != 512<<10 || h.Policy.TickIntervalMs != 30000 ||
+		len(h.Features.Methods) != len(methods) || h.Snapshot.Presence == nil {
+		t.Fatalf("hello-ok %s", f.Payload)
+	}
+	var health struct {
+		OK bool  `json:"ok"`
+		TS int64 `json:"ts"`
+	}
+	c.mustCall("health", map[string]any{}, &health)
+	if !health.OK || health.TS == 0 {
+		t.Fatalf("health %+v", health)
+	}
+}
+
+func TestNodePairsItselfEndToEnd(t *testing.T) {
+	ts := startServer(t)
+	op := ts.operator(t, "/", testToken, "operator.pairing")
+	d := newDevice()
+
+	// A pairing session: no token yet.
+	n, hello := ts.node(t, d, "")
+	if !hello.OK {
+		t.Fatalf("node connect: %+v", hello.Error)
+	}
+	var req db.RequestResult
+	n.mustCall("node.pair.request", map[string]any{"nodeId": d.id, "platform": "linux"}, &req)
+	if !req.Created || req.Request.NodeID != d.id || req.Request.DisplayName != "Test Node" || req.Request.RemoteIP != "127.0.0.1" {
+		t.Fatalf("request %+v (metadata must come from the connect, remoteIp from the socket)", req)
+	}
+	// A node may not ask for another node.
+	if f := n.call("node.pair.request", map[string]any{"nodeId": "someone-else"}); f.OK || !strings.Contains(f.Error.Message, "own nodeId") {
+		t.Fatalf("request for another node: %+v", f)
+	}
+	// Nor call operator methods.
+	if f := n.call("node.pair.list", map[string]any{}); f.OK || f.Error.Message != "unauthorized role: node" {
+		t.Fatalf("node calling list: %+v", f)
+	}
+
+	ev := op.event(db.EventRequested, 5*time.Second)
+	var requested db.PendingRequest
+	json.Unmarshal(ev.Payload, &requested)
+	if requested.RequestID != req.Request.RequestID || ev.Seq == 0 {
+		t.Fatalf("operator saw %+v seq %d", requested, ev.Seq)
+	}
+
+	var approval db.Approval
+	op.mustCall("node.pair.approve", map[string]any{"requestId": req.Request.RequestID}, &approval)
+
+	// The node learns its token privately; the operators' broadcast has none.
+	private := n.event(db.EventResolved, 5*time.Second)
+	var got privateResolution
+	json.Unmarshal(private.Payload, &got)
+	if got.Decision != "approved" || got.Token != approval.Node.Token || got.Token == "" {
+		t.Fatalf("private resolution %s, want the approval's token", private.Payload)
+	}
+	broadcast := op.event(db.EventResolved, 5*time.Second)
+	if strings.Contains(string(broadcast.Payload), approval.Node.Token) || strings.Contains(string(broadcast.Payload), "token") {
+		t.Fatalf("the broadcast carries a token: %s", broadcast.Payload)
+	}
+
+	// Reconnect as a paired session with the token: connected in node.list.
+	paired, hello := ts.node(t, d, got.Token)
+	if !hello.OK {
+		t.Fatalf("paired connect: %+v", hello.Error)
+	}
+	var list nodeList
+	op.mustCall("node.list", map[string]any{}, &list)
+	if len(list.Nodes) != 1 || !list.Nodes[0].Connected || list.Nodes[0].ConnectedAtMs == 0 || !list.Nodes[0].Paired {
+		t.Fatalf("node.list %+v", list)
+	}
+	var desc nodeDescription
+	op.mustCall("node.describe", map[string]any{"nodeId": d.id}, &desc)
+	if desc.NodeID != d.id || !desc.Connected || desc.TS == 0 || desc.Caps[0] != "canvas" {
+		t.Fatalf("node.describe %+v", desc)
+	}
+	// A paired session may verify itself but no longer request.
+	var v db.Verification
+	paired.mustCall("node.pair.verify", map[string]any{"nodeId": d.id, "token": got.Token}, &v)
+	if !v.OK {
+		t.Fatal("paired node cannot verify itself")
+	}
+	if f := paired.call("node.pair.request", map[string]any{"nodeId": d.id}); f.OK || f.Error.Message != "unauthorized role: node" {
+		t.Fatalf("paired session request: %+v", f)
+	}
+
+	// Removal: the token fails at once and the live session is dropped.
+	op.mustCall("node.pair.remove", map[string]any{"nodeId": d.id}, nil)
+	if code := paired.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+		t.Fatalf("removed node's session closed with %d", code)
+	}
+	op.mustCall("node.pair.verify", map[string]any{"nodeId": d.id, "token": got.Token}, &v)
+	if v.OK {
+		t.Fatal("removed node's token still verifies")
+	}
+	again, hello := ts.node(t, d, got.Token)
+	if hello.OK || hello.Error.Code != codeNotPaired {
+		t.Fatalf("reconnect with a removed token: %+v", hello)
+	}
+	if code := again.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+		t.Fatalf("close code %d", code)
+	}
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	ts := startServer(t)
+	d := newDevice()
+	tamper := func(f func(p map[string]any)) func(nonce string) map[string]any {
+		return func(nonce string) map[string]any {
+			p := d.signedConnect(nonce, "", time.Now())
+			f(p)
+			return p
+		}
+	}
+	cases := []struct {
+		name    string
+		params  func(nonce string) map[string]any
+		message string
+		close   int
+	}{
+		{"wrong protocol", func(string) map[string]any {
+			p := connectFrame("operator", testToken, nil)
+			p["minProtocol"], p["maxProtocol"] = 4, 5
+			return p
+		}, "protocol mismatch", websocket.CloseProtocolError},
+		{"unknown key", func(string) map[string]any {
+			p := connectFrame("operator", testToken, nil)
+			p["bogus"] = 1
+			return p
+		}, "invalid connect params: at root: unexpected property 'bogus'", websocket.ClosePolicyViolation},
+		{"missing client mode", func(string) map[string]any {
+			p := connectFrame("operator", testToken, nil)
+			delete(p["client"].(map[string]any), "mode")
+			return p
+		}, "invalid connect params: at /client: must have required property 'mode'", websocket.ClosePolicyViolation},
+		{"wrong token", func(string) map[string]any { return connectFrame("operator", "nope", nil) },
+			"unauthorized: gateway token mismatch", websocket.ClosePolicyViolation},
+		{"bad signature", tamper(func(p map[string]any) { p["client"].(map[string]any)["mode"] = "other" }),
+			"device signature invalid", websocket.ClosePolicyViolation},
+		{"identity mismatch", tamper(func(p map[string]any) { p["device"].(map[string]any)["id"] = strings.Repeat("0", 64) }),
+			"device identity mismatch", websocket.ClosePolicyViolation},
+		{"nonce mismatch", tamper(func(p map[string]any) { p["device"].(map[string]any)["nonce"] = "other" }),
+			"device nonce mismatch", websocket.ClosePolicyViolation},
+		{"expired signature", func(nonce string) map[string]any { return d.signedConnect(nonce, "", time.Now().Add(-11*time.Minute)) },
+			"device signature expired", websocket.ClosePolicyViolation},
+		{"node without device", func(string) map[string]any { return connectFrame("node", "", nil) },
+			"unauthorized: a node must present its device identity", websocket.ClosePolicyViolation},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := dialWS(t, ts.ws+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nonce := c.challenge()
+			f := c.call("connect", tc.params(nonce))
+			if f.OK || f.Error.Message != tc.message {
+				t.Fatalf("connect = %+v, want %q", f.Error, tc.message)
+			}
+			if tc.message == "protocol mismatch" && !strings.Contains(string(mustJSON(f.Error)), `"details":{"expectedProtocol":3}`) {
+				t.Fatalf("protocol mismatch details: %s", mustJSON(f.Error))
+			}
+			if code := c.waitClosed(5 * time.Second); code != tc.close {
+				t.Fatalf("close code %d, want %d", code, tc.close)
+			}
+		})
+	}
+}
+
+func TestFirstFrameRules(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.HandshakeTimeout = 300 * time.Millisecond })
+	t.Run("another method first", func(t *testing.T) {
+		c, _ := dialWS(t, ts.ws+"/", nil)
+		c.challenge()
+		f := c.call("node.pair.list", map[string]any{})
+		if f.OK || f.Error.Message != "invalid handshake: first request must be connect" {
+			t.Fatalf("%+v", f)
+		}
+		if code := c.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("garbage first", func(t *testing.T) {
+		c, _ := dialWS(t, ts.ws+"/", nil)
+		c.challenge()
+		c.conn.WriteMessage(websocket.TextMessage, []byte("{nope"))
+		if code := c.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("silence", func(t *testing.T) {
+		c, _ := dialWS(t, ts.ws+"/", nil)
+		c.challenge()
+		if code := c.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("oversized before hello", func(t *testing.T) {
+		c, _ := dialWS(t, ts.ws+"/", nil)
+		c.challenge()
+		c.conn.WriteMessage(websocket.TextMessage, []byte(`{"pad":"`+strings.Repeat("x", 65<<10)+`"}`))
+		if code := c.waitClosed(5 * time.Second); code != websocket.CloseMessageTooBig {
+			t.Fatalf("close %d, want 1009", code)
+		}
+	})
+}
+
+func TestFramesAfterHello(t *testing.T) {
+	ts := startServer(t)
+	c := ts.operator(t, "/", testToken)
+	c.conn.WriteMessage(websocket.TextMessage, []byte("garbage"))
+	f, _ := c.next(5 * time.Second)
+	if f.ID != "invalid" || f.OK || f.Error.Code != "INVALID_REQUEST" || !strings.HasPrefix(f.Error.Message, "invalid request frame: ") {
+		t.Fatalf("garbage after hello: %+v", f)
+	}
+	c.send(map[string]any{"type": "event", "id": "e1", "event": "x"})
+	f, _ = c.next(5 * time.Second)
+	if f.ID != "e1" || f.Error == nil || !strings.HasPrefix(f.Error.Message, "invalid request frame: ") {
+		t.Fatalf("non-request after hello: %+v", f)
+	}
+	if f := c.call("node.pair.bogus", map[string]any{}); f.Error.Message != "unknown method: node.pair.bogus" {
+		t.Fatalf("%+v", f.Error)
+	}
+	// 512 KiB is the limit after hello: 400 KiB passes, 600 KiB closes 1009.
+	if f := c.call("node.pair.list", map[string]any{"pad": strings.Repeat("x", 400<<10)}); f.OK || !strings.Contains(f.Error.Message, "unexpected property 'pad'") {
+		t.Fatalf("400 KiB frame: %+v", f)
+	}
+	c.conn.WriteMessage(websocket.TextMessage, []byte(`{"pad":"`+strings.Repeat("x", 600<<10)+`"}`))
+	if code := c.waitClosed(5 * time.Second); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close %d, want 1009", code)
+	}
+}
+
+func TestScopes(t *testing.T) {
+	ts := startServer(t)
+	read := ts.operator(t, "/", testToken, "operator.read")
+	if f := read.call("node.pair.list", map[string]any{}); f.OK || f.Error.Message != "missing scope: operator.pairing" {
+		t.Fatalf("read scope listing pairs: %+v", f)
+	}
+	read.mustCall("node.list", map[string]any{}, nil)
+	pairing := ts.operator(t, "/", testToken, "operator.pairing")
+	pairing.mustCall("node.list", map[string]any{}, nil) // pairing implies read
+	admin := ts.operator(t, "/", testToken)              // no scopes: admin
+	admin.mustCall("node.pair.list", map[string]any{}, nil)
+}
+
+func TestProfileRoutingAndIsolation(t *testing.T) {
+	ts := startServer(t)
+	// Each profile has its own token and state.
+	if _, err := dialWS(t, ts.ws+"/ws/nope", nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("unknown profile: %v", err)
+	}
+	work := ts.operator(t, "/ws/work", "work-token")
+	work.mustCall("node.pair.request", map[string]any{"nodeId": "w1"}, nil)
+	def := ts.operator(t, "/", testToken)
+	var l db.Listing
+	def.mustCall("node.pair.list", map[string]any{}, &l)
+	if len(l.Pending) != 0 {
+		t.Fatalf("default profile sees work's request: %+v", l)
+	}
+	c, _ := dialWS(t, ts.ws+"/ws/work", nil)
+	c.challenge()
+	if f := c.call("connect", connectFrame("operator", testToken, nil)); f.OK {
+		t.Fatal("the default profile's token opened the work profile")
+	}
+	// Browsers only from allowed origins.
+	if _, err := dialWS(t, ts.ws+"/", http.Header{"Origin": {"https://evil.example"}}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("foreign origin: %v", err)
+	}
+	same := http.Header{"Origin": {"http://" + strings.TrimPrefix(ts.ws, "ws://")}}
+	if _, err := dialWS(t, ts.ws+"/", same); err != nil {
+		t.Fatalf("same-host origin refused: %v", err)
+	}
+	resp, _ := http.Get(ts.url + "/")
+	if resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("plain GET / = %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+}
+
+func TestWrongTokenLockout(t *testing.T) {
+	ts := startServer(t)
+	for i := 1; i <= 11; i++ {
+		c, _ := dialWS(t, ts.ws+"/", nil)
+		c.challenge()
+		f := c.call("connect", connectFrame("operator", "wrong", nil))
+		want := "unauthorized: gateway token mismatch"
+		if i == 11 {
+			want = "unauthorized: too many failed attempts; retry in 300s"
+		}
+		if f.OK || f.Error.Message != want {
+			t.Fatalf("attempt %d: %+v, want %q", i, f.Error, want)
+		}
+		c.waitClosed(5 * time.Second)
+	}
+	// Locked out even with the right token, until the lockout ends.
+	c, _ := dialWS(t, ts.ws+"/", nil)
+	c.challenge()
+	if f := c.call("connect", connectFrame("operator", testToken, nil)); f.OK {
+		t.Fatal("right token accepted during lockout")
+	}
+	ts.clock.Pin(time.Now().Add(5*time.Minute + time.Second))
+	ts.operator(t, "/", testToken)
+}
+
+func TestLimiterMemoryIsBounded(t *testing.T) {
+	l := newLimiter(time.Now)
+	for i := range 3 * limiterEntries {
+		l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+	}
+	if n := l.size(); n > limiterEntries {
+		t.Fatalf("limiter holds %d entries, bound %d", n, limiterEntries)
+	}
+}
+
+func TestEventsFromAnotherProcess(t *testing.T) {
+	ts := startServer(t)
+	op := ts.operator(t, "/", testToken, "operator.pairing")
+	// A second store on the same file stands for the CLI's own process.
+	p := ts.byName["default"].Config
+	opts := db.OptionsFor(p)
+	other, err := db.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	res, err := other.Request(context.Background(), db.RequestInput{NodeID: "from-cli"}, db.Origin{Actor: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hub polls the outbox every 250 ms; the spec allows one second.
+	ev := op.event(db.EventRequested, 5*time.Second)
+	if !strings.Contains(string(ev.Payload), res.Request.RequestID) {
+		t.Fatalf("event %s", ev.Payload)
+	}
+}
+
+func TestSlowReaderIsDroppedOthersServed(t *testing.T) {
+	ts := startServer(t)
+	// Make list answers large, so a client that never reads fills its
+	// socket and queue quickly.
+	st := ts.byName["default"].Store
+	for i := range 400 {
+		pad := strings.Repeat("p", 200)
+		if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("n%03d", i), NodeMeta: db.NodeMeta{DisplayName: pad, Platform: pad}}, db.Origin{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var others []*wsClient
+	for range 100 {
+		others = append(others, ts.operator(t, "/", testToken, "operator.pairing"))
+	}
+	// The slow client: asks for many large lists and never reads. Its
+	// reader goroutine is parked by not draining the channel below.
+	slow, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.ReadMessage() // challenge
+	slow.WriteJSON(map[string]any{"type": "req", "id": "c", "method": "connect", "params": connectFrame("operator", testToken, nil)})
+	slow.ReadMessage() // hello
+	for i := range 400 {
+		if err := slow.WriteJSON(map[string]any{"type": "req", "id": fmt.Sprint(i), "method": "node.pair.list", "params": map[string]any{}}); err != nil {
+			break // dropped already
+		}
+	}
+	// Meanwhile everyone else still gets events.
+	op := ts.operator(t, "/", testToken)
+	op.mustCall("node.pair.request", map[string]any{"nodeId": "fresh"}, nil)
+	var wg sync.WaitGroup
+	for _, c := range others {
+		wg.Go(func() { c.event(db.EventRequested, 10*time.Second) })
+	}
+	wg.Wait()
+	// The server drops the slow client by itself (its handler ends) ...
+	connected := ts.activeConns()
+	deadline := time.Now().Add(30 * time.Second)
+	for ts.activeConns() >= connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow client was never dropped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ... deciding on 1013. A client whose socket is full cannot be sent the
+	// close frame; it sees the connection end either way.
+	if !strings.Contains(ts.log.String(), `msg="dropping a client that does not read its frames" code=1013`) {
+		t.Fatalf("no 1013 drop logged:\n%s", ts.log)
+	}
+	slow.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, _, err := slow.ReadMessage(); err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the slow client's connection was not ended: %v", err)
+			}
+			break
+		}
+	}
+}
+
+func TestShutdownClosesClientsWith1001(t *testing.T) {
+	ts := startServer(t)
+	c := ts.operator(t, "/", testToken)
+	pending, _ := dialWS(t, ts.ws+"/", nil) // still in the handshake
+	ts.stop()
+	if code := c.waitClosed(5 * time.Second); code != websocket.CloseGoingAway {
+		t.Fatalf("client closed with %d, want 1001", code)
+	}
+	if code := pending.waitClosed(5 * time.Second); code != websocket.CloseGoingAway {
+		t.Fatalf("handshaking client closed with %d, want 1001", code)
+	}
+	if !strings.Contains(ts.log.String(), "msg=stopped") {
+		t.Fatal("server did not stop cleanly")
+	}
+}
+
+func TestConnectCyclesLeakNothing(t *testing.T) {
+	ts := startServer(t)
+	cycle := func() {
+		c, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ReadMessage()
+		c.WriteJSON(map[string]any{"type": "req", "id": "1", "method": "connect", "params": connectFrame("operator", testToken, nil)})
+		if _, _, err := c.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+		c.Close()
+	}
+	for range 50 { // warm up pools
+		cycle()
+	}
+	before := ts.activeConns()
+	for range 1000 {
+		cycle()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.activeConns() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := ts.activeConns(); after > before {
+		t.Fatalf("%d connections still tracked after 1000 cycles (before: %d)", after, before)
+	}
+	// Goroutines are checked by goleak when the package's tests end.
+}
+
+func (s *Server) activeConns() int {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return len(s.conns)
+}
