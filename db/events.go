@@ -57,13 +57,13 @@ type Connection struct {
 
 // appendEvent writes an event in the caller's transaction, so the change
 // and its event commit or vanish together.
-func appendEvent(ctx context.Context, tx *sql.Tx, ts int64, name string, payload any, by Origin) (int64, error) {
+func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, ts int64, name string, payload any, by Origin) (int64, error) {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`,
+	res, err := s.w.exec(ctx, tx,
+		qInsertEvent,
 		ts, name, string(b), by.Actor, by.Source)
 	if err != nil {
 		return 0, err
@@ -75,8 +75,8 @@ func appendEvent(ctx context.Context, tx *sql.Tx, ts int64, name string, payload
 func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Event, error) {
 	var out []Event
 	err := s.readTx(ctx, "read events", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx,
-			`SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
+		rows, err := s.r.query(ctx, tx,
+			qEventsAfter,
 			after, limit)
 		if err != nil {
 			return err
@@ -99,6 +99,6 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Even
 // LastSeq is the sequence number of the newest event, 0 when there is none.
 func (s *Store) LastSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT max(seq) FROM events`).Scan(&seq)
+	err := s.r.queryRow(ctx, nil, qLastSeq).Scan(&seq)
 	return seq.Int64, classify(err, "read last event")
 }

@@ -122,8 +122,8 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 	var res RequestResult
 	err := s.writeTx(ctx, "request pairing", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		existing, err := scanRequest(tx.QueryRowContext(ctx,
-			`SELECT `+requestColumns+` FROM requests WHERE node_id = ? AND status = 'pending'`, in.NodeID))
+		existing, err := scanRequest(s.w.queryRow(ctx, tx,
+			qPendingOfNode, in.NodeID))
 		switch {
 		case err == nil && existing.TS >= s.expiredBefore(now):
 			res = RequestResult{Status: StatusPending, Request: existing.PendingRequest, Created: false}
@@ -138,15 +138,15 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 			return err
 		}
 		var live int
-		if err := tx.QueryRowContext(ctx,
-			`SELECT count(*) FROM requests WHERE status = 'pending' AND ts_ms >= ?`, s.expiredBefore(now)).Scan(&live); err != nil {
+		if err := s.w.queryRow(ctx, tx,
+			qCountLive, s.expiredBefore(now)).Scan(&live); err != nil {
 			return err
 		}
 		if live >= s.maxPending {
 			return errorf(CodeLimit, "too many pending requests: this profile holds at most %d (maxPending); approve or reject some, or wait for them to expire", s.maxPending)
 		}
 		var paired bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM nodes WHERE node_id = ?)`, in.NodeID).Scan(&paired); err != nil {
+		if err := s.w.queryRow(ctx, tx, qNodeExists, in.NodeID).Scan(&paired); err != nil {
 			return err
 		}
 		req := PendingRequest{
@@ -155,11 +155,10 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		}
 		args := append([]any{req.RequestID, req.NodeID}, metaArgs(req.NodeMeta)...)
 		args = append(args, nullBool(req.Silent), req.IsRepair, req.TS)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+		if _, err := s.w.exec(ctx, tx, qInsertRequest, args...); err != nil {
 			return err
 		}
-		if _, err := appendEvent(ctx, tx, now, EventRequested, req, by); err != nil {
+		if _, err := s.appendEvent(ctx, tx, now, EventRequested, req, by); err != nil {
 			return err
 		}
 		res = RequestResult{Status: StatusPending, Request: req, Created: true}
@@ -170,7 +169,7 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 
 // loadPending finds a request that can still be decided, or says why not.
 func (s *Store) loadPending(ctx context.Context, tx *sql.Tx, requestID string, now int64) (keptRequest, error) {
-	r, err := scanRequest(tx.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE request_id = ?`, requestID))
+	r, err := scanRequest(s.w.queryRow(ctx, tx, qRequestByID, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errorf(CodeNotFound, "unknown requestId")
 	}
@@ -193,9 +192,9 @@ func formatMs(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC
 
 // decide marks a pending request decided at decidedAt (approved, rejected
 // or expired) and writes its resolution event, stamped now.
-func decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision string, decidedAt, now int64, by Origin) error {
-	res, err := tx.ExecContext(ctx,
-		`UPDATE requests SET status = ?, decided_at_ms = ?, decided_by = ? WHERE request_id = ? AND status = 'pending'`,
+func (s *Store) decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision string, decidedAt, now int64, by Origin) error {
+	res, err := s.w.exec(ctx, tx,
+		qDecide,
 		decision, decidedAt, by.Actor, r.RequestID)
 	if err != nil {
 		return err
@@ -203,7 +202,7 @@ func decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision string, dec
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return fmt.Errorf("decide %s: %d rows changed (%v)", r.RequestID, n, err)
 	}
-	_, err = appendEvent(ctx, tx, now, EventResolved,
+	_, err = s.appendEvent(ctx, tx, now, EventResolved,
 		Resolution{RequestID: r.RequestID, NodeID: r.NodeID, Decision: decision, TS: now}, by)
 	return err
 }
@@ -224,7 +223,7 @@ func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Appro
 		node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now}
 		var renamed bool
 		var oldName sql.NullString
-		err = tx.QueryRowContext(ctx, `SELECT created_at_ms, display_name, display_name_renamed FROM nodes WHERE node_id = ?`, r.NodeID).
+		err = s.w.queryRow(ctx, tx, qNodeForApproval, r.NodeID).
 			Scan(&node.CreatedAtMs, &oldName, &renamed)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -235,21 +234,10 @@ func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Appro
 		args := append([]any{node.NodeID, hashToken(node.Token), s.seal.seal(node.NodeID, node.Token), renamed},
 			metaArgs(node.NodeMeta)...)
 		args = append(args, node.CreatedAtMs, node.ApprovedAtMs)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes (node_id, token_hash, token_sealed, display_name_renamed, `+metaColumns+`,
-				created_at_ms, approved_at_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (node_id) DO UPDATE SET
-				token_hash = excluded.token_hash, token_sealed = excluded.token_sealed,
-				display_name_renamed = excluded.display_name_renamed,
-				display_name = excluded.display_name, platform = excluded.platform, version = excluded.version,
-				core_version = excluded.core_version, ui_version = excluded.ui_version,
-				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
-				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
-				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
-				bins = NULL, last_connected_at_ms = NULL`, args...); err != nil {
+		if _, err := s.w.exec(ctx, tx, qUpsertNode, args...); err != nil {
 			return err
 		}
-		if err := decide(ctx, tx, r, DecisionApproved, now, now, by); err != nil {
+		if err := s.decide(ctx, tx, r, DecisionApproved, now, now, by); err != nil {
 			return err
 		}
 		out = Approval{RequestID: r.RequestID, Node: node}
@@ -269,7 +257,7 @@ func (s *Store) Reject(ctx context.Context, requestID string, by Origin) (Reject
 		if err != nil {
 			return err
 		}
-		if err := decide(ctx, tx, r, DecisionRejected, now, now, by); err != nil {
+		if err := s.decide(ctx, tx, r, DecisionRejected, now, now, by); err != nil {
 			return err
 		}
 		out = Rejection{RequestID: r.RequestID, NodeID: r.NodeID}
@@ -283,7 +271,7 @@ func (s *Store) Reject(ctx context.Context, requestID string, by Origin) (Reject
 func (s *Store) Verify(ctx context.Context, nodeID, token string) (Verification, error) {
 	nodeID = strings.TrimSpace(nodeID)
 	var digest []byte
-	n, err := scanNode(s.read.QueryRowContext(ctx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, nodeID), &digest)
+	n, err := scanNode(s.r.queryRow(ctx, nil, qVerify, nodeID), &digest)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Hash anyway, so an unknown node costs what a known one does.
 		tokenMatches(token, make([]byte, 32))
@@ -309,11 +297,11 @@ func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origi
 	nodeID = strings.TrimSpace(nodeID)
 	out := Renamed{NodeID: nodeID, DisplayName: name}
 	err = s.writeTx(ctx, "rename", func(tx *sql.Tx) error {
-		if err := changeNode(ctx, tx, `UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID); err != nil {
+		if err := s.changeNode(ctx, tx, `UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID); err != nil {
 			return err
 		}
 		now := s.nowMs()
-		_, err := appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
+		_, err := s.appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
 		return err
 	})
 	return out, err
@@ -324,11 +312,11 @@ func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origi
 func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, error) {
 	nodeID = strings.TrimSpace(nodeID)
 	err := s.writeTx(ctx, "remove", func(tx *sql.Tx) error {
-		if err := changeNode(ctx, tx, `DELETE FROM nodes WHERE node_id = ?`, nodeID); err != nil {
+		if err := s.changeNode(ctx, tx, `DELETE FROM nodes WHERE node_id = ?`, nodeID); err != nil {
 			return err
 		}
 		now := s.nowMs()
-		_, err := appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: nodeID, Decision: DecisionRemoved, TS: now}, by)
+		_, err := s.appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: nodeID, Decision: DecisionRemoved, TS: now}, by)
 		return err
 	})
 	return Removed{NodeID: nodeID}, err
@@ -340,10 +328,10 @@ func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, 
 func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by Origin) error {
 	return s.writeTx(ctx, "mark connected", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		if err := changeNode(ctx, tx, `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`, now, nodeID); err != nil {
+		if err := s.changeNode(ctx, tx, `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`, now, nodeID); err != nil {
 			return err
 		}
-		_, err := appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
+		_, err := s.appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
 		return err
 	})
 }
@@ -352,7 +340,7 @@ func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by O
 // approval notice to the node itself uses it.
 func (s *Store) Token(ctx context.Context, nodeID string) (string, error) {
 	var sealed []byte
-	err := s.read.QueryRowContext(ctx, `SELECT token_sealed FROM nodes WHERE node_id = ?`, nodeID).Scan(&sealed)
+	err := s.r.queryRow(ctx, nil, `SELECT token_sealed FROM nodes WHERE node_id = ?`, nodeID).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", errorf(CodeNotFound, "unknown nodeId")
 	}
@@ -367,8 +355,8 @@ func (s *Store) Token(ctx context.Context, nodeID string) (string, error) {
 }
 
 // changeNode runs a statement that must touch the row of one paired node.
-func changeNode(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
-	res, err := tx.ExecContext(ctx, query, args...)
+func (s *Store) changeNode(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := s.w.exec(ctx, tx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -390,7 +378,7 @@ func (s *Store) List(ctx context.Context) (Listing, error) {
 		if out.Pending, err = s.pending(ctx, tx, "DESC"); err != nil {
 			return err
 		}
-		out.Paired, err = queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
+		out.Paired, err = s.queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
 		return err
 	})
 	return out, err
@@ -412,7 +400,7 @@ func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 	var out []Node
 	err := s.readTx(ctx, "list nodes", func(tx *sql.Tx) error {
 		var err error
-		out, err = queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
+		out, err = s.queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
 		return err
 	})
 	return out, err
@@ -420,7 +408,7 @@ func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 
 // Node returns one paired node without its token.
 func (s *Store) Node(ctx context.Context, nodeID string) (Node, error) {
-	n, err := scanNode(s.read.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE node_id = ?`, strings.TrimSpace(nodeID)))
+	n, err := scanNode(s.r.queryRow(ctx, nil, qNodeByID, strings.TrimSpace(nodeID)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, errorf(CodeNotFound, "unknown nodeId")
 	}
@@ -429,7 +417,7 @@ func (s *Store) Node(ctx context.Context, nodeID string) (Node, error) {
 
 // RequestStatus returns a kept request and what became of it.
 func (s *Store) RequestStatus(ctx context.Context, requestID string) (RequestStatus, error) {
-	r, err := scanRequest(s.read.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE request_id = ?`, strings.TrimSpace(requestID)))
+	r, err := scanRequest(s.r.queryRow(ctx, nil, qRequestByID, strings.TrimSpace(requestID)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return RequestStatus{}, errorf(CodeNotFound, "unknown requestId")
 	}
@@ -444,7 +432,7 @@ func (s *Store) RequestStatus(ctx context.Context, requestID string) (RequestSta
 
 // pending reads live pending requests ordered by ts in the given direction.
 func (s *Store) pending(ctx context.Context, tx *sql.Tx, direction string) ([]PendingRequest, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests
+	rows, err := s.r.query(ctx, tx, `SELECT `+requestColumns+` FROM requests
 		WHERE status = 'pending' AND ts_ms >= ? ORDER BY ts_ms `+direction+`, request_id `+direction,
 		s.expiredBefore(s.nowMs()))
 	if err != nil {
@@ -462,8 +450,8 @@ func (s *Store) pending(ctx context.Context, tx *sql.Tx, direction string) ([]Pe
 	return out, rows.Err()
 }
 
-func queryNodes(ctx context.Context, tx *sql.Tx, order string) ([]Node, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes `+order)
+func (s *Store) queryNodes(ctx context.Context, tx *sql.Tx, order string) ([]Node, error) {
+	rows, err := s.r.query(ctx, tx, `SELECT `+nodeColumns+` FROM nodes `+order)
 	if err != nil {
 		return nil, err
 	}

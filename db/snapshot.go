@@ -38,7 +38,7 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		if sn.Pending, err = s.pending(ctx, tx, "ASC"); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+nodeColumns+`, token_sealed FROM nodes ORDER BY created_at_ms, node_id`)
+		rows, err := s.r.query(ctx, tx, `SELECT `+nodeColumns+`, token_sealed FROM nodes ORDER BY created_at_ms, node_id`)
 		if err != nil {
 			return err
 		}

@@ -53,6 +53,7 @@ func OptionsFor(p config.Profile) Options {
 type Store struct {
 	write *sql.DB // one connection; transactions begin IMMEDIATE
 	read  *sql.DB // query_only pool
+	w, r  *prepared
 	seal  *sealer
 	now   func() time.Time
 	log   *slog.Logger
@@ -96,6 +97,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.w, err = newPrepared(ctx, s.write, writeStatements); err == nil {
+		s.r, err = newPrepared(ctx, s.read, readStatements)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("prepare statements: %w", err)
+	}
 	key, created, err := loadOrCreateKey(opts.KeyPath)
 	if err != nil {
 		s.Close()
@@ -133,6 +141,11 @@ func (s *Store) warnIfKeyReplaced(ctx context.Context, keyPath string) {
 // Close closes both connection pools. It is safe to call more than once.
 func (s *Store) Close() error {
 	var errs []error
+	for _, p := range []*prepared{s.w, s.r} {
+		if p != nil {
+			errs = append(errs, p.close())
+		}
+	}
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}

@@ -52,7 +52,7 @@ func (s *Store) expireBatch(ctx context.Context) (int, error) {
 	var n int
 	err := s.writeTx(ctx, "expire requests", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		rows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests
+		rows, err := s.w.query(ctx, tx, `SELECT `+requestColumns+` FROM requests
 			WHERE status = 'pending' AND ts_ms < ? ORDER BY ts_ms LIMIT ?`, s.expiredBefore(now), sweepBatch)
 		if err != nil {
 			return err
@@ -79,7 +79,7 @@ func (s *Store) expireBatch(ctx context.Context) (int, error) {
 // expire retires pending requests whose time ran out.
 func (s *Store) expire(ctx context.Context, tx *sql.Tx, now int64, due []keptRequest) error {
 	for _, r := range due {
-		if err := decide(ctx, tx, r, DecisionExpired, r.TS+s.ttlMs, now, sweeperOrigin); err != nil {
+		if err := s.decide(ctx, tx, r, DecisionExpired, r.TS+s.ttlMs, now, sweeperOrigin); err != nil {
 			return err
 		}
 	}
@@ -91,7 +91,7 @@ func (s *Store) pruneBatches(ctx context.Context, what, query string, before int
 	for {
 		var n int64
 		err := s.writeTx(ctx, what, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, query, before, sweepBatch)
+			res, err := s.w.exec(ctx, tx, query, before, sweepBatch)
 			if err != nil {
 				return err
 			}
