@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -491,4 +492,45 @@ func (s *Server) activeConns() int {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
 	return len(s.conns)
+}
+
+func TestSilentAutoApproval(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.cfg.Profiles[0].SilentCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	op := ts.operator(t, "/", testToken)
+	// A silent request from a trusted network is approved at once, and the
+	// node receives its token like any approval.
+	d := newDevice()
+	n, hello := ts.node(t, d, "")
+	if !hello.OK {
+		t.Fatal(hello.Error)
+	}
+	var res db.RequestResult
+	n.mustCall("node.pair.request", map[string]any{"nodeId": d.id, "silent": true}, &res)
+	if res.Status != db.StatusApproved {
+		t.Fatalf("silent request from 127.0.0.1: %+v", res)
+	}
+	private := n.event(db.EventResolved, 5*time.Second)
+	if !strings.Contains(string(private.Payload), `"token":"`) {
+		t.Fatalf("auto-approved node got no token: %s", private.Payload)
+	}
+	// Not silent, or from elsewhere: it waits for an operator.
+	var loud, remote db.RequestResult
+	op.mustCall("node.pair.request", map[string]any{"nodeId": "loud", "remoteIp": "127.0.0.9"}, &loud)
+	op.mustCall("node.pair.request", map[string]any{"nodeId": "far", "silent": true, "remoteIp": "198.51.100.4"}, &remote)
+	if loud.Status != db.StatusPending || remote.Status != db.StatusPending {
+		t.Fatalf("auto-approved what it must not: %+v %+v", loud, remote)
+	}
+	// The audit log names the policy as the approver.
+	evs, _ := ts.byName["default"].Store.EventsAfter(context.Background(), 0, 100)
+	var byPolicy int
+	for _, e := range evs {
+		if e.Name == db.EventResolved && e.Actor == "policy" {
+			byPolicy++
+		}
+	}
+	if byPolicy != 1 {
+		t.Fatalf("%d approvals by policy, want 1", byPolicy)
+	}
 }
