@@ -16,7 +16,17 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/", func(c echo.Context) error { return s.serveWS(c, s.rootProfile(own)) })
-	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.byName[c.Param("profile")]) })
+	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.profileAt(own, c.Param("profile"))) })
+}
+
+// profileAt resolves a profile name; a profile's own address serves only
+// that profile.
+func (s *Server) profileAt(own *Profile, name string) *Profile {
+	p := s.byName[name]
+	if own != nil && p != own {
+		return nil
+	}
+	return p
 }
 
 // rootProfile is the profile "/" serves: a profile's own, else "default",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -532,5 +533,23 @@ func TestSilentAutoApproval(t *testing.T) {
 	}
 	if byPolicy != 1 {
 		t.Fatalf("%d approvals by policy, want 1", byPolicy)
+	}
+}
+
+func TestProfileOwnListenAddress(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[1].Listen = "127.0.0.1:0" })
+	m := regexp.MustCompile(`msg=listening addr=(\S+) profile=work`).FindStringSubmatch(ts.log.String())
+	if m == nil {
+		t.Fatalf("no listener for profile work:\n%s", ts.log)
+	}
+	own := &testServer{Server: ts.Server, ws: "ws://" + m[1]}
+	c := own.operator(t, "/", "work-token") // "/" there is the work profile
+	var l db.Listing
+	c.mustCall("node.pair.list", map[string]any{}, &l)
+	if _, err := dialWS(t, own.ws+"/ws/work", nil); err != nil {
+		t.Fatalf("/ws/work on work's own address: %v", err)
+	}
+	if _, err := dialWS(t, own.ws+"/ws/default", nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("another profile reached through work's own address: %v", err)
 	}
 }
