@@ -406,6 +406,24 @@ func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 	return out, err
 }
 
+// Counts are the sizes of a profile's pairing state.
+type Counts struct {
+	Pending int `json:"pending"`
+	Paired  int `json:"paired"`
+}
+
+// Counts counts live pending requests and paired nodes in one snapshot.
+func (s *Store) Counts(ctx context.Context) (Counts, error) {
+	var c Counts
+	err := s.readTx(ctx, "count", func(tx *sql.Tx) error {
+		if err := s.r.queryRow(ctx, tx, qCountLive, s.expiredBefore(s.nowMs())).Scan(&c.Pending); err != nil {
+			return err
+		}
+		return s.r.queryRow(ctx, tx, `SELECT count(*) FROM nodes`).Scan(&c.Paired)
+	})
+	return c, err
+}
+
 // Node returns one paired node without its token.
 func (s *Store) Node(ctx context.Context, nodeID string) (Node, error) {
 	n, err := scanNode(s.r.queryRow(ctx, nil, qNodeByID, strings.TrimSpace(nodeID)))

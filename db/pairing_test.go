@@ -414,3 +414,19 @@ func TestMetadataRoundTrip(t *testing.T) {
 		t.Fatalf("empty list, map and explicit false must survive: %s", b)
 	}
 }
+
+func TestCounts(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	pairNode(t, s, "a")
+	mustRequest(t, s, RequestInput{NodeID: "b"})
+	clk.Advance(time.Minute)
+	mustRequest(t, s, RequestInput{NodeID: "c"})
+	if c, err := s.Counts(ctx); err != nil || c != (Counts{Pending: 2, Paired: 1}) {
+		t.Fatalf("counts %+v %v", c, err)
+	}
+	clk.Advance(4*time.Minute + time.Millisecond) // b expires, c lives
+	if c, _ := s.Counts(ctx); c != (Counts{Pending: 1, Paired: 1}) {
+		t.Fatalf("counts after expiry %+v", c)
+	}
+}

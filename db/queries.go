@@ -32,4 +32,4 @@ const (
 
 var writeStatements = []string{qPendingOfNode, qCountLive, qNodeExists, qDecide, qNodeForApproval, qRequestByID, qInsertRequest, qUpsertNode, qInsertEvent}
 
-var readStatements = []string{qVerify, qNodeByID, qRequestByID, qEventsAfter, qLastSeq}
+var readStatements = []string{qCountLive, qVerify, qNodeByID, qRequestByID, qEventsAfter, qLastSeq}

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,13 +107,21 @@ var methods = map[string]method{
 	}},
 	"node.pair.verify": {scope: scopePairing, forNode: true, params: schema{
 		{name: "nodeId", kind: kString, required: true}, {name: "token", kind: kString, required: true},
-	}, run: func(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
+	}, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
 		var p struct{ NodeID, Token string }
 		json.Unmarshal(raw, &p)
 		if err := c.ownNode(p.NodeID); err != nil {
 			return nil, err
 		}
-		return c.profile.Store.Verify(ctx, p.NodeID, p.Token)
+		v, err := c.profile.Store.Verify(ctx, p.NodeID, p.Token)
+		if err == nil {
+			result := "failed"
+			if v.OK {
+				result = "ok"
+			}
+			s.metrics.verifies.WithLabelValues(c.profile.Config.Name, result).Inc()
+		}
+		return v, err
 	}},
 	"node.pair.remove": {scope: scopePairing, params: nodeIDParams, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
 		var p struct{ NodeID string }
@@ -159,12 +169,17 @@ func (s *Server) call(ctx context.Context, c *session, name string, raw json.Raw
 			return nil, invalidRequest("unauthorized role: node")
 		}
 	} else if m.scope != "" && !c.hasScope(m.scope) {
-		return nil, invalidRequest("missing scope: %s", m.scope)
+		e := invalidRequest("missing scope: %s", m.scope)
+		e.status = http.StatusForbidden
+		return nil, e
 	}
 	if err := m.params.check(raw); err != nil {
 		return nil, invalidRequest("invalid %s params: %s", name, err)
 	}
-	return m.run(ctx, s, c, raw)
+	start := time.Now()
+	out, err := m.run(ctx, s, c, raw)
+	s.metrics.calls.WithLabelValues(name, strconv.FormatBool(err == nil)).Observe(time.Since(start).Seconds())
+	return out, err
 }
 
 // ownNode refuses a node session acting for another node.
@@ -185,8 +200,9 @@ func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage)
 	var p requestParams
 	json.Unmarshal(raw, &p)
 	if strings.TrimSpace(p.NodeID) == "" {
-		// (legacy) OpenClaw 2026.1.29 answers a blank nodeId this way.
-		return nil, &rpcError{Code: codeUnavailable, Message: "Error: nodeId required"}
+		// (legacy) OpenClaw 2026.1.29 answers a blank nodeId this way; it
+		// is still bad input (400) over HTTP.
+		return nil, &rpcError{Code: codeUnavailable, Message: "Error: nodeId required", status: http.StatusBadRequest}
 	}
 	if err := c.ownNode(p.NodeID); err != nil {
 		return nil, err

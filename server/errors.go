@@ -21,6 +21,22 @@ type errorDetail struct {
 	Details any    `json:"details,omitempty"`
 }
 
+// apiError is a refusal of the HTTP layer itself (auth, limits, bodies).
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+// rpcStatus maps the dispatcher's WS codes to HTTP statuses.
+var rpcStatus = map[string]int{
+	codeInvalidRequest: http.StatusBadRequest,
+	codeNotPaired:      http.StatusUnauthorized,
+	codeUnavailable:    http.StatusServiceUnavailable,
+}
+
 // httpStatus maps each store error code to its HTTP status, in one place.
 var httpStatus = map[db.Code]int{
 	db.CodeInvalid:     http.StatusBadRequest,
@@ -32,27 +48,13 @@ var httpStatus = map[db.Code]int{
 	db.CodeInternal:    http.StatusInternalServerError,
 }
 
-// handleError writes every error as errorBody. It unwraps: echo's own
-// errors and store errors are found however deeply they are wrapped.
-// Internal causes are logged, never sent.
+// handleError writes every error as errorBody. Internal causes are
+// logged, never sent.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, detail := http.StatusInternalServerError, errorDetail{Code: string(db.CodeInternal), Message: "internal error"}
-	var he *echo.HTTPError
-	var se *db.Error
-	switch {
-	case errors.As(err, &se):
-		status = httpStatus[se.Code]
-		detail = errorDetail{Code: string(se.Code), Message: se.Message}
-	case errors.As(err, &he):
-		status = he.Code
-		detail = errorDetail{Code: statusCode(he.Code), Message: http.StatusText(he.Code)}
-		if msg, ok := he.Message.(string); ok {
-			detail.Message = msg
-		}
-	}
+	status, detail := errorResponse(err)
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	}
@@ -61,6 +63,40 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	c.JSON(status, errorBody{Error: detail})
+}
+
+// errorResponse is the one table from errors to statuses and bodies. It
+// unwraps: echo's own errors and ours are found however deeply wrapped
+// (echo v4's default handler misses wrapped ones).
+func errorResponse(err error) (int, errorDetail) {
+	var he *echo.HTTPError
+	var se *db.Error
+	var ae *apiError
+	var re *rpcError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Status, errorDetail{Code: ae.Code, Message: ae.Message}
+	case errors.As(err, &re):
+		status := rpcStatus[re.Code]
+		if re.status != 0 {
+			status = re.status
+		}
+		return status, errorDetail{Code: statusCode(status), Message: re.Message, Details: re.Details}
+	case errors.As(err, &se):
+		return httpStatus[se.Code], errorDetail{Code: string(se.Code), Message: se.Message}
+	case errors.As(err, &he):
+		detail := errorDetail{Code: statusCode(he.Code), Message: http.StatusText(he.Code)}
+		if msg, ok := he.Message.(string); ok {
+			detail.Message = msg
+		}
+		return he.Code, detail
+	}
+	return http.StatusInternalServerError, errorDetail{Code: string(db.CodeInternal), Message: "internal error"}
+}
+
+func statusOf(err error) int {
+	status, _ := errorResponse(err)
+	return status
 }
 
 // statusCode names an HTTP status in the style of the store's codes:

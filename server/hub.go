@@ -21,6 +21,7 @@ const outboxPoll = 250 * time.Millisecond
 type hub struct {
 	profile *Profile
 	log     *slog.Logger
+	metrics *metrics
 
 	mu    sync.Mutex
 	conns map[*wsConn]struct{}
@@ -32,9 +33,9 @@ type hub struct {
 	subscribers map[chan db.Event]struct{}
 }
 
-func newHub(p *Profile, log *slog.Logger) *hub {
+func newHub(p *Profile, log *slog.Logger, m *metrics) *hub {
 	return &hub{
-		profile: p, log: log,
+		profile: p, log: log, metrics: m,
 		conns: map[*wsConn]struct{}{}, live: map[string][]*wsConn{}, awaiting: map[string][]*wsConn{},
 		subscribers: map[chan db.Event]struct{}{},
 	}
@@ -43,6 +44,7 @@ func newHub(p *Profile, log *slog.Logger) *hub {
 func (s *Server) hub(p *Profile) *hub { return s.hubs[p.Config.Name] }
 
 func (h *hub) add(c *wsConn) {
+	h.metrics.wsClients.WithLabelValues(h.profile.Config.Name, c.sess.role).Inc()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.conns[c] = struct{}{}
@@ -52,6 +54,7 @@ func (h *hub) add(c *wsConn) {
 }
 
 func (h *hub) remove(c *wsConn) {
+	h.metrics.wsClients.WithLabelValues(h.profile.Config.Name, c.sess.role).Dec()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.conns, c)
@@ -154,9 +157,12 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 	}
 	var waiting []*wsConn
 	var res db.Resolution
-	if e.Name == db.EventResolved && json.Unmarshal(e.Payload, &res) == nil && res.RequestID != "" {
-		waiting = h.awaiting[res.RequestID]
-		delete(h.awaiting, res.RequestID)
+	if e.Name == db.EventResolved && json.Unmarshal(e.Payload, &res) == nil {
+		h.metrics.decisions.WithLabelValues(h.profile.Config.Name, res.Decision).Inc()
+		if res.RequestID != "" {
+			waiting = h.awaiting[res.RequestID]
+			delete(h.awaiting, res.RequestID)
+		}
 	}
 	subs := make([]chan db.Event, 0, len(h.subscribers))
 	for ch := range h.subscribers {
@@ -221,4 +227,11 @@ func mustJSON(v any) []byte {
 		panic(err) // only our own frame types reach here
 	}
 	return b
+}
+
+// connectedNodes counts the paired nodes with a live session.
+func (h *hub) connectedNodes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.live)
 }

@@ -49,6 +49,8 @@ type rpcError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Details any    `json:"details,omitempty"`
+	// status overrides the HTTP status rpcStatus gives Code.
+	status int
 }
 
 func (e *rpcError) Error() string { return e.Message }

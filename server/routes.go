@@ -15,8 +15,28 @@ import (
 func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
+	e.GET("/metrics", s.metrics.handler())
+	e.GET("/api/v1/openapi.json", handleOpenAPI)
+
+	// WebSocket (OpenClaw gateway protocol v3).
 	e.GET("/", func(c echo.Context) error { return s.serveWS(c, s.rootProfile(own)) })
 	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.profileAt(own, c.Param("profile"))) })
+
+	// REST. Node-facing: verify needs no operator token.
+	e.GET("/api/v1/profiles", s.handleProfiles(own))
+	e.POST("/api/v1/profiles/:profile/verify", s.handleVerify(own))
+	op := e.Group("/api/v1/profiles/:profile", s.requireOperator(own))
+	op.GET("/pending", s.handlePending)
+	op.GET("/nodes", s.handleNodes)
+	op.GET("/nodes/:nodeId", s.handleNode)
+	op.PATCH("/nodes/:nodeId", s.handleRename)
+	op.DELETE("/nodes/:nodeId", s.handleRemove)
+	op.POST("/requests", s.handleCreateRequest)
+	op.GET("/requests/:requestId", s.handleRequestStatus)
+	op.POST("/requests/:requestId/approve", s.handleApprove)
+	op.POST("/requests/:requestId/reject", s.handleReject)
+	op.GET("/events", s.handleEvents)
+	op.POST("/rpc", s.handleRPC)
 }
 
 // profileAt resolves a profile name; a profile's own address serves only

@@ -62,6 +62,9 @@ type Server struct {
 	handshake    time.Duration
 	limiter      *limiter
 	writeBuffers sync.Pool
+	metrics      *metrics
+	// stopping closes when shutdown begins: event streams end at once.
+	stopping chan struct{}
 
 	// Hijacked WebSocket connections, which http.Server.Shutdown does not
 	// track: closed with 1001 and waited for on shutdown.
@@ -78,7 +81,8 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, hubs: map[string]*hub{}, log: log,
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
-		conns: map[*wsConn]struct{}{},
+		conns: map[*wsConn]struct{}{}, stopping: make(chan struct{}),
+		metrics: newMetrics(profiles),
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
@@ -100,7 +104,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	s.limiter = newLimiter(s.now)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
-		s.hubs[p.Config.Name] = newHub(p, log)
+		s.hubs[p.Config.Name] = newHub(p, log, s.metrics)
 	}
 	return s
 }
@@ -203,6 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("server failed", "err", runErr)
 	}
 	s.ready.Store(false)
+	close(s.stopping)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
@@ -251,6 +256,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
+	e.Use(s.metrics.middleware)
 	s.routes(e, profile)
 	return e
 }

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// metrics are the server's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg         *prometheus.Registry
+	httpReqs    *prometheus.CounterVec
+	httpSeconds *prometheus.HistogramVec
+	calls       *prometheus.HistogramVec
+	decisions   *prometheus.CounterVec
+	verifies    *prometheus.CounterVec
+	wsClients   *prometheus.GaugeVec
+	sseClients  *prometheus.GaugeVec
+}
+
+func newMetrics(profiles []*Profile) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		httpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pairgate_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "code"}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pairgate_http_request_duration_seconds", Help: "HTTP request latency by route (streams excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}, []string{"route"}),
+		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pairgate_call_duration_seconds", Help: "Method latency through the dispatcher (WS and REST), by method and outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 12),
+		}, []string{"method", "ok"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pairgate_decisions_total", Help: "Pairing resolutions by profile and decision (approved, rejected, expired, removed), from the outbox.",
+		}, []string{"profile", "decision"}),
+		verifies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pairgate_verifies_total", Help: "Token verifications by profile and result.",
+		}, []string{"profile", "result"}),
+		wsClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pairgate_ws_clients", Help: "Open WebSocket sessions by profile and role.",
+		}, []string{"profile", "role"}),
+		sseClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pairgate_sse_clients", Help: "Open event streams by profile.",
+		}, []string{"profile"}),
+	}
+	m.reg.MustRegister(m.httpReqs, m.httpSeconds, m.calls, m.decisions, m.verifies, m.wsClients, m.sseClients,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, p := range profiles {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_pending_requests", Help: "Live pending requests.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
+		}, countOf(p.Store, func(c db.Counts) int { return c.Pending })))
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_paired_nodes", Help: "Paired nodes.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
+		}, countOf(p.Store, func(c db.Counts) int { return c.Paired })))
+	}
+	return m
+}
+
+func countOf(st *db.Store, pick func(db.Counts) int) func() float64 {
+	return func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := st.Counts(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(pick(c))
+	}
+}
+
+// middleware counts every HTTP request by its route template.
+func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		if err != nil {
+			// The error handler runs after middleware; count what it will send.
+			status = statusOf(err)
+		}
+		m.httpReqs.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		if c.Response().Header().Get(echo.HeaderContentType) != "text/event-stream" && route != "/" && route != "/ws/:profile" {
+			m.httpSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}
+		return err
+	}
+}
+
+func (m *metrics) handler() echo.HandlerFunc {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return echo.WrapHandler(h)
+}

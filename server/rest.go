@@ -1,0 +1,366 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// maxBody bounds every request body the API reads.
+const maxBody = 64 << 10
+
+// ctxProfile is where requireOperator leaves the resolved profile.
+const ctxProfile = "pairgate.profile"
+
+// restSession is the dispatcher's view of an authenticated REST caller: the
+// profile's operator token grants every scope.
+func (s *Server) restSession(c echo.Context, p *Profile) *session {
+	return &session{profile: p, role: roleOperator, scopes: []string{scopeAdmin},
+		remoteIP: c.RealIP(), actor: "rest", now: s.now}
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	if token, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return strings.TrimSpace(token)
+	}
+	return ""
+}
+
+// limited answers 429 with Retry-After while the caller's address is locked out.
+func (s *Server) limited(c echo.Context) error {
+	if retry, locked := s.limiter.blocked(c.RealIP()); locked {
+		secs := int(retry.Seconds() + 0.999)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			Message: fmt.Sprintf("too many failed attempts from this address; retry in %ds", secs)}
+	}
+	return nil
+}
+
+// requireOperator resolves :profile (404 when unknown) and demands its
+// operator token (401, counted by the failed-attempt limiter).
+func (s *Server) requireOperator(own *Profile) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p := s.profileAt(own, c.Param("profile"))
+			if p == nil {
+				return &apiError{Status: http.StatusNotFound, Code: "not_found",
+					Message: fmt.Sprintf("unknown profile %q; known: %s", c.Param("profile"), strings.Join(s.profileNames(), ", "))}
+			}
+			if err := s.limited(c); err != nil {
+				return err
+			}
+			if err := s.checkBearer(c, p); err != nil {
+				return err
+			}
+			c.Set(ctxProfile, p)
+			return next(c)
+		}
+	}
+}
+
+func (s *Server) checkBearer(c echo.Context, p *Profile) error {
+	token := bearer(c)
+	if token == "" {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+		return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
+			Message: fmt.Sprintf("missing operator token: send Authorization: Bearer <the operator token of profile %q>", p.Config.Name)}
+	}
+	if !p.Authorized(token) {
+		s.limiter.fail(c.RealIP())
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+		return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
+			Message: fmt.Sprintf("wrong operator token for profile %q", p.Config.Name)}
+	}
+	return nil
+}
+
+func profileOf(c echo.Context) *Profile { return c.Get(ctxProfile).(*Profile) }
+
+// readObject reads a JSON object body strictly: bounded in size (413), one
+// value with no trailing data, no duplicate keys at any depth (400). Field
+// checks are left to the method's schema.
+func readObject(c echo.Context) (json.RawMessage, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+			Message: fmt.Sprintf("request body larger than %d bytes", maxBody)}
+	}
+	if err != nil {
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+	}
+	if err := checkJSONObject(body); err != nil {
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
+	}
+	return body, nil
+}
+
+// checkJSONObject walks the tokens of one JSON document: it must be a
+// single object, with no key twice in any object.
+func checkJSONObject(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	first, err := dec.Token()
+	if err != nil {
+		return errors.New("empty or malformed")
+	}
+	if d, ok := first.(json.Delim); !ok || d != '{' {
+		return errors.New("want a JSON object")
+	}
+	if err := walkObject(dec, "$"); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the object")
+	}
+	return nil
+}
+
+func walkObject(dec *json.Decoder, path string) error {
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return errors.New("malformed at " + path)
+		}
+		key := t.(string)
+		if seen[key] {
+			return fmt.Errorf("duplicate key %q at %s", key, path)
+		}
+		seen[key] = true
+		if err := walkValue(dec, path+"."+key); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return errors.New("malformed at " + path)
+	}
+	return nil
+}
+
+func walkValue(dec *json.Decoder, path string) error {
+	t, err := dec.Token()
+	if err != nil {
+		return errors.New("malformed at " + path)
+	}
+	d, ok := t.(json.Delim)
+	if !ok {
+		return nil
+	}
+	switch d {
+	case '{':
+		return walkObject(dec, path)
+	case '[':
+		for i := 0; dec.More(); i++ {
+			if err := walkValue(dec, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return errors.New("malformed at " + path)
+		}
+	}
+	return nil
+}
+
+// params builds a method's params from path values and an optional body.
+func params(kv ...string) json.RawMessage {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return mustJSON(m)
+}
+
+// mergeParams adds path values to a body object (a body may not set them).
+func mergeParams(body json.RawMessage, kv ...string) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	json.Unmarshal(body, &m)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if _, ok := m[kv[i]]; ok {
+			return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid",
+				Message: fmt.Sprintf("%s comes from the path; remove it from the body", kv[i])}
+		}
+		m[kv[i]] = mustJSON(kv[i+1])
+	}
+	return mustJSON(m), nil
+}
+
+// rpc runs one dispatcher method for a REST caller and writes its payload.
+func (s *Server) rpc(c echo.Context, method string, raw json.RawMessage, status int) error {
+	p := profileOf(c)
+	out, err := s.call(c.Request().Context(), s.restSession(c, p), method, raw)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusNoContent {
+		return c.NoContent(status)
+	}
+	return c.JSON(status, out)
+}
+
+type profileInfo struct {
+	Name     string `json:"name"`
+	StateDir string `json:"stateDir"`
+	db.Counts
+	Connected int `json:"connected"`
+}
+
+// handleProfiles lists the profiles the bearer token opens.
+func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := s.limited(c); err != nil {
+			return err
+		}
+		token := bearer(c)
+		out := []profileInfo{}
+		for _, p := range s.profiles {
+			if (own != nil && p != own) || !p.Authorized(token) {
+				continue
+			}
+			counts, err := p.Store.Counts(c.Request().Context())
+			if err != nil {
+				return err
+			}
+			out = append(out, profileInfo{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: s.hub(p).connectedNodes()})
+		}
+		if len(out) == 0 {
+			if token != "" {
+				s.limiter.fail(c.RealIP())
+			}
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
+			return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
+				Message: "send Authorization: Bearer <operator token>; the answer lists the profiles it opens"}
+		}
+		return c.JSON(http.StatusOK, map[string]any{"profiles": out})
+	}
+}
+
+func (s *Server) handlePending(c echo.Context) error {
+	pending, err := profileOf(c).Store.Pending(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"pending": pending})
+}
+
+func (s *Server) handleRequestStatus(c echo.Context) error {
+	st, err := profileOf(c).Store.RequestStatus(c.Request().Context(), c.Param("requestId"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// handleCreateRequest is node.pair.request on behalf of a node: 201 when
+// it made a request, 200 when the node already had one pending.
+func (s *Server) handleCreateRequest(c echo.Context) error {
+	body, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	p := profileOf(c)
+	out, err := s.call(c.Request().Context(), s.restSession(c, p), "node.pair.request", body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res, ok := out.(db.RequestResult); ok && res.Created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, out)
+}
+
+func (s *Server) handleApprove(c echo.Context) error {
+	return s.rpc(c, "node.pair.approve", params("requestId", c.Param("requestId")), http.StatusOK)
+}
+
+func (s *Server) handleReject(c echo.Context) error {
+	return s.rpc(c, "node.pair.reject", params("requestId", c.Param("requestId")), http.StatusOK)
+}
+
+func (s *Server) handleNodes(c echo.Context) error {
+	return s.rpc(c, "node.list", nil, http.StatusOK)
+}
+
+func (s *Server) handleNode(c echo.Context) error {
+	return s.rpc(c, "node.describe", params("nodeId", c.Param("nodeId")), http.StatusOK)
+}
+
+func (s *Server) handleRename(c echo.Context) error {
+	body, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	raw, err := mergeParams(body, "nodeId", c.Param("nodeId"))
+	if err != nil {
+		return err
+	}
+	return s.rpc(c, "node.rename", raw, http.StatusOK)
+}
+
+func (s *Server) handleRemove(c echo.Context) error {
+	return s.rpc(c, "node.pair.remove", params("nodeId", c.Param("nodeId")), http.StatusNoContent)
+}
+
+// handleVerify checks a node's token. Nodes call it without an operator
+// token; their failures count toward the per-address limiter, so tokens
+// cannot be guessed at speed.
+func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := s.profileAt(own, c.Param("profile"))
+		if p == nil {
+			return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("unknown profile %q", c.Param("profile"))}
+		}
+		if err := s.limited(c); err != nil {
+			return err
+		}
+		body, err := readObject(c)
+		if err != nil {
+			return err
+		}
+		out, err := s.call(c.Request().Context(), s.restSession(c, p), "node.pair.verify", body)
+		if err != nil {
+			return err
+		}
+		if v, ok := out.(db.Verification); ok && !v.OK && !p.Authorized(bearer(c)) {
+			s.limiter.fail(c.RealIP())
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+// handleRPC mirrors OpenClaw's admin RPC route: {method, params} through
+// the same dispatcher as the WebSocket.
+func (s *Server) handleRPC(c echo.Context) error {
+	body, err := readObject(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Method == "" {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid",
+			Message: `want {"method": "<name>", "params": {...}} and nothing else`}
+	}
+	out, err := s.call(c.Request().Context(), s.restSession(c, profileOf(c)), req.Method, req.Params)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ok": true, "payload": out})
+}

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// sseHeartbeat keeps idle streams (and the proxies between) alive.
+const sseHeartbeat = 15 * time.Second
+
+// handleEvents streams the profile's outbox as Server-Sent Events: id is
+// the event's seq, event its name, data its JSON payload. A client that
+// resumes with Last-Event-ID (or ?after=) gets every event after it from
+// the outbox, then the live stream, with nothing missed or repeated.
+func (s *Server) handleEvents(c echo.Context) error {
+	p := profileOf(c)
+	after, resuming, err := resumePoint(c)
+	if err != nil {
+		return err
+	}
+	if !resuming { // a new subscriber starts at the live end
+		if after, err = p.Store.LastSeq(c.Request().Context()); err != nil {
+			return err
+		}
+	}
+	// Subscribe before reading the backlog, so nothing falls between them;
+	// anything seen twice is skipped by seq.
+	live := make(chan db.Event, 256)
+	unsubscribe := s.hub(p).subscribe(live)
+	defer unsubscribe()
+	s.metrics.sseClients.WithLabelValues(p.Config.Name).Inc()
+	defer s.metrics.sseClients.WithLabelValues(p.Config.Name).Dec()
+
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": pairgate event stream\n\n")
+	w.Flush()
+
+	ctx := c.Request().Context()
+	last := after
+	// catchUp sends what the outbox holds after last.
+	catchUp := func() error {
+		for {
+			events, err := p.Store.EventsAfter(ctx, last, 512)
+			if err != nil {
+				return err
+			}
+			for _, e := range events {
+				if err := writeEvent(w, e); err != nil {
+					return err
+				}
+				last = e.Seq
+			}
+			w.Flush()
+			if len(events) < 512 {
+				return nil
+			}
+		}
+	}
+	if err := catchUp(); err != nil {
+		return nil // the stream has started; the client reconnects
+	}
+	heartbeat := time.NewTicker(sseHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return nil
+		case <-heartbeat.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		case e := <-live:
+			switch {
+			case e.Seq <= last:
+				continue // already sent from the backlog
+			case e.Seq > last+1:
+				// A gap: this stream fell behind the hub. The outbox has it all.
+				err = catchUp()
+			default:
+				if err = writeEvent(w, e); err == nil {
+					last = e.Seq
+					w.Flush()
+				}
+			}
+			if err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// resumePoint reads Last-Event-ID or ?after= (which wins); resuming is
+// false when the client gave neither.
+func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
+	v := c.Request().Header.Get("Last-Event-ID")
+	if q := c.QueryParam("after"); q != "" {
+		v = q
+	}
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, &apiError{Status: http.StatusBadRequest, Code: "invalid",
+			Message: "Last-Event-ID / after must be an event id (a whole number ≥ 0)"}
+	}
+	return n, true, nil
+}
+
+func writeEvent(w *echo.Response, e db.Event) error {
+	_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Name, e.Payload)
+	return err
+}
