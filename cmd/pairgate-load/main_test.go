@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/server"
+)
+
+func TestRefusesBadArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--url", "http://192.0.2.1:18789", "--token", "t"}, "not a loopback address"},
+		{[]string{"--url", "http://127.0.0.1:1"}, "--token"},
+		{[]string{"--token", "t", "--mode", "nope"}, `--mode "nope": want verify or approve`},
+		{[]string{"--token", "t", "--rate", "0"}, "must be positive"},
+	} {
+		err := run(context.Background(), tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// syncBuf collects the server's log.
+type syncBuf struct {
+	ch chan string
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	select {
+	case b.ch <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+func TestLoadsARealServer(t *testing.T) {
+	dir := t.TempDir()
+	p := config.NewProfile("default", filepath.Join(dir, "state"))
+	p.Token = "load-test-token"
+	cfg := config.Config{Listen: "127.0.0.1:0", Profiles: []config.Profile{p}}
+	logs := &syncBuf{ch: make(chan string, 100)}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	prof, err := server.OpenProfile(context.Background(), p, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prof.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.New(cfg, []*server.Profile{prof}, log, server.Options{}).Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	addr := ""
+	re := regexp.MustCompile(`msg=listening addr=(\S+)`)
+	for addr == "" {
+		select {
+		case line := <-logs.ch:
+			if m := re.FindStringSubmatch(line); m != nil {
+				addr = m[1]
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("server did not listen")
+		}
+	}
+	for _, mode := range []string{"verify", "approve"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"--url", "http://" + addr, "--token", "load-test-token",
+			"--mode", mode, "--rate", "50", "--duration", "200ms"}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "success 100.00%") || !strings.Contains(out.String(), "status   200×10") {
+			t.Fatalf("%s report:\n%s", mode, out.String())
+		}
+	}
+}
