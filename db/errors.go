@@ -31,6 +31,9 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Details is user-safe structure for clients (e.g. every problem of a
+	// file); nil when the message says it all.
+	Details any
 	Err     error
 }
 

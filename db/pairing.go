@@ -53,9 +53,9 @@ type Listing struct {
 	Paired  []Node           `json:"paired"`
 }
 
-const requestColumns = `request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, status, decided_at_ms`
+const requestColumns = `request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, status, decided_at_ms, extra`
 
-const nodeColumns = `node_id, ` + metaColumns + `, created_at_ms, approved_at_ms, bins, last_connected_at_ms`
+const nodeColumns = `node_id, ` + metaColumns + `, created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -71,14 +71,18 @@ func scanRequest(sc scanner) (keptRequest, error) {
 	var m metaScan
 	var silent sql.NullBool
 	var decided sql.NullInt64
+	var extra sql.NullString
 	dest := append([]any{&r.RequestID, &r.NodeID}, m.dest()...)
-	dest = append(dest, &silent, &r.IsRepair, &r.TS, &r.status, &decided)
+	dest = append(dest, &silent, &r.IsRepair, &r.TS, &r.status, &decided, &extra)
 	if err := sc.Scan(dest...); err != nil {
 		return r, err
 	}
 	var err error
 	if r.NodeMeta, err = m.meta(); err != nil {
 		return r, err
+	}
+	if r.Extra, err = fieldsFromColumn(extra); err != nil {
+		return r, fmt.Errorf("extra: %w", err)
 	}
 	if silent.Valid {
 		r.Silent = &silent.Bool
@@ -87,14 +91,14 @@ func scanRequest(sc scanner) (keptRequest, error) {
 	return r, nil
 }
 
-func scanNode(sc scanner, extra ...any) (Node, error) {
+func scanNode(sc scanner, more ...any) (Node, error) {
 	var n Node
 	var m metaScan
-	var bins sql.NullString
+	var bins, extra sql.NullString
 	var lastConnected sql.NullInt64
 	dest := append([]any{&n.NodeID}, m.dest()...)
-	dest = append(dest, &n.CreatedAtMs, &n.ApprovedAtMs, &bins, &lastConnected)
-	if err := sc.Scan(append(dest, extra...)...); err != nil {
+	dest = append(dest, &n.CreatedAtMs, &n.ApprovedAtMs, &bins, &lastConnected, &extra)
+	if err := sc.Scan(append(dest, more...)...); err != nil {
 		return n, err
 	}
 	var err error
@@ -103,6 +107,9 @@ func scanNode(sc scanner, extra ...any) (Node, error) {
 	}
 	if err := fromJSONColumn(bins, &n.Bins); err != nil {
 		return n, fmt.Errorf("bins: %w", err)
+	}
+	if n.Extra, err = fieldsFromColumn(extra); err != nil {
+		return n, fmt.Errorf("extra: %w", err)
 	}
 	n.LastConnectedAtMs = lastConnected.Int64
 	return n, nil

@@ -24,7 +24,7 @@ const (
 				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
 				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
 				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
-				bins = NULL, last_connected_at_ms = NULL`
+				bins = NULL, last_connected_at_ms = NULL, extra = NULL`
 	qInsertEvent = `INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`
 	qEventsAfter = `SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
 	qLastSeq     = `SELECT max(seq) FROM events`

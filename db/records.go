@@ -31,6 +31,9 @@ type PendingRequest struct {
 	Silent   *bool `json:"silent,omitempty"`
 	IsRepair bool  `json:"isRepair"`
 	TS       int64 `json:"ts"`
+	// Extra holds fields of an imported legacy record that pairgate does
+	// not know; only the legacy files show them again.
+	Extra Fields `json:"-"`
 }
 
 // Node is a paired node. Token is set only where the caller may see it: in
@@ -43,6 +46,51 @@ type Node struct {
 	ApprovedAtMs      int64    `json:"approvedAtMs"`
 	Bins              []string `json:"bins,omitzero"`
 	LastConnectedAtMs int64    `json:"lastConnectedAtMs,omitempty"`
+	Extra             Fields   `json:"-"`
+}
+
+// Field is one JSON member kept verbatim: its name and raw value.
+type Field struct {
+	Name  string
+	Value json.RawMessage
+}
+
+// Fields are members in their original order.
+type Fields []Field
+
+// column stores fields as a JSON array of [name, value] pairs, NULL when empty.
+func (f Fields) column() sql.NullString {
+	if len(f) == 0 {
+		return sql.NullString{}
+	}
+	pairs := make([][2]json.RawMessage, len(f))
+	for i, x := range f {
+		name, _ := json.Marshal(x.Name)
+		pairs[i] = [2]json.RawMessage{name, x.Value}
+	}
+	b, err := json.Marshal(pairs)
+	if err != nil {
+		panic(err) // raw values were validated JSON when read
+	}
+	return sql.NullString{String: string(b), Valid: true}
+}
+
+func fieldsFromColumn(col sql.NullString) (Fields, error) {
+	if !col.Valid {
+		return nil, nil
+	}
+	var pairs [][2]json.RawMessage
+	if err := json.Unmarshal([]byte(col.String), &pairs); err != nil {
+		return nil, err
+	}
+	out := make(Fields, len(pairs))
+	for i, p := range pairs {
+		if err := json.Unmarshal(p[0], &out[i].Name); err != nil {
+			return nil, err
+		}
+		out[i].Value = p[1]
+	}
+	return out, nil
 }
 
 // Request status values.

@@ -83,7 +83,7 @@ func errorResponse(err error) (int, errorDetail) {
 		}
 		return status, errorDetail{Code: statusCode(status), Message: re.Message, Details: re.Details}
 	case errors.As(err, &se):
-		return httpStatus[se.Code], errorDetail{Code: string(se.Code), Message: se.Message}
+		return httpStatus[se.Code], errorDetail{Code: string(se.Code), Message: se.Message, Details: se.Details}
 	case errors.As(err, &he):
 		detail := errorDetail{Code: statusCode(he.Code), Message: http.StatusText(he.Code)}
 		if msg, ok := he.Message.(string); ok {

@@ -1,0 +1,80 @@
+package db
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/pairgate/pairgate/config"
+)
+
+// LegacyExport is the store rendered as the two legacy files.
+type LegacyExport struct {
+	Paired, Pending           []byte
+	PairedCount, PendingCount int
+}
+
+// LegacyFiles renders the store as the legacy files, from one consistent
+// read. Without redact, tokens pairing.key cannot open make it fail and
+// say which.
+func (s *Store) LegacyFiles(ctx context.Context, redact bool) (LegacyExport, error) {
+	sn, err := s.Snapshot(ctx)
+	if err != nil {
+		return LegacyExport{}, err
+	}
+	if !redact {
+		if err := sn.TokenProblem(); err != nil {
+			return LegacyExport{}, err
+		}
+	}
+	return LegacyExport{
+		Paired: LegacyPairedJSON(sn.Paired, redact), Pending: LegacyPendingJSON(sn.Pending),
+		PairedCount: len(sn.Paired), PendingCount: len(sn.Pending),
+	}, nil
+}
+
+// ExportReport says what Export wrote.
+type ExportReport struct {
+	Dir     string `json:"dir"`
+	Paired  int    `json:"paired"`
+	Pending int    `json:"pending"`
+}
+
+// Export writes paired.json and pending.json into dir. Each file is
+// written whole to a temporary file in dir (0600), synced, renamed over
+// the old one, and the directory synced: after a crash at any point each
+// file is the old one or the new one, never a mix.
+func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportReport, error) {
+	files, err := s.LegacyFiles(ctx, redact)
+	if err != nil {
+		return ExportReport{}, err
+	}
+	for name, data := range map[string][]byte{PairedFile: files.Paired, PendingFile: files.Pending} {
+		if err := writeFileAtomic(filepath.Join(dir, name), data); err != nil {
+			return ExportReport{}, &Error{Code: CodeUnavailable, Message: "cannot write " + filepath.Join(dir, name), Err: err}
+		}
+	}
+	return ExportReport{Dir: dir, Paired: files.PairedCount, Pending: files.PendingCount}, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // gone after the rename; removes a failed attempt
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return config.SyncDir(filepath.Dir(path))
+}

@@ -1,0 +1,230 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Import modes.
+const (
+	ImportMerge   = "merge"
+	ImportReplace = "replace"
+)
+
+// EventImported is the audit entry of an import.
+const EventImported = "legacy.imported"
+
+// ImportReport says what an import did (or, dry, would do).
+type ImportReport struct {
+	Mode   string            `json:"mode"`
+	DryRun bool              `json:"dryRun"`
+	SHA256 map[string]string `json:"sha256"`
+
+	PairedAdded    int `json:"pairedAdded"`
+	PairedReplaced int `json:"pairedReplaced"`
+	PairedKept     int `json:"pairedKept"`
+	PairedRemoved  int `json:"pairedRemoved"`
+
+	PendingAdded     int `json:"pendingAdded"`
+	PendingUnchanged int `json:"pendingUnchanged"`
+	PendingRemoved   int `json:"pendingRemoved"`
+	// Skipped pending records: expired, a requestId the store already
+	// knows, or a node that already has a pending request.
+	SkippedExpired     int `json:"skippedExpired"`
+	SkippedKnown       int `json:"skippedKnown"`
+	SkippedNodePending int `json:"skippedNodePending"`
+
+	// UnknownFields are kept and written back by export.
+	UnknownFields []string `json:"unknownFields,omitempty"`
+	Changed       bool     `json:"changed"`
+}
+
+var errDryRun = errors.New("dry run")
+
+// Import applies legacy state in one transaction: all of it or none.
+// merge (default) adds what the store lacks and lets the later approval
+// win for nodes in both (ties: the store); replace makes the store's
+// pairings and pending requests exactly the files'. A second import of
+// the same files changes nothing. The import writes one audit event.
+func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun bool, by Origin) (ImportReport, error) {
+	if mode == "" {
+		mode = ImportMerge
+	}
+	if mode != ImportMerge && mode != ImportReplace {
+		return ImportReport{}, invalidf("mode: want merge or replace, got %q", mode)
+	}
+	var rep ImportReport
+	err := s.writeTx(ctx, "import", func(tx *sql.Tx) error {
+		rep = ImportReport{Mode: mode, DryRun: dryRun, SHA256: st.SHA256, UnknownFields: st.Unknown}
+		now := s.nowMs()
+		if err := s.importPaired(ctx, tx, st.Paired, mode, &rep); err != nil {
+			return err
+		}
+		if err := s.importPending(ctx, tx, st, mode, now, &rep); err != nil {
+			return err
+		}
+		rep.Changed = rep.PairedAdded+rep.PairedReplaced+rep.PairedRemoved+rep.PendingAdded+rep.PendingRemoved > 0
+		if dryRun {
+			return errDryRun
+		}
+		_, err := s.appendEvent(ctx, tx, now, EventImported, rep, by)
+		return err
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	return rep, err
+}
+
+func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode string, rep *ImportReport) error {
+	inFile := map[string]bool{}
+	for _, n := range nodes {
+		inFile[n.NodeID] = true
+		var digest []byte
+		cur, err := scanNode(s.w.queryRow(ctx, tx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, n.NodeID), &digest)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			rep.PairedAdded++
+		case err != nil:
+			return err
+		case sameNode(cur, digest, n):
+			rep.PairedKept++
+			continue
+		case mode == ImportMerge && n.ApprovedAtMs <= cur.ApprovedAtMs:
+			rep.PairedKept++ // the store's pairing is as new or newer
+			continue
+		default:
+			rep.PairedReplaced++
+		}
+		args := append([]any{n.NodeID, hashToken(n.Token), s.seal.seal(n.NodeID, n.Token)}, metaArgs(n.NodeMeta)...)
+		args = append(args, n.CreatedAtMs, n.ApprovedAtMs, jsonColumn(n.Bins), nullInt(n.LastConnectedAtMs), n.Extra.column())
+		if _, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO nodes (node_id, token_hash, token_sealed, `+metaColumns+`,
+				created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return err
+		}
+	}
+	if mode != ImportReplace {
+		return nil
+	}
+	ids, err := s.queryIDs(ctx, tx, `SELECT node_id FROM nodes`)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if !inFile[id] {
+			if _, err := s.w.exec(ctx, tx, `DELETE FROM nodes WHERE node_id = ?`, id); err != nil {
+				return err
+			}
+			rep.PairedRemoved++
+		}
+	}
+	return nil
+}
+
+// sameNode says whether the stored record is what the file says.
+func sameNode(cur Node, digest []byte, n Node) bool {
+	return tokenMatches(n.Token, digest) && cur.CreatedAtMs == n.CreatedAtMs && cur.ApprovedAtMs == n.ApprovedAtMs &&
+		cur.LastConnectedAtMs == n.LastConnectedAtMs && slices.Equal(cur.Bins, n.Bins) &&
+		sameMeta(cur.NodeMeta, n.NodeMeta) && sameFields(cur.Extra, n.Extra)
+}
+
+func sameMeta(a, b NodeMeta) bool {
+	return bytes.Equal(mustMarshal(a), mustMarshal(b))
+}
+
+func sameFields(a, b Fields) bool {
+	return a.column() == b.column()
+}
+
+func mustMarshal(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, mode string, now int64, rep *ImportReport) error {
+	inFile := map[string]bool{}
+	for _, r := range st.Pending {
+		inFile[r.RequestID] = true
+	}
+	if mode == ImportReplace {
+		ids, err := s.queryIDs(ctx, tx, `SELECT request_id FROM requests WHERE status = 'pending'`)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if !inFile[id] {
+				if _, err := s.w.exec(ctx, tx, `DELETE FROM requests WHERE request_id = ?`, id); err != nil {
+					return err
+				}
+				rep.PendingRemoved++
+			}
+		}
+	}
+	cutoff := s.expiredBefore(now)
+	for _, r := range st.Pending {
+		if r.TS < cutoff {
+			rep.SkippedExpired++
+			continue
+		}
+		var status string
+		err := s.w.queryRow(ctx, tx, `SELECT status FROM requests WHERE request_id = ?`, r.RequestID).Scan(&status)
+		switch {
+		case err == nil && status == StatusPending:
+			rep.PendingUnchanged++
+			continue
+		case err == nil:
+			rep.SkippedKnown++
+			continue
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		existing, err := scanRequest(s.w.queryRow(ctx, tx, qPendingOfNode, r.NodeID))
+		switch {
+		case err == nil && existing.TS >= cutoff:
+			rep.SkippedNodePending++
+			continue
+		case err == nil:
+			if err := s.expire(ctx, tx, now, []keptRequest{existing}); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if st.repairUnknown[r.RequestID] {
+			if err := s.w.queryRow(ctx, tx, qNodeExists, r.NodeID).Scan(&r.IsRepair); err != nil {
+				return err
+			}
+		}
+		args := append([]any{r.RequestID, r.NodeID}, metaArgs(r.NodeMeta)...)
+		args = append(args, nullBool(r.Silent), r.IsRepair, r.TS, r.Extra.column())
+		if _, err := s.w.exec(ctx, tx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms, extra)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return fmt.Errorf("request %s: %w", r.RequestID, err)
+		}
+		rep.PendingAdded++
+	}
+	return nil
+}
+
+func (s *Store) queryIDs(ctx context.Context, tx *sql.Tx, query string) ([]string, error) {
+	rows, err := s.w.query(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

@@ -1,0 +1,296 @@
+package db
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pinnedAt is a clock just after the newest pending request of a snapshot,
+// so that none has expired (the fixtures were recorded minutes apart).
+func pinnedAt(t testing.TB, st LegacyState) *testClock {
+	var newest int64 = 1795626734109
+	for _, r := range st.Pending {
+		newest = max(newest, r.TS)
+	}
+	return &testClock{t: time.UnixMilli(newest + 1000)}
+}
+
+func importDir(t testing.TB, s *Store, dir, mode string) ImportReport {
+	t.Helper()
+	st, err := ReadLegacy(readFile(t, filepath.Join(dir, PairedFile)), readFile(t, filepath.Join(dir, PendingFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Import(ctx, st, mode, false, Origin{Actor: "import"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestSnapshotsRoundTripThroughTheStore(t *testing.T) {
+	for _, dir := range snapshots(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			paired, pending := readFile(t, filepath.Join(dir, PairedFile)), readFile(t, filepath.Join(dir, PendingFile))
+			st, _ := ReadLegacy(paired, pending)
+			s := openStore(t, pinnedAt(t, st))
+			rep := importDir(t, s, dir, ImportMerge)
+			if rep.PairedAdded != len(st.Paired) || rep.PendingAdded != len(st.Pending) {
+				t.Fatalf("report %+v", rep)
+			}
+			out := t.TempDir()
+			if _, err := s.Export(ctx, out, false); err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range map[string][]byte{PairedFile: paired, PendingFile: pending} {
+				got := readFile(t, filepath.Join(out, name))
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s differs after import → export:\n got %q\nwant %q", name, got, want)
+				}
+				if st, _ := os.Stat(filepath.Join(out, name)); st.Mode().Perm() != 0o600 {
+					t.Fatalf("%s mode %v", name, st.Mode().Perm())
+				}
+			}
+			// Imported tokens verify.
+			for _, n := range st.Paired {
+				if v, _ := s.Verify(ctx, n.NodeID, n.Token); !v.OK {
+					t.Fatalf("imported token of %s does not verify", n.NodeID)
+				}
+			}
+			// import → export → import is a fixed point.
+			again := importDir(t, s, out, ImportMerge)
+			if again.Changed || again.PairedKept != len(st.Paired) || again.PendingUnchanged != len(st.Pending) {
+				t.Fatalf("second import %+v, want nothing changed", again)
+			}
+		})
+	}
+}
+
+// A file as a later OpenClaw release (2026.6.x) writes it, built from the
+// spec's field lists: revision after requestId, no isRepair, permissions,
+// 43-character tokens, fields pairgate does not know.
+const laterPending = `{
+  "req-1": {
+    "requestId": "req-1",
+    "revision": 3,
+    "nodeId": "node-new",
+    "displayName": "Phone",
+    "permissions": {
+      "camera": true
+    },
+    "silent": false,
+    "clientId": "openclaw-android",
+    "clientMode": "node",
+    "ts": 1795626734000
+  },
+  "req-2": {
+    "requestId": "req-2",
+    "nodeId": "node-hex",
+    "ts": 1795626734001
+  }
+}`
+
+const laterPaired = `{
+  "node-hex": {
+    "nodeId": "node-hex",
+    "token": "0123456789abcdef0123456789abcdef",
+    "createdAtMs": 1795626000000,
+    "approvedAtMs": 1795626000000
+  },
+  "node-b64": {
+    "nodeId": "node-b64",
+    "token": "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE",
+    "displayName": "Desk",
+    "permissions": {
+      "screen": false
+    },
+    "createdAtMs": 1795626100000,
+    "approvedAtMs": 1795626200000,
+    "bins": [
+      "git",
+      "node"
+    ],
+    "lastSeenAtMs": 1795626300000,
+    "lastSeenReason": "heartbeat",
+    "refreshedAtMs": 1795626300001,
+    "lastConnectedAtMs": 1795626250000
+  }
+}`
+
+func TestLaterReleasesImport(t *testing.T) {
+	st, err := ReadLegacy([]byte(laterPaired), []byte(laterPending))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`paired.json: $["node-b64"].lastSeenAtMs`, `paired.json: $["node-b64"].lastSeenReason`, `paired.json: $["node-b64"].refreshedAtMs`,
+		`pending.json: $["req-1"].revision`, `pending.json: $["req-1"].clientId`, `pending.json: $["req-1"].clientMode`,
+	}
+	if !reflect.DeepEqual(st.Unknown, want) {
+		t.Fatalf("unknown fields %v\nwant %v", st.Unknown, want)
+	}
+	s := openStore(t, &testClock{t: time.UnixMilli(1795626734100)})
+	rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"})
+	if err != nil || rep.PairedAdded != 2 || rep.PendingAdded != 2 || len(rep.UnknownFields) != 6 {
+		t.Fatalf("report %+v %v", rep, err)
+	}
+	for _, n := range st.Paired {
+		if v, _ := s.Verify(ctx, n.NodeID, n.Token); !v.OK {
+			t.Fatalf("%s token (%d chars) does not verify", n.NodeID, len(n.Token))
+		}
+	}
+	// Without isRepair, a request from a paired node is a repair.
+	status, _ := s.RequestStatus(ctx, "req-2")
+	if !status.Request.IsRepair {
+		t.Fatal("req-2 is for a paired node: a repair")
+	}
+	// Unknown fields come back out.
+	files, err := s.LegacyFiles(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, frag := range []string{`"lastSeenReason": "heartbeat"`, `"refreshedAtMs": 1795626300001`, `"revision": 3`, `"clientMode": "node"`,
+		`"permissions": {` + "\n      \"screen\": false\n    }"} {
+		if !bytes.Contains(files.Paired, []byte(frag)) && !bytes.Contains(files.Pending, []byte(frag)) {
+			t.Errorf("export lost %s", frag)
+		}
+	}
+	// And the export imports again as a fixed point.
+	st2, err := ReadLegacy(files.Paired, files.Pending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := s.Import(ctx, st2, ImportMerge, false, Origin{Actor: "import"}); rep.Changed {
+		t.Fatalf("re-import changed things: %+v", rep)
+	}
+}
+
+func TestMergeRules(t *testing.T) {
+	clk := &testClock{t: time.UnixMilli(1795626734100)}
+	s := openStore(t, clk)
+	tokenA := pairNode(t, s, "a") // approved at the clock
+	live := mustRequest(t, s, RequestInput{NodeID: "busy"}).Request.RequestID
+	now := clk.Now().UnixMilli()
+	file := func(approvedA int64) LegacyState {
+		st, err := ReadLegacy([]byte(`{
+  "a": {"nodeId": "a", "token": "file-token-a", "createdAtMs": 1, "approvedAtMs": `+itoa(approvedA)+`},
+  "b": {"nodeId": "b", "token": "file-token-b", "createdAtMs": 1, "approvedAtMs": 1}
+}`), []byte(`{
+  "old": {"requestId": "old", "nodeId": "x", "isRepair": false, "ts": `+itoa(now-6*60_000)+`},
+  "`+live+`": {"requestId": "`+live+`", "nodeId": "busy", "isRepair": false, "ts": `+itoa(now)+`},
+  "other-for-busy": {"requestId": "other-for-busy", "nodeId": "busy", "isRepair": false, "ts": `+itoa(now)+`},
+  "new": {"requestId": "new", "nodeId": "y", "isRepair": false, "ts": `+itoa(now)+`}
+}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// The store's pairing of a is as new: it stays; b is added.
+	rep, err := s.Import(ctx, file(now), ImportMerge, false, Origin{Actor: "import"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PairedAdded != 1 || rep.PairedKept != 1 || rep.PendingAdded != 1 || rep.SkippedExpired != 1 ||
+		rep.PendingUnchanged != 1 || rep.SkippedNodePending != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if v, _ := s.Verify(ctx, "a", tokenA); !v.OK {
+		t.Fatal("a tie must keep the store's token")
+	}
+	// A later approval in the file wins.
+	rep, _ = s.Import(ctx, file(now+1), ImportMerge, false, Origin{Actor: "import"})
+	if rep.PairedReplaced != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if v, _ := s.Verify(ctx, "a", "file-token-a"); !v.OK {
+		t.Fatal("the later pairing's token must verify")
+	}
+	// replace: exactly the files; dry run first changes nothing.
+	pairNode(t, s, "extra")
+	before := allEvents(t, s)
+	dry, _ := s.Import(ctx, file(now+1), ImportReplace, true, Origin{Actor: "import"})
+	if dry.PairedRemoved != 1 || !dry.Changed || len(allEvents(t, s)) != len(before) {
+		t.Fatalf("dry run %+v changed state", dry)
+	}
+	if _, err := s.Node(ctx, "extra"); err != nil {
+		t.Fatal("dry run removed a node")
+	}
+	rep, _ = s.Import(ctx, file(now+1), ImportReplace, false, Origin{Actor: "import"})
+	if !reflect.DeepEqual(rep, dry.withDryRun(false)) {
+		t.Fatalf("real import %+v differs from its dry run %+v", rep, dry)
+	}
+	nodes, _ := s.Nodes(ctx)
+	if len(nodes) != 2 {
+		t.Fatalf("after replace: %d nodes, want the file's 2", len(nodes))
+	}
+	// The audit event records the files' digests and the counts.
+	evs := allEvents(t, s)
+	last := evs[len(evs)-1]
+	if last.Name != EventImported || !strings.Contains(string(last.Payload), `"paired.json":"`) || last.Actor != "import" {
+		t.Fatalf("last event %s %s", last.Name, last.Payload)
+	}
+}
+
+func (r ImportReport) withDryRun(d bool) ImportReport {
+	r.DryRun = d
+	return r
+}
+
+func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestBadImportChangesNothing(t *testing.T) {
+	s := openStore(t, newClock())
+	pairNode(t, s, "keep")
+	before, _ := s.LegacyFiles(ctx, false)
+	for name, files := range map[string][2]string{
+		"garbage":        {"nope", "{}"},
+		"one bad record": {`{"ok":{"nodeId":"ok","token":"t","createdAtMs":1,"approvedAtMs":1},"bad":{"nodeId":"bad"}}`, "{}"},
+		"bad pending":    {"{}", `{"r":{"requestId":"r"}}`},
+	} {
+		st, err := ReadLegacy([]byte(files[0]), []byte(files[1]))
+		if err == nil {
+			if _, err = s.Import(ctx, st, ImportReplace, false, byCLI); err == nil {
+				t.Fatalf("%s: imported", name)
+			}
+		}
+		after, _ := s.LegacyFiles(ctx, false)
+		if !bytes.Equal(before.Paired, after.Paired) || !bytes.Equal(before.Pending, after.Pending) {
+			t.Fatalf("%s: the store changed", name)
+		}
+	}
+	// A 200 MB file is refused by size, before parsing.
+	huge := make([]byte, 200<<20)
+	_, err := ReadLegacy(huge, nil)
+	if err == nil || !strings.Contains(err.Error(), "the file is 209715200 bytes; the limit is 134217728") {
+		t.Fatalf("200 MB file: %v", err)
+	}
+}
+
+func TestExportRefusesUnsealableTokensUnlessRedacted(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	pairNode(t, s, "n1")
+	s.Close()
+	os.Remove(filepath.Join(dir, "pairing.key"))
+	s = openStoreAt(t, dir, newClock())
+	out := t.TempDir()
+	if _, err := s.Export(ctx, out, false); err == nil || !strings.Contains(err.Error(), "n1") {
+		t.Fatalf("export with a lost key = %v", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Fatalf("a refused export wrote %v", entries)
+	}
+	if _, err := s.Export(ctx, out, true); err != nil {
+		t.Fatal(err)
+	}
+	if b := readFile(t, filepath.Join(out, PairedFile)); !bytes.Contains(b, []byte(`"token": ""`)) {
+		t.Fatalf("redacted export %s", b)
+	}
+}

@@ -1,0 +1,440 @@
+package db
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The legacy store files (spec/legacy-files.md).
+const (
+	PairedFile  = "paired.json"
+	PendingFile = "pending.json"
+	// MaxLegacyFile bounds what import reads: far above a 100,000-node
+	// paired.json (~70 MB), far below what would exhaust memory.
+	MaxLegacyFile = 128 << 20
+	// maxProblems bounds a report; the count of the rest is given.
+	maxProblems = 200
+)
+
+// LegacyState is what a pair of legacy files holds.
+type LegacyState struct {
+	Paired  []Node
+	Pending []PendingRequest
+	// repairUnknown marks pending records without isRepair (2026.4 and
+	// later): import works it out from the pairings.
+	repairUnknown map[string]bool
+	// Unknown lists the fields pairgate does not know, by path; they are
+	// kept and written back by export.
+	Unknown []string
+	// SHA256 of each file as read.
+	SHA256 map[string]string
+}
+
+type problems struct {
+	list []string
+	more int
+}
+
+func (p *problems) add(file, path, format string, args ...any) {
+	p.addLine(file + ": " + path + ": " + fmt.Sprintf(format, args...))
+}
+
+func (p *problems) addLine(line string) {
+	if len(p.list) >= maxProblems {
+		p.more++
+		return
+	}
+	p.list = append(p.list, line)
+}
+
+// err is the report: one CodeInvalid error whose message lists every
+// problem and whose Details carry them as {"problems": [...]}.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	list := p.list
+	if p.more > 0 {
+		list = append(list, fmt.Sprintf("… and %d more problems", p.more))
+	}
+	return &Error{Code: CodeInvalid, Details: map[string][]string{"problems": list},
+		Message: "the legacy files are not valid; nothing was changed:\n  " + strings.Join(list, "\n  ")}
+}
+
+// ReadLegacy validates both files completely before returning anything:
+// a file that is nil counts as absent (an empty store).
+func ReadLegacy(paired, pending []byte) (LegacyState, error) {
+	st := LegacyState{repairUnknown: map[string]bool{}, SHA256: map[string]string{}}
+	var p problems
+	for _, f := range []struct {
+		name string
+		data []byte
+		read func(jvalue, *LegacyState, *problems)
+	}{
+		{PairedFile, paired, readPaired},
+		{PendingFile, pending, readPending},
+	} {
+		if f.data == nil {
+			continue
+		}
+		sum := sha256.Sum256(f.data)
+		st.SHA256[f.name] = hex.EncodeToString(sum[:])
+		if len(f.data) > MaxLegacyFile {
+			p.add(f.name, "$", "the file is %d bytes; the limit is %d", len(f.data), MaxLegacyFile)
+			continue
+		}
+		v, err := parseJSON(f.data)
+		if err != nil {
+			p.addLine(f.name + ": " + err.Error())
+			continue
+		}
+		if v.kind != jObject {
+			p.add(f.name, "$", "want an object mapping ids to records, got %s", v.kind)
+			continue
+		}
+		f.read(v, &st, &p)
+	}
+	return st, p.err()
+}
+
+// record walks one record's members, handing each to its field or, for
+// names pairgate does not know, keeping it.
+type record struct {
+	file, path string
+	p          *problems
+	extra      Fields
+	unknown    *[]string
+}
+
+func (r *record) want(name string, v jvalue, kind jkind) bool {
+	if v.kind != kind {
+		r.p.add(r.file, r.path+"."+name, "want %s, got %s", kind, v.kind)
+		return false
+	}
+	return true
+}
+
+func (r *record) str(name string, v jvalue, into *string) {
+	if r.want(name, v, jString) {
+		*into = v.str
+	}
+}
+
+func (r *record) integer(name string, v jvalue, into *int64) {
+	if !r.want(name, v, jNumber) {
+		return
+	}
+	n, err := v.num.Int64()
+	if err != nil {
+		r.p.add(r.file, r.path+"."+name, "want a whole number of milliseconds, got %s", v.num)
+		return
+	}
+	*into = n
+}
+
+func (r *record) strings(name string, v jvalue, into *[]string) {
+	if !r.want(name, v, jArray) {
+		return
+	}
+	out := make([]string, 0, len(v.arr))
+	for i, item := range v.arr {
+		if item.kind != jString {
+			r.p.add(r.file, fmt.Sprintf("%s.%s[%d]", r.path, name, i), "want string, got %s", item.kind)
+			return
+		}
+		out = append(out, item.str)
+	}
+	*into = out
+}
+
+func (r *record) permissions(name string, v jvalue, into *map[string]bool) {
+	if !r.want(name, v, jObject) {
+		return
+	}
+	out := map[string]bool{}
+	for _, m := range v.obj {
+		if m.value.kind != jBool {
+			r.p.add(r.file, r.path+"."+name+"."+m.name, "want boolean, got %s", m.value.kind)
+			return
+		}
+		out[m.name] = m.value.b
+	}
+	*into = out
+}
+
+// meta handles the NodeMeta fields; it reports whether name was one.
+func (r *record) meta(name string, v jvalue, m *NodeMeta) bool {
+	switch name {
+	case "displayName":
+		r.str(name, v, &m.DisplayName)
+	case "platform":
+		r.str(name, v, &m.Platform)
+	case "version":
+		r.str(name, v, &m.Version)
+	case "coreVersion":
+		r.str(name, v, &m.CoreVersion)
+	case "uiVersion":
+		r.str(name, v, &m.UIVersion)
+	case "deviceFamily":
+		r.str(name, v, &m.DeviceFamily)
+	case "modelIdentifier":
+		r.str(name, v, &m.ModelIdentifier)
+	case "remoteIp":
+		r.str(name, v, &m.RemoteIP)
+	case "caps":
+		r.strings(name, v, &m.Caps)
+	case "commands":
+		r.strings(name, v, &m.Commands)
+	case "permissions":
+		r.permissions(name, v, &m.Permissions)
+	default:
+		return false
+	}
+	return true
+}
+
+func (r *record) keep(name string, v jvalue) {
+	r.extra = append(r.extra, Field{Name: name, Value: v.compact()})
+	*r.unknown = append(*r.unknown, r.file+": "+r.path+"."+name)
+}
+
+func (r *record) required(present map[string]bool, names ...string) {
+	for _, n := range names {
+		if !present[n] {
+			r.p.add(r.file, r.path+"."+n, "missing")
+		}
+	}
+}
+
+func (r *record) idMatches(key, field, id string) {
+	if id != "" && id != key {
+		r.p.add(r.file, r.path+"."+field, "%q differs from the key it is filed under", id)
+	}
+}
+
+func readPending(v jvalue, st *LegacyState, p *problems) {
+	for _, entry := range v.obj {
+		r := &record{file: PendingFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
+		if !r.wantRecord(entry.value) {
+			continue
+		}
+		var req PendingRequest
+		present := map[string]bool{}
+		for _, m := range entry.value.obj {
+			present[m.name] = true
+			switch m.name {
+			case "requestId":
+				r.str(m.name, m.value, &req.RequestID)
+			case "nodeId":
+				r.str(m.name, m.value, &req.NodeID)
+			case "silent":
+				if r.want(m.name, m.value, jBool) {
+					req.Silent = &m.value.b
+				}
+			case "isRepair":
+				if r.want(m.name, m.value, jBool) {
+					req.IsRepair = m.value.b
+				}
+			case "ts":
+				r.integer(m.name, m.value, &req.TS)
+			default:
+				if !r.meta(m.name, m.value, &req.NodeMeta) {
+					r.keep(m.name, m.value)
+				}
+			}
+		}
+		r.required(present, "requestId", "nodeId", "ts")
+		r.idMatches(entry.name, "requestId", req.RequestID)
+		if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
+			p.add(PendingFile, r.path+".nodeId", "empty")
+		}
+		if !present["isRepair"] {
+			st.repairUnknown[req.RequestID] = true
+		}
+		req.Extra = r.extra
+		st.Pending = append(st.Pending, req)
+	}
+}
+
+func readPaired(v jvalue, st *LegacyState, p *problems) {
+	for _, entry := range v.obj {
+		r := &record{file: PairedFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
+		if !r.wantRecord(entry.value) {
+			continue
+		}
+		var n Node
+		present := map[string]bool{}
+		for _, m := range entry.value.obj {
+			present[m.name] = true
+			switch m.name {
+			case "nodeId":
+				r.str(m.name, m.value, &n.NodeID)
+			case "token":
+				r.str(m.name, m.value, &n.Token)
+			case "createdAtMs":
+				r.integer(m.name, m.value, &n.CreatedAtMs)
+			case "approvedAtMs":
+				r.integer(m.name, m.value, &n.ApprovedAtMs)
+			case "lastConnectedAtMs":
+				r.integer(m.name, m.value, &n.LastConnectedAtMs)
+			case "bins":
+				r.strings(m.name, m.value, &n.Bins)
+			default:
+				if !r.meta(m.name, m.value, &n.NodeMeta) {
+					r.keep(m.name, m.value)
+				}
+			}
+		}
+		r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
+		r.idMatches(entry.name, "nodeId", n.NodeID)
+		if present["token"] && n.Token == "" {
+			p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
+		}
+		n.Extra = r.extra
+		st.Paired = append(st.Paired, n)
+	}
+}
+
+func (r *record) wantRecord(v jvalue) bool {
+	if v.kind != jObject {
+		r.p.add(r.file, r.path, "want a record (object), got %s", v.kind)
+		return false
+	}
+	return true
+}
+
+// Legacy writing: records to JSON.stringify(v, null, 2) bytes.
+
+func jstr(s string) jvalue  { return jvalue{kind: jString, str: s} }
+func jint(n int64) jvalue   { return jvalue{kind: jNumber, num: json.Number(fmt.Sprint(n))} }
+func jbool(b bool) jvalue   { return jvalue{kind: jBool, b: b} }
+func jlist(items []string) jvalue {
+	v := jvalue{kind: jArray}
+	for _, s := range items {
+		v.arr = append(v.arr, jstr(s))
+	}
+	return v
+}
+
+type jobject struct{ v jvalue }
+
+func (o *jobject) add(name string, v jvalue) { o.v.obj = append(o.v.obj, jmember{name: name, value: v}) }
+
+func (o *jobject) str(name, s string) {
+	if s != "" {
+		o.add(name, jstr(s))
+	}
+}
+
+func (o *jobject) meta(m NodeMeta) {
+	o.str("displayName", m.DisplayName)
+	o.str("platform", m.Platform)
+	o.str("version", m.Version)
+	o.str("coreVersion", m.CoreVersion)
+	o.str("uiVersion", m.UIVersion)
+	o.str("deviceFamily", m.DeviceFamily)
+	o.str("modelIdentifier", m.ModelIdentifier)
+	if m.Caps != nil {
+		o.add("caps", jlist(m.Caps))
+	}
+	if m.Commands != nil {
+		o.add("commands", jlist(m.Commands))
+	}
+	if m.Permissions != nil {
+		perms := jobject{v: jvalue{kind: jObject}}
+		keys := make([]string, 0, len(m.Permissions))
+		for k := range m.Permissions {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			perms.add(k, jbool(m.Permissions[k]))
+		}
+		o.add("permissions", perms.v)
+	}
+	o.str("remoteIp", m.RemoteIP)
+}
+
+func (o *jobject) extra(f Fields) {
+	for _, x := range f {
+		v, err := parseJSON(x.Value)
+		if err != nil {
+			continue // stored values were valid JSON when imported
+		}
+		o.add(x.Name, v)
+	}
+}
+
+// LegacyPendingJSON writes pending.json: requests by ts, then id.
+func LegacyPendingJSON(reqs []PendingRequest) []byte {
+	sorted := slices.Clone(reqs)
+	slices.SortStableFunc(sorted, func(a, b PendingRequest) int {
+		if a.TS != b.TS {
+			return cmpInt(a.TS, b.TS)
+		}
+		return strings.Compare(a.RequestID, b.RequestID)
+	})
+	top := jobject{v: jvalue{kind: jObject}}
+	for _, r := range sorted {
+		o := jobject{v: jvalue{kind: jObject}}
+		o.add("requestId", jstr(r.RequestID))
+		o.add("nodeId", jstr(r.NodeID))
+		o.meta(r.NodeMeta)
+		if r.Silent != nil {
+			o.add("silent", jbool(*r.Silent))
+		}
+		o.add("isRepair", jbool(r.IsRepair))
+		o.add("ts", jint(r.TS))
+		o.extra(r.Extra)
+		top.add(r.RequestID, o.v)
+	}
+	return jsStringify(top.v)
+}
+
+// LegacyPairedJSON writes paired.json: nodes by createdAtMs, then id. With
+// redact, every token is written as "".
+func LegacyPairedJSON(nodes []Node, redact bool) []byte {
+	sorted := slices.Clone(nodes)
+	slices.SortStableFunc(sorted, func(a, b Node) int {
+		if a.CreatedAtMs != b.CreatedAtMs {
+			return cmpInt(a.CreatedAtMs, b.CreatedAtMs)
+		}
+		return strings.Compare(a.NodeID, b.NodeID)
+	})
+	top := jobject{v: jvalue{kind: jObject}}
+	for _, n := range sorted {
+		o := jobject{v: jvalue{kind: jObject}}
+		o.add("nodeId", jstr(n.NodeID))
+		token := n.Token
+		if redact {
+			token = ""
+		}
+		o.add("token", jstr(token))
+		o.meta(n.NodeMeta)
+		o.add("createdAtMs", jint(n.CreatedAtMs))
+		o.add("approvedAtMs", jint(n.ApprovedAtMs))
+		if n.Bins != nil {
+			o.add("bins", jlist(n.Bins))
+		}
+		if n.LastConnectedAtMs != 0 {
+			o.add("lastConnectedAtMs", jint(n.LastConnectedAtMs))
+		}
+		o.extra(n.Extra)
+		top.add(n.NodeID, o.v)
+	}
+	return jsStringify(top.v)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

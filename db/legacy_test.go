@@ -1,0 +1,98 @@
+package db
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var snapshotDir = filepath.Join("..", "..", "shared", "fixtures", "openclaw-2026.1.29", "snapshots")
+
+func snapshots(t testing.TB) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(snapshotDir, "0*"))
+	if err != nil || len(dirs) != 6 {
+		t.Fatalf("want the 6 fixture snapshots in %s, found %d (%v)", snapshotDir, len(dirs), err)
+	}
+	return dirs
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLegacyFormatRoundTripsFixtures(t *testing.T) {
+	for _, dir := range snapshots(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			paired, pending := readFile(t, filepath.Join(dir, PairedFile)), readFile(t, filepath.Join(dir, PendingFile))
+			st, err := ReadLegacy(paired, pending)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Unknown) != 0 {
+				t.Fatalf("2026.1.29 files have no unknown fields, got %v", st.Unknown)
+			}
+			if got := LegacyPairedJSON(st.Paired, false); !bytes.Equal(got, paired) {
+				t.Fatalf("paired.json differs:\n got %q\nwant %q", got, paired)
+			}
+			if got := LegacyPendingJSON(st.Pending); !bytes.Equal(got, pending) {
+				t.Fatalf("pending.json differs:\n got %q\nwant %q", got, pending)
+			}
+		})
+	}
+}
+
+func TestJSStringEscaping(t *testing.T) {
+	var b bytes.Buffer
+	writeJSString(&b, "q\" b\\ \b\f\n\r\t \x01\x1f / < > & \u2028\u2029 é 😀")
+	want := `"q\" b\\ \b\f\n\r\t \u0001\u001f / < > & ` + "\u2028\u2029" + ` é 😀"`
+	if b.String() != want {
+		t.Fatalf("got  %s\nwant %s", b.String(), want)
+	}
+}
+
+func TestLegacyReaderRefusesBadFiles(t *testing.T) {
+	good := `{"n1":{"nodeId":"n1","token":"t","createdAtMs":1,"approvedAtMs":2}}`
+	cases := []struct {
+		name, paired, pending, want string
+	}{
+		{"garbage", "garbage", "{}", "paired.json: $: malformed JSON"},
+		{"truncated", good[:30], "{}", "paired.json: $[\"n1\"].token: the JSON ends early (truncated?)"},
+		{"top level array", "[]", "{}", "paired.json: $: want an object mapping ids to records, got array"},
+		{"duplicate key", `{"n1":{"nodeId":"n1","nodeId":"n1"}}`, "{}", `paired.json: $["n1"].nodeId: duplicate key`},
+		{"duplicate record", `{"n1":{},"n1":{}}`, "{}", `paired.json: $["n1"]: duplicate key`},
+		{"key/id mismatch", `{"n1":{"nodeId":"n2","token":"t","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].nodeId: "n2" differs from the key it is filed under`},
+		{"wrong type", `{"node-a":{"nodeId":"node-a","token":"t","createdAtMs":"1","approvedAtMs":2}}`, "{}", `paired.json: $["node-a"].createdAtMs: want number, got string`},
+		{"empty token", `{"n1":{"nodeId":"n1","token":"","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].token: empty; a paired node needs its token`},
+		{"missing field", `{"n1":{"nodeId":"n1","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].token: missing`},
+		{"bad list item", good, `{"r":{"requestId":"r","nodeId":"n","caps":["a",1],"ts":1}}`, `pending.json: $["r"].caps[1]: want string, got number`},
+		{"fractional time", good, `{"r":{"requestId":"r","nodeId":"n","ts":1.5}}`, `pending.json: $["r"].ts: want a whole number of milliseconds, got 1.5`},
+		{"trailing data", "{} {}", "{}", "paired.json: $: trailing data after the JSON value"},
+		{"record not object", `{"n1":5}`, "{}", `paired.json: $["n1"]: want a record (object), got number`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadLegacy([]byte(tc.paired), []byte(tc.pending))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant %q", err, tc.want)
+			}
+			if ErrorCode(err) != CodeInvalid {
+				t.Fatalf("code %s", ErrorCode(err))
+			}
+		})
+	}
+	// Every problem is reported, not only the first.
+	_, err := ReadLegacy([]byte(`{"a":{"nodeId":"a"},"b":{"nodeId":"x","token":""}}`), []byte(`[]`))
+	for _, want := range []string{`$["a"].token: missing`, `$["b"].nodeId: "x" differs`, `$["b"].createdAtMs: missing`, "pending.json: $: want an object"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("report lacks %q:\n%v", want, err)
+		}
+	}
+}
