@@ -309,9 +309,9 @@ func (r *record) wantRecord(v jvalue) bool {
 
 // Legacy writing: records to JSON.stringify(v, null, 2) bytes.
 
-func jstr(s string) jvalue  { return jvalue{kind: jString, str: s} }
-func jint(n int64) jvalue   { return jvalue{kind: jNumber, num: json.Number(fmt.Sprint(n))} }
-func jbool(b bool) jvalue   { return jvalue{kind: jBool, b: b} }
+func jstr(s string) jvalue { return jvalue{kind: jString, str: s} }
+func jint(n int64) jvalue  { return jvalue{kind: jNumber, num: json.Number(fmt.Sprint(n))} }
+func jbool(b bool) jvalue  { return jvalue{kind: jBool, b: b} }
 func jlist(items []string) jvalue {
 	v := jvalue{kind: jArray}
 	for _, s := range items {
@@ -322,7 +322,9 @@ func jlist(items []string) jvalue {
 
 type jobject struct{ v jvalue }
 
-func (o *jobject) add(name string, v jvalue) { o.v.obj = append(o.v.obj, jmember{name: name, value: v}) }
+func (o *jobject) add(name string, v jvalue) {
+	o.v.obj = append(o.v.obj, jmember{name: name, value: v})
+}
 
 func (o *jobject) str(name, s string) {
 	if s != "" {
