@@ -47,6 +47,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the pairing server for every configured profile", runServe},
+		{"import", "import legacy paired.json / pending.json into a profile", runImport},
+		{"export", "write a profile's legacy paired.json / pending.json", runExport},
 		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},
 		{"health", "ask a running server whether it is ready", runHealth},
 		{"version", "print the version", runVersion},
@@ -80,7 +82,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'pairgate <command> --help' for a command's flags.")
-	fmt.Fprintln(w, "\nExamples:\n  pairgate serve\n  pairgate serve --config pairgate.yaml --listen 127.0.0.1:18789\n  pairgate migrate --status --profile work")
+	fmt.Fprintln(w, "\nExamples:\n  pairgate serve\n  pairgate serve --config pairgate.yaml --listen 127.0.0.1:18789\n  pairgate import --from ~/old-gateway/nodes --dry-run\n  pairgate export --profile work --to /tmp/backup\n  pairgate migrate --status --profile work")
 }
 
 // usageError marks a mistake in the command line itself (exit 2).

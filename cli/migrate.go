@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -24,6 +25,27 @@ func addProfileFlags(fs *flag.FlagSet) profileFlags {
 		stateDir: fs.String("state-dir", "", "the profile's state `directory` (wins over --profile and $OPENCLAW_STATE_DIR)"),
 		name:     fs.String("profile", "", "profile `name`: state directory ~/.openclaw-NAME"),
 	}
+}
+
+// resolve picks the profile: its state directory from the flags and
+// environment, its limits from the configuration file ($PAIRGATE_CONFIG)
+// when that declares this state directory.
+func (f profileFlags) resolve(env Env) (config.Profile, error) {
+	p := f.profile(env)
+	path := env.Getenv("PAIRGATE_CONFIG")
+	if path == "" {
+		return p, nil
+	}
+	cfg, err := config.Load(path, env.Getenv)
+	if err != nil {
+		return p, err
+	}
+	for _, c := range cfg.Profiles {
+		if filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir) {
+			return c, nil
+		}
+	}
+	return p, nil
 }
 
 func (f profileFlags) profile(env Env) config.Profile {

@@ -31,13 +31,16 @@ type hub struct {
 	awaiting map[string][]*wsConn
 	// subscribers get every event (SSE).
 	subscribers map[chan db.Event]struct{}
+	// changed is signalled (coalesced) after each delivered event, for the
+	// legacy-file mirror.
+	changed chan struct{}
 }
 
 func newHub(p *Profile, log *slog.Logger, m *metrics) *hub {
 	return &hub{
 		profile: p, log: log, metrics: m,
 		conns: map[*wsConn]struct{}{}, live: map[string][]*wsConn{}, awaiting: map[string][]*wsConn{},
-		subscribers: map[chan db.Event]struct{}{},
+		subscribers: map[chan db.Event]struct{}{}, changed: make(chan struct{}, 1),
 	}
 }
 
@@ -184,6 +187,10 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 		case ch <- e:
 		default: // a subscriber that cannot keep up resumes from its last id
 		}
+	}
+	select {
+	case h.changed <- struct{}{}:
+	default:
 	}
 }
 

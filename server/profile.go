@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -39,6 +40,8 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 		p.Close()
 		return nil, fmt.Errorf("profile %q: operator token: %w", pc.Name, err)
 	}
+	_, statErr := os.Stat(pc.DatabasePath())
+	created := errors.Is(statErr, fs.ErrNotExist)
 	opts := db.OptionsFor(pc)
 	opts.Migrate = true // we hold the lock
 	opts.Now = now
@@ -46,6 +49,9 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	if p.Store, err = db.Open(ctx, opts); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
+	}
+	if created {
+		autoImport(ctx, p, log)
 	}
 	return p, nil
 }

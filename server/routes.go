@@ -37,6 +37,8 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	op.POST("/requests/:requestId/reject", s.handleReject)
 	op.GET("/events", s.handleEvents)
 	op.POST("/rpc", s.handleRPC)
+	op.GET("/export", s.handleExport)
+	op.POST("/import", s.handleImport)
 }
 
 // profileAt resolves a profile name; a profile's own address serves only

@@ -175,6 +175,9 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, p := range s.profiles {
 		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
 		wg.Go(func() { s.hub(p).run(bgCtx) })
+		if p.Config.MirrorLegacyFiles {
+			wg.Go(func() { s.hub(p).mirror(bgCtx) })
+		}
 	}
 
 	servers := make([]*http.Server, len(listeners))

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+)
+
+func runImport(ctx context.Context, env Env, args []string) error {
+	flags := newFlags(env, "import", "[--from DIR] [--dry-run] [--replace] [--json] [--state-dir DIR | --profile NAME]")
+	from := flags.String("from", "", "`directory` holding paired.json and pending.json (default: the profile's nodes/)")
+	dryRun := flags.Bool("dry-run", false, "report what would change; change nothing")
+	replace := flags.Bool("replace", false, "make the profile exactly what the files say (default: merge)")
+	asJSON := flags.Bool("json", false, "print the report as JSON")
+	pf := addProfileFlags(flags)
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	p, err := pf.resolve(env)
+	if err != nil {
+		return err
+	}
+	dir := *from
+	if dir == "" {
+		dir = p.NodesDir()
+	}
+	paired, pending, err := readLegacyFiles(dir)
+	if err != nil {
+		return err
+	}
+	st, err := db.ReadLegacy(paired, pending)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openOffline(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	mode := db.ImportMerge
+	if *replace {
+		mode = db.ImportReplace
+	}
+	rep, err := store.Import(ctx, st, mode, *dryRun, db.Origin{Actor: "import", Source: "cli"})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, rep)
+	}
+	printImportReport(env.Stdout, dir, rep)
+	return nil
+}
+
+// readLegacyFiles reads whichever of the two files exist (a missing one is
+// an empty store), refusing a directory with neither.
+func readLegacyFiles(dir string) (paired, pending []byte, err error) {
+	read := func(name string) ([]byte, error) {
+		path := filepath.Join(dir, name)
+		st, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st.Size() > db.MaxLegacyFile {
+			return nil, fmt.Errorf("%s is %d bytes; the limit is %d: nothing was imported", path, st.Size(), db.MaxLegacyFile)
+		}
+		return os.ReadFile(path)
+	}
+	if paired, err = read(db.PairedFile); err != nil {
+		return nil, nil, err
+	}
+	if pending, err = read(db.PendingFile); err != nil {
+		return nil, nil, err
+	}
+	if paired == nil && pending == nil {
+		return nil, nil, fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
+	}
+	return paired, pending, nil
+}
+
+func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
+	fmt.Fprintf(w, "Import from %s (%s):\n", dir, rep.Mode)
+	fmt.Fprintf(w, "  paired:  %d added, %d replaced, %d kept, %d removed\n", rep.PairedAdded, rep.PairedReplaced, rep.PairedKept, rep.PairedRemoved)
+	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed; skipped %d expired, %d already known, %d whose node has a pending request\n",
+		rep.PendingAdded, rep.PendingUnchanged, rep.PendingRemoved, rep.SkippedExpired, rep.SkippedKnown, rep.SkippedNodePending)
+	if len(rep.UnknownFields) > 0 {
+		fmt.Fprintf(w, "  fields pairgate does not know, kept for export (%d): %s\n", len(rep.UnknownFields), strings.Join(rep.UnknownFields, ", "))
+	}
+	for _, name := range []string{db.PairedFile, db.PendingFile} {
+		if sum, ok := rep.SHA256[name]; ok {
+			fmt.Fprintf(w, "  %s sha256 %s\n", name, sum)
+		}
+	}
+	switch {
+	case rep.DryRun:
+		fmt.Fprintln(w, "Dry run: nothing was changed.")
+	case !rep.Changed:
+		fmt.Fprintln(w, "Nothing to change: the profile already holds all of it.")
+	}
+}
+
+func runExport(ctx context.Context, env Env, args []string) error {
+	flags := newFlags(env, "export", "[--to DIR] [--redact-tokens] [--state-dir DIR | --profile NAME]")
+	to := flags.String("to", "", "`directory` to write paired.json and pending.json into (default: the profile's nodes/)")
+	redact := flags.Bool("redact-tokens", false, `write every token as ""`)
+	pf := addProfileFlags(flags)
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	p, err := pf.resolve(env)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p.DatabasePath()); err != nil {
+		return fmt.Errorf("no pairgate database at %s: nothing to export", p.DatabasePath())
+	}
+	dir := *to
+	if dir == "" {
+		dir = p.NodesDir()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	store, closeStore, err := openOffline(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	rep, err := store.Export(ctx, dir, *redact)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Wrote %s (%d paired) and %s (%d pending) to %s\n", db.PairedFile, rep.Paired, db.PendingFile, rep.Pending, rep.Dir)
+	return nil
+}
+
+// openOffline opens a profile's store from the command line, safe beside
+// a running server: without the server it takes the state-directory lock
+// (and may migrate); with one, it shares the database, whose schema the
+// server keeps current.
+func openOffline(ctx context.Context, p config.Profile) (*db.Store, func(), error) {
+	if err := p.EnsureNodesDir(); err != nil {
+		return nil, nil, err
+	}
+	opts := db.OptionsFor(p)
+	lock, err := db.LockStateDir(p.LockPath())
+	switch {
+	case errors.Is(err, db.ErrLocked):
+		lock = nil
+	case err != nil:
+		return nil, nil, err
+	default:
+		opts.Migrate = true
+	}
+	store, err := db.Open(ctx, opts)
+	if err != nil {
+		lock.Release()
+		return nil, nil, err
+	}
+	return store, func() { store.Close(); lock.Release() }, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

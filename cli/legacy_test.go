@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var snapshots = filepath.Join("..", "..", "shared", "fixtures", "openclaw-2026.1.29", "snapshots")
+
+func TestImportExportCommands(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	from := filepath.Join(snapshots, "05-after-expiry-and-new-requests")
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), args, getenv, nil, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+
+	code, out, errs := run("import", "--from", from, "--dry-run")
+	if code != 0 || !strings.Contains(out, "paired:  1 added") || !strings.Contains(out, "Dry run: nothing was changed.") {
+		t.Fatalf("dry run = %d\n%s%s", code, out, errs)
+	}
+	// The recorded requests expired long ago (5-minute ttl): skipped, counted.
+	code, out, _ = run("import", "--from", from)
+	if code != 0 || !strings.Contains(out, "paired:  1 added") || !strings.Contains(out, "skipped 2 expired") {
+		t.Fatalf("import = %d\n%s", code, out)
+	}
+	code, out, _ = run("import", "--from", from)
+	if code != 0 || !strings.Contains(out, "Nothing to change") {
+		t.Fatalf("second import = %d\n%s", code, out)
+	}
+	to := t.TempDir()
+	code, out, _ = run("export", "--to", to)
+	if code != 0 || !strings.Contains(out, "Wrote paired.json (1 paired) and pending.json (0 pending)") {
+		t.Fatalf("export = %d\n%s", code, out)
+	}
+	want, _ := os.ReadFile(filepath.Join(from, "paired.json"))
+	got, _ := os.ReadFile(filepath.Join(to, "paired.json"))
+	if !bytes.Equal(got, want) {
+		t.Fatalf("exported paired.json differs:\n%s", got)
+	}
+	if pending, _ := os.ReadFile(filepath.Join(to, "pending.json")); string(pending) != "{}" {
+		t.Fatalf("pending.json %q", pending)
+	}
+
+	// A bad file: every problem, exit 1, nothing changed.
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "paired.json"), []byte(`{"a":{"nodeId":"b","token":""}}`), 0o600)
+	code, _, errs = run("import", "--from", bad, "--replace")
+	if code != 1 || !strings.Contains(errs, `paired.json: $["a"].nodeId: "b" differs from the key it is filed under`) ||
+		!strings.Contains(errs, `$["a"].createdAtMs: missing`) {
+		t.Fatalf("bad import = %d\n%s", code, errs)
+	}
+	code, out, _ = run("export", "--to", to, "--redact-tokens")
+	if code != 0 || !strings.Contains(out, "(1 paired)") {
+		t.Fatalf("the refused import changed the store:\n%s", out)
+	}
+	if code, _, errs := run("import", "--from", t.TempDir()); code != 1 || !strings.Contains(errs, "no paired.json or pending.json in") {
+		t.Fatalf("empty dir = %d %s", code, errs)
+	}
+}
+
+func TestImportWhileServing(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	srv := startServe(t, getenv)
+	var out bytes.Buffer
+	code := Run(context.Background(), []string{"import", "--from", filepath.Join(snapshots, "04-after-repair-approve")}, getenv, nil, &out, io.Discard)
+	if code != 0 || !strings.Contains(out.String(), "paired:  1 added") {
+		t.Fatalf("import beside a server = %d %s", code, out.String())
+	}
+	srv.stop(t)
+}

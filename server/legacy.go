@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// mirrorEvery bounds how often mirrorLegacyFiles rewrites the files.
+const mirrorEvery = 250 * time.Millisecond
+
+// handleExport answers {paired, pending}: the legacy files' two objects.
+func (s *Server) handleExport(c echo.Context) error {
+	redact, err := boolQuery(c, "redactTokens")
+	if err != nil {
+		return err
+	}
+	files, err := profileOf(c).Store.LegacyFiles(c.Request().Context(), redact)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]json.RawMessage{"paired": files.Paired, "pending": files.Pending})
+}
+
+// handleImport takes {paired, pending} (each a legacy file's object, either
+// may be absent) and answers the import report.
+func (s *Server) handleImport(c echo.Context) error {
+	dryRun, err := boolQuery(c, "dryRun")
+	if err != nil {
+		return err
+	}
+	mode := c.QueryParam("mode")
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 2*db.MaxLegacyFile+4096))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "import body larger than two legacy files may be"}
+	}
+	if err != nil {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+	}
+	if err := checkJSONObject(body); err != nil {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
+	}
+	var files map[string]json.RawMessage
+	json.Unmarshal(body, &files)
+	for k := range files {
+		if k != "paired" && k != "pending" {
+			return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: fmt.Sprintf("unknown member %q: want {\"paired\": {...}, \"pending\": {...}}", k)}
+		}
+	}
+	st, err := db.ReadLegacy(nilIfAbsent(files["paired"]), nilIfAbsent(files["pending"]))
+	if err != nil {
+		return err
+	}
+	rep, err := profileOf(c).Store.Import(c.Request().Context(), st, mode, dryRun, db.Origin{Actor: "import", Source: c.RealIP()})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, rep)
+}
+
+func nilIfAbsent(raw json.RawMessage) []byte {
+	if len(raw) == 0 {
+		return nil
+	}
+	return raw
+}
+
+func boolQuery(c echo.Context, name string) (bool, error) {
+	switch c.QueryParam(name) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: name + " must be true or false"}
+}
+
+// autoImport brings in the legacy files of a profile whose database was
+// just created. The files are never deleted or renamed. A bad file does
+// not stop the server: the report goes to the log.
+func autoImport(ctx context.Context, p *Profile, log *slog.Logger) {
+	dir := p.Config.NodesDir()
+	paired, errP := readIfExists(filepath.Join(dir, db.PairedFile))
+	pending, errQ := readIfExists(filepath.Join(dir, db.PendingFile))
+	if err := errors.Join(errP, errQ); err != nil {
+		log.Error("legacy files found but unreadable; run `pairgate import` once fixed", "profile", p.Config.Name, "err", err)
+		return
+	}
+	if paired == nil && pending == nil {
+		return
+	}
+	st, err := db.ReadLegacy(paired, pending)
+	if err == nil {
+		var rep db.ImportReport
+		rep, err = p.Store.Import(ctx, st, db.ImportMerge, false, db.Origin{Actor: "import", Source: "auto"})
+		if err == nil {
+			log.Info("imported legacy files into the new database", "profile", p.Config.Name, "dir", dir,
+				"pairedAdded", rep.PairedAdded, "pendingAdded", rep.PendingAdded, "skippedExpired", rep.SkippedExpired,
+				"unknownFields", len(rep.UnknownFields))
+			return
+		}
+	}
+	log.Error("legacy files were not imported; fix them and run `pairgate import`", "profile", p.Config.Name, "dir", dir, "err", err)
+}
+
+func readIfExists(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// mirror keeps a profile's legacy files current (mirrorLegacyFiles): it
+// exports after committed changes, at most every mirrorEvery, and once
+// more when stopped.
+func (h *hub) mirror(ctx context.Context) {
+	export := func() {
+		if _, err := h.profile.Store.Export(context.WithoutCancel(ctx), h.profile.Config.NodesDir(), false); err != nil {
+			h.log.Error("mirroring the legacy files failed", "profile", h.profile.Config.Name, "err", err)
+		}
+	}
+	export()
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-h.changed:
+				export()
+			default:
+			}
+			return
+		case <-h.changed:
+			export()
+		}
+		select { // coalesce: the next export waits at least mirrorEvery
+		case <-ctx.Done():
+		case <-time.After(mirrorEvery):
+		}
+	}
+}

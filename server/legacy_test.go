@@ -1,0 +1,114 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+var snapshot05 = filepath.Join(fixtureDir, "snapshots", "05-after-expiry-and-new-requests")
+
+func TestRESTImportExport(t *testing.T) {
+	ts := startServer(t)
+	paired, _ := os.ReadFile(filepath.Join(snapshot05, "paired.json"))
+	pending, _ := os.ReadFile(filepath.Join(snapshot05, "pending.json"))
+	// The recorded requests are 'now' for this test.
+	ts.clock.Pin(time.UnixMilli(1795627040011 + 1000))
+	body := `{"paired":` + string(paired) + `,"pending":` + string(pending) + `}`
+
+	var dry db.ImportReport
+	ts.mustAPI(t, 200, "POST", base+"/import?dryRun=true", body, &dry)
+	if !dry.DryRun || dry.PairedAdded != 1 || dry.PendingAdded != 2 {
+		t.Fatalf("dry run %+v", dry)
+	}
+	var nodes nodeList
+	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
+	if len(nodes.Nodes) != 0 {
+		t.Fatal("a dry run imported")
+	}
+	var rep db.ImportReport
+	ts.mustAPI(t, 200, "POST", base+"/import", body, &rep)
+	if rep.DryRun || rep.PairedAdded != 1 || rep.PendingAdded != 2 || rep.SHA256["paired.json"] == "" {
+		t.Fatalf("import %+v", rep)
+	}
+	var out map[string]json.RawMessage
+	ts.mustAPI(t, 200, "GET", base+"/export", "", &out)
+	var wantPaired, gotPaired any
+	json.Unmarshal(paired, &wantPaired)
+	json.Unmarshal(out["paired"], &gotPaired)
+	if !jsonEqual(wantPaired, gotPaired) {
+		t.Fatalf("export %s\nwant %s", out["paired"], paired)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/export?redactTokens=true", "", &out)
+	if !strings.Contains(string(out["paired"]), `"token":""`) {
+		t.Fatalf("redacted export %s", out["paired"])
+	}
+	// A bad file: 400, every problem listed in details, nothing changed.
+	r := ts.api(t, "POST", base+"/import?mode=replace", testToken, `{"paired":{"x":{"nodeId":"y"}},"pending":[]}`)
+	var e struct {
+		Error struct {
+			Details struct{ Problems []string } `json:"details"`
+		} `json:"error"`
+	}
+	json.Unmarshal(r.body, &e)
+	if r.status != 400 || len(e.Error.Details.Problems) < 3 {
+		t.Fatalf("bad import = %d %s", r.status, r.body)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
+	if len(nodes.Nodes) != 1 {
+		t.Fatal("a refused import changed the store")
+	}
+	if r := ts.api(t, "POST", base+"/import", testToken, `{"paired":{},"other":{}}`); r.status != 400 {
+		t.Fatalf("unknown member = %d", r.status)
+	}
+	if r := ts.api(t, "POST", base+"/import?mode=both", testToken, `{"paired":{}}`); r.status != 400 || !strings.Contains(r.errorMessage(), "mode") {
+		t.Fatalf("bad mode = %d %s", r.status, r.body)
+	}
+}
+
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+func TestAutoImportAndMirror(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		// Legacy files already in the state directory of a new profile.
+		nodes := s.cfg.Profiles[0].NodesDir()
+		os.MkdirAll(nodes, 0o700)
+		for _, f := range []string{"paired.json", "pending.json"} {
+			b, _ := os.ReadFile(filepath.Join(snapshot05, f))
+			os.WriteFile(filepath.Join(nodes, f), b, 0o600)
+		}
+		s.cfg.Profiles[0].MirrorLegacyFiles = true
+	})
+	if !strings.Contains(ts.log.String(), "imported legacy files into the new database") {
+		t.Fatalf("no auto-import in the log:\n%s", ts.log)
+	}
+	var nodes nodeList
+	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
+	if len(nodes.Nodes) != 1 || nodes.Nodes[0].DisplayName != "Den iPad" {
+		t.Fatalf("auto-imported nodes %+v", nodes)
+	}
+	// The mirror rewrites paired.json after a change.
+	ts.mustAPI(t, 200, "PATCH", base+"/nodes/88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078", `{"displayName":"Hall iPad"}`, nil)
+	path := filepath.Join(ts.byName["default"].Config.NodesDir(), "paired.json")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if bytes.Contains(b, []byte(`"displayName": "Hall iPad"`)) && bytes.Contains(b, []byte(`"token": "65b19ff8094f4a2895a030b305e088aa"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("paired.json not mirrored:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
