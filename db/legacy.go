@@ -210,8 +210,14 @@ func (r *record) required(present map[string]bool, names ...string) {
 	}
 }
 
-func (r *record) idMatches(key, field, id string) {
-	if id != "" && id != key {
+// id checks a record's own id: present (reported by required), not blank,
+// and the key it is filed under.
+func (r *record) id(present map[string]bool, key, field, id string) {
+	switch {
+	case !present[field]:
+	case strings.TrimSpace(id) == "":
+		r.p.add(r.file, r.path+"."+field, "empty")
+	case id != key:
 		r.p.add(r.file, r.path+"."+field, "%q differs from the key it is filed under", id)
 	}
 }
@@ -248,7 +254,7 @@ func readPending(v jvalue, st *LegacyState, p *problems) {
 			}
 		}
 		r.required(present, "requestId", "nodeId", "ts")
-		r.idMatches(entry.name, "requestId", req.RequestID)
+		r.id(present, entry.name, "requestId", req.RequestID)
 		if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
 			p.add(PendingFile, r.path+".nodeId", "empty")
 		}
@@ -290,7 +296,7 @@ func readPaired(v jvalue, st *LegacyState, p *problems) {
 			}
 		}
 		r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
-		r.idMatches(entry.name, "nodeId", n.NodeID)
+		r.id(present, entry.name, "nodeId", n.NodeID)
 		if present["token"] && n.Token == "" {
 			p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
 		}

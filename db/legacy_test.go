@@ -76,6 +76,7 @@ func TestLegacyReaderRefusesBadFiles(t *testing.T) {
 		{"fractional time", good, `{"r":{"requestId":"r","nodeId":"n","ts":1.5}}`, `pending.json: $["r"].ts: want a whole number of milliseconds, got 1.5`},
 		{"trailing data", "{} {}", "{}", "paired.json: $: trailing data after the JSON value"},
 		{"record not object", `{"n1":5}`, "{}", `paired.json: $["n1"]: want a record (object), got number`},
+		{"empty request id", good, `{"x":{"requestId":"","nodeId":"n","ts":1}}`, `pending.json: $["x"].requestId: empty`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
