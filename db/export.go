@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bufio"
 	"context"
 	"os"
 	"path/filepath"
@@ -40,30 +41,40 @@ type ExportReport struct {
 	Pending int    `json:"pending"`
 }
 
-// Export writes paired.json and pending.json into dir. Each file is
-// written whole to a temporary file in dir (0600), synced, renamed over
-// the old one, and the directory synced: after a crash at any point each
-// file is the old one or the new one, never a mix.
+// Export writes paired.json and pending.json into dir, straight from one
+// snapshot to disk. Each file is written whole to a temporary file in dir
+// (0600), synced, renamed over the old one, and the directory synced:
+// after a crash at any point each file is the old one or the new one.
 func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportReport, error) {
-	files, err := s.LegacyFiles(ctx, redact)
+	sn, err := s.Snapshot(ctx)
 	if err != nil {
 		return ExportReport{}, err
 	}
-	for name, data := range map[string][]byte{PairedFile: files.Paired, PendingFile: files.Pending} {
-		if err := writeFileAtomic(filepath.Join(dir, name), data); err != nil {
+	if !redact {
+		if err := sn.TokenProblem(); err != nil {
+			return ExportReport{}, err
+		}
+	}
+	for name, write := range map[string]func(textWriter){
+		PairedFile:  func(w textWriter) { writeLegacyPaired(w, sn.Paired, redact) },
+		PendingFile: func(w textWriter) { writeLegacyPending(w, sn.Pending) },
+	} {
+		if err := writeFileAtomic(filepath.Join(dir, name), write); err != nil {
 			return ExportReport{}, &Error{Code: CodeUnavailable, Message: "cannot write " + filepath.Join(dir, name), Err: err}
 		}
 	}
-	return ExportReport{Dir: dir, Paired: files.PairedCount, Pending: files.PendingCount}, nil
+	return ExportReport{Dir: dir, Paired: len(sn.Paired), Pending: len(sn.Pending)}, nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, write func(textWriter)) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // gone after the rename; removes a failed attempt
-	_, err = tmp.Write(data)
+	w := bufio.NewWriterSize(tmp, 256<<10)
+	write(w)
+	err = w.Flush()
 	if err == nil {
 		err = tmp.Sync()
 	}

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -73,7 +74,7 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 	for _, f := range []struct {
 		name string
 		data []byte
-		read func(jvalue, *LegacyState, *problems)
+		read func(string, jvalue, *LegacyState, *problems)
 	}{
 		{PairedFile, paired, readPaired},
 		{PendingFile, pending, readPending},
@@ -87,16 +88,13 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 			p.add(f.name, "$", "the file is %d bytes; the limit is %d", len(f.data), MaxLegacyFile)
 			continue
 		}
-		v, err := parseJSON(f.data)
-		if err != nil {
+		top, err := eachMember(f.data, func(key string, v jvalue) { f.read(key, v, &st, &p) })
+		switch {
+		case err != nil:
 			p.addLine(f.name + ": " + err.Error())
-			continue
+		case top != jObject:
+			p.add(f.name, "$", "want an object mapping ids to records, got %s", top)
 		}
-		if v.kind != jObject {
-			p.add(f.name, "$", "want an object mapping ids to records, got %s", v.kind)
-			continue
-		}
-		f.read(v, &st, &p)
 	}
 	return st, p.err()
 }
@@ -222,11 +220,12 @@ func (r *record) id(present map[string]bool, key, field, id string) {
 	}
 }
 
-func readPending(v jvalue, st *LegacyState, p *problems) {
-	for _, entry := range v.obj {
+func readPending(key string, value jvalue, st *LegacyState, p *problems) {
+	entry := jmember{name: key, value: value}
+	{
 		r := &record{file: PendingFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
 		if !r.wantRecord(entry.value) {
-			continue
+			return
 		}
 		var req PendingRequest
 		present := map[string]bool{}
@@ -266,11 +265,12 @@ func readPending(v jvalue, st *LegacyState, p *problems) {
 	}
 }
 
-func readPaired(v jvalue, st *LegacyState, p *problems) {
-	for _, entry := range v.obj {
+func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
+	entry := jmember{name: key, value: value}
+	{
 		r := &record{file: PairedFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
 		if !r.wantRecord(entry.value) {
-			continue
+			return
 		}
 		var n Node
 		present := map[string]bool{}
@@ -377,8 +377,22 @@ func (o *jobject) extra(f Fields) {
 	}
 }
 
-// LegacyPendingJSON writes pending.json: requests by ts, then id.
+// LegacyPendingJSON renders pending.json.
 func LegacyPendingJSON(reqs []PendingRequest) []byte {
+	var b bytes.Buffer
+	writeLegacyPending(&b, reqs)
+	return b.Bytes()
+}
+
+// LegacyPairedJSON renders paired.json; with redact every token is "".
+func LegacyPairedJSON(nodes []Node, redact bool) []byte {
+	var b bytes.Buffer
+	writeLegacyPaired(&b, nodes, redact)
+	return b.Bytes()
+}
+
+// writeLegacyPending writes pending.json: requests by ts, then id.
+func writeLegacyPending(w textWriter, reqs []PendingRequest) {
 	sorted := slices.Clone(reqs)
 	slices.SortStableFunc(sorted, func(a, b PendingRequest) int {
 		if a.TS != b.TS {
@@ -386,8 +400,8 @@ func LegacyPendingJSON(reqs []PendingRequest) []byte {
 		}
 		return strings.Compare(a.RequestID, b.RequestID)
 	})
-	top := jobject{v: jvalue{kind: jObject}}
-	for _, r := range sorted {
+	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
+		r := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}
 		o.add("requestId", jstr(r.RequestID))
 		o.add("nodeId", jstr(r.NodeID))
@@ -398,14 +412,12 @@ func LegacyPendingJSON(reqs []PendingRequest) []byte {
 		o.add("isRepair", jbool(r.IsRepair))
 		o.add("ts", jint(r.TS))
 		o.extra(r.Extra)
-		top.add(r.RequestID, o.v)
-	}
-	return jsStringify(top.v)
+		return r.RequestID, o.v
+	})
 }
 
-// LegacyPairedJSON writes paired.json: nodes by createdAtMs, then id. With
-// redact, every token is written as "".
-func LegacyPairedJSON(nodes []Node, redact bool) []byte {
+// writeLegacyPaired writes paired.json: nodes by createdAtMs, then id.
+func writeLegacyPaired(w textWriter, nodes []Node, redact bool) {
 	sorted := slices.Clone(nodes)
 	slices.SortStableFunc(sorted, func(a, b Node) int {
 		if a.CreatedAtMs != b.CreatedAtMs {
@@ -413,8 +425,8 @@ func LegacyPairedJSON(nodes []Node, redact bool) []byte {
 		}
 		return strings.Compare(a.NodeID, b.NodeID)
 	})
-	top := jobject{v: jvalue{kind: jObject}}
-	for _, n := range sorted {
+	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
+		n := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}
 		o.add("nodeId", jstr(n.NodeID))
 		token := n.Token
@@ -432,9 +444,8 @@ func LegacyPairedJSON(nodes []Node, redact bool) []byte {
 			o.add("lastConnectedAtMs", jint(n.LastConnectedAtMs))
 		}
 		o.extra(n.Extra)
-		top.add(n.NodeID, o.v)
-	}
-	return jsStringify(top.v)
+		return n.NodeID, o.v
+	})
 }
 
 func cmpInt(a, b int64) int {

@@ -133,6 +133,79 @@ func memberPath(path, name string) string {
 	return path + "." + name
 }
 
+// eachMember streams a top-level JSON object: each member's value is
+// parsed (records are small) and handed to fn, then dropped, so a large
+// file never becomes one large tree. Duplicate keys and trailing data are
+// errors; a value that is not an object at the top is reported as kind.
+func eachMember(data []byte, fn func(name string, v jvalue)) (top jkind, err error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	t, err := dec.Token()
+	if err != nil {
+		if _, perr := parseJSON(data); perr != nil {
+			return jNull, perr
+		}
+		return jNull, fmt.Errorf("$: malformed JSON")
+	}
+	if d, ok := t.(json.Delim); !ok || d != '{' {
+		v, err := parseJSON(data)
+		return v.kind, err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return jObject, fmt.Errorf("$: malformed JSON near offset %d", dec.InputOffset())
+		}
+		name := t.(string)
+		at := memberPath("$", name)
+		if seen[name] {
+			return jObject, fmt.Errorf("%s: duplicate key", at)
+		}
+		seen[name] = true
+		v, err := parseValue(dec, at)
+		if err != nil {
+			return jObject, err
+		}
+		fn(name, v)
+	}
+	if _, err := dec.Token(); err != nil {
+		return jObject, fmt.Errorf("$: the JSON ends early (truncated?)")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return jObject, fmt.Errorf("$: trailing data after the JSON value (offset %d)", dec.InputOffset())
+	}
+	return jObject, nil
+}
+
+// textWriter is what the JSON writers write to: a bytes.Buffer, or a
+// bufio.Writer on a file.
+type textWriter interface {
+	WriteByte(byte) error
+	WriteString(string) (int, error)
+}
+
+// writeObjectStream writes a top-level object of n members the way
+// JSON.stringify(v, null, 2) would, building one member's tree at a time.
+func writeObjectStream(b textWriter, n int, member func(i int) (string, jvalue)) {
+	if n == 0 {
+		b.WriteString("{}")
+		return
+	}
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n  ")
+		name, v := member(i)
+		writeJSString(b, name)
+		b.WriteString(": ")
+		v.write(b, 1)
+	}
+	b.WriteString("\n}")
+}
+
 // compact writes v as compact JSON (for keeping unknown fields verbatim).
 func (v jvalue) compact() json.RawMessage {
 	var b bytes.Buffer
@@ -140,17 +213,8 @@ func (v jvalue) compact() json.RawMessage {
 	return b.Bytes()
 }
 
-// jsStringify writes v the way JavaScript's JSON.stringify(v, null, 2)
-// does: two-space indent, "key": value, empty {} and [], no trailing
-// newline, strings escaped as JavaScript escapes them.
-func jsStringify(v jvalue) []byte {
-	var b bytes.Buffer
-	v.write(&b, 0)
-	return b.Bytes()
-}
-
 // write emits v; depth < 0 means compact.
-func (v jvalue) write(b *bytes.Buffer, depth int) {
+func (v jvalue) write(b textWriter, depth int) {
 	newline := func(d int) {
 		if depth >= 0 {
 			b.WriteByte('\n')
@@ -211,7 +275,7 @@ func (v jvalue) write(b *bytes.Buffer, depth int) {
 // writeJSString escapes as JSON.stringify: \" \\ \b \f \n \r \t, other
 // controls as \u00xx (lowercase), everything else raw — including /, <, >,
 // &, U+2028 and U+2029, which Go's encoder would escape.
-func writeJSString(b *bytes.Buffer, s string) {
+func writeJSString(b textWriter, s string) {
 	const hex = "0123456789abcdef"
 	b.WriteByte('"')
 	for i := 0; i < len(s); {
