@@ -221,88 +221,82 @@ func (r *record) id(present map[string]bool, key, field, id string) {
 }
 
 func readPending(key string, value jvalue, st *LegacyState, p *problems) {
-	entry := jmember{name: key, value: value}
-	{
-		r := &record{file: PendingFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
-		if !r.wantRecord(entry.value) {
-			return
-		}
-		var req PendingRequest
-		present := map[string]bool{}
-		for _, m := range entry.value.obj {
-			present[m.name] = true
-			switch m.name {
-			case "requestId":
-				r.str(m.name, m.value, &req.RequestID)
-			case "nodeId":
-				r.str(m.name, m.value, &req.NodeID)
-			case "silent":
-				if r.want(m.name, m.value, jBool) {
-					req.Silent = &m.value.b
-				}
-			case "isRepair":
-				if r.want(m.name, m.value, jBool) {
-					req.IsRepair = m.value.b
-				}
-			case "ts":
-				r.integer(m.name, m.value, &req.TS)
-			default:
-				if !r.meta(m.name, m.value, &req.NodeMeta) {
-					r.keep(m.name, m.value)
-				}
+	r := &record{file: PendingFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	if !r.wantRecord(value) {
+		return
+	}
+	var req PendingRequest
+	present := map[string]bool{}
+	for _, m := range value.obj {
+		present[m.name] = true
+		switch m.name {
+		case "requestId":
+			r.str(m.name, m.value, &req.RequestID)
+		case "nodeId":
+			r.str(m.name, m.value, &req.NodeID)
+		case "silent":
+			if r.want(m.name, m.value, jBool) {
+				req.Silent = &m.value.b
+			}
+		case "isRepair":
+			if r.want(m.name, m.value, jBool) {
+				req.IsRepair = m.value.b
+			}
+		case "ts":
+			r.integer(m.name, m.value, &req.TS)
+		default:
+			if !r.meta(m.name, m.value, &req.NodeMeta) {
+				r.keep(m.name, m.value)
 			}
 		}
-		r.required(present, "requestId", "nodeId", "ts")
-		r.id(present, entry.name, "requestId", req.RequestID)
-		if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
-			p.add(PendingFile, r.path+".nodeId", "empty")
-		}
-		if !present["isRepair"] {
-			st.repairUnknown[req.RequestID] = true
-		}
-		req.Extra = r.extra
-		st.Pending = append(st.Pending, req)
 	}
+	r.required(present, "requestId", "nodeId", "ts")
+	r.id(present, key, "requestId", req.RequestID)
+	if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
+		p.add(PendingFile, r.path+".nodeId", "empty")
+	}
+	if !present["isRepair"] {
+		st.repairUnknown[req.RequestID] = true
+	}
+	req.Extra = r.extra
+	st.Pending = append(st.Pending, req)
 }
 
 func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
-	entry := jmember{name: key, value: value}
-	{
-		r := &record{file: PairedFile, path: memberPath("$", entry.name), p: p, unknown: &st.Unknown}
-		if !r.wantRecord(entry.value) {
-			return
-		}
-		var n Node
-		present := map[string]bool{}
-		for _, m := range entry.value.obj {
-			present[m.name] = true
-			switch m.name {
-			case "nodeId":
-				r.str(m.name, m.value, &n.NodeID)
-			case "token":
-				r.str(m.name, m.value, &n.Token)
-			case "createdAtMs":
-				r.integer(m.name, m.value, &n.CreatedAtMs)
-			case "approvedAtMs":
-				r.integer(m.name, m.value, &n.ApprovedAtMs)
-			case "lastConnectedAtMs":
-				r.integer(m.name, m.value, &n.LastConnectedAtMs)
-			case "bins":
-				r.strings(m.name, m.value, &n.Bins)
-			default:
-				if !r.meta(m.name, m.value, &n.NodeMeta) {
-					r.keep(m.name, m.value)
-				}
+	r := &record{file: PairedFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	if !r.wantRecord(value) {
+		return
+	}
+	var n Node
+	present := map[string]bool{}
+	for _, m := range value.obj {
+		present[m.name] = true
+		switch m.name {
+		case "nodeId":
+			r.str(m.name, m.value, &n.NodeID)
+		case "token":
+			r.str(m.name, m.value, &n.Token)
+		case "createdAtMs":
+			r.integer(m.name, m.value, &n.CreatedAtMs)
+		case "approvedAtMs":
+			r.integer(m.name, m.value, &n.ApprovedAtMs)
+		case "lastConnectedAtMs":
+			r.integer(m.name, m.value, &n.LastConnectedAtMs)
+		case "bins":
+			r.strings(m.name, m.value, &n.Bins)
+		default:
+			if !r.meta(m.name, m.value, &n.NodeMeta) {
+				r.keep(m.name, m.value)
 			}
 		}
-		r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
-		r.id(present, entry.name, "nodeId", n.NodeID)
-		if present["token"] && n.Token == "" {
-			p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
-		}
-		n.Extra = r.extra
-		st.Paired = append(st.Paired, n)
 	}
+	r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
+	r.id(present, key, "nodeId", n.NodeID)
+	if present["token"] && n.Token == "" {
+		p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
+	}
+	n.Extra = r.extra
+	st.Paired = append(st.Paired, n)
 }
 
 func (r *record) wantRecord(v jvalue) bool {
