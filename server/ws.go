@@ -115,12 +115,16 @@ func (c *wsConn) serve(ctx context.Context, p *Profile, remoteIP string) {
 
 	c.ws.SetReadLimit(maxHandshakeFrame)
 	c.ws.SetReadDeadline(time.Now().Add(c.srv.handshake))
-	if !c.handshake(ctx, p, nonce, remoteIP) {
+	helloID, ok := c.handshake(ctx, p, nonce, remoteIP)
+	if !ok {
 		return
 	}
+	// Registered before hello-ok goes out: whatever the client does next
+	// already sees this session (connected, receiving events).
 	h := c.srv.hub(p)
 	h.add(c)
 	defer h.remove(c)
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: c.srv.hello()}))
 
 	c.ws.SetReadLimit(maxPayload)
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
@@ -135,25 +139,26 @@ func (c *wsConn) serve(ctx context.Context, p *Profile, remoteIP string) {
 	}
 }
 
-// handshake reads the connect request and answers hello-ok, or refuses
-// and closes. It reports whether the session is open.
-func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) bool {
+// handshake reads and checks the connect request, or refuses and closes.
+// It returns the request id to answer hello-ok to, and whether the
+// session is open.
+func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, bool) {
 	_, data, err := c.ws.ReadMessage()
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.close(closePolicy, "handshake timeout")
 		}
-		return false
+		return "", false
 	}
 	f, err := decodeFrame(data)
 	if err != nil {
 		c.close(closePolicy, "invalid handshake: first frame must be a connect request")
-		return false
+		return "", false
 	}
 	if f.Method != "connect" {
 		c.refuse(f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
-		return false
+		return "", false
 	}
 	cp, herr := parseConnect(f.Params)
 	if herr == nil && cp.Device != nil {
@@ -164,12 +169,11 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 	}
 	if herr != nil {
 		c.refuse(f.ID, herr)
-		return false
+		return "", false
 	}
 	c.sess.conn = c
 	c.connectedAtMs = c.srv.now().UnixMilli()
-	c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: c.srv.hello()}))
-	return true
+	return f.ID, true
 }
 
 func (c *wsConn) refuse(id string, e *handshakeError) {
