@@ -47,6 +47,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the pairing server for every configured profile", runServe},
+		{"nodes", "pending | list | status | describe | approve | reject | rename | remove", runNodes},
+		{"profiles", "list the profiles a running server serves for your token", runProfiles},
 		{"import", "import legacy paired.json / pending.json into a profile", runImport},
 		{"export", "write a profile's legacy paired.json / pending.json", runExport},
 		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},
@@ -82,7 +84,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'pairgate <command> --help' for a command's flags.")
-	fmt.Fprintln(w, "\nExamples:\n  pairgate serve\n  pairgate serve --config pairgate.yaml --listen 127.0.0.1:18789\n  pairgate import --from ~/old-gateway/nodes --dry-run\n  pairgate export --profile work --to /tmp/backup\n  pairgate migrate --status --profile work")
+	fmt.Fprintln(w, "\nExamples:\n  pairgate serve\n  pairgate nodes pending\n  pairgate nodes approve <requestId>\n  pairgate serve --config pairgate.yaml --listen 127.0.0.1:18789\n  pairgate import --from ~/old-gateway/nodes --dry-run\n  pairgate export --profile work --to /tmp/backup\n  pairgate migrate --status --profile work")
 }
 
 // usageError marks a mistake in the command line itself (exit 2).
@@ -97,7 +99,12 @@ func exitCode(env Env, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())
+	var ce0 *commandError
+	if errors.As(err, &ce0) {
+		fmt.Fprintln(env.Stderr, err.Error()) // "nodes approve failed: …", as OpenClaw prints it
+	} else {
+		fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())
+	}
 	var ue *usageError
 	var ce *config.Error
 	switch {
@@ -109,6 +116,25 @@ func exitCode(env Env, err error) int {
 	return exitFailed
 }
 
+// examples are shown by 'pairgate <command> --help'.
+var examples = map[string]string{
+	"serve":          "pairgate serve\n  pairgate serve --config pairgate.yaml\n  PAIRGATE_LISTEN=0.0.0.0:18789 pairgate serve",
+	"import":         "pairgate import --from ~/.openclaw/nodes --dry-run\n  pairgate import --from /backup/nodes --replace --profile work",
+	"export":         "pairgate export --to /tmp/nodes-backup\n  pairgate export --redact-tokens --profile work",
+	"migrate":        "pairgate migrate --status\n  pairgate migrate --state-dir /srv/gateway",
+	"health":         "pairgate health\n  pairgate health --url http://127.0.0.1:18790",
+	"version":        "pairgate version",
+	"profiles":       "pairgate profiles\n  pairgate profiles --json --token \"$TOKEN\"",
+	"nodes pending":  "pairgate nodes pending\n  pairgate nodes pending --json --profile work",
+	"nodes list":     "pairgate nodes list",
+	"nodes status":   "pairgate nodes status\n  OPENCLAW_STATE_DIR=/srv/gw2 pairgate nodes status --json",
+	"nodes describe": "pairgate nodes describe --node \"kitchen ipad\"",
+	"nodes approve":  "pairgate nodes approve 9b5a87a6-4780-4b92-a6ba-f2b617fdd92a",
+	"nodes reject":   "pairgate nodes reject 6da54dff-b3b1-429f-bd56-c74c92bfdac1",
+	"nodes rename":   "pairgate nodes rename --node 88a48a --name \"Den iPad\"",
+	"nodes remove":   "pairgate nodes remove --node \"Den iPad\"",
+}
+
 // newFlags returns a flag set that reports errors instead of exiting.
 func newFlags(env Env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -116,6 +142,9 @@ func newFlags(env Env, name, synopsis string) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stderr, "Usage: pairgate %s %s\n\nFlags:\n", name, synopsis)
 		fs.PrintDefaults()
+		if ex, ok := examples[name]; ok {
+			fmt.Fprintf(env.Stderr, "\nExamples:\n  %s\n", ex)
+		}
 	}
 	return fs
 }

@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the CLI tests")
+
+// normalize replaces what differs from run to run: request ids, tokens,
+// times.
+func normalize(s string) string {
+	for _, r := range []struct {
+		re   *regexp.Regexp
+		with string
+	}{
+		{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`), "<request-id------------------------>"},
+		{regexp.MustCompile(`"[A-Za-z0-9_-]{43}"`), `"<token>"`},
+		{regexp.MustCompile(`\b1[0-9]{12}\b`), "<ms>"},
+		{regexp.MustCompile(`\b[0-9]s ago\b`), "Ns ago"},
+		{regexp.MustCompile(`at 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z`), "at <time>"},
+	} {
+		s = r.re.ReplaceAllString(s, r.with)
+	}
+	return s
+}
+
+// cliRun runs the CLI entry point and returns code, stdout, stderr.
+func cliRun(getenv func(string) string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, getenv, nil, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "nodes", name+".golden")
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		os.WriteFile(path, []byte(got), 0o644)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cli -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
+	}
+}
+
+// twoProfiles starts one server for two gateways and returns each one's
+// environment: the CLI is pointed at a profile by OPENCLAW_STATE_DIR alone.
+func twoProfiles(t *testing.T) (string, func(string) string, func(string) string) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n", dir, dir)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	envFor := func(stateDir string) func(string) string {
+		return testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir, "PAIRGATE_URL": srv.url})
+	}
+	return srv.url, envFor(dir + "/home"), envFor(dir + "/work")
+}
+
+// request asks to pair a node over REST, as a node's helper would.
+func request(t *testing.T, url string, getenv func(string) string, body string) string {
+	t.Helper()
+	token, _ := os.ReadFile(filepath.Join(getenv("OPENCLAW_STATE_DIR"), "nodes", "operator.token"))
+	profile := "default"
+	if strings.HasSuffix(getenv("OPENCLAW_STATE_DIR"), "/work") {
+		profile = "work"
+	}
+	req, _ := http.NewRequest("POST", url+"/api/v1/profiles/"+profile+"/requests", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("request: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Request struct{ RequestID string }
+	}
+	json.NewDecoder(resp.Body).Decode(&res)
+	return res.Request.RequestID
+}
+
+// loose collapses runs of spaces and rules, for tables whose widths
+// depend on a temporary directory's name.
+var looseRE = regexp.MustCompile(`[ ─]+`)
+
+func TestNodesCommands(t *testing.T) {
+	url, home, work := twoProfiles(t)
+	dir := filepath.Dir(home("OPENCLAW_STATE_DIR"))
+	step := func(name string, wantCode int, getenv func(string) string, args ...string) string {
+		t.Helper()
+		code, out, errs := cliRun(getenv, args...)
+		if code != wantCode {
+			t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", name, code, wantCode, out, errs)
+		}
+		got := normalize(out + errs)
+		if strings.Contains(got, dir) {
+			got = looseRE.ReplaceAllString(strings.ReplaceAll(got, dir, "<dir>"), " ")
+		}
+		golden(t, name, got)
+		if strings.Contains(strings.Join(args, " "), "--json") && wantCode == 0 && !json.Valid([]byte(out)) {
+			t.Fatalf("%s: --json printed something other than JSON:\n%s", name, out)
+		}
+		return out
+	}
+
+	step("01-pending-empty", 0, home, "nodes", "pending")
+	kitchen := request(t, url, home, `{"nodeId":"88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078","displayName":"Kitchen iPad","platform":"iOS","version":"2026.1.29","deviceFamily":"iPad","modelIdentifier":"iPad13,4","caps":["canvas","camera"],"remoteIp":"192.0.2.10"}`)
+	pixel := request(t, url, home, `{"nodeId":"android-node-b","displayName":"Pixel 8","platform":"Android","silent":true}`)
+	step("02-pending", 0, home, "nodes", "pending")
+	step("03-pending-json", 0, home, "nodes", "pending", "--json")
+	step("04-list", 0, home, "nodes", "list")
+	step("05-approve", 0, home, "nodes", "approve", kitchen)
+	step("06-reject", 0, home, "nodes", "reject", pixel, "--json")
+	step("07-approve-again", 1, home, "nodes", "approve", kitchen)
+	step("08-reject-unknown", 1, home, "nodes", "reject", "does-not-exist")
+	step("09-list-json", 0, home, "nodes", "list", "--json")
+	step("10-status", 0, home, "nodes", "status")
+	step("11-status-json", 0, home, "nodes", "status", "--json")
+	step("12-rename-by-name", 0, home, "nodes", "rename", "--node", "kitchen ipad", "--name", "Living Room iPad")
+	step("13-rename-by-prefix-json", 0, home, "nodes", "rename", "--node", "88a48a", "--name", "  Den iPad  ", "--json")
+	step("14-rename-unknown", 1, home, "nodes", "rename", "--node", "minimal-node-c", "--name", "X")
+	step("15-describe", 0, home, "nodes", "describe", "--node", "DEN-IPAD")
+	step("16-describe-json", 0, home, "nodes", "describe", "--node", "192.0.2.10", "--json")
+	step("17-profiles", 0, home, "profiles")
+	step("18-profiles-json", 0, home, "profiles", "--json")
+
+	// The same commands act on the other profile with only
+	// OPENCLAW_STATE_DIR changed.
+	step("19-work-pending-empty", 0, work, "nodes", "pending")
+	request(t, url, work, `{"nodeId":"work-laptop"}`)
+	step("20-work-pending", 0, work, "nodes", "pending")
+	step("21-home-pending-unchanged", 0, home, "nodes", "pending")
+
+	step("22-remove", 0, home, "nodes", "remove", "--node", "Den iPad")
+	step("23-status-after-remove", 0, home, "nodes", "status")
+
+	// Usage errors exit 2.
+	step("24-approve-without-id", 2, home, "nodes", "approve")
+	step("25-rename-without-name", 2, home, "nodes", "rename", "--node", "x")
+	step("26-unknown-command", 2, home, "nodes", "frobnicate")
+}
+
+func TestNodesErrorsThatHelp(t *testing.T) {
+	url, home, _ := twoProfiles(t)
+	// Server not running.
+	down := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": "http://127.0.0.1:1", "OPENCLAW_GATEWAY_TOKEN": "x"})
+	if code, _, errs := cliRun(down, "nodes", "pending"); code != 1 || !strings.Contains(errs, "no pairgate answers at http://127.0.0.1:1; start one with `pairgate serve`") {
+		t.Fatalf("server down: %d %s", code, errs)
+	}
+	// Wrong token: where it was read from.
+	if code, _, errs := cliRun(home, "nodes", "pending", "--token", "wrong"); code != 1 || !strings.Contains(errs, "refused the operator token read from --token") {
+		t.Fatalf("wrong token: %d %s", code, errs)
+	}
+	// A state directory the server does not serve: the ones it does.
+	tokenFile := filepath.Join(home("OPENCLAW_STATE_DIR"), "nodes", "operator.token")
+	token, _ := os.ReadFile(tokenFile)
+	other := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": url, "OPENCLAW_GATEWAY_TOKEN": strings.TrimSpace(string(token))})
+	if code, _, errs := cliRun(other, "nodes", "pending"); code != 1 || !strings.Contains(errs, "serves no profile with state directory") || !strings.Contains(errs, "default (") {
+		t.Fatalf("unknown profile: %d %s", code, errs)
+	}
+	// No token anywhere.
+	none := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": url})
+	if code, _, errs := cliRun(none, "nodes", "pending"); code != 1 || !strings.Contains(errs, "no operator token: pass --token, set $OPENCLAW_GATEWAY_TOKEN") {
+		t.Fatalf("no token: %d %s", code, errs)
+	}
+}
+
+func TestResolveNode(t *testing.T) {
+	nodes := []nodeEntry{
+		{NodeID: "88a48acd09bad554", DisplayName: "Kitchen iPad (ws)", RemoteIP: "192.0.2.10"},
+		{NodeID: "88a48aff00000000", DisplayName: "Hall"},
+		{NodeID: "minimal-node-c"},
+	}
+	for _, tc := range []struct{ q, want, err string }{
+		{"88a48acd09bad554", "88a48acd09bad554", ""},
+		{"192.0.2.10", "88a48acd09bad554", ""},
+		{"kitchen ipad ws", "88a48acd09bad554", ""},
+		{"KITCHEN-IPAD-(WS)", "88a48acd09bad554", ""},
+		{"88a48ac", "88a48acd09bad554", ""},
+		{"minimax", "", "unknown node: minimax"},
+		{"88a48a", "", "ambiguous node: 88a48a matches Kitchen iPad (ws) (88a48acd09bad554), Hall (88a48aff00000000)"},
+		{"88a48", "", "unknown node: 88a48"}, // prefixes need 6 characters
+	} {
+		n, err := resolveNode(nodes, tc.q)
+		if tc.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.q, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || n.NodeID != tc.want {
+			t.Errorf("%q: %v %v, want %s", tc.q, n.NodeID, err, tc.want)
+		}
+	}
+}
+
+func TestTablesFitTheWidth(t *testing.T) {
+	var b bytes.Buffer
+	table(&b, 40, []string{"Node", "ID"}, [][]string{{"Kitchen iPad (ws)", "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078"}})
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if n := len([]rune(line)); n > 40 {
+			t.Fatalf("line of %d runes in a 40-wide table:\n%s", n, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "88a48acd") || !strings.Contains(strings.ReplaceAll(b.String(), "│", ""), "5431078") {
+		t.Fatalf("wrapped cells lost text:\n%s", b.String())
+	}
+}
