@@ -15,31 +15,14 @@ import (
 	"unicode"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server"
 )
 
-// nodeEntry is a node as the server lists it (node.list).
-type nodeEntry struct {
-	NodeID          string          `json:"nodeId"`
-	DisplayName     string          `json:"displayName,omitempty"`
-	Platform        string          `json:"platform,omitempty"`
-	Version         string          `json:"version,omitempty"`
-	CoreVersion     string          `json:"coreVersion,omitempty"`
-	UIVersion       string          `json:"uiVersion,omitempty"`
-	DeviceFamily    string          `json:"deviceFamily,omitempty"`
-	ModelIdentifier string          `json:"modelIdentifier,omitempty"`
-	RemoteIP        string          `json:"remoteIp,omitempty"`
-	Caps            []string        `json:"caps"`
-	Commands        []string        `json:"commands"`
-	Permissions     map[string]bool `json:"permissions,omitempty"`
-	ConnectedAtMs   int64           `json:"connectedAtMs,omitempty"`
-	Paired          bool            `json:"paired"`
-	Connected       bool            `json:"connected"`
-}
-
-type nodeList struct {
-	TS    int64       `json:"ts"`
-	Nodes []nodeEntry `json:"nodes"`
-}
+// The server's node list, as the REST API returns it.
+type (
+	nodeEntry = server.NodeEntry
+	nodeList  = server.NodeList
+)
 
 type nodesCommand struct {
 	name, synopsis, summary string

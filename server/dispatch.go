@@ -144,7 +144,7 @@ var methods = map[string]method{
 		if err != nil {
 			return nil, err
 		}
-		return nodeList{TS: c.now().UnixMilli(), Nodes: nodes}, nil
+		return NodeList{TS: c.now().UnixMilli(), Nodes: nodes}, nil
 	}},
 	"node.describe": {scope: scopeRead, params: nodeIDParams, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
 		var p struct{ NodeID string }
@@ -153,7 +153,7 @@ var methods = map[string]method{
 		if err != nil {
 			return nil, err
 		}
-		return nodeDescription{TS: c.now().UnixMilli(), nodeEntry: s.hub(c.profile).entry(n)}, nil
+		return nodeDescription{TS: c.now().UnixMilli(), NodeEntry: s.hub(c.profile).entry(n)}, nil
 	}},
 }
 

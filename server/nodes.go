@@ -7,10 +7,10 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-// nodeEntry is one node as node.list and node.describe show it: the paired
-// record, with what its live session says on top while it is connected.
-// Field order follows OpenClaw's.
-type nodeEntry struct {
+// NodeEntry is one node as node.list and node.describe show it (and the
+// CLI reads it): the paired record, with what its live session says on
+// top while it is connected. Field order follows OpenClaw's.
+type NodeEntry struct {
 	NodeID          string          `json:"nodeId"`
 	DisplayName     string          `json:"displayName,omitempty"`
 	Platform        string          `json:"platform,omitempty"`
@@ -28,24 +28,25 @@ type nodeEntry struct {
 	Connected       bool            `json:"connected"`
 }
 
-type nodeList struct {
+// NodeList is node.list's answer.
+type NodeList struct {
 	TS    int64       `json:"ts"`
-	Nodes []nodeEntry `json:"nodes"`
+	Nodes []NodeEntry `json:"nodes"`
 }
 
 type nodeDescription struct {
 	TS int64 `json:"ts"`
-	nodeEntry
+	NodeEntry
 }
 
 // nodeEntries lists every paired node of the profile.
-func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]nodeEntry, error) {
+func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]NodeEntry, error) {
 	nodes, err := p.Store.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h := s.hub(p)
-	out := make([]nodeEntry, 0, len(nodes))
+	out := make([]NodeEntry, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, h.entry(n))
 	}
@@ -54,7 +55,7 @@ func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]nodeEntry, erro
 
 // entry shapes a paired node, overlaying its newest live session. The
 // operator's display name wins over the one the node connected with.
-func (h *hub) entry(n db.Node) nodeEntry {
+func (h *hub) entry(n db.Node) NodeEntry {
 	h.mu.Lock()
 	var live *wsConn
 	if sessions := h.live[n.NodeID]; len(sessions) > 0 {
@@ -62,7 +63,7 @@ func (h *hub) entry(n db.Node) nodeEntry {
 	}
 	h.mu.Unlock()
 	m := n.NodeMeta
-	e := nodeEntry{NodeID: n.NodeID, Paired: true}
+	e := NodeEntry{NodeID: n.NodeID, Paired: true}
 	if live != nil {
 		m = fillMeta(live.sess.node, m)
 		m.DisplayName = n.DisplayName
