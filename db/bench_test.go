@@ -102,3 +102,56 @@ func BenchmarkRequestApprove(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSweep100k expires 100,000 requests and reports the longest any
+// one batch held the writer (the target is 50 ms) and the total.
+func BenchmarkSweep100k(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		clk := &testClock{t: time.Now()}
+		s, err := Open(ctx, testOptions(b.TempDir(), clk))
+		if err != nil {
+			b.Fatal(err)
+		}
+		now := s.nowMs()
+		err = s.writeTx(ctx, "seed", func(tx *sql.Tx) error {
+			stmt, err := tx.Prepare(`INSERT INTO requests (request_id, node_id, is_repair, ts_ms) VALUES (?, ?, 0, ?)`)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for i := range 100_000 {
+				if _, err := stmt.Exec("r"+strconv.Itoa(i), "n"+strconv.Itoa(i), now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		clk.Advance(time.Hour)
+		b.StartTimer()
+		var longest time.Duration
+		total := 0
+		for {
+			start := time.Now()
+			n, err := s.expireBatch(ctx)
+			longest = max(longest, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += n
+			if n < sweepBatch {
+				break
+			}
+		}
+		b.StopTimer()
+		if total != 100_000 {
+			b.Fatalf("expired %d", total)
+		}
+		b.ReportMetric(float64(longest.Microseconds())/1000, "max-batch-ms")
+		s.Close()
+		b.StartTimer()
+	}
+}

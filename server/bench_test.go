@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,4 +179,59 @@ func BenchmarkWSCycle(b *testing.B) {
 			reportLatency(b, lat)
 		})
 	}
+}
+
+// BenchmarkFanout1000: each op is one request made over REST while 1,000
+// operator connections listen; latency runs from just before the request
+// is sent (before its commit) to each connection's receipt of the event.
+func BenchmarkFanout1000(b *testing.B) {
+	ts := startServer(b)
+	const listeners = 1000
+	type arrival struct{ at time.Time }
+	arrivals := make(chan arrival, listeners*16)
+	conns := make([]*websocket.Conn, listeners)
+	for i := range conns {
+		bc := dialBench(b, ts)
+		conns[i] = bc.ws
+		go func() {
+			for {
+				if _, _, err := bc.ws.ReadMessage(); err != nil {
+					return
+				}
+				arrivals <- arrival{at: time.Now()}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	client := &http.Client{}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		body := strings.NewReader(`{"nodeId":"fan-` + strconv.Itoa(i) + `"}`)
+		req, _ := http.NewRequest("POST", ts.url+"/api/v1/profiles/default/requests", body)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		sent := time.Now()
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			b.Fatalf("request: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		for range listeners {
+			select {
+			case a := <-arrivals:
+				lat = append(lat, a.at.Sub(sent))
+			case <-time.After(10 * time.Second):
+				b.Fatal("an event did not arrive")
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
