@@ -43,7 +43,7 @@ var httpStatus = map[db.Code]int{
 	db.CodeNotFound:    http.StatusNotFound,
 	db.CodeConflict:    http.StatusConflict,
 	db.CodeExpired:     http.StatusGone,
-	db.CodeLimit:       http.StatusTooManyRequests,
+	db.CodeLimit:       http.StatusServiceUnavailable,
 	db.CodeUnavailable: http.StatusServiceUnavailable,
 	db.CodeInternal:    http.StatusInternalServerError,
 }

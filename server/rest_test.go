@@ -496,3 +496,12 @@ func TestSSEEndsCleanlyOnShutdown(t *testing.T) {
 		t.Fatalf("shutdown waited %v for the stream", waited)
 	}
 }
+
+func TestRESTPendingCapIs503(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[0].MaxPending = 1 })
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"first"}`, nil)
+	r := ts.api(t, "POST", base+"/requests", testToken, `{"nodeId":"second"}`)
+	if r.status != 503 || !strings.Contains(r.errorMessage(), "too many pending requests") || r.header.Get("Retry-After") != "" {
+		t.Fatalf("over the cap = %d %s", r.status, r.body)
+	}
+}
