@@ -119,10 +119,15 @@ func (h *hub) run(ctx context.Context) {
 	}
 	poll := time.NewTicker(outboxPoll)
 	defer poll.Stop()
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			h.tick()
+			continue
 		case <-st.Committed():
 		case <-poll.C:
 		}
@@ -211,6 +216,20 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 	}
 	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
 	for _, c := range waiting {
+		c.enqueue(frame)
+	}
+}
+
+// tick sends every session of the hub the protocol's tick event.
+func (h *hub) tick() {
+	frame := mustJSON(eventFrame{Type: "event", Event: "tick", Payload: map[string]int64{"ts": time.Now().UnixMilli()}})
+	h.mu.Lock()
+	conns := make([]*wsConn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
 		c.enqueue(frame)
 	}
 }

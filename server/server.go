@@ -72,6 +72,10 @@ type Server struct {
 	conns        map[*wsConn]struct{}
 	closing      bool
 	connHandlers sync.WaitGroup
+	// connCtx is the context of WebSocket sessions' calls; it outlives the
+	// HTTP handler that upgraded them and ends at shutdown.
+	connCtx     context.Context
+	cancelConns context.CancelFunc
 }
 
 // New returns a server for profiles that OpenProfile has opened. It does
@@ -100,6 +104,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		s.deviceWindow = deviceSignatureWindow
 	}
 	s.started = s.now()
+	s.connCtx, s.cancelConns = context.WithCancel(context.Background())
 	s.host, _ = os.Hostname()
 	s.limiter = newLimiter(s.now)
 	for _, p := range profiles {
@@ -142,6 +147,7 @@ func (s *Server) closeConns() {
 		c.close(closeGoingAway, "server shutting down")
 	}
 	s.connHandlers.Wait()
+	s.cancelConns()
 }
 
 // logCallError logs failures that are the server's, not the caller's.

@@ -28,7 +28,7 @@ const (
 	pongWait          = 60 * time.Second
 	writeWait         = 10 * time.Second
 	// sendQueue frames may wait for a slow reader before it is dropped.
-	sendQueue = 256
+	sendQueue = 64
 )
 
 // Close codes.
@@ -54,6 +54,8 @@ type wsConn struct {
 	closeCode atomic.Pointer[closeInfo]
 	// queued counts the bytes waiting in send.
 	queued atomic.Int64
+	// writer closes when the writer goroutine has returned.
+	writer chan struct{}
 }
 
 type closeInfo struct {
@@ -66,22 +68,34 @@ type closeInfo struct {
 func (s *Server) handleWS(c echo.Context, p *Profile) error {
 	upgrader := websocket.Upgrader{
 		HandshakeTimeout: s.handshake,
-		ReadBufferSize:   4096,
-		WriteBufferPool:  &s.writeBuffers,
-		CheckOrigin:      s.checkOrigin,
+		// Read with the HTTP server's own buffer (size 0); write through a
+		// shared pool: an idle session holds no write buffer.
+		WriteBufferPool: &s.writeBuffers,
+		CheckOrigin:     s.checkOrigin,
 	}
 	ws, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
 		return nil // the upgrader has answered the client
 	}
-	conn := &wsConn{srv: s, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{})}
+	conn := &wsConn{srv: s, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{}), writer: make(chan struct{})}
 	if !s.trackConn(conn) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return nil
 	}
-	defer s.untrackConn(conn)
-	conn.serve(c.Request().Context(), p, c.RealIP())
+	go func() {
+		defer close(conn.writer)
+		conn.writeLoop()
+	}()
+	// The handshake runs here, on the HTTP handler's goroutine. A session
+	// then gets a fresh goroutine for its reads, and this one returns: it
+	// and what it holds (the request, echo's context, a stack grown by the
+	// handshake) are not kept for the session's life.
+	if !conn.open(s.connCtx, p, c.RealIP()) {
+		conn.finish()
+		return nil
+	}
+	go conn.readLoop(s.connCtx, s.hub(p))
 	return nil
 }
 
@@ -99,33 +113,30 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-func (c *wsConn) serve(ctx context.Context, p *Profile, remoteIP string) {
-	var writer sync.WaitGroup
-	writer.Go(c.writeLoop)
-	defer func() {
-		if c.closeCode.Load() == nil {
-			c.close(closeNormal, "")
-		} // else the writer closes once the refusal is written
-		writer.Wait()
-	}()
-
+// open sends the challenge and runs the handshake; on success the session
+// is in its hub and hello-ok is queued.
+func (c *wsConn) open(ctx context.Context, p *Profile, remoteIP string) bool {
 	nonce := c.srv.nonce()
 	c.enqueue(mustJSON(eventFrame{Type: "event", Event: "connect.challenge",
 		Payload: map[string]any{"nonce": nonce, "ts": c.srv.now().UnixMilli()}}))
-
 	c.ws.SetReadLimit(maxHandshakeFrame)
 	c.ws.SetReadDeadline(time.Now().Add(c.srv.handshake))
 	helloID, ok := c.handshake(ctx, p, nonce, remoteIP)
 	if !ok {
-		return
+		return false
 	}
 	// Registered before hello-ok goes out: whatever the client does next
 	// already sees this session (connected, receiving events).
-	h := c.srv.hub(p)
-	h.add(c)
-	defer h.remove(c)
+	c.srv.hub(p).add(c)
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: c.srv.hello()}))
+	return true
+}
 
+// readLoop reads and answers frames until the connection ends, then
+// takes the session down.
+func (c *wsConn) readLoop(ctx context.Context, h *hub) {
+	defer c.finish()
+	defer h.remove(c)
 	c.ws.SetReadLimit(maxPayload)
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
@@ -137,6 +148,16 @@ func (c *wsConn) serve(ctx context.Context, p *Profile, remoteIP string) {
 		c.ws.SetReadDeadline(time.Now().Add(pongWait))
 		c.handleFrame(ctx, data)
 	}
+}
+
+// finish closes the connection (unless a refusal is being written, which
+// the writer closes after it), waits for the writer, and untracks it.
+func (c *wsConn) finish() {
+	if c.closeCode.Load() == nil {
+		c.close(closeNormal, "")
+	}
+	<-c.writer
+	c.srv.untrackConn(c)
 }
 
 // handshake reads and checks the connect request, or refuses and closes.
@@ -259,12 +280,11 @@ func truncateReason(reason string) string {
 	return reason
 }
 
-// writeLoop owns data writes: queued frames, pings, ticks.
+// writeLoop owns data writes: queued frames (ticks come queued from the
+// hub) and pings.
 func (c *wsConn) writeLoop() {
 	ping := time.NewTicker(pingInterval)
-	tick := time.NewTicker(tickInterval)
 	defer ping.Stop()
-	defer tick.Stop()
 	for {
 		var frame []byte
 		select {
@@ -283,11 +303,6 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 			continue
-		case <-tick.C:
-			if c.sess.profile == nil {
-				continue // not through the handshake yet
-			}
-			frame = mustJSON(eventFrame{Type: "event", Event: "tick", Payload: map[string]int64{"ts": c.srv.now().UnixMilli()}})
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
 		err := c.ws.WriteMessage(websocket.TextMessage, frame)
