@@ -553,3 +553,22 @@ func TestProfileOwnListenAddress(t *testing.T) {
 		t.Fatalf("another profile reached through work's own address: %v", err)
 	}
 }
+
+func TestTickReachesEverySession(t *testing.T) {
+	ts := startServer(t)
+	op := ts.operator(t, "/", testToken, "operator.read")
+	n, hello := ts.node(t, newDevice(), "")
+	if !hello.OK {
+		t.Fatal(hello.Error)
+	}
+	ts.hub(ts.byName["default"]).tick() // what the hub's 30 s ticker does
+	for _, c := range []*wsClient{op, n} {
+		var p struct {
+			TS int64 `json:"ts"`
+		}
+		json.Unmarshal(c.event("tick", 5*time.Second).Payload, &p)
+		if p.TS == 0 {
+			t.Fatal("tick without ts")
+		}
+	}
+}
