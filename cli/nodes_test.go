@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pairgate/pairgate/db"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the CLI tests")
@@ -181,8 +183,8 @@ func TestNodesErrorsThatHelp(t *testing.T) {
 
 func TestResolveNode(t *testing.T) {
 	nodes := []nodeEntry{
-		{NodeID: "88a48acd09bad554", DisplayName: "Kitchen iPad (ws)", RemoteIP: "192.0.2.10"},
-		{NodeID: "88a48aff00000000", DisplayName: "Hall"},
+		{NodeID: "88a48acd09bad554", NodeMeta: db.NodeMeta{DisplayName: "Kitchen iPad (ws)", RemoteIP: "192.0.2.10"}},
+		{NodeID: "88a48aff00000000", NodeMeta: db.NodeMeta{DisplayName: "Hall"}},
 		{NodeID: "minimal-node-c"},
 	}
 	for _, tc := range []struct{ q, want, err string }{

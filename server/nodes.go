@@ -11,21 +11,11 @@ import (
 // CLI reads it): the paired record, with what its live session says on
 // top while it is connected. Field order follows OpenClaw's.
 type NodeEntry struct {
-	NodeID          string          `json:"nodeId"`
-	DisplayName     string          `json:"displayName,omitempty"`
-	Platform        string          `json:"platform,omitempty"`
-	Version         string          `json:"version,omitempty"`
-	CoreVersion     string          `json:"coreVersion,omitempty"`
-	UIVersion       string          `json:"uiVersion,omitempty"`
-	DeviceFamily    string          `json:"deviceFamily,omitempty"`
-	ModelIdentifier string          `json:"modelIdentifier,omitempty"`
-	RemoteIP        string          `json:"remoteIp,omitempty"`
-	Caps            []string        `json:"caps"`
-	Commands        []string        `json:"commands"`
-	Permissions     map[string]bool `json:"permissions,omitempty"`
-	ConnectedAtMs   int64           `json:"connectedAtMs,omitempty"`
-	Paired          bool            `json:"paired"`
-	Connected       bool            `json:"connected"`
+	NodeID string `json:"nodeId"`
+	db.NodeMeta
+	ConnectedAtMs int64 `json:"connectedAtMs,omitempty"`
+	Paired        bool  `json:"paired"`
+	Connected     bool  `json:"connected"`
 }
 
 // NodeList is node.list's answer.
@@ -62,20 +52,16 @@ func (h *hub) entry(n db.Node) NodeEntry {
 		live = sessions[len(sessions)-1]
 	}
 	h.mu.Unlock()
-	m := n.NodeMeta
-	e := NodeEntry{NodeID: n.NodeID, Paired: true}
+	e := NodeEntry{NodeID: n.NodeID, NodeMeta: n.NodeMeta, Paired: true}
 	if live != nil {
-		m = fillMeta(live.sess.node, m)
-		m.DisplayName = n.DisplayName
-		if m.DisplayName == "" {
-			m.DisplayName = live.sess.node.DisplayName
+		e.NodeMeta = fillMeta(live.sess.node, n.NodeMeta)
+		if n.DisplayName != "" {
+			e.DisplayName = n.DisplayName
 		}
 		e.Connected, e.ConnectedAtMs = true, live.connectedAtMs
 	}
-	e.DisplayName, e.Platform, e.Version = m.DisplayName, m.Platform, m.Version
-	e.CoreVersion, e.UIVersion, e.DeviceFamily, e.ModelIdentifier = m.CoreVersion, m.UIVersion, m.DeviceFamily, m.ModelIdentifier
-	e.RemoteIP, e.Permissions = m.RemoteIP, m.Permissions
-	e.Caps, e.Commands = sorted(m.Caps), sorted(m.Commands)
+	// caps and commands are always listed, sorted, as OpenClaw lists them.
+	e.Caps, e.Commands = sorted(e.Caps), sorted(e.Commands)
 	return e
 }
 
