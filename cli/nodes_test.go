@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pairgate/pairgate/db"
 )
@@ -121,6 +122,7 @@ func TestNodesCommands(t *testing.T) {
 
 	step("01-pending-empty", 0, home, "nodes", "pending")
 	kitchen := request(t, url, home, `{"nodeId":"88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078","displayName":"Kitchen iPad","platform":"iOS","version":"2026.1.29","deviceFamily":"iPad","modelIdentifier":"iPad13,4","caps":["canvas","camera"],"remoteIp":"192.0.2.10"}`)
+	time.Sleep(5 * time.Millisecond) // distinct ts: equal ones are ordered by their random ids
 	pixel := request(t, url, home, `{"nodeId":"android-node-b","displayName":"Pixel 8","platform":"Android","silent":true}`)
 	step("02-pending", 0, home, "nodes", "pending")
 	step("03-pending-json", 0, home, "nodes", "pending", "--json")
