@@ -99,8 +99,8 @@ func exitCode(env Env, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	var ce0 *commandError
-	if errors.As(err, &ce0) {
+	var failure *commandError
+	if errors.As(err, &failure) {
 		fmt.Fprintln(env.Stderr, err.Error()) // "nodes approve failed: …", as OpenClaw prints it
 	} else {
 		fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())

@@ -132,25 +132,6 @@ func ResolveStateDir(stateDirFlag, profileFlag string, getenv func(string) strin
 	}
 }
 
-// Profile returns the configured profile with that name.
-func (c Config) Profile(name string) (Profile, bool) {
-	for _, p := range c.Profiles {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return Profile{}, false
-}
-
-// ProfileNames lists the configured profile names, in configuration order.
-func (c Config) ProfileNames() []string {
-	names := make([]string, len(c.Profiles))
-	for i, p := range c.Profiles {
-		names[i] = p.Name
-	}
-	return names
-}
-
 func home(getenv func(string) string) string {
 	if h := getenv("HOME"); h != "" {
 		return h

@@ -70,11 +70,11 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work, ok := cfg.Profile("work")
+	work, ok := profileNamed(cfg, "work")
 	if !ok || work.StateDir != "/h/.openclaw-work" || work.TTL != 10*time.Minute {
 		t.Fatalf("work profile %+v", work)
 	}
-	def, _ := cfg.Profile("default")
+	def, _ := profileNamed(cfg, "default")
 	if def.DecidedRetention != 168*time.Hour || def.EventRetention != 720*time.Hour {
 		t.Fatalf("default profile %+v", def)
 	}
@@ -177,4 +177,13 @@ func TestCreateFileOnce(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("temporary files left behind: %v", entries)
 	}
+}
+
+func profileNamed(cfg Config, name string) (Profile, bool) {
+	for _, p := range cfg.Profiles {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Profile{}, false
 }

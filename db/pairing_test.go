@@ -361,10 +361,8 @@ func TestListOrder(t *testing.T) {
 		mustRequest(t, s, RequestInput{NodeID: id})
 		clk.Advance(time.Second)
 	}
-	ab := []string{}
 	for _, id := range []string{"x", "y"} {
 		pairNode(t, s, id)
-		ab = append(ab, id)
 		clk.Advance(time.Second)
 	}
 	l, err := s.List(ctx)

@@ -166,6 +166,3 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Committed() <-chan struct{} { return s.committed }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
-
-// TTL is how long a pending request lives.
-func (s *Store) TTL() time.Duration { return time.Duration(s.ttlMs) * time.Millisecond }

@@ -21,7 +21,6 @@ import (
 // checks, one reader, requests pipelined.
 type benchConn struct {
 	ws *websocket.Conn
-	mu sync.Mutex
 }
 
 func dialBench(b *testing.B, ts *testServer) *benchConn {

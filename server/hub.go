@@ -234,19 +234,6 @@ func (h *hub) tick() {
 	}
 }
 
-// closeAll closes every connection of the hub with code and reason.
-func (h *hub) closeAll(code int, reason string) {
-	h.mu.Lock()
-	conns := make([]*wsConn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
-		c.close(code, reason)
-	}
-}
-
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
