@@ -53,7 +53,7 @@ func parseJSON(data []byte) (jvalue, error) {
 		return v, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return v, fmt.Errorf("$: trailing data after the JSON value (offset %d)", dec.InputOffset())
+		return v, fmt.Errorf("$: trailing data after the JSON value")
 	}
 	return v, nil
 }
@@ -133,6 +133,16 @@ func memberPath(path, name string) string {
 	return path + "." + name
 }
 
+// CheckJSONObject reports whether data is exactly one JSON object, with no
+// key twice in any object and nothing after it; the error names the path.
+func CheckJSONObject(data []byte) error {
+	v, err := parseJSON(data)
+	if err == nil && v.kind != jObject {
+		err = fmt.Errorf("$: want a JSON object, got %s", v.kind)
+	}
+	return err
+}
+
 // eachMember streams a top-level JSON object: each member's value is
 // parsed (records are small) and handed to fn, then dropped, so a large
 // file never becomes one large tree. Duplicate keys and trailing data are
@@ -173,7 +183,7 @@ func eachMember(data []byte, fn func(name string, v jvalue)) (top jkind, err err
 		return jObject, fmt.Errorf("$: the JSON ends early (truncated?)")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return jObject, fmt.Errorf("$: trailing data after the JSON value (offset %d)", dec.InputOffset())
+		return jObject, fmt.Errorf("$: trailing data after the JSON value")
 	}
 	return jObject, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,17 +50,11 @@ func (s *Server) handleImport(c echo.Context) error {
 	if err != nil {
 		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
 	}
-	if err := checkJSONObject(body); err != nil {
+	paired, pending, err := importMembers(body)
+	if err != nil {
 		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
 	}
-	var files map[string]json.RawMessage
-	json.Unmarshal(body, &files)
-	for k := range files {
-		if k != "paired" && k != "pending" {
-			return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: fmt.Sprintf("unknown member %q: want {\"paired\": {...}, \"pending\": {...}}", k)}
-		}
-	}
-	st, err := db.ReadLegacy(nilIfAbsent(files["paired"]), nilIfAbsent(files["pending"]))
+	st, err := db.ReadLegacy(paired, pending)
 	if err != nil {
 		return err
 	}
@@ -70,11 +65,41 @@ func (s *Server) handleImport(c echo.Context) error {
 	return c.JSON(http.StatusOK, rep)
 }
 
-func nilIfAbsent(raw json.RawMessage) []byte {
-	if len(raw) == 0 {
-		return nil
+// importMembers splits an import body, {"paired": {...}, "pending": {...}}
+// (either may be absent), into the two files' bytes without parsing them:
+// ReadLegacy validates each once.
+func importMembers(body []byte) (paired, pending []byte, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, nil, errors.New(`want {"paired": {...}, "pending": {...}}`)
 	}
-	return raw
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, nil, errors.New("malformed JSON")
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, fmt.Errorf("%v: malformed JSON", t)
+		}
+		switch {
+		case t == "paired" && paired == nil:
+			paired = raw
+		case t == "pending" && pending == nil:
+			pending = raw
+		case t == "paired" || t == "pending":
+			return nil, nil, fmt.Errorf("duplicate key %q", t)
+		default:
+			return nil, nil, fmt.Errorf(`unknown member %q: want {"paired": {...}, "pending": {...}}`, t)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, errors.New("malformed JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, errors.New("trailing data after the object")
+	}
+	return paired, pending, nil
 }
 
 func boolQuery(c echo.Context, name string) (bool, error) {

@@ -64,8 +64,16 @@ func TestRESTImportExport(t *testing.T) {
 	if len(nodes.Nodes) != 1 {
 		t.Fatal("a refused import changed the store")
 	}
-	if r := ts.api(t, "POST", base+"/import", testToken, `{"paired":{},"other":{}}`); r.status != 400 {
-		t.Fatalf("unknown member = %d", r.status)
+	for body, want := range map[string]string{
+		`{"paired":{},"other":{}}`:   `unknown member "other"`,
+		`{"paired":{},"paired":{}}`:  `duplicate key "paired"`,
+		`{"paired":{}} []`:           "trailing data after the object",
+		`["paired"]`:                 "want {",
+		`{"pending":{"r":{"ts":1}}}`: `pending.json: $["r"].requestId: missing`,
+	} {
+		if r := ts.api(t, "POST", base+"/import", testToken, body); r.status != 400 || !strings.Contains(r.errorMessage(), want) {
+			t.Fatalf("import %s = %d %s; want 400 with %q", body, r.status, r.body, want)
+		}
 	}
 	if r := ts.api(t, "POST", base+"/import?mode=both", testToken, `{"paired":{}}`); r.status != 400 || !strings.Contains(r.errorMessage(), "mode") {
 		t.Fatalf("bad mode = %d %s", r.status, r.body)

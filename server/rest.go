@@ -100,78 +100,10 @@ func readObject(c echo.Context) (json.RawMessage, error) {
 	if err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
 	}
-	if err := checkJSONObject(body); err != nil {
+	if err := db.CheckJSONObject(body); err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
 	}
 	return body, nil
-}
-
-// checkJSONObject walks the tokens of one JSON document: it must be a
-// single object, with no key twice in any object.
-func checkJSONObject(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	first, err := dec.Token()
-	if err != nil {
-		return errors.New("empty or malformed")
-	}
-	if d, ok := first.(json.Delim); !ok || d != '{' {
-		return errors.New("want a JSON object")
-	}
-	if err := walkObject(dec, "$"); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the object")
-	}
-	return nil
-}
-
-func walkObject(dec *json.Decoder, path string) error {
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return errors.New("malformed at " + path)
-		}
-		key := t.(string)
-		if seen[key] {
-			return fmt.Errorf("duplicate key %q at %s", key, path)
-		}
-		seen[key] = true
-		if err := walkValue(dec, path+"."+key); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return errors.New("malformed at " + path)
-	}
-	return nil
-}
-
-func walkValue(dec *json.Decoder, path string) error {
-	t, err := dec.Token()
-	if err != nil {
-		return errors.New("malformed at " + path)
-	}
-	d, ok := t.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch d {
-	case '{':
-		return walkObject(dec, path)
-	case '[':
-		for i := 0; dec.More(); i++ {
-			if err := walkValue(dec, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return errors.New("malformed at " + path)
-		}
-	}
-	return nil
 }
 
 // params builds a method's params from path values and an optional body.
