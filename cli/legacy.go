@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/pairgate/pairgate/config"
@@ -33,13 +31,12 @@ func runImport(ctx context.Context, env Env, args []string) error {
 	if dir == "" {
 		dir = p.NodesDir()
 	}
-	paired, pending, err := readLegacyFiles(dir)
+	st, found, err := db.ReadLegacyDir(dir)
 	if err != nil {
 		return err
 	}
-	st, err := db.ReadLegacy(paired, pending)
-	if err != nil {
-		return err
+	if !found {
+		return fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
 	}
 	store, closeStore, err := openOffline(ctx, p)
 	if err != nil {
@@ -59,35 +56,6 @@ func runImport(ctx context.Context, env Env, args []string) error {
 	}
 	printImportReport(env.Stdout, dir, rep)
 	return nil
-}
-
-// readLegacyFiles reads whichever of the two files exist (a missing one is
-// an empty store), refusing a directory with neither.
-func readLegacyFiles(dir string) (paired, pending []byte, err error) {
-	read := func(name string) ([]byte, error) {
-		path := filepath.Join(dir, name)
-		st, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if st.Size() > db.MaxLegacyFile {
-			return nil, fmt.Errorf("%s is %d bytes; the limit is %d: nothing was imported", path, st.Size(), db.MaxLegacyFile)
-		}
-		return os.ReadFile(path)
-	}
-	if paired, err = read(db.PairedFile); err != nil {
-		return nil, nil, err
-	}
-	if pending, err = read(db.PendingFile); err != nil {
-		return nil, nil, err
-	}
-	if paired == nil && pending == nil {
-		return nil, nil, fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
-	}
-	return paired, pending, nil
 }
 
 func printImportReport(w io.Writer, dir string, rep db.ImportReport) {

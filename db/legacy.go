@@ -5,7 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -97,6 +101,37 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 		}
 	}
 	return st, p.err()
+}
+
+// ReadLegacyDir reads and validates the legacy files in dir. A missing
+// file counts as an empty store; found is false when both are missing. A
+// file over MaxLegacyFile is refused before it is read.
+func ReadLegacyDir(dir string) (st LegacyState, found bool, err error) {
+	var files [2][]byte
+	for i, name := range []string{PairedFile, PendingFile} {
+		path := filepath.Join(dir, name)
+		info, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return st, false, err
+		}
+		if info.Size() > MaxLegacyFile {
+			var p problems
+			p.add(name, "$", "the file is %d bytes; the limit is %d", info.Size(), MaxLegacyFile)
+			return st, true, p.err()
+		}
+		if files[i], err = os.ReadFile(path); err != nil {
+			return st, false, err
+		}
+		found = true
+	}
+	if !found {
+		return st, false, nil
+	}
+	st, err = ReadLegacy(files[0], files[1])
+	return st, true, err
 }
 
 // record walks one record's members, handing each to its field or, for

@@ -97,3 +97,22 @@ func TestLegacyReaderRefusesBadFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestReadLegacyDir(t *testing.T) {
+	dir := t.TempDir()
+	if _, found, err := ReadLegacyDir(dir); found || err != nil {
+		t.Fatalf("empty dir: found=%v err=%v", found, err)
+	}
+	os.WriteFile(filepath.Join(dir, PendingFile), []byte(`{"r":{"requestId":"r","nodeId":"n","ts":5}}`), 0o600)
+	st, found, err := ReadLegacyDir(dir)
+	if !found || err != nil || len(st.Pending) != 1 || st.Paired != nil {
+		t.Fatalf("pending only: %+v %v %v", st, found, err)
+	}
+	// A 200 MB file is refused by its size, without being read.
+	f, _ := os.Create(filepath.Join(dir, PairedFile))
+	f.Truncate(200 << 20)
+	f.Close()
+	if _, _, err := ReadLegacyDir(dir); err == nil || !strings.Contains(err.Error(), "paired.json: $: the file is 209715200 bytes; the limit is 134217728") {
+		t.Fatalf("oversized: %v", err)
+	}
+}

@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -117,35 +115,21 @@ func boolQuery(c echo.Context, name string) (bool, error) {
 // not stop the server: the report goes to the log.
 func autoImport(ctx context.Context, p *Profile, log *slog.Logger) {
 	dir := p.Config.NodesDir()
-	paired, errP := readIfExists(filepath.Join(dir, db.PairedFile))
-	pending, errQ := readIfExists(filepath.Join(dir, db.PendingFile))
-	if err := errors.Join(errP, errQ); err != nil {
-		log.Error("legacy files found but unreadable; run `pairgate import` once fixed", "profile", p.Config.Name, "err", err)
+	st, found, err := db.ReadLegacyDir(dir)
+	if err == nil && !found {
 		return
 	}
-	if paired == nil && pending == nil {
-		return
-	}
-	st, err := db.ReadLegacy(paired, pending)
+	var rep db.ImportReport
 	if err == nil {
-		var rep db.ImportReport
 		rep, err = p.Store.Import(ctx, st, db.ImportMerge, false, db.Origin{Actor: "import", Source: "auto"})
-		if err == nil {
-			log.Info("imported legacy files into the new database", "profile", p.Config.Name, "dir", dir,
-				"pairedAdded", rep.PairedAdded, "pendingAdded", rep.PendingAdded, "skippedExpired", rep.SkippedExpired,
-				"unknownFields", len(rep.UnknownFields))
-			return
-		}
 	}
-	log.Error("legacy files were not imported; fix them and run `pairgate import`", "profile", p.Config.Name, "dir", dir, "err", err)
-}
-
-func readIfExists(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	if err != nil {
+		log.Error("legacy files were not imported; fix them and run `pairgate import`", "profile", p.Config.Name, "dir", dir, "err", err)
+		return
 	}
-	return b, err
+	log.Info("imported legacy files into the new database", "profile", p.Config.Name, "dir", dir,
+		"pairedAdded", rep.PairedAdded, "pendingAdded", rep.PendingAdded, "skippedExpired", rep.SkippedExpired,
+		"unknownFields", len(rep.UnknownFields))
 }
 
 // mirror keeps a profile's legacy files current (mirrorLegacyFiles): it
