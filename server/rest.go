@@ -47,17 +47,24 @@ func (s *Server) limited(c echo.Context) error {
 	return nil
 }
 
+// profileParam resolves :profile (404 naming the known ones) and refuses
+// an address that is locked out (429).
+func (s *Server) profileParam(c echo.Context, own *Profile) (*Profile, error) {
+	p := s.profileAt(own, c.Param("profile"))
+	if p == nil {
+		return nil, &apiError{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("unknown profile %q; known: %s", c.Param("profile"), strings.Join(s.profileNames(), ", "))}
+	}
+	return p, s.limited(c)
+}
+
 // requireOperator resolves :profile (404 when unknown) and demands its
 // operator token (401, counted by the failed-attempt limiter).
 func (s *Server) requireOperator(own *Profile) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			p := s.profileAt(own, c.Param("profile"))
-			if p == nil {
-				return &apiError{Status: http.StatusNotFound, Code: "not_found",
-					Message: fmt.Sprintf("unknown profile %q; known: %s", c.Param("profile"), strings.Join(s.profileNames(), ", "))}
-			}
-			if err := s.limited(c); err != nil {
+			p, err := s.profileParam(c, own)
+			if err != nil {
 				return err
 			}
 			if err := s.checkBearer(c, p); err != nil {
@@ -251,11 +258,8 @@ func (s *Server) handleRemove(c echo.Context) error {
 // cannot be guessed at speed.
 func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p := s.profileAt(own, c.Param("profile"))
-		if p == nil {
-			return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("unknown profile %q", c.Param("profile"))}
-		}
-		if err := s.limited(c); err != nil {
+		p, err := s.profileParam(c, own)
+		if err != nil {
 			return err
 		}
 		body, err := readObject(c)

@@ -170,6 +170,7 @@ func TestRESTErrors(t *testing.T) {
 		{"wrong token", "GET", base + "/pending", "nope", "", 401, `wrong operator token for profile "default"`},
 		{"other profile's token", "GET", "/api/v1/profiles/work/pending", testToken, "", 401, `wrong operator token for profile "work"`},
 		{"unknown profile", "GET", "/api/v1/profiles/nope/pending", testToken, "", 404, `unknown profile "nope"; known: default, work`},
+		{"verify, unknown profile", "POST", "/api/v1/profiles/nope/verify", "", `{"nodeId":"x","token":"y"}`, 404, `unknown profile "nope"; known: default, work`},
 		{"unknown request", "GET", base + "/requests/nope", testToken, "", 404, "unknown requestId"},
 		{"approve unknown", "POST", base + "/requests/nope/approve", testToken, "", 404, "unknown requestId"},
 		{"unknown node", "GET", base + "/nodes/nope", testToken, "", 404, "unknown nodeId"},
