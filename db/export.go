@@ -19,19 +19,24 @@ type LegacyExport struct {
 // read. Without redact, tokens pairing.key cannot open make it fail and
 // say which.
 func (s *Store) LegacyFiles(ctx context.Context, redact bool) (LegacyExport, error) {
-	sn, err := s.Snapshot(ctx)
+	sn, err := s.exportable(ctx, redact)
 	if err != nil {
 		return LegacyExport{}, err
-	}
-	if !redact {
-		if err := sn.TokenProblem(); err != nil {
-			return LegacyExport{}, err
-		}
 	}
 	return LegacyExport{
 		Paired: LegacyPairedJSON(sn.Paired, redact), Pending: LegacyPendingJSON(sn.Pending),
 		PairedCount: len(sn.Paired), PendingCount: len(sn.Pending),
 	}, nil
+}
+
+// exportable reads one snapshot and, unless tokens are to be redacted,
+// refuses when pairing.key cannot open some of them.
+func (s *Store) exportable(ctx context.Context, redact bool) (Snapshot, error) {
+	sn, err := s.Snapshot(ctx)
+	if err == nil && !redact {
+		err = sn.TokenProblem()
+	}
+	return sn, err
 }
 
 // ExportReport says what Export wrote.
@@ -46,14 +51,9 @@ type ExportReport struct {
 // (0600), synced, renamed over the old one, and the directory synced:
 // after a crash at any point each file is the old one or the new one.
 func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportReport, error) {
-	sn, err := s.Snapshot(ctx)
+	sn, err := s.exportable(ctx, redact)
 	if err != nil {
 		return ExportReport{}, err
-	}
-	if !redact {
-		if err := sn.TokenProblem(); err != nil {
-			return ExportReport{}, err
-		}
 	}
 	for name, write := range map[string]func(textWriter){
 		PairedFile:  func(w textWriter) { writeLegacyPaired(w, sn.Paired, redact) },

@@ -230,6 +230,20 @@ func (r *record) meta(name string, v jvalue, m *NodeMeta) bool {
 	return true
 }
 
+// fields walks a record's members: field takes the names it knows
+// (reporting whether it did), NodeMeta takes its own, and the rest are
+// kept verbatim. It returns the names present.
+func (r *record) fields(value jvalue, meta *NodeMeta, field func(name string, v jvalue) bool) map[string]bool {
+	present := map[string]bool{}
+	for _, m := range value.obj {
+		present[m.name] = true
+		if !field(m.name, m.value) && !r.meta(m.name, m.value, meta) {
+			r.keep(m.name, m.value)
+		}
+	}
+	return present
+}
+
 func (r *record) keep(name string, v jvalue) {
 	r.extra = append(r.extra, Field{Name: name, Value: v.compact()})
 	*r.unknown = append(*r.unknown, r.file+": "+r.path+"."+name)
@@ -261,30 +275,27 @@ func readPending(key string, value jvalue, st *LegacyState, p *problems) {
 		return
 	}
 	var req PendingRequest
-	present := map[string]bool{}
-	for _, m := range value.obj {
-		present[m.name] = true
-		switch m.name {
+	present := r.fields(value, &req.NodeMeta, func(name string, v jvalue) bool {
+		switch name {
 		case "requestId":
-			r.str(m.name, m.value, &req.RequestID)
+			r.str(name, v, &req.RequestID)
 		case "nodeId":
-			r.str(m.name, m.value, &req.NodeID)
+			r.str(name, v, &req.NodeID)
 		case "silent":
-			if r.want(m.name, m.value, jBool) {
-				req.Silent = &m.value.b
+			if r.want(name, v, jBool) {
+				req.Silent = &v.b
 			}
 		case "isRepair":
-			if r.want(m.name, m.value, jBool) {
-				req.IsRepair = m.value.b
+			if r.want(name, v, jBool) {
+				req.IsRepair = v.b
 			}
 		case "ts":
-			r.integer(m.name, m.value, &req.TS)
+			r.integer(name, v, &req.TS)
 		default:
-			if !r.meta(m.name, m.value, &req.NodeMeta) {
-				r.keep(m.name, m.value)
-			}
+			return false
 		}
-	}
+		return true
+	})
 	r.required(present, "requestId", "nodeId", "ts")
 	r.id(present, key, "requestId", req.RequestID)
 	if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
@@ -303,28 +314,25 @@ func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
 		return
 	}
 	var n Node
-	present := map[string]bool{}
-	for _, m := range value.obj {
-		present[m.name] = true
-		switch m.name {
+	present := r.fields(value, &n.NodeMeta, func(name string, v jvalue) bool {
+		switch name {
 		case "nodeId":
-			r.str(m.name, m.value, &n.NodeID)
+			r.str(name, v, &n.NodeID)
 		case "token":
-			r.str(m.name, m.value, &n.Token)
+			r.str(name, v, &n.Token)
 		case "createdAtMs":
-			r.integer(m.name, m.value, &n.CreatedAtMs)
+			r.integer(name, v, &n.CreatedAtMs)
 		case "approvedAtMs":
-			r.integer(m.name, m.value, &n.ApprovedAtMs)
+			r.integer(name, v, &n.ApprovedAtMs)
 		case "lastConnectedAtMs":
-			r.integer(m.name, m.value, &n.LastConnectedAtMs)
+			r.integer(name, v, &n.LastConnectedAtMs)
 		case "bins":
-			r.strings(m.name, m.value, &n.Bins)
+			r.strings(name, v, &n.Bins)
 		default:
-			if !r.meta(m.name, m.value, &n.NodeMeta) {
-				r.keep(m.name, m.value)
-			}
+			return false
 		}
-	}
+		return true
+	})
 	r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
 	r.id(present, key, "nodeId", n.NodeID)
 	if present["token"] && n.Token == "" {
