@@ -19,7 +19,7 @@ const crashHelperEnv = "PAIRGATE_CRASH_HELPER"
 
 // crashNodes is the size of the state the helper imports: enough that an
 // import takes some milliseconds, so kills land inside it.
-const crashNodes = 800
+const crashNodes = 300
 
 func crashState() LegacyState {
 	var b strings.Builder
@@ -103,16 +103,30 @@ func integrityOK(t *testing.T, path string) {
 	}
 }
 
+// killWindow times work in this process (the helper is the same binary,
+// so as fast or as slow) and returns a window half as long again: kills
+// drawn from it land before, during and after the work.
+func killWindow(t *testing.T, setup, work func(s *Store)) time.Duration {
+	s := openStore(t, newClock())
+	setup(s)
+	start := time.Now()
+	work(s)
+	return time.Since(start) * 3 / 2
+}
+
 func TestKilledImportIsAllOrNothing(t *testing.T) {
 	cycles := 100
 	if testing.Short() {
 		cycles = 10
 	}
+	window := killWindow(t, func(*Store) {}, func(s *Store) {
+		s.Import(context.Background(), crashState(), ImportMerge, false, Origin{Actor: "import"})
+	})
 	seen := map[int]int{}
 	for c := range cycles {
 		dir := t.TempDir()
 		cmd := startHelper(t, "import", dir)
-		time.Sleep(time.Duration(rand.IntN(40_000)) * time.Microsecond)
+		time.Sleep(time.Duration(rand.Int64N(int64(window))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 
@@ -133,7 +147,12 @@ func TestKilledImportIsAllOrNothing(t *testing.T) {
 		}
 		s.Close()
 	}
-	t.Logf("after %d kills: %d without the import, %d with all of it", cycles, seen[0], seen[crashNodes])
+	t.Logf("after %d kills within %v: %d without the import, %d with all of it", cycles, window, seen[0], seen[crashNodes])
+	// Kills must have landed on both sides of the commit, else this run
+	// proved nothing about the middle.
+	if cycles >= 50 && (seen[0] == 0 || seen[crashNodes] == 0) {
+		t.Fatalf("all %d kills landed on one side of the import", cycles)
+	}
 }
 
 func TestKilledExportLeavesWholeFiles(t *testing.T) {
@@ -141,6 +160,12 @@ func TestKilledExportLeavesWholeFiles(t *testing.T) {
 	if testing.Short() {
 		cycles = 10
 	}
+	window := killWindow(t, func(s *Store) {
+		s.Import(context.Background(), crashState(), ImportReplace, false, Origin{Actor: "import"})
+	}, func(s *Store) {
+		s.Export(context.Background(), t.TempDir(), false)
+	})
+	var sawOld, sawNew int
 	for c := range cycles {
 		dir := t.TempDir()
 		// The files as they were before: whole, and different.
@@ -156,7 +181,7 @@ func TestKilledExportLeavesWholeFiles(t *testing.T) {
 		s.Close()
 
 		cmd := startHelper(t, "export", dir)
-		time.Sleep(time.Duration(rand.IntN(30_000)) * time.Microsecond)
+		time.Sleep(time.Duration(rand.Int64N(int64(window))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		for name, fresh := range map[string][]byte{PairedFile: want.Paired, PendingFile: want.Pending} {
@@ -164,7 +189,12 @@ func TestKilledExportLeavesWholeFiles(t *testing.T) {
 			if err != nil {
 				t.Fatalf("cycle %d: %s: %v", c, name, err)
 			}
-			if !bytes.Equal(got, old[name]) && !bytes.Equal(got, fresh) {
+			switch {
+			case bytes.Equal(got, fresh) && name == PairedFile:
+				sawNew++
+			case bytes.Equal(got, old[name]) && name == PairedFile:
+				sawOld++
+			case !bytes.Equal(got, old[name]) && !bytes.Equal(got, fresh):
 				t.Fatalf("cycle %d: %s is neither the old nor the new file (%d bytes)", c, name, len(got))
 			}
 			paired, pending := got, []byte(nil)
@@ -175,5 +205,9 @@ func TestKilledExportLeavesWholeFiles(t *testing.T) {
 				t.Fatalf("cycle %d: %s does not parse: %v", c, name, err)
 			}
 		}
+	}
+	t.Logf("after %d kills within %v: paired.json old %d times, new %d times", cycles, window, sawOld, sawNew)
+	if cycles >= 50 && (sawOld == 0 || sawNew == 0) {
+		t.Fatalf("all %d kills landed on one side of the first export", cycles)
 	}
 }
