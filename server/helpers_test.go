@@ -117,8 +117,11 @@ func startServer(t testing.TB, setups ...func(*serverSetup)) *testServer {
 	go func() { done <- srv.Run(ctx) }()
 	ts := &testServer{Server: srv, clock: clock, log: logs}
 	deadline := time.Now().Add(20 * time.Second)
+	// Ready is set after every listener (the shared one and each profile's
+	// own) has been opened and logged; the first "listening" line is the
+	// shared address.
 	for ts.url == "" {
-		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil {
+		if m := listeningRE.FindStringSubmatch(logs.String()); m != nil && srv.ready.Load() {
 			ts.url, ts.ws = "http://"+m[1], "ws://"+m[1]
 			break
 		}
