@@ -18,6 +18,11 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/metrics", s.metrics.handler())
 	e.GET("/api/v1/openapi.json", handleOpenAPI)
 
+	// The operator page (server/ui), a frontend of the REST API below.
+	e.GET("/ui", func(c echo.Context) error { return c.Redirect(http.StatusFound, "ui/") })
+	e.GET("/ui/", handleUI)
+	e.GET("/ui/:file", handleUI)
+
 	// WebSocket (OpenClaw gateway protocol v3).
 	e.GET("/", func(c echo.Context) error { return s.serveWS(c, s.rootProfile(own)) })
 	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.profileAt(own, c.Param("profile"))) })
@@ -72,6 +77,9 @@ func (s *Server) serveWS(c echo.Context, p *Profile) error {
 		return echo.NewHTTPError(http.StatusNotFound, "unknown profile; known: "+strings.Join(s.profileNames(), ", "))
 	}
 	if !websocket.IsWebSocketUpgrade(c.Request()) {
+		if c.Request().URL.Path == "/" && wantsPage(c.Request()) {
+			return c.Redirect(http.StatusFound, "ui/") // a browser opening the server's address
+		}
 		return echo.NewHTTPError(http.StatusUpgradeRequired, "this endpoint speaks the OpenClaw gateway WebSocket protocol")
 	}
 	return s.handleWS(c, p)

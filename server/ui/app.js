@@ -1,0 +1,441 @@
+// pairgate's operator page: a frontend of the REST API and its event
+// stream, nothing more. Plain script, no build step, no dependencies.
+//
+// Everything the server sends is untrusted text — display names and
+// platforms come from the nodes themselves — so it is only ever placed with
+// textContent, never parsed as HTML.
+'use strict';
+
+const TOKEN_KEY = 'pairgate.operatorToken';
+const REFRESH_DELAY_MS = 100; // events arrive in bursts: refresh once per burst
+const CONFIRM_MS = 5000; // how long "Confirm remove" waits for its second click
+
+const state = {
+  token: '',
+  profiles: [],
+  profile: '',
+  listing: null, // {pending, paired, connected: Set}
+  generation: 0, // bumped on every profile switch and sign-out
+  refreshTimer: 0,
+  streamAbort: null,
+  lastEventId: '',
+  editing: '', // the node whose name is being edited: its row is left alone
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+class APIError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// api calls the REST API relative to this page (…/ui/ → …/api/v1/), so
+// the page also works behind a proxy that mounts pairgate under a prefix.
+async function api(method, path, body) {
+  const headers = { Authorization: 'Bearer ' + state.token };
+  const init = { method, headers, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(apiURL(path), init);
+  if (resp.status === 204) return null;
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    // not JSON: the status line says what happened
+  }
+  if (!resp.ok) {
+    const e = data && data.error;
+    let message = e && e.message ? e.message : `${resp.status} ${resp.statusText}`;
+    const retry = resp.headers.get('Retry-After');
+    if (resp.status === 429 && retry) message += ` (try again in ${retry} s)`;
+    throw new APIError(resp.status, e ? e.code : '', message);
+  }
+  return data;
+}
+
+function apiURL(path) {
+  return new URL('../api/v1' + path, location.href);
+}
+
+function profilePath(rest) {
+  return '/profiles/' + encodeURIComponent(state.profile) + rest;
+}
+
+// --- sign in and out -------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  let data;
+  try {
+    data = await api('GET', '/profiles');
+  } catch (err) {
+    if (err instanceof APIError && err.status === 401) {
+      throw new Error('This token opens no profile on this server.');
+    }
+    throw err;
+  }
+  state.profiles = data.profiles.map((p) => p.name);
+  sessionStorage.setItem(TOKEN_KEY, token);
+  const select = $('#profile');
+  select.replaceChildren(...state.profiles.map((name) => new Option(name, name)));
+  $('#signin').hidden = true;
+  $('#session').hidden = false;
+  $('#app').hidden = false;
+  const wanted = hashProfile();
+  selectProfile(state.profiles.includes(wanted) ? wanted : state.profiles[0]);
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopProfile();
+  state.token = '';
+  state.profile = '';
+  state.listing = null;
+  $('#session').hidden = true;
+  $('#app').hidden = true;
+  $('#signin').hidden = false;
+  $('#token').value = '';
+  $('#signin-error').textContent = message || '';
+  $('#token').focus();
+}
+
+function hashProfile() {
+  return new URLSearchParams(location.hash.slice(1)).get('profile') || '';
+}
+
+// --- one profile at a time -------------------------------------------------
+
+function stopProfile() {
+  state.generation++;
+  clearTimeout(state.refreshTimer);
+  if (state.streamAbort) state.streamAbort.abort();
+  state.streamAbort = null;
+  state.lastEventId = '';
+  state.editing = '';
+}
+
+function selectProfile(name) {
+  stopProfile();
+  state.profile = name;
+  state.listing = null;
+  $('#profile').value = name;
+  history.replaceState(null, '', '#profile=' + encodeURIComponent(name));
+  hideNotice();
+  render();
+  refresh();
+  stream(state.generation);
+}
+
+// refresh loads pending and paired (node.pair.list, OpenClaw's own view)
+// and which nodes are connected; a stale answer (the profile changed while
+// it was in flight) is dropped.
+async function refresh() {
+  const gen = state.generation;
+  try {
+    const [list, nodes] = await Promise.all([
+      api('POST', profilePath('/rpc'), { method: 'node.pair.list', params: {} }),
+      api('GET', profilePath('/nodes')),
+    ]);
+    if (gen !== state.generation) return;
+    state.listing = {
+      pending: list.payload.pending,
+      paired: list.payload.paired,
+      connected: new Set(nodes.nodes.filter((n) => n.connected).map((n) => n.nodeId)),
+    };
+    render();
+  } catch (err) {
+    if (gen === state.generation) failed(err);
+  }
+}
+
+function scheduleRefresh() {
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
+}
+
+// stream follows the profile's Server-Sent Events (read with fetch, since
+// EventSource cannot send the Authorization header) and refreshes on each
+// event. It reconnects with Last-Event-ID, backing off up to 30 s.
+async function stream(gen) {
+  let backoff = 1000;
+  while (gen === state.generation) {
+    const ctrl = new AbortController();
+    state.streamAbort = ctrl;
+    try {
+      const headers = { Authorization: 'Bearer ' + state.token, Accept: 'text/event-stream' };
+      if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
+      const resp = await fetch(apiURL(profilePath('/events')), { headers, cache: 'no-store', signal: ctrl.signal });
+      if (resp.status === 401) {
+        signOut('The operator token is no longer accepted; sign in again.');
+        return;
+      }
+      if (!resp.ok || !resp.body) throw new Error(`event stream answered ${resp.status}`);
+      setLive(true);
+      backoff = 1000;
+      scheduleRefresh(); // whatever happened while the stream was down
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          onEvent(buf.slice(0, end));
+          buf = buf.slice(end + 2);
+        }
+      }
+    } catch (err) {
+      if (ctrl.signal.aborted) return;
+    }
+    if (gen !== state.generation) return;
+    setLive(false);
+    await new Promise((resolve) => setTimeout(resolve, backoff));
+    backoff = Math.min(backoff * 2, 30000);
+  }
+}
+
+function onEvent(block) {
+  let name = '';
+  for (const line of block.split('\n')) {
+    if (line.startsWith('id: ')) state.lastEventId = line.slice(4);
+    else if (line.startsWith('event: ')) name = line.slice(7);
+  }
+  if (name) scheduleRefresh(); // a comment-only block is a heartbeat
+}
+
+function setLive(on) {
+  const live = $('#live');
+  live.textContent = on ? 'live' : 'reconnecting…';
+  live.classList.toggle('on', on);
+}
+
+// --- decisions -------------------------------------------------------------
+
+async function approve(req) {
+  try {
+    const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve'));
+    showNotice(`Approved ${label(res.node)}.`, res.node.token);
+  } catch (err) {
+    failed(err);
+  }
+  refresh();
+}
+
+async function reject(req) {
+  try {
+    await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/reject'));
+    showNotice(`Rejected ${label(req)}.`);
+  } catch (err) {
+    failed(err);
+  }
+  refresh();
+}
+
+async function rename(node, displayName) {
+  try {
+    await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId)), { displayName });
+    showNotice(`Renamed ${node.nodeId} to ${displayName}.`);
+  } catch (err) {
+    failed(err);
+  }
+  refresh();
+}
+
+async function remove(node) {
+  try {
+    await api('DELETE', profilePath('/nodes/' + encodeURIComponent(node.nodeId)));
+    showNotice(`Removed ${label(node)}; its token no longer verifies.`);
+  } catch (err) {
+    failed(err);
+  }
+  refresh();
+}
+
+function failed(err) {
+  if (err instanceof APIError && err.status === 401) {
+    signOut('The operator token is no longer accepted; sign in again.');
+    return;
+  }
+  showNotice(err.message, '', true);
+}
+
+// --- rendering -------------------------------------------------------------
+
+function render() {
+  const l = state.listing || { pending: [], paired: [], connected: new Set() };
+  $('#pending tbody').replaceChildren(...l.pending.map(pendingRow));
+  if (!state.editing) {
+    $('#nodes tbody').replaceChildren(...l.paired.map((n) => pairedRow(n, l.connected.has(n.nodeId))));
+  }
+  $('#pending-count').textContent = state.listing ? String(l.pending.length) : '';
+  $('#paired-count').textContent = state.listing ? String(l.paired.length) : '';
+  $('#pending-empty').hidden = !state.listing || l.pending.length > 0;
+  $('#nodes-empty').hidden = !state.listing || l.paired.length > 0;
+}
+
+function pendingRow(req) {
+  const tr = document.createElement('tr');
+  tr.dataset.requestId = req.requestId;
+  tr.append(
+    cell(req.requestId, 'id'),
+    cell(label(req), 'name', req.nodeId),
+    cell(req.remoteIp || ''),
+    cell(ago(req.ts), 'ago'),
+    cell(req.isRepair ? 'yes' : ''),
+    actions(button('Approve', 'approve', () => approve(req)), button('Reject', 'reject', () => reject(req))),
+  );
+  return tr;
+}
+
+function pairedRow(node, connected) {
+  const tr = document.createElement('tr');
+  tr.dataset.nodeId = node.nodeId;
+  const name = cell(label(node), 'name');
+  const last = connected ? 'connected' : node.lastConnectedAtMs ? ago(node.lastConnectedAtMs) : '';
+  const removeButton = button('Remove', 'remove', () => {
+    if (removeButton.classList.contains('confirm')) {
+      remove(node);
+      return;
+    }
+    removeButton.classList.add('confirm');
+    removeButton.textContent = 'Confirm remove';
+    setTimeout(() => {
+      removeButton.classList.remove('confirm');
+      removeButton.textContent = 'Remove';
+    }, CONFIRM_MS);
+  });
+  tr.append(
+    name,
+    cell(node.nodeId, 'id'),
+    cell(node.platform || ''),
+    cell(node.remoteIp || ''),
+    cell(last, connected ? 'connected' : 'ago'),
+    actions(button('Rename', 'rename', () => editName(name, node)), removeButton),
+  );
+  return tr;
+}
+
+// editName turns a name cell into a small form until saved or cancelled.
+function editName(td, node) {
+  const form = document.createElement('form');
+  form.className = 'rename';
+  const input = document.createElement('input');
+  input.name = 'displayName';
+  input.required = true;
+  input.maxLength = 256;
+  input.value = node.displayName || '';
+  input.setAttribute('aria-label', 'New name for ' + node.nodeId);
+  const cancel = button('Cancel', 'cancel', () => {
+    state.editing = '';
+    render();
+  });
+  form.append(input, button('Save', 'save', null, 'submit'), cancel);
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = input.value.trim();
+    if (!name) return;
+    state.editing = '';
+    rename(node, name);
+  });
+  state.editing = node.nodeId;
+  td.replaceChildren(form);
+  input.focus();
+  input.select();
+}
+
+function cell(text, className, title) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) td.className = className;
+  if (title) td.title = title;
+  return td;
+}
+
+function actions(...buttons) {
+  const td = document.createElement('td');
+  td.className = 'actions';
+  td.append(...buttons);
+  return td;
+}
+
+function button(text, className, onClick, type = 'button') {
+  const b = document.createElement('button');
+  b.type = type;
+  b.className = className;
+  b.textContent = text;
+  if (onClick) b.addEventListener('click', onClick);
+  return b;
+}
+
+function label(x) {
+  return x.displayName || x.nodeId;
+}
+
+// ago says how long ago a time was, as the openclaw CLI does: 6s, 1m, 2h, 3d.
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s + 's ago';
+  if (s < 3600) return Math.floor(s / 60) + 'm ago';
+  if (s < 86400) return Math.floor(s / 3600) + 'h ago';
+  return Math.floor(s / 86400) + 'd ago';
+}
+
+function showNotice(text, token, isError) {
+  $('#notice-text').textContent = text;
+  $('#notice-token').textContent = token || '';
+  $('#notice-token-line').hidden = !token;
+  $('#notice').classList.toggle('error', !!isError);
+  $('#notice').hidden = false;
+}
+
+function hideNotice() {
+  $('#notice').hidden = true;
+  $('#notice-token').textContent = '';
+}
+
+// --- start -----------------------------------------------------------------
+
+function start() {
+  $('#signin').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const button = $('#signin-button');
+    button.disabled = true;
+    $('#signin-error').textContent = '';
+    try {
+      await signIn($('#token').value.trim());
+      $('#token').value = '';
+    } catch (err) {
+      state.token = '';
+      $('#signin-error').textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $('#signout').addEventListener('click', () => signOut());
+  $('#profile').addEventListener('change', (ev) => selectProfile(ev.target.value));
+  $('#notice-dismiss').addEventListener('click', hideNotice);
+  window.addEventListener('hashchange', () => {
+    const wanted = hashProfile();
+    if (state.token && wanted !== state.profile && state.profiles.includes(wanted)) selectProfile(wanted);
+  });
+  // "6s ago" grows old: redraw every 10 s.
+  setInterval(() => {
+    if (state.listing) render();
+  }, 10000);
+
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (!saved) {
+    signOut();
+    return;
+  }
+  signIn(saved).catch((err) => signOut(err.message));
+}
+
+start();

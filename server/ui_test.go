@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+func TestUIFiles(t *testing.T) {
+	ts := startServer(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, header ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", ts.url+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, c := range []struct{ path, ctype string }{
+		{"/ui/", "text/html; charset=utf-8"},
+		{"/ui/app.js", "text/javascript; charset=utf-8"},
+		{"/ui/app.css", "text/css; charset=utf-8"},
+	} {
+		resp := get(c.path)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.ctype {
+			t.Fatalf("%s = %d %q", c.path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") ||
+			resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("%s without its security headers: %v", c.path, resp.Header)
+		}
+		// Revalidation: the ETag names the embedded content.
+		if again := get(c.path, "If-None-Match", resp.Header.Get("ETag")); again.StatusCode != http.StatusNotModified {
+			t.Fatalf("%s with its ETag = %d, want 304", c.path, again.StatusCode)
+		}
+	}
+	for path, want := range map[string]int{"/ui/nope.js": 404, "/ui/../healthz": 404, "/ui/index.html.bak": 404} {
+		if resp := get(path); resp.StatusCode != want {
+			t.Fatalf("%s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	// /ui and a browser opening the server's address land on the page; a
+	// plain client on "/" still learns that it is a WebSocket endpoint.
+	for _, c := range []struct {
+		path, accept string
+		status       int
+		location     string
+	}{
+		{"/ui", "", 302, "ui/"},
+		{"/", "text/html,application/xhtml+xml", 302, "ui/"},
+		{"/", "", http.StatusUpgradeRequired, ""},
+	} {
+		resp := get(c.path, "Accept", c.accept)
+		if resp.StatusCode != c.status || resp.Header.Get("Location") != c.location {
+			t.Fatalf("GET %s (Accept %q) = %d %q", c.path, c.accept, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}
+
+// chromium finds the browser for the page tests. Without one they are
+// skipped on a developer's machine, but CI (CI set) must have it: .ci/run
+// installs Debian's chromium.
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("PAIRGATE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no Chromium for the operator page test: .ci/run installs Debian's chromium")
+	}
+	t.Skip("no Chromium: install Debian's chromium (or set PAIRGATE_CHROMIUM) to run the operator page test")
+	return ""
+}
+
+// browser starts a headless Chromium for one test, with no network beyond
+// what the page asks for, and stops it when the test ends.
+func browser(t *testing.T) context.Context {
+	path := chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancel()
+	})
+	if err := chromedp.Do(bctx); err != nil { // starts the browser
+		t.Fatalf("start %s: %v", path, err)
+	}
+	return bctx
+}
+
+// page drives the browser; every step is bounded, and a failed one shows
+// what the page said.
+type page struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func (p page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		p.t.Fatalf("%s: %v\npage:\n%s", what, err, p.text())
+	}
+}
+
+func (p page) text() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	return s
+}
+
+func (p page) eval(expr string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		p.t.Fatalf("%s: %v", expr, err)
+	}
+	return s
+}
+
+// until waits for a JavaScript condition to hold.
+func (p page) until(what, expr string) {
+	p.t.Helper()
+	p.do(what, func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))(ctx, tg)
+		return chromedp.Void{}, err
+	})
+}
+
+func css(format string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(format, args...)) }
+
+// TestOperatorPageInChromium signs in, decides, renames and removes through
+// the page in a real browser, and checks each effect in the store.
+func TestOperatorPageInChromium(t *testing.T) {
+	b := browser(t)
+	ts := startServer(t)
+	store := ts.byName["default"].Store
+	request := func(body string) string {
+		var res db.RequestResult
+		ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
+		return res.Request.RequestID
+	}
+	// Node-supplied text is only ever text: this name must show as typed.
+	const evil = `<img src=x onerror="window.__xss=1">`
+	kitchen := request(`{"nodeId":"kitchen-ipad","displayName":"Kitchen iPad","platform":"iOS"}`)
+	pixel := request(`{"nodeId":"pixel-8","displayName":"Pixel 8"}`)
+	sneaky := request(`{"nodeId":"sneaky","displayName":` + strconv.Quote(evil) + `}`)
+
+	p := page{t: t, ctx: b}
+	p.do("open the server's address", chromedp.Navigate(ts.url+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	if path := p.eval(`location.pathname`); path != "/ui/" {
+		t.Fatalf("a browser on / landed on %s", path)
+	}
+
+	p.do("sign in with a wrong token",
+		chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token"),
+		chromedp.Click(chromedp.CSS("#signin-button")))
+	p.until("the refusal", `document.querySelector('#signin-error').textContent.includes('opens no profile')`)
+
+	p.do("sign in",
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('#token').value = ''`),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, kitchen)))
+	p.until("three pending rows", `document.querySelectorAll('#pending tbody tr').length === 3`)
+	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').textContent`, sneaky)); got != evil {
+		t.Fatalf("the sneaky name shows as %q", got)
+	}
+	if got := p.eval(`String(document.querySelectorAll('img').length) + ' ' + typeof window.__xss`); got != "0 undefined" {
+		t.Fatalf("a node's name became markup: %s", got)
+	}
+	if strings.Contains(p.eval(`location.href`), testToken) {
+		t.Fatal("the operator token is in the page's address")
+	}
+
+	// Approve: the page shows the new token once, and it verifies.
+	p.do("approve Kitchen iPad",
+		chromedp.Click(css(`#pending tr[data-request-id=%q] button.approve`, kitchen)),
+		chromedp.WaitVisible(chromedp.CSS("#notice-token")),
+		chromedp.WaitVisible(css(`#nodes tr[data-node-id="kitchen-ipad"]`)),
+		chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, kitchen)))
+	token := p.eval(`document.querySelector('#notice-token').textContent`)
+	if v, err := store.Verify(context.Background(), "kitchen-ipad", token); err != nil || !v.OK {
+		t.Fatalf("the token the page showed (%d chars) does not verify: %+v %v", len(token), v, err)
+	}
+
+	p.do("reject Pixel 8",
+		chromedp.Click(css(`#pending tr[data-request-id=%q] button.reject`, pixel)),
+		chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, pixel)))
+	if st, err := store.RequestStatus(context.Background(), pixel); err != nil || st.Status != db.StatusRejected {
+		t.Fatalf("pixel-8 after reject in the page: %+v %v", st, err)
+	}
+
+	// Live: a request made elsewhere appears without a reload.
+	p.until("the event stream", `document.querySelector('#live').textContent === 'live'`)
+	garage := request(`{"nodeId":"garage-pi","displayName":"Garage Pi"}`)
+	p.do("a new request arrives by itself", chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, garage)))
+
+	p.do("rename Kitchen iPad",
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.rename`)),
+		chromedp.SetValue(css(`#nodes tr[data-node-id="kitchen-ipad"] form.rename input`), "Den iPad"),
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.save`)))
+	p.until("the new name", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] td.name').textContent === 'Den iPad'`)
+	if n, err := store.Node(context.Background(), "kitchen-ipad"); err != nil || n.DisplayName != "Den iPad" {
+		t.Fatalf("after rename in the page: %+v %v", n, err)
+	}
+
+	// Remove asks for a second click.
+	p.do("remove, first click", chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove`)))
+	if _, err := store.Node(context.Background(), "kitchen-ipad"); err != nil {
+		t.Fatalf("one click removed the node: %v", err)
+	}
+	p.do("remove, confirmed",
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove.confirm`)),
+		chromedp.WaitNotPresent(css(`#nodes tr[data-node-id="kitchen-ipad"]`)))
+	if v, _ := store.Verify(context.Background(), "kitchen-ipad", token); v.OK {
+		t.Fatal("the removed node's token still verifies")
+	}
+
+	// The tab keeps its sign-in across a reload; signing out forgets it.
+	p.do("reload", chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, garage)))
+	p.do("sign out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	if got := p.eval(`String(sessionStorage.getItem('pairgate.operatorToken'))`); got != "null" {
+		t.Fatalf("the token outlived sign-out: %q", got)
+	}
+
+	// Another profile's token opens only that profile.
+	p.do("sign in to work",
+		chromedp.SendKeys(chromedp.CSS("#token"), "work-token"),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(chromedp.CSS("#pending-empty")))
+	if got := p.eval(`[...document.querySelectorAll('#profile option')].map(o => o.value).join(',') + ' ' + location.hash`); got != "work #profile=work" {
+		t.Fatalf("work's token shows %q", got)
+	}
+}
