@@ -26,7 +26,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 
 	var profiles []*server.Profile
 	defer func() {

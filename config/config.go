@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -40,7 +41,19 @@ type Config struct {
 	// AllowedOrigins are browser origins accepted on WebSocket upgrades in
 	// addition to the server's own host.
 	AllowedOrigins []string
-	Profiles       []Profile
+	// LogLevel is the lowest level logged: debug, info (the default),
+	// warn or error.
+	LogLevel string
+	Profiles []Profile
+}
+
+// SlogLevel is LogLevel for log/slog; Validate has checked it.
+func (c Config) SlogLevel() slog.Level {
+	var l slog.Level
+	if c.LogLevel != "" {
+		l.UnmarshalText([]byte(c.LogLevel))
+	}
+	return l
 }
 
 // Profile is one gateway's pairing domain.
@@ -155,6 +168,11 @@ var profileNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 func (c Config) Validate() error {
 	if err := checkListen("listen", c.Listen); err != nil {
 		return err
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return keyError("logLevel", fmt.Sprintf("%q is not a log level", c.LogLevel), "use debug, info, warn or error (or set PAIRGATE_LOG_LEVEL)")
 	}
 	if len(c.Profiles) == 0 {
 		return keyError("profiles", "no profile is configured", "declare at least one profile, or remove the key to get the default one")

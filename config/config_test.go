@@ -1,9 +1,11 @@
 package config
 
 import (
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,6 +64,32 @@ func TestListenEnvOverride(t *testing.T) {
 	_, err = Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LISTEN": "bogus"}))
 	if err == nil {
 		t.Fatal("a bad PAIRGATE_LISTEN must be refused")
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pairgate.yaml")
+	if err := os.WriteFile(path, []byte("logLevel: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, envLevel string
+		want           slog.Level
+	}{
+		{"", "", slog.LevelInfo},
+		{path, "", slog.LevelDebug},
+		{path, "warn", slog.LevelWarn}, // the environment overrides the file
+		{"", "error", slog.LevelError},
+	} {
+		cfg, err := Load(c.path, env(map[string]string{"HOME": "/h", "PAIRGATE_LOG_LEVEL": c.envLevel}))
+		if err != nil || cfg.SlogLevel() != c.want {
+			t.Fatalf("file %q, PAIRGATE_LOG_LEVEL %q: level %v, %v; want %v", c.path, c.envLevel, cfg.SlogLevel(), err, c.want)
+		}
+	}
+	_, err := Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LOG_LEVEL": "loud"}))
+	if err == nil || !strings.Contains(err.Error(), `logLevel: "loud" is not a log level; use debug, info, warn or error`) {
+		t.Fatalf("PAIRGATE_LOG_LEVEL=loud: %v", err)
 	}
 }
 

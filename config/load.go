@@ -16,7 +16,8 @@ import (
 )
 
 // Load reads the configuration: the YAML file at path (none when path is
-// empty), then the environment overrides PAIRGATE_LISTEN. The result is
+// empty), then the environment overrides PAIRGATE_LISTEN and
+// PAIRGATE_LOG_LEVEL. The result is
 // validated; a problem names the key and the fix.
 func Load(path string, getenv func(string) string) (Config, error) {
 	cfg := Default(getenv)
@@ -36,6 +37,9 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	}
 	if listen := getenv("PAIRGATE_LISTEN"); listen != "" {
 		cfg.Listen = listen
+	}
+	if level := getenv("PAIRGATE_LOG_LEVEL"); level != "" {
+		cfg.LogLevel = level
 	}
 	if err := cfg.Validate(); err != nil {
 		var ce *Error
@@ -69,6 +73,7 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 		"listen":         func(k string, n *yaml.Node) { cfg.Listen = w.str(k, n) },
 		"trustedProxies": func(k string, n *yaml.Node) { cfg.TrustedProxies = w.prefixes(k, n) },
 		"allowedOrigins": func(k string, n *yaml.Node) { cfg.AllowedOrigins = w.strs(k, n) },
+		"logLevel":       func(k string, n *yaml.Node) { cfg.LogLevel = w.str(k, n) },
 		"profiles":       func(_ string, n *yaml.Node) { profiles = n },
 	})
 	if w.err != nil {

@@ -178,7 +178,7 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		return "", false
 	}
 	if f.Method != "connect" {
-		c.refuse(f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
+		c.refuseLogged(p, remoteIP, f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
 		return "", false
 	}
 	cp, herr := parseConnect(f.Params)
@@ -189,12 +189,22 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		c.sess, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
 	}
 	if herr != nil {
-		c.refuse(f.ID, herr)
+		c.refuseLogged(p, remoteIP, f.ID, herr)
 		return "", false
 	}
 	c.sess.conn = c
 	c.connectedAtMs = c.srv.now().UnixMilli()
+	c.srv.log.Debug("websocket session opened", "profile", p.Config.Name, "remote", remoteIP,
+		"role", c.sess.role, "client", cp.Client.ID, "node", c.sess.nodeID, "paired", c.sess.paired)
 	return f.ID, true
+}
+
+// refuseLogged refuses a connect and says why in the log, so an operator
+// can see why a client cannot get in. The reasons are the protocol's
+// messages, which never hold a token.
+func (c *wsConn) refuseLogged(p *Profile, remoteIP, id string, e *handshakeError) {
+	c.srv.log.Info("websocket connect refused", "profile", p.Config.Name, "remote", remoteIP, "reason", e.err.Message)
+	c.refuse(id, e)
 }
 
 func (c *wsConn) refuse(id string, e *handshakeError) {

@@ -205,7 +205,14 @@ func TestHandshakeRefusals(t *testing.T) {
 			if code := c.waitClosed(5 * time.Second); code != tc.close {
 				t.Fatalf("close code %d, want %d", code, tc.close)
 			}
+			// The log says why, for the operator, and never with a token.
+			if want := fmt.Sprintf("msg=\"websocket connect refused\" profile=default remote=127.0.0.1 reason=%q", tc.message); !strings.Contains(ts.log.String(), want) {
+				t.Fatalf("log lacks %s:\n%s", want, ts.log)
+			}
 		})
+	}
+	if strings.Contains(ts.log.String(), testToken) || strings.Contains(ts.log.String(), "nope") {
+		t.Fatalf("a token reached the log:\n%s", ts.log)
 	}
 }
 
