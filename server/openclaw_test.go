@@ -51,9 +51,7 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.launcher, append(args, "--url", c.url, "--token", c.token)...)
-	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb"}
-	cmd.WaitDelay = 5 * time.Second
+	cmd := c.command(ctx, append(args, "--url", c.url, "--token", c.token)...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -65,6 +63,13 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 		t.Fatalf("openclaw %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 	}
 	return out.String(), errOut.String(), code
+}
+
+func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.launcher, args...)
+	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb"}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 func fixtureText(t *testing.T, name string) string {
@@ -182,5 +187,58 @@ func TestRealOpenClawCLI(t *testing.T) {
 	out = ok("nodes", "pending")
 	if rows := strings.Count(out, "│ faec8a84-0540-4058-8923-5efd102e2b11 │ minimal-node-c "); rows != 1 || strings.Count(out, "\n") != 6 {
 		t.Fatalf("nodes pending at the end, want only minimal-node-c's request:\n%s", out)
+	}
+}
+
+// TestRealOpenClawNodeHost runs the real headless node host of 2026.1.29
+// (`openclaw node run`) against pairgate: its node handshake — a device
+// identity it made itself, signed over the challenge — is accepted, and
+// its session stays open as a pairing session of that device.
+func TestRealOpenClawNodeHost(t *testing.T) {
+	cli := openclaw(t)
+	ts := startServer(t)
+	host, port, _ := strings.Cut(strings.TrimPrefix(ts.ws, "ws://"), ":")
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := cli.command(ctx, "node", "run", "--host", host, "--port", port, "--display-name", "Headless Box")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
+	h := ts.hub(ts.byName["default"])
+	nodeSession := func() (session, bool) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for c := range h.conns {
+			if c.sess.role == roleNode {
+				return c.sess, true
+			}
+		}
+		return session{}, false
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	sess, ok := nodeSession()
+	for ; !ok; sess, ok = nodeSession() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node host did not get a session in 60 s\nits output:\n%s\nserver log:\n%s", out.String(), ts.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var identity struct{ DeviceID string }
+	raw, err := os.ReadFile(filepath.Join(cli.home, ".openclaw", "identity", "device.json"))
+	if err != nil || json.Unmarshal(raw, &identity) != nil {
+		t.Fatalf("the node host's identity: %v %s", err, raw)
+	}
+	if sess.nodeID != identity.DeviceID || sess.paired {
+		t.Fatalf("node session %q (paired %v), want a pairing session of device %q", sess.nodeID, sess.paired, identity.DeviceID)
+	}
+	// It stays: no refusal, no reconnect loop.
+	time.Sleep(2 * time.Second)
+	if again, ok := nodeSession(); !ok || again.nodeID != sess.nodeID || strings.Contains(ts.log.String(), "refused") || ts.activeConns() != 1 {
+		t.Fatalf("the node host's session did not hold (%v, %d connections)\nserver log:\n%s", ok, ts.activeConns(), ts.log)
 	}
 }
