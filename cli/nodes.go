@@ -249,14 +249,10 @@ func detail(n nodeEntry) string {
 		parts = append(parts, "hw: "+n.ModelIdentifier)
 	}
 	if len(n.Permissions) > 0 {
-		keys := make([]string, 0, len(n.Permissions))
-		for k := range n.Permissions {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		perms := make([]string, len(keys))
-		for i, k := range keys {
-			perms[i] = k + "=" + map[bool]string{true: "yes", false: "no"}[n.Permissions[k]]
+		byName := slices.SortedFunc(slices.Values(n.Permissions), func(a, b db.Permission) int { return strings.Compare(a.Name, b.Name) })
+		perms := make([]string, len(byName))
+		for i, x := range byName {
+			perms[i] = x.Name + "=" + map[bool]string{true: "yes", false: "no"}[x.Granted]
 		}
 		parts = append(parts, "perms: ["+strings.Join(perms, ", ")+"]")
 	}

@@ -184,19 +184,19 @@ func (r *record) strings(name string, v jvalue, into *[]string) {
 	*into = out
 }
 
-func (r *record) permissions(name string, v jvalue, into *map[string]bool) {
+func (r *record) permissions(name string, v jvalue, into *Permissions) {
 	if !r.want(name, v, jObject) {
 		return
 	}
-	out := map[string]bool{}
+	out := Permissions{}
 	for _, m := range v.obj {
 		if m.value.kind != jBool {
 			r.p.add(r.file, r.path+"."+name+"."+m.name, "want boolean, got %s", m.value.kind)
 			return
 		}
-		out[m.name] = m.value.b
+		out = append(out, Permission{Name: m.name, Granted: m.value.b})
 	}
-	*into = out
+	*into = jsOrder(out, func(x Permission) string { return x.Name })
 }
 
 // meta handles the NodeMeta fields; it reports whether name was one.
@@ -391,13 +391,8 @@ func (o *jobject) meta(m NodeMeta) {
 	}
 	if m.Permissions != nil {
 		perms := jobject{v: jvalue{kind: jObject}}
-		keys := make([]string, 0, len(m.Permissions))
-		for k := range m.Permissions {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			perms.add(k, jbool(m.Permissions[k]))
+		for _, x := range m.Permissions {
+			perms.add(x.Name, jbool(x.Granted))
 		}
 		o.add("permissions", perms.v)
 	}
@@ -437,6 +432,7 @@ func writeLegacyPending(w textWriter, reqs []PendingRequest) {
 		}
 		return strings.Compare(a.RequestID, b.RequestID)
 	})
+	jsOrder(sorted, func(r PendingRequest) string { return r.RequestID })
 	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
 		r := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}
@@ -462,6 +458,7 @@ func writeLegacyPaired(w textWriter, nodes []Node, redact bool) {
 		}
 		return strings.Compare(a.NodeID, b.NodeID)
 	})
+	jsOrder(sorted, func(n Node) string { return n.NodeID })
 	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
 		n := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}

@@ -400,7 +400,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	s := openStore(t, newClock())
 	silent := false
 	in := RequestInput{NodeID: "m", Silent: &silent, NodeMeta: NodeMeta{
-		Caps: []string{}, Commands: []string{"a"}, Permissions: map[string]bool{"camera": true, "location": false},
+		Caps: []string{}, Commands: []string{"a"}, Permissions: Permissions{{"camera", true}, {"location", false}},
 	}}
 	req := mustRequest(t, s, in).Request
 	l, _ := s.List(ctx)

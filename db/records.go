@@ -10,17 +10,17 @@ import (
 // field is optional; empty strings and nil collections mean "absent" (an
 // empty but non-nil list is kept as an empty list).
 type NodeMeta struct {
-	DisplayName     string          `json:"displayName,omitempty"`
-	Platform        string          `json:"platform,omitempty"`
-	Version         string          `json:"version,omitempty"`
-	CoreVersion     string          `json:"coreVersion,omitempty"`
-	UIVersion       string          `json:"uiVersion,omitempty"`
-	DeviceFamily    string          `json:"deviceFamily,omitempty"`
-	ModelIdentifier string          `json:"modelIdentifier,omitempty"`
-	Caps            []string        `json:"caps,omitzero"`
-	Commands        []string        `json:"commands,omitzero"`
-	Permissions     map[string]bool `json:"permissions,omitzero"`
-	RemoteIP        string          `json:"remoteIp,omitempty"`
+	DisplayName     string      `json:"displayName,omitempty"`
+	Platform        string      `json:"platform,omitempty"`
+	Version         string      `json:"version,omitempty"`
+	CoreVersion     string      `json:"coreVersion,omitempty"`
+	UIVersion       string      `json:"uiVersion,omitempty"`
+	DeviceFamily    string      `json:"deviceFamily,omitempty"`
+	ModelIdentifier string      `json:"modelIdentifier,omitempty"`
+	Caps            []string    `json:"caps,omitzero"`
+	Commands        []string    `json:"commands,omitzero"`
+	Permissions     Permissions `json:"permissions,omitzero"`
+	RemoteIP        string      `json:"remoteIp,omitempty"`
 }
 
 // PendingRequest is a node's request to join, in OpenClaw's shape and field order.

@@ -87,12 +87,12 @@ func checkList(field string, items []string) error {
 	return nil
 }
 
-func checkPermissions(perms map[string]bool) error {
+func checkPermissions(perms Permissions) error {
 	if len(perms) > MaxListItems {
 		return invalidf("permissions: at most %d entries (got %d)", MaxListItems, len(perms))
 	}
-	for k := range perms {
-		if err := checkItem("permissions key", k); err != nil {
+	for _, x := range perms {
+		if err := checkItem("permissions key", x.Name); err != nil {
 			return err
 		}
 	}

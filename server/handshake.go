@@ -64,12 +64,12 @@ type connectParams struct {
 		Mode            string `json:"mode"`
 		InstanceID      string `json:"instanceId"`
 	} `json:"client"`
-	Caps        []string        `json:"caps"`
-	Commands    []string        `json:"commands"`
-	Permissions map[string]bool `json:"permissions"`
-	Role        string          `json:"role"`
-	Scopes      []string        `json:"scopes"`
-	Device      *deviceParams   `json:"device"`
+	Caps        []string       `json:"caps"`
+	Commands    []string       `json:"commands"`
+	Permissions db.Permissions `json:"permissions"`
+	Role        string         `json:"role"`
+	Scopes      []string       `json:"scopes"`
+	Device      *deviceParams  `json:"device"`
 	Auth        struct {
 		Token string `json:"token"`
 	} `json:"auth"`
