@@ -178,7 +178,7 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		return "", false
 	}
 	if f.Method != "connect" {
-		c.refuseLogged(p, remoteIP, f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
+		c.refuse(p, remoteIP, f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
 		return "", false
 	}
 	cp, herr := parseConnect(f.Params)
@@ -189,7 +189,7 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		c.sess, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
 	}
 	if herr != nil {
-		c.refuseLogged(p, remoteIP, f.ID, herr)
+		c.refuse(p, remoteIP, f.ID, herr)
 		return "", false
 	}
 	c.sess.conn = c
@@ -199,15 +199,11 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 	return f.ID, true
 }
 
-// refuseLogged refuses a connect and says why in the log, so an operator
-// can see why a client cannot get in. The reasons are the protocol's
-// messages, which never hold a token.
-func (c *wsConn) refuseLogged(p *Profile, remoteIP, id string, e *handshakeError) {
+// refuse answers a connect with its error, closes after it, and says why
+// in the log so an operator can see why a client cannot get in. The
+// reasons are the protocol's messages, which never hold a token.
+func (c *wsConn) refuse(p *Profile, remoteIP, id string, e *handshakeError) {
 	c.srv.log.Info("websocket connect refused", "profile", p.Config.Name, "remote", remoteIP, "reason", e.err.Message)
-	c.refuse(id, e)
-}
-
-func (c *wsConn) refuse(id string, e *handshakeError) {
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: e.err}))
 	c.closeAfterQueue(e.closeCode, e.err.Message)
 }
