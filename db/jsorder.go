@@ -29,25 +29,28 @@ func isArrayIndex(key string) bool {
 	return err == nil && n <= 1<<32-2
 }
 
+// jsKeyCompare orders two keys as a JavaScript object does: array indices
+// before other keys and among themselves ascending; any two other keys are
+// equal here (they keep insertion order, which the caller decides).
+func jsKeyCompare(a, b string) int {
+	ia, ib := isArrayIndex(a), isArrayIndex(b)
+	switch {
+	case ia && ib:
+		na, _ := strconv.ParseUint(a, 10, 64)
+		nb, _ := strconv.ParseUint(b, 10, 64)
+		return cmpInt(int64(na), int64(nb))
+	case ia:
+		return -1
+	case ib:
+		return 1
+	}
+	return 0
+}
+
 // jsOrder puts items in the order a JavaScript object would hold them,
-// given their keys in insertion order: array indices first, ascending,
-// then the rest as they came. It sorts in place and returns items.
+// given their keys in insertion order. It sorts in place and returns items.
 func jsOrder[T any](items []T, key func(T) string) []T {
-	slices.SortStableFunc(items, func(a, b T) int {
-		ka, kb := key(a), key(b)
-		ia, ib := isArrayIndex(ka), isArrayIndex(kb)
-		switch {
-		case ia && ib:
-			na, _ := strconv.ParseUint(ka, 10, 64)
-			nb, _ := strconv.ParseUint(kb, 10, 64)
-			return cmpInt(int64(na), int64(nb))
-		case ia:
-			return -1
-		case ib:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(items, func(a, b T) int { return jsKeyCompare(key(a), key(b)) })
 	return items
 }
 
@@ -61,16 +64,6 @@ type Permission struct {
 // members in JavaScript order (see jsOrder), so that it is written back as
 // OpenClaw would write it. A nil Permissions is absent; an empty one is {}.
 type Permissions []Permission
-
-// Lookup says whether name is granted, and whether it is present at all.
-func (p Permissions) Lookup(name string) (granted, ok bool) {
-	for _, x := range p {
-		if x.Name == name {
-			return x.Granted, true
-		}
-	}
-	return false, false
-}
 
 // MarshalJSON writes the object in p's order.
 func (p Permissions) MarshalJSON() ([]byte, error) {

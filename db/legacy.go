@@ -423,16 +423,19 @@ func LegacyPairedJSON(nodes []Node, redact bool) []byte {
 	return b.Bytes()
 }
 
-// writeLegacyPending writes pending.json: requests by ts, then id.
+// writeLegacyPending writes pending.json: requests in the order OpenClaw
+// added them (by ts, then id), array-index ids first as in JavaScript.
 func writeLegacyPending(w textWriter, reqs []PendingRequest) {
 	sorted := slices.Clone(reqs)
-	slices.SortStableFunc(sorted, func(a, b PendingRequest) int {
+	slices.SortFunc(sorted, func(a, b PendingRequest) int {
+		if c := jsKeyCompare(a.RequestID, b.RequestID); c != 0 {
+			return c
+		}
 		if a.TS != b.TS {
 			return cmpInt(a.TS, b.TS)
 		}
 		return strings.Compare(a.RequestID, b.RequestID)
 	})
-	jsOrder(sorted, func(r PendingRequest) string { return r.RequestID })
 	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
 		r := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}
@@ -449,16 +452,19 @@ func writeLegacyPending(w textWriter, reqs []PendingRequest) {
 	})
 }
 
-// writeLegacyPaired writes paired.json: nodes by createdAtMs, then id.
+// writeLegacyPaired writes paired.json: nodes in the order OpenClaw added
+// them (by createdAtMs, then id), array-index ids first as in JavaScript.
 func writeLegacyPaired(w textWriter, nodes []Node, redact bool) {
 	sorted := slices.Clone(nodes)
-	slices.SortStableFunc(sorted, func(a, b Node) int {
+	slices.SortFunc(sorted, func(a, b Node) int {
+		if c := jsKeyCompare(a.NodeID, b.NodeID); c != 0 {
+			return c
+		}
 		if a.CreatedAtMs != b.CreatedAtMs {
 			return cmpInt(a.CreatedAtMs, b.CreatedAtMs)
 		}
 		return strings.Compare(a.NodeID, b.NodeID)
 	})
-	jsOrder(sorted, func(n Node) string { return n.NodeID })
 	writeObjectStream(w, len(sorted), func(i int) (string, jvalue) {
 		n := sorted[i]
 		o := jobject{v: jvalue{kind: jObject}}
