@@ -112,19 +112,9 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 	if mode != ImportReplace {
 		return nil
 	}
-	ids, err := s.queryIDs(ctx, tx, `SELECT node_id FROM nodes`)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if !inFile[id] {
-			if _, err := s.w.exec(ctx, tx, `DELETE FROM nodes WHERE node_id = ?`, id); err != nil {
-				return err
-			}
-			rep.PairedRemoved++
-		}
-	}
-	return nil
+	removed, err := s.deleteMissing(ctx, tx, `SELECT node_id FROM nodes`, `DELETE FROM nodes WHERE node_id = ?`, inFile)
+	rep.PairedRemoved = removed
+	return err
 }
 
 // sameNode says whether the stored record is what the file says.
@@ -153,18 +143,12 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		inFile[r.RequestID] = true
 	}
 	if mode == ImportReplace {
-		ids, err := s.queryIDs(ctx, tx, `SELECT request_id FROM requests WHERE status = 'pending'`)
+		removed, err := s.deleteMissing(ctx, tx, `SELECT request_id FROM requests WHERE status = 'pending'`,
+			`DELETE FROM requests WHERE request_id = ?`, inFile)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if !inFile[id] {
-				if _, err := s.w.exec(ctx, tx, `DELETE FROM requests WHERE request_id = ?`, id); err != nil {
-					return err
-				}
-				rep.PendingRemoved++
-			}
-		}
+		rep.PendingRemoved = removed
 	}
 	cutoff := s.expiredBefore(now)
 	for _, r := range st.Pending {
@@ -212,19 +196,33 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 	return nil
 }
 
-func (s *Store) queryIDs(ctx context.Context, tx *sql.Tx, query string) ([]string, error) {
+// deleteMissing deletes, by del, every id that query finds and keep lacks
+// (a replace import removing what the files no longer hold), and says how
+// many it deleted.
+func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string, keep map[string]bool) (int, error) {
 	rows, err := s.w.query(ctx, tx, query)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer rows.Close()
-	var ids []string
+	var gone []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, err
+			rows.Close()
+			return 0, err
 		}
-		ids = append(ids, id)
+		if !keep[id] {
+			gone = append(gone, id)
+		}
 	}
-	return ids, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, id := range gone {
+		if _, err := s.w.exec(ctx, tx, del, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
 }

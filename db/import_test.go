@@ -214,9 +214,10 @@ func TestMergeRules(t *testing.T) {
 	}
 	// replace: exactly the files; dry run first changes nothing.
 	pairNode(t, s, "extra")
+	stray := mustRequest(t, s, RequestInput{NodeID: "stray"}).Request.RequestID
 	before := allEvents(t, s)
 	dry, _ := s.Import(ctx, file(now+1), ImportReplace, true, Origin{Actor: "import"})
-	if dry.PairedRemoved != 1 || !dry.Changed || len(allEvents(t, s)) != len(before) {
+	if dry.PairedRemoved != 1 || dry.PendingRemoved != 1 || !dry.Changed || len(allEvents(t, s)) != len(before) {
 		t.Fatalf("dry run %+v changed state", dry)
 	}
 	if _, err := s.Node(ctx, "extra"); err != nil {
@@ -229,6 +230,9 @@ func TestMergeRules(t *testing.T) {
 	nodes, _ := s.Nodes(ctx)
 	if len(nodes) != 2 {
 		t.Fatalf("after replace: %d nodes, want the file's 2", len(nodes))
+	}
+	if _, err := s.RequestStatus(ctx, stray); ErrorCode(err) != CodeNotFound {
+		t.Fatalf("after replace the stray request is still kept: %v", err)
 	}
 	// The audit event records the files' digests and the counts.
 	evs := allEvents(t, s)
