@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -448,4 +449,15 @@ func (ts *testServer) node(t testing.TB, d device, token string) (*wsClient, fra
 	}
 	nonce := c.challenge()
 	return c, c.call("connect", d.signedConnect(nonce, token, time.Now()))
+}
+
+// missingPeer ends a test whose outside peer (a browser, the real openclaw
+// CLI) is not installed: skipped on a developer's machine, failed under CI
+// (CI set), where .ci/run installs every peer.
+func missingPeer(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why + " — CI must run this test; .ci/run installs it")
+	}
+	t.Skip(why)
 }
