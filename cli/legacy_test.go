@@ -8,14 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var snapshots = filepath.Join("..", "..", "shared", "fixtures", "openclaw-2026.1.29", "snapshots")
+	"github.com/pairgate/pairgate/db/fixture"
+)
 
 func TestImportExportCommands(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "gw")
 	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
-	from := filepath.Join(snapshots, "05-after-expiry-and-new-requests")
+	from := fixture.Path(t, "snapshots", "05-after-expiry-and-new-requests")
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := Run(context.Background(), args, getenv, nil, &out, &errb)
@@ -71,7 +71,7 @@ func TestImportWhileServing(t *testing.T) {
 	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
 	srv := startServe(t, getenv)
 	var out bytes.Buffer
-	code := Run(context.Background(), []string{"import", "--from", filepath.Join(snapshots, "04-after-repair-approve")}, getenv, nil, &out, io.Discard)
+	code := Run(context.Background(), []string{"import", "--from", fixture.Path(t, "snapshots", "04-after-repair-approve")}, getenv, nil, &out, io.Discard)
 	if code != 0 || !strings.Contains(out.String(), "paired:  1 added") {
 		t.Fatalf("import beside a server = %d %s", code, out.String())
 	}

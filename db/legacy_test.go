@@ -6,15 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var snapshotDir = filepath.Join("..", "..", "shared", "fixtures", "openclaw-2026.1.29", "snapshots")
+	"github.com/pairgate/pairgate/db/fixture"
+)
 
 func snapshots(t testing.TB) []string {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(snapshotDir, "0*"))
-	if err != nil || len(dirs) != 6 {
-		t.Fatalf("want the 6 fixture snapshots in %s, found %d (%v)", snapshotDir, len(dirs), err)
+	dirs := fixture.Glob(t, filepath.Join("snapshots", "0*"))
+	if len(dirs) != 6 {
+		t.Fatalf("want the 6 fixture snapshots, found %d: %v", len(dirs), dirs)
 	}
 	return dirs
 }

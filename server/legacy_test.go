@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/fixture"
 )
 
-var snapshot05 = filepath.Join(fixtureDir, "snapshots", "05-after-expiry-and-new-requests")
+func snapshot05(t *testing.T, file string) []byte {
+	return fixture.Read(t, "snapshots", "05-after-expiry-and-new-requests", file)
+}
 
 func TestRESTImportExport(t *testing.T) {
 	ts := startServer(t)
-	paired, _ := os.ReadFile(filepath.Join(snapshot05, "paired.json"))
-	pending, _ := os.ReadFile(filepath.Join(snapshot05, "pending.json"))
+	paired, pending := snapshot05(t, "paired.json"), snapshot05(t, "pending.json")
 	// The recorded requests are 'now' for this test.
 	ts.clock.Pin(time.UnixMilli(1795627040011 + 1000))
 	body := `{"paired":` + string(paired) + `,"pending":` + string(pending) + `}`
@@ -92,8 +94,9 @@ func TestAutoImportAndMirror(t *testing.T) {
 		nodes := s.cfg.Profiles[0].NodesDir()
 		os.MkdirAll(nodes, 0o700)
 		for _, f := range []string{"paired.json", "pending.json"} {
-			b, _ := os.ReadFile(filepath.Join(snapshot05, f))
-			os.WriteFile(filepath.Join(nodes, f), b, 0o600)
+			if err := os.WriteFile(filepath.Join(nodes, f), snapshot05(t, f), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		s.cfg.Profiles[0].MirrorLegacyFiles = true
 	})

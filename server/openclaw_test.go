@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/fixture"
 )
 
 // realCLI is the real `openclaw` CLI of release 2026.1.29, as the fixtures
@@ -71,11 +72,7 @@ func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 
 func fixtureText(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return string(fixture.Read(t, name))
 }
 
 // Ages ("6s ago"), approval times and tokens differ from the recording's;
@@ -105,7 +102,7 @@ func TestRealOpenClawCLI(t *testing.T) {
 	store := ts.byName["default"].Store
 
 	// The gateway's state of the recording: three pending requests.
-	st, _, err := db.ReadLegacyDir(filepath.Join(fixtureDir, "snapshots", "01-after-requests"))
+	st, _, err := db.ReadLegacyDir(fixture.Path(t, "snapshots", "01-after-requests"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db/fixture"
 )
-
-// The recordings of a real OpenClaw 2026.1.29 gateway and its real CLI.
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "openclaw-2026.1.29")
 
 // gatewayToken is the shared token of the recorded gateway.
 const gatewayToken = "legacy-test-token-0123456789"
@@ -41,10 +39,7 @@ func (r record) key() string {
 
 func loadRecords(t *testing.T, pattern string) []record {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(fixtureDir, pattern))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures at %s (%v)", filepath.Join(fixtureDir, pattern), err)
-	}
+	files := fixture.Glob(t, pattern)
 	var out []record
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
