@@ -236,11 +236,16 @@ func TestOperatorPageInChromium(t *testing.T) {
 		t.Fatalf("after rename in the page: %+v %v", n, err)
 	}
 
-	// Remove asks for a second click.
-	p.do("remove, first click", chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove`)))
+	// Remove asks for a second click, and stays armed across a live redraw
+	// between the two.
+	p.do("remove, first click",
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove`)),
+		chromedp.WaitVisible(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove.confirm`)))
 	if _, err := store.Node(context.Background(), "kitchen-ipad"); err != nil {
 		t.Fatalf("one click removed the node: %v", err)
 	}
+	attic := request(`{"nodeId":"attic-pi","displayName":"Attic Pi"}`)
+	p.do("a live event redraws the lists", chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, attic)))
 	p.do("remove, confirmed",
 		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.remove.confirm`)),
 		chromedp.WaitNotPresent(css(`#nodes tr[data-node-id="kitchen-ipad"]`)))

@@ -20,6 +20,9 @@ const state = {
   streamAbort: null,
   lastEventId: '',
   editing: '', // the node whose name is being edited: its row is left alone
+  // The node whose "Confirm remove" is armed, and until when: kept here, not
+  // in the button, so a live redraw between the two clicks keeps it armed.
+  armed: { nodeId: '', until: 0, timer: 0 },
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -118,6 +121,7 @@ function stopProfile() {
   state.streamAbort = null;
   state.lastEventId = '';
   state.editing = '';
+  disarm();
 }
 
 function selectProfile(name) {
@@ -299,17 +303,16 @@ function pairedRow(node, connected) {
   tr.dataset.nodeId = node.nodeId;
   const name = cell(label(node), 'name');
   const last = connected ? 'connected' : node.lastConnectedAtMs ? ago(node.lastConnectedAtMs) : '';
-  const removeButton = button('Remove', 'remove', () => {
-    if (removeButton.classList.contains('confirm')) {
+  const armed = state.armed.nodeId === node.nodeId && Date.now() < state.armed.until;
+  const removeButton = button(armed ? 'Confirm remove' : 'Remove', armed ? 'remove confirm' : 'remove', () => {
+    if (state.armed.nodeId === node.nodeId && Date.now() < state.armed.until) {
+      disarm();
       remove(node);
       return;
     }
+    arm(node.nodeId);
     removeButton.classList.add('confirm');
     removeButton.textContent = 'Confirm remove';
-    setTimeout(() => {
-      removeButton.classList.remove('confirm');
-      removeButton.textContent = 'Remove';
-    }, CONFIRM_MS);
   });
   tr.append(
     name,
@@ -320,6 +323,18 @@ function pairedRow(node, connected) {
     actions(button('Rename', 'rename', () => editName(name, node)), removeButton),
   );
   return tr;
+}
+
+// arm makes a node's Remove button ask for its second click, for
+// CONFIRM_MS; disarm forgets it.
+function arm(nodeId) {
+  disarm();
+  state.armed = { nodeId, until: Date.now() + CONFIRM_MS, timer: setTimeout(() => { disarm(); render(); }, CONFIRM_MS) };
+}
+
+function disarm() {
+  clearTimeout(state.armed.timer);
+  state.armed = { nodeId: '', until: 0, timer: 0 };
 }
 
 // editName turns a name cell into a small form until saved or cancelled.
