@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -207,10 +208,10 @@ func TestOperatorPageInChromium(t *testing.T) {
 	// Approve: the page shows the new token once, and it verifies.
 	p.do("approve Kitchen iPad",
 		chromedp.Click(css(`#pending tr[data-request-id=%q] button.approve`, kitchen)),
-		chromedp.WaitVisible(chromedp.CSS("#notice-token")),
+		chromedp.WaitVisible(chromedp.CSS(".notice.token code.token-value")),
 		chromedp.WaitVisible(css(`#nodes tr[data-node-id="kitchen-ipad"]`)),
 		chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, kitchen)))
-	token := p.eval(`document.querySelector('#notice-token').textContent`)
+	token := p.eval(`document.querySelector('.notice.token code.token-value').textContent`)
 	if v, err := store.Verify(context.Background(), "kitchen-ipad", token); err != nil || !v.OK {
 		t.Fatalf("the token the page showed (%d chars) does not verify: %+v %v", len(token), v, err)
 	}
@@ -267,5 +268,108 @@ func TestOperatorPageInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#pending-empty")))
 	if got := p.eval(`[...document.querySelectorAll('#profile option')].map(o => o.value).join(',') + ' ' + location.hash`); got != "work #profile=work" {
 		t.Fatalf("work's token shows %q", got)
+	}
+}
+
+// TestOperatorPageOnPhoneAndDesktop uses the page at a phone's width and a
+// desktop's: nothing is wider than the screen, a token notice outlives
+// later actions and live events until dismissed, and a node is approved
+// with the keyboard alone. With PAIRGATE_SCREENSHOTS=DIR it saves what it
+// saw there (docs/img/ui-*.png are made this way).
+func TestOperatorPageOnPhoneAndDesktop(t *testing.T) {
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		mobile        bool
+	}{
+		{"phone", 390, 844, true},
+		{"desktop", 1280, 800, false},
+	} {
+		t.Run(size.name, func(t *testing.T) {
+			b := browser(t)
+			ts := startServer(t)
+			store := ts.byName["default"].Store
+			request := func(node, name, platform, ip string) string {
+				var res db.RequestResult
+				body := fmt.Sprintf(`{"nodeId":%q,"displayName":%q,"platform":%q,"remoteIp":%q}`, node, name, platform, ip)
+				ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
+				return res.Request.RequestID
+			}
+			kitchen := request("kitchen-ipad", "Kitchen iPad", "iPadOS 17.2", "fd7a:115c:a1e0:ab12:4843:cd96:6258:b240")
+			hall := request("hall-display-with-a-rather-long-node-identifier", "Hall display in the upstairs corridor", "linux", "192.168.178.201")
+			porch := request("porch-cam", "Porch camera", "android", "10.0.0.17")
+
+			opts := []chromedp.EmulateViewportOption{}
+			if size.mobile {
+				opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(2))
+			}
+			p := page{t: t, ctx: b}
+			p.do("open the page", chromedp.EmulateViewport(size.width, size.height, opts...),
+				chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+			p.do("sign in",
+				chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+				chromedp.Click(chromedp.CSS("#signin-button")),
+				chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, kitchen)))
+			p.until("three pending rows", `document.querySelectorAll('#pending tbody tr').length === 3`)
+			notWider := func(when string) {
+				t.Helper()
+				if got := p.eval(`document.documentElement.scrollWidth + ' ' + window.innerWidth`); got != fmt.Sprintf("%d %d", size.width, size.width) {
+					t.Fatalf("%s: document width and viewport = %s, want %d", when, got, size.width)
+				}
+			}
+			notWider("three pending requests")
+
+			// Keyboard only: Tab from the top of the page to the button
+			// whose accessible name is "Approve Kitchen iPad", then Enter.
+			p.do("focus the page", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+			for i := 0; ; i++ {
+				if i == 40 {
+					t.Fatalf("40 tabs never reached 'Approve Kitchen iPad'; last focus: %s", p.eval(`document.activeElement.outerHTML`))
+				}
+				p.do("tab", chromedp.KeyEvent("\t"))
+				if p.eval(`document.activeElement.getAttribute('aria-label') || ''`) == "Approve Kitchen iPad" {
+					break
+				}
+			}
+			p.do("approve with Enter", chromedp.KeyEvent("\r"),
+				chromedp.WaitVisible(css(`#nodes tr[data-node-id="kitchen-ipad"]`)))
+			p.until("the token notice", `document.querySelectorAll('.notice.token').length === 1`)
+			token := p.eval(`document.querySelector('.notice.token code.token-value').textContent`)
+			if v, err := store.Verify(context.Background(), "kitchen-ipad", token); err != nil || !v.OK {
+				t.Fatalf("the token approved by keyboard does not verify: %+v %v", v, err)
+			}
+			if n := p.eval(`String(document.querySelectorAll('button[aria-label="Remove Kitchen iPad"]').length)`); n != "1" {
+				t.Fatalf("buttons named 'Remove Kitchen iPad': %s", n)
+			}
+
+			// Two more actions and a live event: the token stays.
+			p.do("reject the hall display",
+				chromedp.Click(css(`#pending tr[data-request-id=%q] button.reject`, hall)),
+				chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, hall)))
+			p.do("approve the porch camera",
+				chromedp.Click(css(`#pending tr[data-request-id=%q] button.approve`, porch)),
+				chromedp.WaitVisible(css(`#nodes tr[data-node-id="porch-cam"]`)))
+			p.until("the event stream", `document.querySelector('#live').textContent === 'live'`)
+			garage := request("garage-pi", "Garage Pi", "linux", "192.168.178.42")
+			p.do("a live event", chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, garage)))
+			if got := p.eval(`[...document.querySelectorAll('.notice.token code.token-value')].map(c => c.textContent).join(' ')`); !strings.Contains(got, token) {
+				t.Fatalf("Kitchen iPad's token is gone after two actions and a live event; token notices: %q", got)
+			}
+			notWider("after the actions")
+			if dir := os.Getenv("PAIRGATE_SCREENSHOTS"); dir != "" {
+				shot, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "ui-"+size.name+".png"), shot, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// Dismissing is the operator's choice.
+			p.do("dismiss Kitchen iPad's token",
+				chromedp.Click(chromedp.CSS(`.notice.token button.dismiss[aria-label*="kitchen-ipad"]`)))
+			p.until("one token notice left", `document.querySelectorAll('.notice.token').length === 1`)
+		})
 	}
 }

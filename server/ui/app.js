@@ -97,6 +97,7 @@ async function signIn(token) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   stopProfile();
+  hideNotices();
   state.token = '';
   state.profile = '';
   state.listing = null;
@@ -130,7 +131,7 @@ function selectProfile(name) {
   state.listing = null;
   $('#profile').value = name;
   history.replaceState(null, '', '#profile=' + encodeURIComponent(name));
-  hideNotice();
+  for (const old of $('#notices').querySelectorAll('.notice:not(.token)')) old.remove();
   render();
   refresh();
   stream(state.generation);
@@ -225,7 +226,7 @@ function setLive(on) {
 async function approve(req) {
   try {
     const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve'));
-    showNotice(`Approved ${label(res.node)}.`, res.node.token);
+    showNotice(`Approved ${label(res.node)} (${res.node.nodeId}, profile ${state.profile}).`, res.node.token);
   } catch (err) {
     failed(err);
   }
@@ -287,13 +288,18 @@ function render() {
 function pendingRow(req) {
   const tr = document.createElement('tr');
   tr.dataset.requestId = req.requestId;
+  const name = label(req);
   tr.append(
-    cell(req.requestId, 'id'),
-    cell(label(req), 'name', req.nodeId),
-    cell(req.remoteIp || ''),
-    cell(ago(req.ts), 'ago'),
-    cell(req.isRepair ? 'yes' : ''),
-    actions(button('Approve', 'approve', () => approve(req)), button('Reject', 'reject', () => reject(req))),
+    cell(name, 'name', 'Node', req.nodeId),
+    cell(req.platform || '', 'platform', 'Platform'),
+    cell(req.remoteIp || '', 'ip', 'IP'),
+    cell(ago(req.ts), 'ago', 'Requested'),
+    cell(req.isRepair ? 'yes' : '', 'repair', 'Repair'),
+    cell(req.requestId, 'id', 'Request', req.requestId),
+    actions(
+      button('Approve', 'approve', () => approve(req), 'Approve ' + name),
+      button('Reject', 'reject', () => reject(req), 'Reject ' + name),
+    ),
   );
   return tr;
 }
@@ -301,7 +307,8 @@ function pendingRow(req) {
 function pairedRow(node, connected) {
   const tr = document.createElement('tr');
   tr.dataset.nodeId = node.nodeId;
-  const name = cell(label(node), 'name');
+  const shown = label(node);
+  const name = cell(shown, 'name', 'Node');
   const last = connected ? 'connected' : node.lastConnectedAtMs ? ago(node.lastConnectedAtMs) : '';
   const armed = state.armed.nodeId === node.nodeId && Date.now() < state.armed.until;
   const removeButton = button(armed ? 'Confirm remove' : 'Remove', armed ? 'remove confirm' : 'remove', () => {
@@ -313,14 +320,15 @@ function pairedRow(node, connected) {
     arm(node.nodeId);
     removeButton.classList.add('confirm');
     removeButton.textContent = 'Confirm remove';
-  });
+    removeButton.setAttribute('aria-label', 'Confirm remove ' + shown);
+  }, (armed ? 'Confirm remove ' : 'Remove ') + shown);
   tr.append(
     name,
-    cell(node.nodeId, 'id'),
-    cell(node.platform || ''),
-    cell(node.remoteIp || ''),
-    cell(last, connected ? 'connected' : 'ago'),
-    actions(button('Rename', 'rename', () => editName(name, node)), removeButton),
+    cell(node.nodeId, 'id', 'ID', node.nodeId),
+    cell(node.platform || '', 'platform', 'Platform'),
+    cell(node.remoteIp || '', 'ip', 'IP'),
+    cell(last, connected ? 'connected' : 'ago', 'Last Connect'),
+    actions(button('Rename', 'rename', () => editName(name, node), 'Rename ' + shown), removeButton),
   );
   return tr;
 }
@@ -350,8 +358,8 @@ function editName(td, node) {
   const cancel = button('Cancel', 'cancel', () => {
     state.editing = '';
     render();
-  });
-  form.append(input, button('Save', 'save', null, 'submit'), cancel);
+  }, 'Cancel renaming ' + node.nodeId);
+  form.append(input, button('Save', 'save', null, 'Save the new name of ' + node.nodeId, 'submit'), cancel);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const name = input.value.trim();
@@ -365,11 +373,14 @@ function editName(td, node) {
   input.select();
 }
 
-function cell(text, className, title) {
+// cell is one table cell; heading labels it when the table is shown as
+// cards on a narrow screen, and title shows a value that may be cut.
+function cell(text, className, heading, title) {
   const td = document.createElement('td');
-  td.textContent = text;
+  td.textContent = visible(text);
   if (className) td.className = className;
-  if (title) td.title = title;
+  if (heading) td.dataset.label = heading;
+  if (title) td.title = visible(title);
   return td;
 }
 
@@ -380,13 +391,23 @@ function actions(...buttons) {
   return td;
 }
 
-function button(text, className, onClick, type = 'button') {
+// button is a button; name is its accessible name when the text alone
+// would not say which node it acts on.
+function button(text, className, onClick, name, type = 'button') {
   const b = document.createElement('button');
   b.type = type;
   b.className = className;
   b.textContent = text;
+  if (name) b.setAttribute('aria-label', visible(name));
   if (onClick) b.addEventListener('click', onClick);
   return b;
+}
+
+// visible shows control and bidi-override characters (which a node could
+// use to hide or reorder what the operator reads) as escapes.
+function visible(text) {
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
 function label(x) {
@@ -402,17 +423,43 @@ function ago(ms) {
   return Math.floor(s / 86400) + 'd ago';
 }
 
+// showNotice says what an action did. A notice that carries a node's new
+// token stays until the operator dismisses it (the token is shown only
+// once); any other notice replaces the previous one of its kind.
 function showNotice(text, token, isError) {
-  $('#notice-text').textContent = text;
-  $('#notice-token').textContent = token || '';
-  $('#notice-token-line').hidden = !token;
-  $('#notice').classList.toggle('error', !!isError);
-  $('#notice').hidden = false;
+  const box = $('#notices');
+  if (!token) {
+    for (const old of box.querySelectorAll('.notice:not(.token)')) old.remove();
+  }
+  const div = document.createElement('div');
+  div.className = 'notice' + (token ? ' token' : '') + (isError ? ' error' : '');
+  const p = document.createElement('p');
+  p.textContent = visible(text);
+  div.append(p);
+  if (token) {
+    const line = document.createElement('p');
+    const code = document.createElement('code');
+    code.className = 'token-value';
+    code.textContent = token;
+    line.append('Its token, shown this once (the node also receives it over its own session): ', code);
+    const copy = button('Copy', 'copy', async () => {
+      try {
+        await navigator.clipboard.writeText(token);
+        copy.textContent = 'Copied';
+      } catch {
+        // No clipboard (plain http, or refused): select it for a manual copy.
+        getSelection().selectAllChildren(code);
+        copy.textContent = 'Selected: press Ctrl+C';
+      }
+    }, 'Copy the token of ' + text);
+    div.append(line, copy);
+  }
+  div.append(button('Dismiss', 'dismiss', () => div.remove(), 'Dismiss: ' + text));
+  box.prepend(div);
 }
 
-function hideNotice() {
-  $('#notice').hidden = true;
-  $('#notice-token').textContent = '';
+function hideNotices() {
+  $('#notices').replaceChildren();
 }
 
 // --- start -----------------------------------------------------------------
@@ -435,7 +482,6 @@ function start() {
   });
   $('#signout').addEventListener('click', () => signOut());
   $('#profile').addEventListener('change', (ev) => selectProfile(ev.target.value));
-  $('#notice-dismiss').addEventListener('click', hideNotice);
   window.addEventListener('hashchange', () => {
     const wanted = hashProfile();
     if (state.token && wanted !== state.profile && state.profiles.includes(wanted)) selectProfile(wanted);
