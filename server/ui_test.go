@@ -269,6 +269,10 @@ func TestOperatorPageInChromium(t *testing.T) {
 	if got := p.eval(`[...document.querySelectorAll('#profile option')].map(o => o.value).join(',') + ' ' + location.hash`); got != "work #profile=work" {
 		t.Fatalf("work's token shows %q", got)
 	}
+	// Empty lists are a sentence each, without table headers.
+	if got := p.eval(`['#pending', '#nodes', '#pending-empty', '#nodes-empty'].map(s => document.querySelector(s).checkVisibility()).join(' ')`); got != "false false true true" {
+		t.Fatalf("empty lists: tables and sentences visible = %s", got)
+	}
 }
 
 // TestOperatorPageOnPhoneAndDesktop uses the page at a phone's width and a

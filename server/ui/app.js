@@ -275,14 +275,60 @@ function failed(err) {
 
 function render() {
   const l = state.listing || { pending: [], paired: [], connected: new Set() };
-  $('#pending tbody').replaceChildren(...l.pending.map(pendingRow));
+  reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify(r), pendingRow);
+  for (const r of l.pending) setAgo($('#pending tbody').querySelector(`tr[data-key="${CSS.escape(r.requestId)}"] td.ago`), ago(r.ts));
   if (!state.editing) {
-    $('#nodes tbody').replaceChildren(...l.paired.map((n) => pairedRow(n, l.connected.has(n.nodeId))));
+    const armed = (n) => state.armed.nodeId === n.nodeId && Date.now() < state.armed.until;
+    reconcile($('#nodes tbody'), l.paired, (n) => n.nodeId,
+      (n) => JSON.stringify([n, l.connected.has(n.nodeId), armed(n)]),
+      (n) => pairedRow(n, l.connected.has(n.nodeId)));
+    for (const n of l.paired) {
+      if (!l.connected.has(n.nodeId) && n.lastConnectedAtMs) {
+        setAgo($('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(n.nodeId)}"] td.ago`), ago(n.lastConnectedAtMs));
+      }
+    }
   }
   $('#pending-count').textContent = state.listing ? String(l.pending.length) : '';
   $('#paired-count').textContent = state.listing ? String(l.paired.length) : '';
   $('#pending-empty').hidden = !state.listing || l.pending.length > 0;
   $('#nodes-empty').hidden = !state.listing || l.paired.length > 0;
+  // An empty list is a sentence, not a table of headers.
+  $('#pending').hidden = l.pending.length === 0;
+  $('#nodes').hidden = l.paired.length === 0;
+}
+
+// reconcile makes tbody's rows those of items, in order, keeping every row
+// whose content did not change: a live update or the clock's redraw then
+// never takes away the row the operator is about to click or has focused.
+function reconcile(tbody, items, keyOf, signatureOf, build) {
+  const wanted = new Set(items.map(keyOf));
+  for (const tr of [...tbody.children]) {
+    if (!wanted.has(tr.dataset.key)) tr.remove();
+  }
+  const have = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
+  let at = tbody.firstElementChild;
+  for (const item of items) {
+    const key = keyOf(item);
+    const sig = signatureOf(item);
+    let tr = have.get(key);
+    if (!tr || tr.dataset.sig !== sig) {
+      const fresh = build(item);
+      fresh.dataset.key = key;
+      fresh.dataset.sig = sig;
+      if (tr) {
+        if (at === tr) at = fresh;
+        tr.replaceWith(fresh);
+      }
+      tr = fresh;
+    }
+    if (tr === at) at = at.nextElementSibling;
+    else tbody.insertBefore(tr, at);
+  }
+}
+
+// setAgo updates a "6s ago" cell in place.
+function setAgo(td, text) {
+  if (td && td.textContent !== text) td.textContent = text;
 }
 
 function pendingRow(req) {
@@ -318,6 +364,7 @@ function pairedRow(node, connected) {
       return;
     }
     arm(node.nodeId);
+    tr.dataset.sig = JSON.stringify([node, connected, true]); // armed in place: no rebuild, focus stays
     removeButton.classList.add('confirm');
     removeButton.textContent = 'Confirm remove';
     removeButton.setAttribute('aria-label', 'Confirm remove ' + shown);
