@@ -135,15 +135,24 @@ var examples = map[string]string{
 	"nodes remove":   "pairgate nodes remove --node \"Den iPad\"",
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
+// newFlags returns a flag set that reports errors instead of exiting. Its
+// Usage prints the command's help (flags written --name, as the docs
+// write them) to the flag set's output.
 func newFlags(env Env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs.SetOutput(env.Stdout) // only the help asked for is printed there
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: pairgate %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: pairgate %s %s\n\nFlags:\n", name, synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, usage := flag.UnquoteUsage(f)
+			if arg != "" {
+				arg = " " + arg
+			}
+			fmt.Fprintf(w, "  --%s%s\n    \t%s\n", f.Name, arg, usage)
+		})
 		if ex, ok := examples[name]; ok {
-			fmt.Fprintf(env.Stderr, "\nExamples:\n  %s\n", ex)
+			fmt.Fprintf(w, "\nExamples:\n  %s\n", ex)
 		}
 	}
 	return fs
@@ -151,14 +160,30 @@ func newFlags(env Env, name, synopsis string) *flag.FlagSet {
 
 // parseFlags parses args, refusing positional arguments the command does not take.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{msg: err.Error()}
+	if err := parseFlagsOnly(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return &usageError{msg: fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// parseFlagsOnly parses the flags in args. The flag package prints a
+// parse error and the whole help itself; here the error is returned (and
+// printed once, with a pointer to --help), and the help is printed only
+// when asked for.
+func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return &usageError{msg: fmt.Sprintf("%s: %v; run 'pairgate %s --help'", fs.Name(), err, fs.Name())}
 	}
 	return nil
 }

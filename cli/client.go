@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,8 +31,8 @@ type clientFlags struct {
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		profileFlags: addProfileFlags(fs),
-		url:          fs.String("url", "", "server `URL` (default $PAIRGATE_URL, else http://127.0.0.1:18789)"),
-		token:        fs.String("token", "", "operator `token` (default $OPENCLAW_GATEWAY_TOKEN, else <stateDir>/nodes/operator.token)"),
+		url:          fs.String("url", "", "server `URL`: http(s):// or ws(s)://, ws://HOST/ws/NAME naming a profile (default $PAIRGATE_URL, else http://127.0.0.1:18789)"),
+		token:        fs.String("token", "", "operator `token` (default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token)"),
 		json:         fs.Bool("json", false, "print JSON only"),
 	}
 }
@@ -43,23 +46,88 @@ type client struct {
 	http        *http.Client
 }
 
-// newClient resolves the server and the operator token.
-func (f clientFlags) newClient(env Env) (*client, error) {
-	c := &client{base: strings.TrimSuffix(serverURL(env, *f.url), "/"), http: &http.Client{Timeout: 30 * time.Second}}
-	p := f.profile(env)
-	switch {
-	case *f.token != "":
-		c.token, c.tokenSource = *f.token, "--token"
-	case env.Getenv("OPENCLAW_GATEWAY_TOKEN") != "":
-		c.token, c.tokenSource = env.Getenv("OPENCLAW_GATEWAY_TOKEN"), "$OPENCLAW_GATEWAY_TOKEN"
-	default:
-		token, err := config.ReadTokenFile(p.OperatorTokenPath())
-		if err != nil {
-			return nil, fmt.Errorf("no operator token: pass --token, set $OPENCLAW_GATEWAY_TOKEN, or start the server once so it writes %s (%v)", p.OperatorTokenPath(), err)
-		}
-		c.token, c.tokenSource = token, p.OperatorTokenPath()
+// newClient resolves the server and the operator token. name is the
+// served profile's name when the command line gives one (--profile, or a
+// /ws/NAME URL), else "".
+func (f clientFlags) newClient(env Env) (c *client, name string, err error) {
+	base, urlProfile, err := serverBase(serverURL(env, *f.url))
+	if err != nil {
+		return nil, "", err
 	}
-	return c, nil
+	c = &client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+	name = *f.name
+	if name == "" {
+		name = urlProfile
+	}
+	c.token, c.tokenSource, err = f.operatorToken(env, name)
+	return c, name, err
+}
+
+// serverBase turns --url into the REST API's base: ws:// and wss:// (the
+// form openclaw's --url takes) are the same server as http:// and https://,
+// and a /ws/NAME path names a profile.
+func serverBase(raw string) (base, profile string, err error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return "", "", &usageError{msg: fmt.Sprintf("bad --url %q: want http://HOST:PORT (or ws://HOST:PORT as openclaw takes it)", raw)}
+	}
+	switch u.Scheme {
+	case "http", "https":
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", "", &usageError{msg: fmt.Sprintf("bad --url %q: the scheme must be http, https, ws or wss", raw)}
+	}
+	if rest, ok := strings.CutPrefix(u.Path, "/ws/"); ok && rest != "" && !strings.Contains(rest, "/") {
+		profile, u.Path = rest, ""
+	}
+	return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/"), profile, nil
+}
+
+// operatorToken finds the operator token: --token, $OPENCLAW_GATEWAY_TOKEN,
+// the profile's token in the server's configuration ($PAIRGATE_CONFIG),
+// or the token file the server generated in the local state directory.
+func (f clientFlags) operatorToken(env Env, name string) (token, source string, err error) {
+	if *f.token != "" {
+		return *f.token, "--token", nil
+	}
+	if t := env.Getenv("OPENCLAW_GATEWAY_TOKEN"); t != "" {
+		return t, "$OPENCLAW_GATEWAY_TOKEN", nil
+	}
+	p := f.profile(env)
+	if path := env.Getenv("PAIRGATE_CONFIG"); path != "" {
+		cfg, err := config.Load(path, env.Getenv)
+		if err != nil {
+			return "", "", err
+		}
+		for _, c := range cfg.Profiles {
+			if (name != "" && c.Name == name) || (name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir)) {
+				p = c
+				break
+			}
+		}
+	}
+	switch {
+	case p.Token != "":
+		return p.Token, p.OperatorTokenSource() + " ($PAIRGATE_CONFIG)", nil
+	case p.TokenFile != "":
+		t, err := config.ReadTokenFile(p.TokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("no operator token: the tokenFile of profile %q: %v", p.Name, err)
+		}
+		return t, p.TokenFile, nil
+	}
+	t, err := config.ReadTokenFile(p.OperatorTokenPath())
+	if err != nil {
+		why := err.Error()
+		if errors.Is(err, fs.ErrNotExist) {
+			why = p.OperatorTokenPath() + " does not exist on this machine"
+		}
+		return "", "", fmt.Errorf("no operator token: %s; pass --token, set $OPENCLAW_GATEWAY_TOKEN, or set $PAIRGATE_CONFIG to the server's configuration (for profiles with token: or tokenFile:); a server with no token configured writes that file into its own state directory when it first starts", why)
+	}
+	return t, p.OperatorTokenPath(), nil
 }
 
 // servedProfile is one entry of GET /api/v1/profiles.
@@ -71,30 +139,72 @@ type servedProfile struct {
 	Connected int    `json:"connected"`
 }
 
-// connect resolves server, token and profile: the served profile is the
-// one whose state directory is the one the flags and environment choose.
+// connect resolves server, token and profile. A profile named on the
+// command line is the server's profile of that name; otherwise it is the
+// served profile whose state directory the flags and environment choose,
+// or, when none was chosen and the token opens a single profile, that one.
 func (f clientFlags) connect(ctx context.Context, env Env) (*client, error) {
-	c, err := f.newClient(env)
+	c, name, err := f.newClient(env)
 	if err != nil {
 		return nil, err
 	}
-	p := f.profile(env)
 	var list struct {
 		Profiles []servedProfile `json:"profiles"`
 	}
 	if err := c.do(ctx, http.MethodGet, "/api/v1/profiles", nil, &list); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
+			return nil, c.refusedToken(ctx, f.profile(env).StateDir)
+		}
 		return nil, err
 	}
-	var served []string
+	served := make([]string, len(list.Profiles))
+	for i, sp := range list.Profiles {
+		served[i] = fmt.Sprintf("%s (%s)", sp.Name, sp.StateDir)
+	}
+	if name != "" {
+		for _, sp := range list.Profiles {
+			if sp.Name == name {
+				c.profile = sp.Name
+				return c, nil
+			}
+		}
+		return nil, fmt.Errorf("the server at %s serves no profile named %q that this token opens; it opens: %s", c.base, name, strings.Join(served, ", "))
+	}
+	p := f.profile(env)
 	for _, sp := range list.Profiles {
 		if filepath.Clean(sp.StateDir) == filepath.Clean(p.StateDir) {
 			c.profile = sp.Name
 			return c, nil
 		}
-		served = append(served, fmt.Sprintf("%s (%s)", sp.Name, sp.StateDir))
 	}
-	return nil, fmt.Errorf("the server at %s serves no profile with state directory %s; with this token it serves: %s (choose with --state-dir, --profile or $OPENCLAW_STATE_DIR)",
+	chosen := *f.stateDir != "" || env.Getenv("OPENCLAW_STATE_DIR") != ""
+	if !chosen && len(list.Profiles) == 1 {
+		c.profile = list.Profiles[0].Name
+		return c, nil
+	}
+	return nil, fmt.Errorf("the server at %s serves no profile with state directory %s; this token opens: %s (name one with --profile NAME)",
 		c.base, p.StateDir, strings.Join(served, ", "))
+}
+
+// refusedToken explains a refused operator token: where it was read from,
+// and which profiles the server has (GET /readyz names them without a
+// token), since a token file of a state directory the server does not
+// serve is the usual cause.
+func (c *client) refusedToken(ctx context.Context, stateDir string) error {
+	msg := fmt.Sprintf("the server at %s refused the operator token read from %s", c.base, c.tokenSource)
+	var ready struct {
+		Profiles map[string]string `json:"profiles"`
+	}
+	if c.do(ctx, http.MethodGet, "/readyz", nil, &ready) != nil || len(ready.Profiles) == 0 {
+		return errors.New(msg)
+	}
+	names := slices.Sorted(maps.Keys(ready.Profiles))
+	if strings.HasPrefix(c.tokenSource, stateDir+string(filepath.Separator)) {
+		return fmt.Errorf("%s: it serves no profile at %s, or not with that token; it serves the profiles %s: name one with --profile NAME and give its token (--token, or $PAIRGATE_CONFIG)",
+			msg, stateDir, strings.Join(names, ", "))
+	}
+	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them", msg, strings.Join(names, ", "))
 }
 
 // apiError is an error answer of the server.
@@ -138,11 +248,8 @@ func (c *client) do(ctx context.Context, method, path string, body, into any) er
 		if msg == "" {
 			msg = resp.Status
 		}
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			msg = fmt.Sprintf("the server refused the operator token read from %s", c.tokenSource)
-		case http.StatusTooManyRequests:
-			msg += " (too many wrong tokens from this address)"
+		if resp.StatusCode == http.StatusUnauthorized {
+			msg = fmt.Sprintf("the server at %s refused the operator token read from %s", c.base, c.tokenSource)
 		}
 		return &apiError{status: resp.StatusCode, message: msg}
 	}

@@ -11,10 +11,15 @@ import (
 
 func runHealth(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "health", "[--url URL]")
-	url := fs.String("url", serverURL(env, ""), "server `URL` (default $PAIRGATE_URL, else http://127.0.0.1:18789)")
+	urlFlag := fs.String("url", "", "server `URL` (default $PAIRGATE_URL, else http://127.0.0.1:18789)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	base, _, err := serverBase(serverURL(env, *urlFlag))
+	if err != nil {
+		return err
+	}
+	url := &base
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(*url, "/")+"/readyz", nil)

@@ -23,7 +23,7 @@ type profileFlags struct {
 func addProfileFlags(fs *flag.FlagSet) profileFlags {
 	return profileFlags{
 		stateDir: fs.String("state-dir", "", "the profile's state `directory` (wins over --profile and $OPENCLAW_STATE_DIR)"),
-		name:     fs.String("profile", "", "profile `name`: state directory ~/.openclaw-NAME"),
+		name:     fs.String("profile", "", "profile `name`: the server's profile of that name (in $PAIRGATE_CONFIG), else state directory ~/.openclaw-NAME"),
 	}
 }
 
@@ -41,7 +41,7 @@ func (f profileFlags) resolve(env Env) (config.Profile, error) {
 		return p, err
 	}
 	for _, c := range cfg.Profiles {
-		if filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir) {
+		if (*f.name != "" && c.Name == *f.name) || (*f.name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir)) {
 			return c, nil
 		}
 	}
@@ -95,11 +95,16 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	return printMigrations(ctx, env, p)
 }
 
-func printMigrations(ctx context.Context, env Env, p config.Profile) error {
+func printMigrations(ctx context.Context, env Env, p config.Profile) (err error) {
 	migs, err := db.Migrations(ctx, p.DatabasePath())
-	if err != nil {
+	if err != nil && !errors.Is(err, db.ErrSchemaTooNew) {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintln(env.Stdout, "  …and newer ones this pairgate does not know")
+		}
+	}()
 	fmt.Fprintf(env.Stdout, "Database: %s\n", p.DatabasePath())
 	for _, m := range migs {
 		state := "pending"
@@ -108,5 +113,5 @@ func printMigrations(ctx context.Context, env Env, p config.Profile) error {
 		}
 		fmt.Fprintf(env.Stdout, "  %05d  %-28s %s\n", m.Version, m.File, state)
 	}
-	return nil
+	return err
 }

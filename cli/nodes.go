@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -114,26 +113,21 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{msg: err.Error()}
-	}
-	return nil
-}
-
 func nodesUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: pairgate nodes <command> [flags]\n\nManage node pairing of a profile on a running server.\n\nCommands:")
 	for _, c := range nodesCommands {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, `
-Every command takes --json (pure JSON on stdout), --url (default $PAIRGATE_URL,
-else http://127.0.0.1:18789), --token (default $OPENCLAW_GATEWAY_TOKEN, else
-<stateDir>/nodes/operator.token), and --state-dir DIR or --profile NAME (default
-$OPENCLAW_STATE_DIR, else ~/.openclaw) to choose the profile.
+Every nodes command takes --json (pure JSON on stdout) and:
+  --url URL       the server (default $PAIRGATE_URL, else http://127.0.0.1:18789;
+                  ws:// and wss:// work too, and ws://HOST/ws/NAME names profile NAME)
+  --profile NAME  the server's profile of that name
+  --state-dir DIR the served profile with that state directory (default
+                  $OPENCLAW_STATE_DIR, else ~/.openclaw; when the token opens a
+                  single profile and no directory was chosen, that profile)
+  --token TOKEN   default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in
+                  $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token
 
 Examples:
   pairgate nodes pending
@@ -173,9 +167,9 @@ func printPending(w io.Writer, o nodesOptions, pending []db.PendingRequest) {
 		if r.IsRepair {
 			repair = "yes"
 		}
-		rows[i] = []string{r.RequestID, name, r.RemoteIP, ago(o.now, r.TS), repair}
+		rows[i] = []string{r.RequestID, name, r.Platform, r.RemoteIP, ago(o.now, r.TS), repair}
 	}
-	table(w, o.width, []string{"Request", "Node", "IP", "Requested", "Repair"}, rows)
+	table(w, o.width, []string{"Request", "Node", "Platform", "IP", "Requested", "Repair"}, rows)
 }
 
 func runList(ctx context.Context, c *client, env Env, o nodesOptions) error {
@@ -367,6 +361,9 @@ func resolveNode(nodes []nodeEntry, query string) (nodeEntry, error) {
 		}
 		return nodeEntry{}, fmt.Errorf("ambiguous node: %s matches %s; give the full id", q, describeAll(found))
 	}
+	if len(q) < 6 && slices.ContainsFunc(nodes, func(n nodeEntry) bool { return strings.HasPrefix(n.NodeID, q) }) {
+		return nodeEntry{}, fmt.Errorf("unknown node: %s (an id prefix needs 6 or more characters; known: %s)", q, describeAll(nodes))
+	}
 	return nodeEntry{}, fmt.Errorf("unknown node: %s (known: %s)", q, describeAll(nodes))
 }
 
@@ -402,7 +399,7 @@ func runProfiles(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.newClient(env)
+	c, _, err := cf.newClient(env)
 	if err != nil {
 		return failed("profiles", err)
 	}

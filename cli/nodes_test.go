@@ -158,28 +158,60 @@ func TestNodesCommands(t *testing.T) {
 	step("26-unknown-command", 2, home, "nodes", "frobnicate")
 }
 
-func TestNodesErrorsThatHelp(t *testing.T) {
-	url, home, _ := twoProfiles(t)
-	// Server not running.
-	down := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": "http://127.0.0.1:1", "OPENCLAW_GATEWAY_TOKEN": "x"})
-	if code, _, errs := cliRun(down, "nodes", "pending"); code != 1 || !strings.Contains(errs, "no pairgate answers at http://127.0.0.1:1; start one with `pairgate serve`") {
-		t.Fatalf("server down: %d %s", code, errs)
+// TestCLIAgainstAnyServer points the CLI at a server whose state
+// directories are not the local ones (a container, another host): the
+// profile is named with --profile, taken from a /ws/NAME URL, or is the
+// only one the token opens; the token comes from $PAIRGATE_CONFIG; and
+// every refusal names its real cause.
+func TestCLIAgainstAnyServer(t *testing.T) {
+	dir := t.TempDir()
+	const workToken = "work-operator-token-0123456789abcdef"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, workToken)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	host := strings.TrimPrefix(srv.url, "http://")
+	resp, err := post(srv.url+"/api/v1/profiles/work/requests", workToken, `{"nodeId":"work-laptop","platform":"linux"}`)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("request: %v %v", err, resp)
 	}
-	// Wrong token: where it was read from.
-	if code, _, errs := cliRun(home, "nodes", "pending", "--token", "wrong"); code != 1 || !strings.Contains(errs, "refused the operator token read from --token") {
-		t.Fatalf("wrong token: %d %s", code, errs)
-	}
-	// A state directory the server does not serve: the ones it does.
-	tokenFile := filepath.Join(home("OPENCLAW_STATE_DIR"), "nodes", "operator.token")
-	token, _ := os.ReadFile(tokenFile)
-	other := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": url, "OPENCLAW_GATEWAY_TOKEN": strings.TrimSpace(string(token))})
-	if code, _, errs := cliRun(other, "nodes", "pending"); code != 1 || !strings.Contains(errs, "serves no profile with state directory") || !strings.Contains(errs, "default (") {
-		t.Fatalf("unknown profile: %d %s", code, errs)
-	}
-	// No token anywhere.
-	none := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": t.TempDir(), "PAIRGATE_URL": url})
-	if code, _, errs := cliRun(none, "nodes", "pending"); code != 1 || !strings.Contains(errs, "no operator token: pass --token, set $OPENCLAW_GATEWAY_TOKEN") {
-		t.Fatalf("no token: %d %s", code, errs)
+	resp.Body.Close()
+
+	// The CLI's machine: its own HOME, where nothing is served.
+	local := func(vars map[string]string) func(string) string { return testEnv(t, vars) }
+	elsewhere := filepath.Join(dir, "elsewhere")
+	os.MkdirAll(filepath.Join(elsewhere, "nodes"), 0o700)
+	os.WriteFile(filepath.Join(elsewhere, "nodes", "operator.token"), []byte("a-token-no-profile-has-0123456789abc\n"), 0o600)
+	for _, c := range []struct {
+		name string
+		code int
+		env  func(string) string
+		args []string
+	}{
+		{"any-01-profile-by-name", 0, local(nil), []string{"nodes", "pending", "--profile", "work", "--url", srv.url, "--token", workToken}},
+		{"any-02-token-from-config-ws-url", 0, local(map[string]string{"PAIRGATE_CONFIG": cfg}), []string{"nodes", "pending", "--profile", "work", "--url", "ws://" + host}},
+		{"any-03-profile-from-ws-path", 0, local(map[string]string{"PAIRGATE_CONFIG": cfg}), []string{"nodes", "pending", "--url", "ws://" + host + "/ws/work"}},
+		{"any-04-the-only-profile-of-the-token", 0, local(map[string]string{"PAIRGATE_URL": srv.url, "OPENCLAW_GATEWAY_TOKEN": workToken}), []string{"nodes", "pending"}},
+		{"any-05-unknown-profile-name", 1, local(map[string]string{"PAIRGATE_URL": srv.url}), []string{"nodes", "pending", "--profile", "nope", "--token", workToken}},
+		{"any-06-state-dir-not-served", 1, local(map[string]string{"PAIRGATE_URL": srv.url, "OPENCLAW_STATE_DIR": elsewhere}), []string{"nodes", "pending"}},
+		{"any-07-state-dir-not-served-good-token", 1, local(map[string]string{"PAIRGATE_URL": srv.url, "OPENCLAW_STATE_DIR": elsewhere}), []string{"nodes", "pending", "--token", workToken}},
+		{"any-08-wrong-token", 1, local(map[string]string{"PAIRGATE_URL": srv.url}), []string{"nodes", "pending", "--profile", "work", "--token", "wrong"}},
+		{"any-09-no-token-anywhere", 1, local(map[string]string{"PAIRGATE_URL": srv.url, "OPENCLAW_STATE_DIR": filepath.Join(dir, "empty")}), []string{"nodes", "pending"}},
+		{"any-10-server-down", 1, local(map[string]string{"OPENCLAW_GATEWAY_TOKEN": "x"}), []string{"nodes", "pending", "--url", "http://127.0.0.1:1"}},
+		{"any-11-bad-url", 2, local(map[string]string{"OPENCLAW_GATEWAY_TOKEN": "x"}), []string{"nodes", "pending", "--url", "ftp://127.0.0.1:1"}},
+		{"any-12-unknown-flag", 2, local(nil), []string{"nodes", "pending", "--bogus"}},
+		{"any-13-help", 0, local(nil), []string{"nodes", "pending", "--help"}},
+		{"any-14-health-help", 0, local(nil), []string{"health", "--help"}},
+		{"any-15-health-ws-url", 0, local(nil), []string{"health", "--url", "ws://" + host}},
+	} {
+		code, out, errs := cliRun(c.env, c.args...)
+		if code != c.code {
+			t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", c.name, code, c.code, out, errs)
+		}
+		got := strings.ReplaceAll(normalize(out+errs), host, "<host>")
+		if strings.Contains(got, dir) {
+			got = looseRE.ReplaceAllString(strings.ReplaceAll(got, dir, "<dir>"), " ")
+		}
+		golden(t, c.name, got)
 	}
 }
 
@@ -197,7 +229,8 @@ func TestResolveNode(t *testing.T) {
 		{"88a48ac", "88a48acd09bad554", ""},
 		{"minimax", "", "unknown node: minimax"},
 		{"88a48a", "", "ambiguous node: 88a48a matches Kitchen iPad (ws) (88a48acd09bad554), Hall (88a48aff00000000)"},
-		{"88a48", "", "unknown node: 88a48"}, // prefixes need 6 characters
+		{"88a48", "", "unknown node: 88a48 (an id prefix needs 6 or more characters;"},
+		{"zz", "", "unknown node: zz (known:"},
 	} {
 		n, err := resolveNode(nodes, tc.q)
 		if tc.err != "" {

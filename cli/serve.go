@@ -3,7 +3,11 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"syscall"
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/server"
@@ -16,6 +20,16 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *listen != "" {
+		if _, _, err := net.SplitHostPort(*listen); err != nil {
+			return &usageError{msg: fmt.Sprintf("serve: --listen %q is not a host:port address; write e.g. --listen 127.0.0.1:18789", *listen)}
+		}
+	}
+	if *configPath != "" {
+		if _, err := os.Stat(*configPath); err != nil {
+			return &config.Error{File: *configPath, Problem: "cannot be read (" + errors.Unwrap(err).Error() + ")", Fix: "give the path of an existing configuration file with --config or $PAIRGATE_CONFIG, or neither for the default profile"}
+		}
+	}
 	cfg, err := config.Load(*configPath, env.Getenv)
 	if err != nil {
 		return err
@@ -25,6 +39,10 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+	}
+	// A taken address fails now, before any state directory is touched.
+	if err := addressesFree(cfg); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 
@@ -45,8 +63,39 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		log.Info("profile ready", "profile", pc.Name, "stateDir", pc.StateDir, "operatorToken", pc.OperatorTokenSource())
 	}
 	err = server.New(cfg, profiles, log, server.Options{Version: version()}).Run(ctx)
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		return nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w; stop the other server, or choose another address with --listen or $PAIRGATE_LISTEN", err)
 	}
 	return err
+}
+
+// addressesFree checks that every listen address can be bound, so that a
+// port in use is reported before the profiles' state directories are
+// opened. (The real bind follows; this check only moves the usual failure
+// earlier and explains it.)
+func addressesFree(cfg config.Config) error {
+	addrs := []string{cfg.Listen}
+	for _, p := range cfg.Profiles {
+		if p.Listen != "" {
+			addrs = append(addrs, p.Listen)
+		}
+	}
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return listenFailed(addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func listenFailed(addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("cannot listen on %s: the address is in use (another pairgate, or another program); stop it, or choose another address with --listen or $PAIRGATE_LISTEN", addr)
+	}
+	return fmt.Errorf("cannot listen on %s: %v; choose another address with --listen or $PAIRGATE_LISTEN", addr, err)
 }

@@ -5,8 +5,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -268,6 +271,13 @@ func TestServeRefusesNewerSchema(t *testing.T) {
 	if code != 78 || !strings.Contains(stderr.String(), "schema version 424242") {
 		t.Fatalf("serve on a newer schema = %d: %s", code, stderr.String())
 	}
+	// migrate --status lists what it knows and exits 78 too.
+	var out bytes.Buffer
+	stderr.Reset()
+	code = Run(context.Background(), []string{"migrate", "--status"}, getenv, nil, &out, &stderr)
+	if code != 78 || !strings.Contains(out.String(), "newer ones this pairgate does not know") || !strings.Contains(stderr.String(), "schema version 424242") {
+		t.Fatalf("migrate --status on a newer schema = %d:\n%s%s", code, out.String(), stderr.String())
+	}
 }
 
 func TestMigrateStatusAndHelp(t *testing.T) {
@@ -304,5 +314,37 @@ func TestMigrateProfileFlagUsesOpenClawConvention(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(getenv("HOME"), ".openclaw-work", "nodes", "pairing.sqlite")); err != nil {
 		t.Fatalf("--profile work must use ~/.openclaw-work: %v", err)
+	}
+}
+
+// TestServeStartErrors: each way serve can fail before serving names its
+// cause and fix, exits with the documented code, and a taken port leaves
+// the state directory untouched.
+func TestServeStartErrors(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	for _, c := range []struct {
+		name string
+		code int
+		args []string
+	}{
+		{"serve-01-listen-not-an-address", 2, []string{"serve", "--listen", "foo"}},
+		{"serve-02-config-missing", 78, []string{"serve", "--config", filepath.Join(stateDir, "nope.yaml")}},
+		{"serve-03-port-in-use", 1, []string{"serve", "--listen", taken.Addr().String()}},
+	} {
+		code, out, errs := cliRun(getenv, c.args...)
+		if code != c.code {
+			t.Fatalf("%s: exit %d, want %d\n%s%s", c.name, code, c.code, out, errs)
+		}
+		got := strings.ReplaceAll(strings.ReplaceAll(out+errs, stateDir, "<stateDir>"), taken.Addr().String(), "<addr>")
+		golden(t, c.name, got)
+	}
+	if _, err := os.Stat(stateDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a serve that could not start touched its state directory: %v", err)
 	}
 }

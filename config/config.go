@@ -249,8 +249,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	where := e.Key
-	if e.File != "" {
+	if e.File != "" && e.Key != "" {
 		where = e.File + ": " + e.Key
+	} else if e.File != "" {
+		where = e.File
 	}
 	return fmt.Sprintf("config %s: %s; %s", where, e.Problem, e.Fix)
 }

@@ -52,7 +52,8 @@ type Migration struct {
 }
 
 // Migrations reports every migration this binary knows and whether the
-// database at path has it. It reads only the goose version table.
+// database at path has it. It reads only the goose version table; a
+// database newer than this binary is reported with ErrSchemaTooNew.
 func Migrations(ctx context.Context, path string) ([]Migration, error) {
 	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
@@ -75,6 +76,15 @@ func Migrations(ctx context.Context, path string) ([]Migration, error) {
 			Applied:   st.State == goose.StateApplied,
 			AppliedAt: st.AppliedAt,
 		})
+	}
+	// A database from a newer pairgate has versions this binary does not
+	// list: say so rather than report it as up to date.
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return out, fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	if current > target {
+		return out, fmt.Errorf("%w: %s is at schema version %d, this pairgate knows versions up to %d; run the newer pairgate that wrote it, or restore a backup", ErrSchemaTooNew, path, current, target)
 	}
 	return out, nil
 }
