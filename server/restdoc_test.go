@@ -15,19 +15,32 @@ import (
 )
 
 // TestRESTDocExamples runs every curl example of docs/rest.md, in order,
-// against a live server and checks the status each one documents.
+// against a live server and checks the status each one documents. The
+// doc sets its own variables: PAIRGATE and TOKEN in its first block (given
+// here the test server's), the rest by NAME=$(curl … | jq -r .path).
 func TestRESTDocExamples(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "docs", "rest.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples := curlExamples(string(raw))
+	doc := string(raw)
+	for _, set := range []string{"PAIRGATE=http://127.0.0.1:18789\n", "TOKEN=$(cat ~/.openclaw/nodes/operator.token)\n"} {
+		if !strings.Contains(doc, set) {
+			t.Fatalf("docs/rest.md no longer starts its session with %q", set)
+		}
+	}
+	examples := curlExamples(doc)
 	if len(examples) < 17 {
 		t.Fatalf("found %d curl examples in docs/rest.md", len(examples))
 	}
 	ts := startServer(t)
 	vars := map[string]string{"PAIRGATE": ts.url, "TOKEN": testToken}
 	for _, ex := range examples {
+		for _, name := range usedVars(ex.command) {
+			if _, ok := vars[name]; !ok {
+				t.Fatalf("%s\n  uses $%s, which no example before it sets", ex.command, name)
+			}
+		}
 		args := shellWords(ex.command, vars)
 		req, timeout := curlRequest(t, args)
 		client := &http.Client{Timeout: timeout}
@@ -40,18 +53,12 @@ func TestRESTDocExamples(t *testing.T) {
 		if resp.StatusCode != ex.status {
 			t.Fatalf("%s\n  = %d %s, documented %d", ex.command, resp.StatusCode, body, ex.status)
 		}
-		// Later examples use what earlier ones returned.
-		var out struct {
-			Request struct{ RequestID string } `json:"request"`
-			Node    struct{ Token string }     `json:"node"`
-		}
-		if json.Unmarshal(body, &out) == nil {
-			if out.Request.RequestID != "" {
-				vars["REQUEST_ID"] = out.Request.RequestID
+		if ex.setVar != "" {
+			v := jqPath(body, ex.jqPath)
+			if v == "" {
+				t.Fatalf("%s\n  answered %s: jq -r %s finds nothing", ex.command, body, ex.jqPath)
 			}
-			if out.Node.Token != "" {
-				vars["NODE_TOKEN"] = out.Node.Token
-			}
+			vars[ex.setVar] = v
 		}
 		if strings.Contains(ex.command, "/events") && !strings.Contains(string(body), "id: 1\nevent: node.pair.requested\n") {
 			t.Fatalf("event stream example got %q", body)
@@ -59,10 +66,46 @@ func TestRESTDocExamples(t *testing.T) {
 	}
 }
 
+var varRE = regexp.MustCompile(`\$([A-Z_]+)`)
+
+// usedVars are the $NAMEs a command expands (outside single quotes too:
+// the docs close the quote around a variable, '…'$NODE_TOKEN'…').
+func usedVars(cmd string) []string {
+	var out []string
+	for _, m := range varRE.FindAllStringSubmatch(cmd, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// jqPath is `jq -r .a.b` for the paths the docs use: object keys only.
+func jqPath(body []byte, path string) string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	for _, key := range strings.Split(strings.TrimPrefix(path, "."), ".") {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		v = obj[key]
+	}
+	s, _ := v.(string)
+	return s
+}
+
 type curlExample struct {
 	command string
 	status  int
+	// setVar and jqPath: NAME=$(curl … | jq -r PATH) keeps PATH of the
+	// answer as $NAME.
+	setVar, jqPath string
 }
+
+var assignStartRE = regexp.MustCompile(`^[A-Z_]+=\$\(curl `)
+
+var assignRE = regexp.MustCompile(`^([A-Z_]+)=\$\((curl .*) \| jq -r (\.[A-Za-z.]+)\)$`)
 
 var statusLine = regexp.MustCompile(`^# → (\d{3})`)
 
@@ -72,7 +115,7 @@ func curlExamples(doc string) []curlExample {
 	var out []curlExample
 	lines := strings.Split(doc, "\n")
 	for i := 0; i < len(lines); i++ {
-		if !strings.HasPrefix(lines[i], "curl ") {
+		if !strings.HasPrefix(lines[i], "curl ") && !assignStartRE.MatchString(lines[i]) {
 			continue
 		}
 		cmd := lines[i]
@@ -83,7 +126,13 @@ func curlExamples(doc string) []curlExample {
 		if i+1 < len(lines) {
 			if m := statusLine.FindStringSubmatch(lines[i+1]); m != nil {
 				status, _ := strconv.Atoi(m[1])
-				out = append(out, curlExample{command: cmd, status: status})
+				ex := curlExample{command: cmd, status: status}
+				if m := assignRE.FindStringSubmatch(cmd); m != nil {
+					ex.setVar, ex.command, ex.jqPath = m[1], m[2], m[3]
+				} else if !strings.HasPrefix(cmd, "curl ") {
+					panic("docs/rest.md: a command this test does not understand: " + cmd)
+				}
+				out = append(out, ex)
 			}
 		}
 	}
