@@ -109,45 +109,16 @@ func classify(err error, what string) error {
 
 var errClosed = errors.New("store closed")
 
-// writeTx runs fn in one IMMEDIATE transaction on the writer connection and
-// commits it. busy_timeout already waits for other processes; should SQLite
-// still answer BUSY (a checkpoint, a very long writer elsewhere) the whole
-// transaction is retried a few times, so no "database is locked" reaches a
-// caller while the server and the CLI write at once. fn must be safe to
-// run again: it sees a fresh transaction each time.
+// writeTx runs fn in an IMMEDIATE transaction on the writer connection,
+// shared with the writes that arrive beside it (commit.go), and returns
+// once that transaction committed. busy_timeout already waits for other
+// processes; should SQLite still answer BUSY (a checkpoint, a very long
+// writer elsewhere) the whole transaction is retried a few times, so no
+// "database is locked" reaches a caller while the server and the CLI
+// write at once. fn must be safe to run again: it sees a fresh
+// transaction each time.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	const attempts = 5
-	var err error
-	for attempt := 1; attempt <= attempts; attempt++ {
-		err = s.tryWriteTx(ctx, fn)
-		if !isBusy(err) || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
-		}
-	}
-	return classify(err, what)
-}
-
-func (s *Store) tryWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	select {
-	case s.committed <- struct{}{}:
-	default:
-	}
-	return nil
+	return classify(s.commit.do(ctx, fn), what)
 }
 
 // readTx runs fn in one read transaction on the read pool: a consistent

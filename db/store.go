@@ -51,12 +51,13 @@ func OptionsFor(p config.Profile) Options {
 
 // Store is one profile's pairing store.
 type Store struct {
-	write *sql.DB // one connection; transactions begin IMMEDIATE
-	read  *sql.DB // query_only pool
-	w, r  *prepared
-	seal  *sealer
-	now   func() time.Time
-	log   *slog.Logger
+	write  *sql.DB    // one connection; transactions begin IMMEDIATE
+	read   *sql.DB    // query_only pool
+	commit *committer // owns write: every write transaction goes through it
+	w, r   *prepared
+	seal   *sealer
+	now    func() time.Time
+	log    *slog.Logger
 	// committed gets a signal (coalesced) after every committed write, so
 	// the event fan-out reads the outbox at once instead of at its next poll.
 	committed chan struct{}
@@ -97,6 +98,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.commit = newCommitter(s.write, func() {
+		select {
+		case s.committed <- struct{}{}:
+		default:
+		}
+	})
 	if s.w, err = newPrepared(ctx, s.write, writeStatements); err == nil {
 		s.r, err = newPrepared(ctx, s.read, readStatements)
 	}
@@ -138,8 +145,12 @@ func (s *Store) warnIfKeyReplaced(ctx context.Context, keyPath string) {
 		"key", keyPath, "pairedNodes", n)
 }
 
-// Close closes both connection pools. It is safe to call more than once.
+// Close stops the committer (after the transaction in progress) and
+// closes both connection pools. It is safe to call more than once.
 func (s *Store) Close() error {
+	if s.commit != nil {
+		s.commit.close()
+	}
 	var errs []error
 	for _, p := range []*prepared{s.w, s.r} {
 		if p != nil {

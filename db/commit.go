@@ -1,0 +1,228 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Group commit. Every write of this process goes through one committer
+// goroutine that owns the writer connection. Writes that arrive while a
+// transaction is open join it, each inside its own SAVEPOINT (so one
+// write's error rolls back only that write); one COMMIT, one fsync,
+// acknowledges them all, and no caller is answered before the COMMIT that
+// holds its write has returned. A lone write waits for nobody: the
+// committer takes what is queued and never waits for more.
+const (
+	// maxBatch bounds the writes of one transaction.
+	maxBatch = 64
+	// maxHold bounds how long one transaction keeps taking new writes, so
+	// other processes (import, migrate) and the WAL checkpoint get their
+	// turn on the database's write lock.
+	maxHold = 20 * time.Millisecond
+	// writeAttempts is how often a transaction that met SQLITE_BUSY (a
+	// checkpoint, a long writer in another process) is tried again.
+	writeAttempts = 5
+)
+
+// write is one caller's write, waiting for its transaction.
+type write struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error // buffered: the committer never blocks on a caller
+}
+
+// committer batches writes into shared transactions.
+type committer struct {
+	db *sql.DB
+	// onCommit is called after each committed transaction.
+	onCommit func()
+
+	mu      sync.Mutex
+	queue   []*write // waiting for a transaction
+	closed  bool
+	wake    chan struct{} // capacity 1: something was queued
+	stop    chan struct{}
+	stopped sync.WaitGroup
+
+	// batches and writes count committed transactions and the writes in
+	// them.
+	batches, writes atomic.Int64
+}
+
+func newCommitter(db *sql.DB, onCommit func()) *committer {
+	c := &committer{db: db, onCommit: onCommit, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.stopped.Add(1)
+	go c.run()
+	return c
+}
+
+// close refuses new writes, lets the committer finish the ones already
+// queued, and stops it.
+func (c *committer) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.stopped.Wait()
+		return
+	}
+	c.closed = true
+	close(c.stop)
+	c.mu.Unlock()
+	c.stopped.Wait()
+	c.mu.Lock()
+	for _, w := range c.queue {
+		w.done <- errClosed
+	}
+	c.queue = nil
+	c.mu.Unlock()
+}
+
+// do runs fn in a transaction shared with other writes and returns once
+// that transaction committed (or fn's own error once its savepoint was
+// rolled back). A caller whose context ends before its write ran gets the
+// context's error and its write never runs; once it ran, the caller waits
+// for the commit, so its answer is always the truth.
+func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errClosed
+	}
+	c.queue = append(c.queue, w)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return <-w.done
+}
+
+// queued is how many writes wait for a transaction.
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// take removes up to n queued writes.
+func (c *committer) take(n int) []*write {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n = min(n, len(c.queue))
+	taken := append([]*write(nil), c.queue[:n]...)
+	c.queue = c.queue[n:]
+	return taken
+}
+
+func (c *committer) run() {
+	defer c.stopped.Done()
+	for {
+		select {
+		case <-c.wake:
+			for {
+				batch := c.take(1)
+				if len(batch) == 0 {
+					break
+				}
+				c.commit(batch[0])
+			}
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// commit runs first and whatever else arrives while the transaction is
+// open (up to maxBatch, for up to maxHold), commits once, and answers
+// every write of the batch.
+func (c *committer) commit(first *write) {
+	batch := []*write{first}
+	var results []error
+	var err error
+	for attempt := 1; attempt <= writeAttempts; attempt++ {
+		batch, results, err = c.tryBatch(batch, attempt == 1)
+		if !isBusy(err) {
+			break
+		}
+		select {
+		case <-c.stop:
+		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+		}
+	}
+	if err == nil {
+		c.batches.Add(1)
+		c.writes.Add(int64(len(batch)))
+		c.onCommit()
+	}
+	for i, w := range batch {
+		if err != nil {
+			w.done <- err
+		} else {
+			w.done <- results[i]
+		}
+	}
+}
+
+// tryBatch runs one transaction: the writes of batch and, when grow is
+// set (a first attempt), new ones as they arrive. It returns the batch it
+// ran, each write's own result, and the transaction's error (BUSY means:
+// run the whole batch again).
+func (c *committer) tryBatch(batch []*write, grow bool) ([]*write, []error, error) {
+	// The transaction must not end with one caller's context: a
+	// cancelled caller's statement fails inside its savepoint instead.
+	tx, err := c.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return batch, nil, err
+	}
+	start := time.Now()
+	results := make([]error, 0, len(batch))
+	for i := 0; i < len(batch); i++ {
+		res, err := runSavepoint(tx, batch[i])
+		if err != nil {
+			tx.Rollback()
+			return batch, nil, err
+		}
+		results = append(results, res)
+		if grow && i == len(batch)-1 && len(batch) < maxBatch && time.Since(start) < maxHold {
+			batch = append(batch, c.take(maxBatch-len(batch))...)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return batch, nil, err
+	}
+	return batch, results, nil
+}
+
+// runSavepoint runs one write inside its own savepoint. The write's own
+// failure rolls back to the savepoint and is that write's result; a
+// failure of the savepoint statements themselves, or SQLITE_BUSY from
+// the write, fails the transaction.
+func runSavepoint(tx *sql.Tx, w *write) (result, txErr error) {
+	if err := w.ctx.Err(); err != nil {
+		return err, nil // its caller gave up before it ran: skip it
+	}
+	if _, err := tx.Exec(`SAVEPOINT write`); err != nil {
+		return nil, err
+	}
+	if err := w.fn(tx); err != nil {
+		if isBusy(err) {
+			return nil, err
+		}
+		if _, rbErr := tx.Exec(`ROLLBACK TO write`); rbErr != nil {
+			return nil, errors.Join(err, rbErr)
+		}
+		if _, relErr := tx.Exec(`RELEASE write`); relErr != nil {
+			return nil, relErr
+		}
+		return err, nil
+	}
+	if _, err := tx.Exec(`RELEASE write`); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}

@@ -1,0 +1,162 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// holdWriter starts a write that keeps its transaction open until release
+// is closed, and returns once it is running.
+func holdWriter(t *testing.T, s *Store) (release chan struct{}, done chan error) {
+	t.Helper()
+	release, done, running := make(chan struct{}), make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- s.writeTx(ctx, "hold", func(tx *sql.Tx) error {
+			close(running)
+			<-release
+			_, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES ('held', x'00', x'00', 1, 1)`)
+			return err
+		})
+	}()
+	<-running
+	return release, done
+}
+
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.commit.queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", s.commit.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func nodeExists(t *testing.T, s *Store, id string) bool {
+	t.Helper()
+	var n int
+	if err := s.read.QueryRow(`SELECT count(*) FROM nodes WHERE node_id = ?`, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// TestGroupCommitSharesTransactions: writes that queue while a transaction
+// is open commit together in the next one; a failing write rolls back only
+// itself; every caller gets its own answer.
+func TestGroupCommitSharesTransactions(t *testing.T) {
+	s := openStore(t, newClock())
+	release, held := holdWriter(t, s)
+	batches, writes := s.commit.batches.Load(), s.commit.writes.Load()
+
+	const n = 10
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.writeTx(ctx, "test", func(tx *sql.Tx) error {
+				if _, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES (?, x'00', x'00', 1, 1)`, fmt.Sprintf("n%d", i)); err != nil {
+					return err
+				}
+				if i == 3 {
+					return &Error{Code: CodeInvalid, Message: "write 3 fails after its insert"}
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, s, n)
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if i == 3 {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != CodeInvalid {
+				t.Fatalf("write 3 = %v, want its own error", err)
+			}
+			if nodeExists(t, s, "n3") {
+				t.Fatal("the failed write's insert was committed")
+			}
+			continue
+		}
+		if err != nil || !nodeExists(t, s, fmt.Sprintf("n%d", i)) {
+			t.Fatalf("write %d: %v (committed: %v)", i, err, nodeExists(t, s, fmt.Sprintf("n%d", i)))
+		}
+	}
+	// The ten queued behind the held write join its transaction (when it
+	// was held for less than maxHold) or share the next one.
+	if b, w := s.commit.batches.Load()-batches, s.commit.writes.Load()-writes; b > 2 || w != n+1 {
+		t.Fatalf("%d writes in %d transactions, want %d in at most 2", w, b, n+1)
+	}
+}
+
+// TestGroupCommitCancelledBeforeItRuns: a caller that gives up while its
+// write waits gets its context's error, and the write never happens.
+func TestGroupCommitCancelledBeforeItRuns(t *testing.T) {
+	s := openStore(t, newClock())
+	release, held := holdWriter(t, s)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.writeTx(cctx, "test", func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES ('gone', x'00', x'00', 1, 1)`)
+			return err
+		})
+	}()
+	waitQueued(t, s, 1)
+	cancel()
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if err := <-done; !errors.As(err, &e) || e.Code != CodeUnavailable || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled write = %v", err)
+	}
+	if nodeExists(t, s, "gone") {
+		t.Fatal("a write whose caller gave up before it ran was committed")
+	}
+}
+
+// TestGroupCommitClose: writes queued at Close still commit; later ones
+// are refused as closed.
+func TestGroupCommitClose(t *testing.T) {
+	s, err := Open(ctx, testOptions(t.TempDir(), newClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, held := holdWriter(t, s)
+	queued := make(chan error, 1)
+	go func() {
+		queued <- s.writeTx(ctx, "test", func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES ('late', x'00', x'00', 1, 1)`)
+			return err
+		})
+	}()
+	waitQueued(t, s, 1)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-queued; err != nil {
+		t.Fatalf("a write queued before Close = %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if err := s.writeTx(ctx, "test", func(*sql.Tx) error { return nil }); !errors.As(err, &e) || e.Code != CodeUnavailable {
+		t.Fatalf("write after Close = %v", err)
+	}
+}
