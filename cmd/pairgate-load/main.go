@@ -1,10 +1,13 @@
-// Command pairgate-load drives a running pairgate over REST at a fixed rate
-// and prints throughput, latency percentiles and errors. It uses vegeta's
-// library for pacing and measurement (open-loop: requests leave at the
-// rate whether or not earlier ones have answered, so latency is honest).
+// Command pairgate-load drives a running pairgate and prints throughput,
+// latency percentiles and errors. Over REST it sends at a fixed rate with
+// vegeta's library (open-loop: requests leave at the rate whether or not
+// earlier ones have answered, so latency is honest); over the WebSocket
+// protocol (ws.go) N connections call as fast as they are answered.
 //
 //	pairgate-load --mode verify  --rate 2000 --duration 10s --token T
 //	pairgate-load --mode approve --rate 300  --duration 3s  --token T
+//	pairgate-load --mode ws-cycle  --clients 8 --duration 10s --token T
+//	pairgate-load --mode ws-verify --clients 4 --cycle-clients 4 --duration 10s --token T
 package main
 
 import (
@@ -49,7 +52,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.base, "url", "http://127.0.0.1:18789", "server `URL`")
 	fs.StringVar(&o.profile, "profile", "default", "profile `name`")
 	fs.StringVar(&o.token, "token", os.Getenv("OPENCLAW_GATEWAY_TOKEN"), "operator `token` of the profile (default $OPENCLAW_GATEWAY_TOKEN)")
-	fs.StringVar(&o.mode, "mode", "verify", "what to send: verify (POST …/verify) or approve (POST …/requests/{id}/approve)")
+	fs.StringVar(&o.mode, "mode", "verify", "what to send: verify (POST …/verify), approve (POST …/requests/{id}/approve), ws-cycle (request → approve → verify over the WebSocket) or ws-verify (node.pair.verify)")
+	var wo wsOptions
+	fs.IntVar(&wo.clients, "clients", 1, "ws modes: concurrent WebSocket connections")
+	fs.IntVar(&wo.cycleClients, "cycle-clients", 0, "ws-verify: more connections running cycles meanwhile")
+	fs.IntVar(&wo.nodes, "nodes", 100, "ws-verify: paired nodes to verify, round robin")
+	fs.IntVar(&wo.count, "count", 0, "ws modes: stop after this many cycles or verifies (0: run for --duration)")
 	fs.IntVar(&o.rate, "rate", 1000, "requests per second")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long to send")
 	allowRemote := fs.Bool("allow-remote", false, "allow a server that is not on loopback")
@@ -70,6 +78,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return errors.New("--rate and --duration must be positive and send at most 1,000,000 requests")
 	}
 
+	if o.mode == "ws-cycle" || o.mode == "ws-verify" {
+		if wo.nodes < 1 || wo.nodes > 100_000 || wo.count < 0 {
+			return errors.New("--nodes must be 1 to 100,000 and --count not negative")
+		}
+		return runWS(ctx, o, wo, out)
+	}
 	var targeter vegeta.Targeter
 	switch o.mode {
 	case "verify":
@@ -77,7 +91,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "approve":
 		targeter, err = approveTargets(ctx, o)
 	default:
-		return fmt.Errorf("--mode %q: want verify or approve", o.mode)
+		return fmt.Errorf("--mode %q: want verify, approve, ws-cycle or ws-verify", o.mode)
 	}
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ func TestRefusesBadArguments(t *testing.T) {
 	}{
 		{[]string{"--url", "http://192.0.2.1:18789", "--token", "t"}, "not a loopback address"},
 		{[]string{"--url", "http://127.0.0.1:1"}, "--token"},
-		{[]string{"--token", "t", "--mode", "nope"}, `--mode "nope": want verify or approve`},
+		{[]string{"--token", "t", "--mode", "nope"}, `--mode "nope": want verify, approve, ws-cycle or ws-verify`},
 		{[]string{"--token", "t", "--rate", "0"}, "must be positive"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard)
@@ -82,6 +82,25 @@ func TestLoadsARealServer(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "success 100.00%") || !strings.Contains(out.String(), "status   200×10") {
 			t.Fatalf("%s report:\n%s", mode, out.String())
+		}
+	}
+	// The WebSocket modes: a fixed count, every call answered.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--mode", "ws-cycle", "--clients", "2", "--count", "20"}, []string{"cycles   20 ok", "errors 0"}},
+		{[]string{"--mode", "ws-verify", "--clients", "2", "--nodes", "5", "--count", "40", "--cycle-clients", "1"}, []string{"verifies 40 ok", "errors 0\nlatency", "cycles  "}},
+	} {
+		var out bytes.Buffer
+		args := append([]string{"--url", "http://" + addr, "--token", "load-test-token", "--duration", "1m"}, c.args...)
+		if err := run(context.Background(), args, &out); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("%v report lacks %q:\n%s", c.args, want, out.String())
+			}
 		}
 	}
 }
