@@ -355,7 +355,7 @@ func TestWrongTokenLockout(t *testing.T) {
 func TestLimiterMemoryIsBounded(t *testing.T) {
 	l := newLimiter(time.Now)
 	for i := range 3 * limiterEntries {
-		l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		l.fail(limitKey{"default", classNode, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)})
 	}
 	if n := l.size(); n > limiterEntries {
 		t.Fatalf("limiter holds %d entries, bound %d", n, limiterEntries)
