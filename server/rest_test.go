@@ -557,3 +557,41 @@ func TestRESTPendingCapIs503(t *testing.T) {
 		t.Fatalf("over the cap = %d %s", r.status, r.body)
 	}
 }
+
+// Finding 10 of issue #10: API answers are never cached, and weak or
+// shared operator tokens are named at start (without the token).
+func TestNoStoreAndWeakTokenWarnings(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[1].Token = testToken })
+	var created db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"n1"}`, &created)
+	for _, r := range []apiResponse{
+		ts.api(t, "POST", base+"/requests/"+created.Request.RequestID+"/approve", testToken, ""),
+		ts.api(t, "GET", base+"/export", testToken, ""),
+		ts.api(t, "POST", base+"/rpc", testToken, `{"method":"node.list","params":{}}`),
+		ts.api(t, "GET", base+"/pending", "wrong", ""),
+		ts.api(t, "GET", "/api/v1/profiles", testToken, ""),
+	} {
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("%d %s: Cache-Control %q", r.status, r.body, r.header.Get("Cache-Control"))
+		}
+	}
+	p := ts.byName["default"]
+	for _, tok := range []string{"", testToken[:len(testToken)-1], testToken + "x"} {
+		if p.Authorized(tok) {
+			t.Fatalf("%q opened the profile", tok)
+		}
+	}
+	if !p.Authorized(testToken) {
+		t.Fatal("the operator token was refused")
+	}
+	logs := ts.log.String()
+	for _, want := range []string{`shorter than 32 characters: easy to guess; set a longer one" profile=default`,
+		`same operator token: either opens both; give each its own" profile=work sameAs=default`} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, testToken) {
+		t.Fatal("the operator token reached the log")
+	}
+}

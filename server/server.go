@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	s.connCtx, s.cancelConns = context.WithCancel(context.Background())
 	s.host, _ = os.Hostname()
 	s.limiter = newLimiter(s.now)
+	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
 		s.hubs[p.Config.Name] = newHub(p, log, s.metrics)
@@ -265,7 +267,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
-	e.Use(s.metrics.middleware)
+	e.Use(s.metrics.middleware, noStoreAPI)
 	s.routes(e, profile)
 	return e
 }
@@ -282,4 +284,15 @@ func (s *Server) ipExtractor() echo.IPExtractor {
 		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
 	}
 	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// noStoreAPI keeps every API answer out of caches: many carry tokens
+// (approvals, exports, RPC), and the rest are live state.
+func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
 }

@@ -39,7 +39,6 @@ func (s *Server) handleEvents(c echo.Context) error {
 
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": pairgate event stream\n\n")
