@@ -14,6 +14,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(`{"type":"req","id":"1","method":"x","extra":1}`))
 	f.Add([]byte(`{"type":"event","id":5}`))
 	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`{"type":"req","id":"1","method":"a","method":"b"}`))
 	f.Add([]byte(`{"type":"req","id":"","method":"m"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := decodeFrame(data)

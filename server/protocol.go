@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/pairgate/pairgate/db"
 )
@@ -91,6 +92,14 @@ func decodeFrame(data []byte) (reqFrame, error) {
 	id, hasID := raw["id"]
 	if hasID {
 		json.Unmarshal(id, &f.ID)
+	}
+	// Refused rather than read leniently: encoding/json would replace bad
+	// UTF-8 and let the last of two equal keys win.
+	if !utf8.Valid(data) {
+		return f, fmt.Errorf("not valid UTF-8")
+	}
+	if err := db.CheckJSONObject(data); err != nil {
+		return f, err
 	}
 	for k := range raw {
 		if k != "type" && k != "id" && k != "method" && k != "params" {

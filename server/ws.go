@@ -31,6 +31,9 @@ const (
 	sendQueue = 64
 )
 
+// errBinaryFrame refuses a binary frame: the protocol is JSON text.
+var errBinaryFrame = errors.New("binary frames are not accepted; send JSON as text frames")
+
 // Close codes.
 const (
 	closeNormal    = websocket.CloseNormalClosure
@@ -141,11 +144,15 @@ func (c *wsConn) readLoop(ctx context.Context, h *hub) {
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		_, data, err := c.ws.ReadMessage()
+		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if kind != websocket.TextMessage {
+			c.enqueue(mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidRequest("invalid request frame: %s", errBinaryFrame)}))
+			continue
+		}
 		c.handleFrame(ctx, data)
 	}
 }
@@ -164,7 +171,7 @@ func (c *wsConn) finish() {
 // It returns the request id to answer hello-ok to, and whether the
 // session is open.
 func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, bool) {
-	_, data, err := c.ws.ReadMessage()
+	kind, data, err := c.ws.ReadMessage()
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -173,7 +180,7 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		return "", false
 	}
 	f, err := decodeFrame(data)
-	if err != nil {
+	if err != nil || kind != websocket.TextMessage {
 		c.close(closePolicy, "invalid handshake: first frame must be a connect request")
 		return "", false
 	}
