@@ -36,6 +36,10 @@ type session struct {
 	// presented its pairing token (else it is a pairing session).
 	nodeID string
 	paired bool
+	// tokenDigest is the SHA-256 of the node token a paired session
+	// presented (nil when it came in with the operator token): an import
+	// that re-keys the node ends the session.
+	tokenDigest []byte
 	// node is what a node said about itself in connect.
 	node     db.NodeMeta
 	remoteIP string

@@ -211,6 +211,8 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 			return sess, &handshakeError{err: &rpcError{Code: codeNotPaired, Message: "unauthorized: node token mismatch"}, closeCode: closePolicy}
 		}
 		sess.paired = true
+		digest := sha256.Sum256([]byte(token))
+		sess.tokenDigest = digest[:]
 	}
 	if sess.paired {
 		if err := p.Store.MarkConnected(ctx, sess.nodeID, remoteIP, sess.origin()); err != nil {
