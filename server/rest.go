@@ -8,8 +8,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -112,18 +114,34 @@ func profileOf(c echo.Context) *Profile { return c.Get(ctxProfile).(*Profile) }
 // value with no trailing data, no duplicate keys at any depth (400). Field
 // checks are left to the method's schema.
 func readObject(c echo.Context) (json.RawMessage, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
-			Message: fmt.Sprintf("request body larger than %d bytes", maxBody)}
-	}
+	body, err := readBody(c, maxBody, bodyReadTimeout)
 	if err != nil {
-		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+		return nil, err
 	}
 	if err := db.CheckJSONObject(body); err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
 	}
+	return body, nil
+}
+
+// readBody reads a request body of at most limit bytes (413) within
+// timeout of now (408), then lifts the read deadline.
+func readBody(c echo.Context, limit int64, timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(c.Response())
+	rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+			Message: fmt.Sprintf("request body larger than %d bytes", limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &apiError{Status: http.StatusRequestTimeout, Code: "timeout",
+			Message: fmt.Sprintf("the request body did not arrive within %s", timeout)}
+	case err != nil:
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+	}
+	rc.SetReadDeadline(time.Time{})
 	return body, nil
 }
 

@@ -361,6 +361,7 @@ func openSSE(t *testing.T, ts *testServer, lastID string) (<-chan sseEvent, func
 		defer close(out)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20) // events may be large (TestStuckEventStreamIsDropped)
 		var e sseEvent
 		for sc.Scan() {
 			line := sc.Text()

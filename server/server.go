@@ -26,8 +26,10 @@ import (
 // Timeouts of the HTTP server.
 const (
 	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 10 * time.Second
+	// bodyReadTimeout bounds the upload of a request body (bodyDeadline).
+	bodyReadTimeout = 10 * time.Second
+	idleTimeout     = 2 * time.Minute
+	shutdownTimeout = 10 * time.Second
 )
 
 // Options tune a Server; the zero value is production.
@@ -44,6 +46,9 @@ type Options struct {
 	ChallengeNonce func() string
 	// HandshakeTimeout bounds the wait for connect (default 10s).
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write to a WebSocket or event-stream
+	// client; one that does not take it is dropped (default 10s).
+	WriteTimeout time.Duration
 }
 
 // Server serves a set of opened profiles.
@@ -61,11 +66,14 @@ type Server struct {
 	deviceWindow time.Duration
 	nonce        func() string
 	handshake    time.Duration
+	writeWait    time.Duration
 	limiter      *limiter
 	writeBuffers sync.Pool
 	metrics      *metrics
-	// stopping closes when shutdown begins: event streams end at once.
-	stopping chan struct{}
+	// stopCtx ends when shutdown begins: event streams end at once, even
+	// one blocked writing to a client that does not read.
+	stopCtx context.Context
+	stop    context.CancelFunc
 
 	// Hijacked WebSocket connections, which http.Server.Shutdown does not
 	// track: closed with 1001 and waited for on shutdown.
@@ -86,11 +94,14 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, hubs: map[string]*hub{}, log: log,
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
-		conns: map[*wsConn]struct{}{}, stopping: make(chan struct{}),
+		writeWait: opts.WriteTimeout, conns: map[*wsConn]struct{}{},
 		metrics: newMetrics(profiles),
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
+	}
+	if s.writeWait == 0 {
+		s.writeWait = writeWait
 	}
 	if s.handshake == 0 {
 		s.handshake = handshakeTimeout
@@ -106,6 +117,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	}
 	s.started = s.now()
 	s.connCtx, s.cancelConns = context.WithCancel(context.Background())
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.host, _ = os.Hostname()
 	s.limiter = newLimiter(s.now)
 	warnWeakTokens(profiles, log)
@@ -218,7 +230,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("server failed", "err", runErr)
 	}
 	s.ready.Store(false)
-	close(s.stopping)
+	s.stop()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
@@ -267,7 +279,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
-	e.Use(s.metrics.middleware, noStoreAPI)
+	e.Use(s.metrics.middleware, noStoreAPI, bodyDeadline)
 	s.routes(e, profile)
 	return e
 }
@@ -292,6 +304,21 @@ func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			c.Response().Header().Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
+}
+
+// bodyDeadline gives a request body bodyReadTimeout to arrive, whether or
+// not a handler reads it: a slow upload cannot hold the server before
+// auth. readBody sets its own deadline and lifts it once the body is in,
+// so a long handler is not cut off (a read deadline passing mid-handler
+// would cancel the request's context). Requests without a body (event
+// streams, WebSocket upgrades) are not touched.
+func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		}
 		return next(c)
 	}

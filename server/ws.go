@@ -311,13 +311,13 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.writeWait)); err != nil {
 				c.close(closeGoingAway, "")
 				return
 			}
 			continue
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		c.ws.SetWriteDeadline(time.Now().Add(c.srv.writeWait))
 		err := c.ws.WriteMessage(websocket.TextMessage, frame)
 		c.queued.Add(-int64(len(frame)))
 		if err != nil {
