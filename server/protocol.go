@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pairgate/pairgate/db"
@@ -52,6 +53,8 @@ type rpcError struct {
 	Details any    `json:"details,omitempty"`
 	// status overrides the HTTP status rpcStatus gives Code.
 	status int
+	// retryAfter, when set, becomes the HTTP answer's Retry-After.
+	retryAfter time.Duration
 }
 
 func (e *rpcError) Error() string { return e.Message }

@@ -68,6 +68,7 @@ type Server struct {
 	handshake    time.Duration
 	writeWait    time.Duration
 	limiter      *limiter
+	requestRates *rates
 	writeBuffers sync.Pool
 	metrics      *metrics
 	// stopCtx ends when shutdown begins: event streams end at once, even
@@ -120,6 +121,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.host, _ = os.Hostname()
 	s.limiter = newLimiter(s.now)
+	s.requestRates = newRates(s.now)
 	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
