@@ -179,8 +179,9 @@ func (s *Server) logCallError(method string, err error) {
 // listener is one address the server listens on; profile is set for a
 // profile's own address.
 type listener struct {
-	ln      net.Listener
-	profile *Profile
+	ln         net.Listener
+	configured string // the address as configured
+	profile    *Profile
 }
 
 // Run listens on the configured addresses, runs each profile's sweeper, and
@@ -206,7 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
-			Handler:           s.handler(l.profile),
+			Handler:           s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile)),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -259,7 +260,7 @@ func (s *Server) listen() ([]listener, error) {
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
 	}
-	out = append(out, listener{ln: ln})
+	out = append(out, listener{ln: ln, configured: s.cfg.Listen})
 	for _, p := range s.profiles {
 		if p.Config.Listen == "" {
 			continue
@@ -268,7 +269,7 @@ func (s *Server) listen() ([]listener, error) {
 		if err != nil {
 			return fail(fmt.Errorf("listen on %s for profile %q: %w", p.Config.Listen, p.Config.Name, err))
 		}
-		out = append(out, listener{ln: ln, profile: p})
+		out = append(out, listener{ln: ln, configured: p.Config.Listen, profile: p})
 	}
 	return out, nil
 }

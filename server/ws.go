@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +71,8 @@ func (s *Server) handleWS(c echo.Context, p *Profile) error {
 		// Read with the HTTP server's own buffer (size 0); write through a
 		// shared pool: an idle session holds no write buffer.
 		WriteBufferPool: &s.writeBuffers,
-		CheckOrigin:     s.checkOrigin,
+		// The listener's hostGuard has checked Origin already.
+		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	ws, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
@@ -100,20 +98,6 @@ func (s *Server) handleWS(c echo.Context, p *Profile) error {
 	}
 	go conn.readLoop(s.connCtx, s.hub(p))
 	return nil
-}
-
-// checkOrigin admits non-browser clients (no Origin header), the server's
-// own host, and the configured allowedOrigins.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if slices.Contains(s.cfg.AllowedOrigins, origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
 // open sends the challenge and runs the handshake; on success the session
