@@ -30,6 +30,11 @@ const (
 	DefaultSweepInterval    = time.Second
 	DefaultDecidedRetention = 7 * 24 * time.Hour
 	DefaultEventRetention   = 30 * 24 * time.Hour
+	// New pending requests a minute that nodes may open: from one source
+	// address, and in the whole profile. With the default TTL the profile's
+	// rate cannot fill DefaultMaxPending.
+	DefaultRequestsPerAddress = 10
+	DefaultRequestsPerProfile = 60
 )
 
 // Config is the whole configuration of one pairgate process.
@@ -38,9 +43,12 @@ type Config struct {
 	Listen string
 	// TrustedProxies are the peers whose forwarded headers are believed.
 	TrustedProxies []netip.Prefix
-	// AllowedOrigins are browser origins accepted on WebSocket upgrades in
-	// addition to the server's own host.
+	// AllowedOrigins are browser origins accepted on WebSocket upgrades
+	// and state-changing requests in addition to the server's own addresses.
 	AllowedOrigins []string
+	// AllowedHosts are host names (beyond the listen addresses) that
+	// requests may name in Host, such as a reverse proxy's public name.
+	AllowedHosts []string
 	// LogLevel is the lowest level logged: debug, info (the default),
 	// warn or error.
 	LogLevel string
@@ -72,6 +80,10 @@ type Profile struct {
 	SweepInterval    time.Duration
 	DecidedRetention time.Duration
 	EventRetention   time.Duration
+	// RequestsPerAddress and RequestsPerProfile bound the new pending
+	// requests nodes open a minute (requestRate.perAddress, .perProfile).
+	RequestsPerAddress int
+	RequestsPerProfile int
 
 	// SilentCIDRs are the networks whose silent requests are approved at once.
 	SilentCIDRs       []netip.Prefix
@@ -103,6 +115,9 @@ func NewProfile(name, stateDir string) Profile {
 		SweepInterval:    DefaultSweepInterval,
 		DecidedRetention: DefaultDecidedRetention,
 		EventRetention:   DefaultEventRetention,
+
+		RequestsPerAddress: DefaultRequestsPerAddress,
+		RequestsPerProfile: DefaultRequestsPerProfile,
 	}
 }
 
@@ -217,6 +232,12 @@ func (c Config) Validate() error {
 		}
 		if p.SweepInterval < 10*time.Millisecond {
 			return keyError(at("sweepInterval"), fmt.Sprintf("%s is too short", p.SweepInterval), "use at least 10ms (the default is 1s)")
+		}
+		if p.RequestsPerAddress < 1 || p.RequestsPerAddress > 1_000_000 {
+			return keyError(at("requestRate.perAddress"), fmt.Sprintf("%d is out of range", p.RequestsPerAddress), fmt.Sprintf("use a number of requests a minute from 1 to 1000000 (the default is %d)", DefaultRequestsPerAddress))
+		}
+		if p.RequestsPerProfile < 1 || p.RequestsPerProfile > 1_000_000 {
+			return keyError(at("requestRate.perProfile"), fmt.Sprintf("%d is out of range", p.RequestsPerProfile), fmt.Sprintf("use a number of requests a minute from 1 to 1000000 (the default is %d)", DefaultRequestsPerProfile))
 		}
 		if p.DecidedRetention < 0 {
 			return keyError(at("retention.decided"), "a retention cannot be negative", "use a duration such as 168h")

@@ -115,6 +115,7 @@ func TestParseFullProfile(t *testing.T) {
 listen: 127.0.0.1:1
 trustedProxies: [10.0.0.0/8, 192.0.2.7]
 allowedOrigins: [https://ops.example]
+allowedHosts: [pairgate.example]
 profiles:
   - name: lab
     listen: 127.0.0.1:2
@@ -124,6 +125,9 @@ profiles:
     autoApprove:
       silentCidrs: [192.168.1.0/24]
     mirrorLegacyFiles: true
+    requestRate:
+      perAddress: 3
+      perProfile: 30
 `), 0o600)
 	cfg, err := Load(path, env(map[string]string{"HOME": "/h"}))
 	if err != nil {
@@ -138,10 +142,11 @@ profiles:
 	}
 	if p.Name != want.Name || p.StateDir != want.StateDir || p.Listen != want.Listen || p.TokenFile != want.TokenFile ||
 		p.MaxPending != want.MaxPending || p.SweepInterval != want.SweepInterval || !p.MirrorLegacyFiles ||
-		len(p.SilentCIDRs) != 1 || p.SilentCIDRs[0] != want.SilentCIDRs[0] {
+		len(p.SilentCIDRs) != 1 || p.SilentCIDRs[0] != want.SilentCIDRs[0] || p.RequestsPerAddress != 3 || p.RequestsPerProfile != 30 {
 		t.Fatalf("profile\n got %+v\nwant %+v", p, want)
 	}
-	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1] != netip.MustParsePrefix("192.0.2.7/32") || cfg.AllowedOrigins[0] != "https://ops.example" {
+	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1] != netip.MustParsePrefix("192.0.2.7/32") || cfg.AllowedOrigins[0] != "https://ops.example" ||
+		len(cfg.AllowedHosts) != 1 || cfg.AllowedHosts[0] != "pairgate.example" {
 		t.Fatalf("top level %+v", cfg)
 	}
 }
@@ -152,6 +157,7 @@ func TestValidationNamesKeyAndFix(t *testing.T) {
 	}{
 		{"ttl too short", "profiles:\n  - name: a\n    ttl: 10ms\n", "config f: profiles[0].ttl: 10ms is too short; use at least 1s (the default is 5m)"},
 		{"max pending zero", "profiles:\n  - name: a\n    maxPending: 0\n", "config f: profiles[0].maxPending: 0 is out of range; use a number from 1 to 1000000 (the default is 1000)"},
+		{"request rate zero", "profiles:\n  - name: a\n    requestRate: {perAddress: 0}\n", "config f: profiles[0].requestRate.perAddress: 0 is out of range; use a number of requests a minute from 1 to 1000000 (the default is 10)"},
 		{"not a number", "profiles:\n  - name: a\n    maxPending: lots\n", `config f: profiles[0].maxPending: "lots" is not a whole number; write digits only, e.g. 1000`},
 		{"bad name", "profiles:\n  - name: Has Space\n", `config f: profiles[0].name: "Has Space" is not a valid profile name; use lowercase letters, digits, - and _ (at most 63 characters)`},
 		{"missing name", "profiles:\n  - ttl: 5m\n", "config f: profiles[0].name: missing; give every profile a name, e.g. name: work"},

@@ -73,6 +73,7 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 		"listen":         func(k string, n *yaml.Node) { cfg.Listen = w.str(k, n) },
 		"trustedProxies": func(k string, n *yaml.Node) { cfg.TrustedProxies = w.prefixes(k, n) },
 		"allowedOrigins": func(k string, n *yaml.Node) { cfg.AllowedOrigins = w.strs(k, n) },
+		"allowedHosts":   func(k string, n *yaml.Node) { cfg.AllowedHosts = w.strs(k, n) },
 		"logLevel":       func(k string, n *yaml.Node) { cfg.LogLevel = w.str(k, n) },
 		"profiles":       func(_ string, n *yaml.Node) { profiles = n },
 	})
@@ -272,6 +273,12 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 			})
 		},
 		"mirrorLegacyFiles": func(k string, n *yaml.Node) { p.MirrorLegacyFiles = w.boolean(k, n) },
+		"requestRate": func(k string, n *yaml.Node) {
+			w.mapping(k, n, map[string]func(string, *yaml.Node){
+				"perAddress": func(k string, n *yaml.Node) { p.RequestsPerAddress = w.integer(k, n) },
+				"perProfile": func(k string, n *yaml.Node) { p.RequestsPerProfile = w.integer(k, n) },
+			})
+		},
 	})
 	if w.err == nil && p.Name == "" {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")

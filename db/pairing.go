@@ -127,6 +127,7 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		return RequestResult{}, err
 	}
 	var res RequestResult
+	var refused error // Admit's, returned as it is
 	err := s.writeTx(ctx, "request pairing", func(tx *sql.Tx) error {
 		now := s.nowMs()
 		existing, err := scanRequest(s.w.queryRow(ctx, tx,
@@ -152,6 +153,11 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		if live >= s.maxPending {
 			return errorf(CodeLimit, "too many pending requests: this profile holds at most %d (maxPending); approve or reject some, or wait for them to expire", s.maxPending)
 		}
+		if in.Admit != nil {
+			if refused = in.Admit(); refused != nil {
+				return refused
+			}
+		}
 		var paired bool
 		if err := s.w.queryRow(ctx, tx, qNodeExists, in.NodeID).Scan(&paired); err != nil {
 			return err
@@ -171,6 +177,9 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		res = RequestResult{Status: StatusPending, Request: req, Created: true}
 		return nil
 	})
+	if refused != nil {
+		return RequestResult{}, refused
+	}
 	return res, err
 }
 

@@ -19,6 +19,9 @@ type RequestInput struct {
 	NodeID string
 	NodeMeta
 	Silent *bool
+	// Admit, when set, is asked before a new request is written (not when
+	// the node's pending request is returned); its error refuses it.
+	Admit func() error
 }
 
 // normalize trims the node id and checks every bound.

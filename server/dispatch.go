@@ -36,6 +36,10 @@ type session struct {
 	// presented its pairing token (else it is a pairing session).
 	nodeID string
 	paired bool
+	// tokenDigest is the SHA-256 of the node token a paired session
+	// presented (nil when it came in with the operator token): an import
+	// that re-keys the node ends the session.
+	tokenDigest []byte
 	// node is what a node said about itself in connect.
 	node     db.NodeMeta
 	remoteIP string
@@ -207,13 +211,17 @@ func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage)
 	if err := c.ownNode(p.NodeID); err != nil {
 		return nil, err
 	}
+	in := db.RequestInput{NodeID: p.NodeID, Silent: p.Silent}
 	if c.role == roleNode {
 		// A node's own request: what it did not say comes from its
-		// connect, and its address is the one it connected from.
+		// connect, and its address is the one it connected from. Only a
+		// new one spends from the request rates.
 		p.NodeMeta = fillMeta(p.NodeMeta, c.node)
 		p.RemoteIP = c.remoteIP
+		in.Admit = func() error { return s.admitRequest(c) }
 	}
-	res, err := c.profile.Store.Request(ctx, db.RequestInput{NodeID: p.NodeID, NodeMeta: p.NodeMeta, Silent: p.Silent}, c.origin())
+	in.NodeMeta = p.NodeMeta
+	res, err := c.profile.Store.Request(ctx, in, c.origin())
 	if err != nil {
 		return nil, err
 	}

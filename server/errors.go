@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -55,6 +56,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, detail := errorResponse(err)
+	if re := (*rpcError)(nil); errors.As(err, &re) && re.retryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(re.retryAfter.Seconds())))
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	}

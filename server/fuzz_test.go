@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
 )
 
 // FuzzDecodeFrame: any client frame is accepted as a request with a
@@ -14,6 +19,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(`{"type":"req","id":"1","method":"x","extra":1}`))
 	f.Add([]byte(`{"type":"event","id":5}`))
 	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`{"type":"req","id":"1","method":"a","method":"b"}`))
 	f.Add([]byte(`{"type":"req","id":"","method":"m"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := decodeFrame(data)
@@ -48,6 +54,39 @@ func FuzzConnectParams(f *testing.F) {
 			if herr := verifyDevice(cp, "nonce", time.Now(), time.Minute); herr != nil && !strings.HasPrefix(herr.err.Message, "device ") {
 				t.Fatalf("device refusal %q", herr.err.Message)
 			}
+		}
+	})
+}
+
+// FuzzRESTBody: the strict body reader of the REST handlers accepts one
+// JSON object and nothing else, or refuses with a 400 or 413 and a
+// message. Never a panic.
+func FuzzRESTBody(f *testing.F) {
+	f.Add([]byte(`{"nodeId":"n1","token":"t"}`))
+	f.Add([]byte(`{"nodeId":"a","nodeId":"b"}`))
+	f.Add([]byte(`{"a":{"b":1,"b":2}}`))
+	f.Add([]byte(`{"nodeId":"n1"} {"more":1}`))
+	f.Add([]byte(`{"nodeId":"n1"}garbage`))
+	f.Add([]byte(strings.Repeat(`{"a":`, 2000) + "1" + strings.Repeat("}", 2000)))
+	f.Add([]byte(`{"a":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + "}"))
+	f.Add([]byte(`[1,2]`))
+	f.Add([]byte("{\"a\":\"\xff\"}"))
+	f.Add([]byte(``))
+	e := echo.New()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		c := e.NewContext(httptest.NewRequest("POST", "/", bytes.NewReader(body)), rec)
+		got, err := readObject(c)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || (ae.Status != 400 && ae.Status != 413) || ae.Message == "" {
+				t.Fatalf("refusal %#v", err)
+			}
+			return
+		}
+		var obj map[string]json.RawMessage
+		if !bytes.Equal(got, body) || json.Unmarshal(got, &obj) != nil || obj == nil {
+			t.Fatalf("accepted %q", body)
 		}
 	})
 }

@@ -160,12 +160,20 @@ func decodeB64URL(s string) ([]byte, error) {
 // authenticate turns valid connect params into a session, or refuses.
 func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams, remoteIP string) (session, *handshakeError) {
 	sess := session{profile: p, role: cp.Role, remoteIP: remoteIP, actor: "ws", now: s.now}
-	if retry, locked := s.limiter.blocked(remoteIP); locked {
-		return sess, refuse(closePolicy, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
+	// The class the presented credential is limited in: a node's token, or
+	// the operator token (which a legacy node may present too).
+	class := classOperator
+	if cp.Role == roleNode && cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) {
+		class = classNode
+	}
+	if cp.Role == roleOperator || cp.Auth.Token != "" {
+		if retry, locked := s.limiter.blocked(limitKey{p.Config.Name, class, remoteIP}); locked {
+			return sess, refuse(closePolicy, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
+		}
 	}
 	if cp.Role == roleOperator {
 		if !p.Authorized(cp.Auth.Token) {
-			s.limiter.fail(remoteIP)
+			s.authFailed(p.Config.Name, classOperator, remoteIP)
 			return sess, refuse(closePolicy, "unauthorized: gateway token mismatch")
 		}
 		sess.scopes = cp.Scopes
@@ -199,10 +207,12 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 			return sess, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
 		}
 		if !v.OK {
-			s.limiter.fail(remoteIP)
+			s.authFailed(p.Config.Name, classNode, remoteIP)
 			return sess, &handshakeError{err: &rpcError{Code: codeNotPaired, Message: "unauthorized: node token mismatch"}, closeCode: closePolicy}
 		}
 		sess.paired = true
+		digest := sha256.Sum256([]byte(token))
+		sess.tokenDigest = digest[:]
 	}
 	if sess.paired {
 		if err := p.Store.MarkConnected(ctx, sess.nodeID, remoteIP, sess.origin()); err != nil {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"slices"
@@ -172,6 +174,12 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 			delete(h.awaiting, res.RequestID)
 		}
 	}
+	var sessions []*wsConn
+	if e.Name == db.EventImported && importChangedPairings(e.Payload) {
+		for _, cs := range h.live {
+			sessions = append(sessions, cs...)
+		}
+	}
 	subs := make([]chan db.Event, 0, len(h.subscribers))
 	for ch := range h.subscribers {
 		subs = append(subs, ch)
@@ -187,6 +195,7 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 	if len(waiting) > 0 {
 		h.notifyNode(ctx, e, res, waiting)
 	}
+	h.dropStale(ctx, sessions)
 	for _, ch := range subs {
 		select {
 		case ch <- e:
@@ -196,6 +205,32 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 	select {
 	case h.changed <- struct{}{}:
 	default:
+	}
+}
+
+// importChangedPairings says whether an import's report (the payload of
+// its event) counts removed or replaced pairings.
+func importChangedPairings(payload json.RawMessage) bool {
+	var rep db.ImportReport
+	return json.Unmarshal(payload, &rep) == nil && rep.PairedRemoved+rep.PairedReplaced > 0
+}
+
+// dropStale closes the sessions whose pairing is gone or whose token is
+// no longer the one they presented: an import (REST, or the CLI's from
+// another process) changes pairings behind the live sessions' backs.
+func (h *hub) dropStale(ctx context.Context, sessions []*wsConn) {
+	for _, c := range sessions {
+		token, err := h.profile.Store.Token(ctx, c.sess.nodeID)
+		switch {
+		case db.ErrorCode(err) == db.CodeNotFound:
+			c.close(closePolicy, "pairing removed")
+		case err != nil:
+			h.log.Error("cannot check a live session after an import", "profile", h.profile.Config.Name, "node", c.sess.nodeID, "err", err)
+		case c.sess.tokenDigest != nil:
+			if digest := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(digest[:], c.sess.tokenDigest) != 1 {
+				c.close(closePolicy, "pairing token replaced")
+			}
+		}
 	}
 }
 

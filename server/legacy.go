@@ -16,6 +16,10 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
+// importReadTimeout bounds the upload of an import body, which may hold
+// two large files; only an operator gets this far.
+const importReadTimeout = 2 * time.Minute
+
 // mirrorEvery bounds how often mirrorLegacyFiles rewrites the files.
 const mirrorEvery = 250 * time.Millisecond
 
@@ -40,13 +44,9 @@ func (s *Server) handleImport(c echo.Context) error {
 		return err
 	}
 	mode := c.QueryParam("mode")
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, 2*db.MaxLegacyFile+4096))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "import body larger than two legacy files may be"}
-	}
+	body, err := readBody(c, 2*db.MaxLegacyFile+4096, importReadTimeout)
 	if err != nil {
-		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+		return err
 	}
 	paired, pending, err := importMembers(body)
 	if err != nil {

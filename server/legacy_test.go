@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -121,5 +122,68 @@ func TestAutoImportAndMirror(t *testing.T) {
 			t.Fatalf("paired.json not mirrored:\n%s", b)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Finding 9 of issue #10: an import that removes or re-keys a node ends
+// its live sessions, whether it comes over REST or from another process
+// (`pairgate import` beside the server); unchanged nodes stay connected.
+func TestImportClosesSessionsOfChangedNodes(t *testing.T) {
+	ts := startServer(t)
+	connect := func() (device, *wsClient, string) {
+		d := newDevice()
+		var req db.RequestResult
+		ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"`+d.id+`"}`, &req)
+		var a db.Approval
+		ts.mustAPI(t, 200, "POST", base+"/requests/"+req.Request.RequestID+"/approve", "", &a)
+		c, hello := ts.node(t, d, a.Node.Token)
+		if !hello.OK {
+			t.Fatalf("paired connect: %+v", hello.Error)
+		}
+		return d, c, a.Node.Token
+	}
+	removed, removedConn, _ := connect()
+	rekeyed, rekeyedConn, _ := connect()
+	kept, keptConn, keptToken := connect()
+
+	var files struct{ Paired map[string]map[string]any }
+	ts.mustAPI(t, 200, "GET", base+"/export", "", &files)
+	delete(files.Paired, removed.id)
+	files.Paired[rekeyed.id]["token"] = db.NewToken()
+	body, _ := json.Marshal(map[string]any{"paired": files.Paired})
+	var rep db.ImportReport
+	ts.mustAPI(t, 200, "POST", base+"/import?mode=replace", string(body), &rep)
+	if rep.PairedRemoved != 1 || rep.PairedReplaced != 1 {
+		t.Fatalf("import %+v", rep)
+	}
+	for name, c := range map[string]*wsClient{"removed": removedConn, "re-keyed": rekeyedConn} {
+		if code := c.waitClosed(5 * time.Second); code != 1008 {
+			t.Fatalf("%s node's session closed with %d", name, code)
+		}
+	}
+	var v db.Verification
+	keptConn.mustCall("node.pair.verify", map[string]any{"nodeId": kept.id, "token": keptToken}, &v)
+	if !v.OK {
+		t.Fatal("the unchanged node's token no longer verifies")
+	}
+
+	// The CLI imports through the database; the hub sees its event.
+	other, err := db.Open(context.Background(), db.OptionsFor(ts.byName["default"].Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	delete(files.Paired, kept.id)
+	delete(files.Paired, rekeyed.id)
+	paired, _ := json.Marshal(files.Paired)
+	st, err := db.ReadLegacy(paired, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Import(context.Background(), st, db.ImportReplace, false, db.Origin{Actor: "import", Source: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	if code := keptConn.waitClosed(5 * time.Second); code != 1008 {
+		t.Fatalf("node removed by the CLI's import: session closed with %d", code)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -20,9 +21,18 @@ type Profile struct {
 	Config config.Profile
 	Store  *db.Store
 
-	operatorToken string
-	lock          *db.StateLock
+	// operatorDigest is the SHA-256 of the operator token: a presented
+	// token is hashed too and the digests compared, so the compare takes
+	// the same time whatever the lengths.
+	operatorDigest [sha256.Size]byte
+	// shortToken says the operator token is shorter than minOperatorToken.
+	shortToken bool
+	lock       *db.StateLock
 }
+
+// minOperatorToken is the shortest operator token accepted without a
+// warning (generated ones have 43 characters).
+const minOperatorToken = 32
 
 // OpenProfile prepares a profile for serving: creates its state directory,
 // takes the state-directory lock, resolves the operator token, and opens
@@ -36,10 +46,12 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
 	p := &Profile{Config: pc, lock: lock}
-	if p.operatorToken, err = operatorToken(pc, log); err != nil {
+	token, err := operatorToken(pc, log)
+	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("profile %q: operator token: %w", pc.Name, err)
 	}
+	p.operatorDigest, p.shortToken = sha256.Sum256([]byte(token)), len(token) < minOperatorToken
 	_, statErr := os.Stat(pc.DatabasePath())
 	created := errors.Is(statErr, fs.ErrNotExist)
 	opts := db.OptionsFor(pc)
@@ -82,7 +94,24 @@ func operatorToken(pc config.Profile, log *slog.Logger) (string, error) {
 
 // Authorized compares a presented operator token in constant time.
 func (p *Profile) Authorized(token string) bool {
-	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(p.operatorToken)) == 1
+	digest := sha256.Sum256([]byte(token))
+	return token != "" && subtle.ConstantTimeCompare(digest[:], p.operatorDigest[:]) == 1
+}
+
+// warnWeakTokens logs, at start, operator tokens that are short or shared
+// by two profiles (either then opens both). The token is never logged.
+func warnWeakTokens(profiles []*Profile, log *slog.Logger) {
+	owner := map[[sha256.Size]byte]string{}
+	for _, p := range profiles {
+		if p.shortToken {
+			log.Warn(fmt.Sprintf("the operator token is shorter than %d characters: easy to guess; set a longer one", minOperatorToken), "profile", p.Config.Name)
+		}
+		if other, shared := owner[p.operatorDigest]; shared {
+			log.Warn("two profiles have the same operator token: either opens both; give each its own", "profile", p.Config.Name, "sameAs", other)
+			continue
+		}
+		owner[p.operatorDigest] = p.Config.Name
+	}
 }
 
 // Close closes the store and releases the state-directory lock.

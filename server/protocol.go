@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
+	"unicode/utf8"
 
 	"github.com/pairgate/pairgate/db"
 )
@@ -51,6 +53,8 @@ type rpcError struct {
 	Details any    `json:"details,omitempty"`
 	// status overrides the HTTP status rpcStatus gives Code.
 	status int
+	// retryAfter, when set, becomes the HTTP answer's Retry-After.
+	retryAfter time.Duration
 }
 
 func (e *rpcError) Error() string { return e.Message }
@@ -91,6 +95,14 @@ func decodeFrame(data []byte) (reqFrame, error) {
 	id, hasID := raw["id"]
 	if hasID {
 		json.Unmarshal(id, &f.ID)
+	}
+	// Refused rather than read leniently: encoding/json would replace bad
+	// UTF-8 and let the last of two equal keys win.
+	if !utf8.Valid(data) {
+		return f, fmt.Errorf("not valid UTF-8")
+	}
+	if err := db.CheckJSONObject(data); err != nil {
+		return f, err
 	}
 	for k := range raw {
 		if k != "type" && k != "id" && k != "method" && k != "params" {

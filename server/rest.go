@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -36,35 +39,48 @@ func bearer(c echo.Context) string {
 	return ""
 }
 
-// limited answers 429 with Retry-After while the caller's address is locked out.
-func (s *Server) limited(c echo.Context) error {
-	if retry, locked := s.limiter.blocked(c.RealIP()); locked {
+// limited answers 429 with Retry-After while the caller's address is
+// locked out of class on profile.
+func (s *Server) limited(c echo.Context, profile, class string) error {
+	if retry, locked := s.limiter.blocked(limitKey{profile, class, c.RealIP()}); locked {
 		secs := int(retry.Seconds() + 0.999)
 		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
-			Message: fmt.Sprintf("too many failed attempts from this address; retry in %ds", secs)}
+			Message: fmt.Sprintf("too many failed attempts with a wrong %s from this address; retry in %ds", class, secs)}
 	}
 	return nil
 }
 
-// profileParam resolves :profile (404 naming the known ones) and refuses
-// an address that is locked out (429).
+// authFailed counts a failed attempt and logs it, and the lockout it
+// starts: profile, class and address, never the token.
+func (s *Server) authFailed(profile, class, remote string) {
+	s.log.Warn("authentication failed", "profile", profile, "class", class, "remote", remote)
+	if s.limiter.fail(limitKey{profile, class, remote}) {
+		s.log.Warn("too many failed attempts: locked out", "profile", profile, "class", class, "remote", remote, "for", lockout)
+	}
+}
+
+// profileParam resolves :profile (404 naming the known ones).
 func (s *Server) profileParam(c echo.Context, own *Profile) (*Profile, error) {
 	p := s.profileAt(own, c.Param("profile"))
 	if p == nil {
 		return nil, &apiError{Status: http.StatusNotFound, Code: "not_found",
 			Message: fmt.Sprintf("unknown profile %q; known: %s", c.Param("profile"), strings.Join(s.profileNames(), ", "))}
 	}
-	return p, s.limited(c)
+	return p, nil
 }
 
-// requireOperator resolves :profile (404 when unknown) and demands its
-// operator token (401, counted by the failed-attempt limiter).
+// requireOperator resolves :profile (404 when unknown), refuses an address
+// locked out of its operator token (429), and demands that token (401,
+// counted by the failed-attempt limiter).
 func (s *Server) requireOperator(own *Profile) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			p, err := s.profileParam(c, own)
 			if err != nil {
+				return err
+			}
+			if err := s.limited(c, p.Config.Name, classOperator); err != nil {
 				return err
 			}
 			if err := s.checkBearer(c, p); err != nil {
@@ -84,7 +100,7 @@ func (s *Server) checkBearer(c echo.Context, p *Profile) error {
 			Message: fmt.Sprintf("missing operator token: send Authorization: Bearer <the operator token of profile %q>", p.Config.Name)}
 	}
 	if !p.Authorized(token) {
-		s.limiter.fail(c.RealIP())
+		s.authFailed(p.Config.Name, classOperator, c.RealIP())
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
 		return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: fmt.Sprintf("wrong operator token for profile %q", p.Config.Name)}
@@ -98,18 +114,34 @@ func profileOf(c echo.Context) *Profile { return c.Get(ctxProfile).(*Profile) }
 // value with no trailing data, no duplicate keys at any depth (400). Field
 // checks are left to the method's schema.
 func readObject(c echo.Context) (json.RawMessage, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
-			Message: fmt.Sprintf("request body larger than %d bytes", maxBody)}
-	}
+	body, err := readBody(c, maxBody, bodyReadTimeout)
 	if err != nil {
-		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+		return nil, err
 	}
 	if err := db.CheckJSONObject(body); err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
 	}
+	return body, nil
+}
+
+// readBody reads a request body of at most limit bytes (413) within
+// timeout of now (408), then lifts the read deadline.
+func readBody(c echo.Context, limit int64, timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(c.Response())
+	rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+			Message: fmt.Sprintf("request body larger than %d bytes", limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &apiError{Status: http.StatusRequestTimeout, Code: "timeout",
+			Message: fmt.Sprintf("the request body did not arrive within %s", timeout)}
+	case err != nil:
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+	}
+	rc.SetReadDeadline(time.Time{})
 	return body, nil
 }
 
@@ -159,7 +191,7 @@ type profileInfo struct {
 // handleProfiles lists the profiles the bearer token opens.
 func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := s.limited(c); err != nil {
+		if err := s.limited(c, anyProfile, classOperator); err != nil {
 			return err
 		}
 		token := bearer(c)
@@ -176,7 +208,7 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 		}
 		if len(out) == 0 {
 			if token != "" {
-				s.limiter.fail(c.RealIP())
+				s.authFailed(anyProfile, classOperator, c.RealIP())
 			}
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
 			return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
@@ -254,27 +286,55 @@ func (s *Server) handleRemove(c echo.Context) error {
 }
 
 // handleVerify checks a node's token. Nodes call it without an operator
-// token; their failures count toward the per-address limiter, so tokens
-// cannot be guessed at speed.
+// token; their failures, unreadable bodies included, count toward the
+// limiter's node-token class of the profile, so tokens cannot be guessed
+// at speed. It takes only application/json: a web page cannot send that
+// cross-site without the browser asking first.
 func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, err := s.profileParam(c, own)
 		if err != nil {
 			return err
 		}
+		if err := s.limited(c, p.Config.Name, classNode); err != nil {
+			return err
+		}
+		if err := requireJSON(c); err != nil {
+			return err
+		}
+		operator := p.Authorized(bearer(c))
+		fail := func() {
+			if !operator {
+				s.authFailed(p.Config.Name, classNode, c.RealIP())
+			}
+		}
 		body, err := readObject(c)
 		if err != nil {
+			fail()
 			return err
 		}
 		out, err := s.call(c.Request().Context(), s.restSession(c, p), "node.pair.verify", body)
 		if err != nil {
+			if statusOf(err) < 500 {
+				fail()
+			}
 			return err
 		}
-		if v, ok := out.(db.Verification); ok && !v.OK && !p.Authorized(bearer(c)) {
-			s.limiter.fail(c.RealIP())
+		if v, ok := out.(db.Verification); ok && !v.OK {
+			fail()
 		}
 		return c.JSON(http.StatusOK, out)
 	}
+}
+
+// requireJSON refuses a body that does not say it is JSON (415).
+func requireJSON(c echo.Context) error {
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Message: "send the body as Content-Type: application/json"}
+	}
+	return nil
 }
 
 // handleRPC mirrors OpenClaw's admin RPC route: {method, params} through

@@ -238,12 +238,63 @@ func TestRESTLimiter(t *testing.T) {
 	if r.status != 429 || r.header.Get("Retry-After") != "300" {
 		t.Fatalf("after 10 failures = %d Retry-After %q", r.status, r.header.Get("Retry-After"))
 	}
-	// Guessing node tokens counts too, and the same lockout covers WS.
-	if r := ts.api(t, "POST", base+"/verify", "", `{"nodeId":"a","token":"b"}`); r.status != 429 {
-		t.Fatalf("verify during lockout = %d", r.status)
+	// The lockout is the operator token's: a node's verify still answers.
+	if r := ts.api(t, "POST", base+"/verify", "", `{"nodeId":"a","token":"b"}`); r.status != 200 {
+		t.Fatalf("verify during the operator lockout = %d", r.status)
 	}
 	ts.clock.Pin(time.Now().Add(5*time.Minute + time.Second))
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}
+
+// Finding 2 of issue #10: failures are counted per profile, credential
+// class and address; a lockout refuses only its own class; unreadable
+// verify bodies count; verify takes only JSON; failures are logged
+// without the token.
+func TestFailedAuthLimitsByProfileAndClass(t *testing.T) {
+	ts := startServer(t)
+	// A cross-site "simple" POST cannot reach verify.
+	if r := ts.api(t, "POST", base+"/verify", "", `{"nodeId":"a","token":"b"}`, "Content-Type", "text/plain"); r.status != 415 {
+		t.Fatalf("text/plain verify = %d %s", r.status, r.body)
+	}
+	// Ten failed verifies, half of them unreadable, lock out node tokens.
+	for i := range 10 {
+		body := `{"nodeId":"a","token":"guess-` + strconv.Itoa(i) + `"}`
+		if i%2 == 1 {
+			body = `{"nodeId":"a","nodeId":"b"}`
+		}
+		if r := ts.api(t, "POST", base+"/verify", "", body); r.status != 200 && r.status != 400 {
+			t.Fatalf("verify %d = %d %s", i, r.status, r.body)
+		}
+	}
+	r := ts.api(t, "POST", base+"/verify", "", `{"nodeId":"a","token":"b"}`)
+	if r.status != 429 || r.header.Get("Retry-After") != "300" || !strings.Contains(r.errorMessage(), "node token") {
+		t.Fatalf("verify after 10 failures = %d %s", r.status, r.body)
+	}
+	// The operator of the same profile, from the same address, is not locked out;
+	// nor is another profile's verify.
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	ts.operator(t, "/", testToken)
+	if r := ts.api(t, "POST", "/api/v1/profiles/work/verify", "", `{"nodeId":"a","token":"b"}`); r.status != 200 {
+		t.Fatalf("work verify during default's lockout = %d", r.status)
+	}
+	// Ten wrong operator tokens on work lock out work's operator token only.
+	for range 10 {
+		ts.api(t, "GET", "/api/v1/profiles/work/pending", "wrong-guess", "")
+	}
+	if r := ts.api(t, "GET", "/api/v1/profiles/work/pending", "work-token", ""); r.status != 429 {
+		t.Fatalf("work operator after 10 failures = %d", r.status)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	logs := ts.log.String()
+	for _, want := range []string{"msg=\"authentication failed\" profile=work class=\"operator token\" remote=127.0.0.1",
+		"locked out\" profile=default class=\"node token\" remote=127.0.0.1"} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "wrong-guess") || strings.Contains(logs, "guess-1") {
+		t.Fatal("a presented token reached the log")
+	}
 }
 
 func TestTrustedProxies(t *testing.T) {
@@ -310,6 +361,7 @@ func openSSE(t *testing.T, ts *testServer, lastID string) (<-chan sseEvent, func
 		defer close(out)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20) // events may be large (TestStuckEventStreamIsDropped)
 		var e sseEvent
 		for sc.Scan() {
 			line := sc.Text()
@@ -504,5 +556,43 @@ func TestRESTPendingCapIs503(t *testing.T) {
 	r := ts.api(t, "POST", base+"/requests", testToken, `{"nodeId":"second"}`)
 	if r.status != 503 || !strings.Contains(r.errorMessage(), "too many pending requests") || r.header.Get("Retry-After") != "" {
 		t.Fatalf("over the cap = %d %s", r.status, r.body)
+	}
+}
+
+// Finding 10 of issue #10: API answers are never cached, and weak or
+// shared operator tokens are named at start (without the token).
+func TestNoStoreAndWeakTokenWarnings(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[1].Token = testToken })
+	var created db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"n1"}`, &created)
+	for _, r := range []apiResponse{
+		ts.api(t, "POST", base+"/requests/"+created.Request.RequestID+"/approve", testToken, ""),
+		ts.api(t, "GET", base+"/export", testToken, ""),
+		ts.api(t, "POST", base+"/rpc", testToken, `{"method":"node.list","params":{}}`),
+		ts.api(t, "GET", base+"/pending", "wrong", ""),
+		ts.api(t, "GET", "/api/v1/profiles", testToken, ""),
+	} {
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("%d %s: Cache-Control %q", r.status, r.body, r.header.Get("Cache-Control"))
+		}
+	}
+	p := ts.byName["default"]
+	for _, tok := range []string{"", testToken[:len(testToken)-1], testToken + "x"} {
+		if p.Authorized(tok) {
+			t.Fatalf("%q opened the profile", tok)
+		}
+	}
+	if !p.Authorized(testToken) {
+		t.Fatal("the operator token was refused")
+	}
+	logs := ts.log.String()
+	for _, want := range []string{`shorter than 32 characters: easy to guess; set a longer one" profile=default`,
+		`same operator token: either opens both; give each its own" profile=work sameAs=default`} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, testToken) {
+		t.Fatal("the operator token reached the log")
 	}
 }

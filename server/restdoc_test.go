@@ -229,6 +229,9 @@ func curlRequest(t *testing.T, args []string) (*http.Request, time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" && header.Get("Content-Type") == "" {
+		header.Set("Content-Type", "application/x-www-form-urlencoded") // as curl -d sends
+	}
 	req.Header = header
 	return req, timeout
 }

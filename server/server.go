@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,10 @@ import (
 // Timeouts of the HTTP server.
 const (
 	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 10 * time.Second
+	// bodyReadTimeout bounds the upload of a request body (bodyDeadline).
+	bodyReadTimeout = 10 * time.Second
+	idleTimeout     = 2 * time.Minute
+	shutdownTimeout = 10 * time.Second
 )
 
 // Options tune a Server; the zero value is production.
@@ -43,6 +46,9 @@ type Options struct {
 	ChallengeNonce func() string
 	// HandshakeTimeout bounds the wait for connect (default 10s).
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write to a WebSocket or event-stream
+	// client; one that does not take it is dropped (default 10s).
+	WriteTimeout time.Duration
 }
 
 // Server serves a set of opened profiles.
@@ -60,11 +66,15 @@ type Server struct {
 	deviceWindow time.Duration
 	nonce        func() string
 	handshake    time.Duration
+	writeWait    time.Duration
 	limiter      *limiter
+	requestRates *rates
 	writeBuffers sync.Pool
 	metrics      *metrics
-	// stopping closes when shutdown begins: event streams end at once.
-	stopping chan struct{}
+	// stopCtx ends when shutdown begins: event streams end at once, even
+	// one blocked writing to a client that does not read.
+	stopCtx context.Context
+	stop    context.CancelFunc
 
 	// Hijacked WebSocket connections, which http.Server.Shutdown does not
 	// track: closed with 1001 and waited for on shutdown.
@@ -85,11 +95,14 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, hubs: map[string]*hub{}, log: log,
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
-		conns: map[*wsConn]struct{}{}, stopping: make(chan struct{}),
+		writeWait: opts.WriteTimeout, conns: map[*wsConn]struct{}{},
 		metrics: newMetrics(profiles),
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
+	}
+	if s.writeWait == 0 {
+		s.writeWait = writeWait
 	}
 	if s.handshake == 0 {
 		s.handshake = handshakeTimeout
@@ -105,8 +118,11 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	}
 	s.started = s.now()
 	s.connCtx, s.cancelConns = context.WithCancel(context.Background())
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.host, _ = os.Hostname()
 	s.limiter = newLimiter(s.now)
+	s.requestRates = newRates(s.now)
+	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
 		s.hubs[p.Config.Name] = newHub(p, log, s.metrics)
@@ -163,8 +179,9 @@ func (s *Server) logCallError(method string, err error) {
 // listener is one address the server listens on; profile is set for a
 // profile's own address.
 type listener struct {
-	ln      net.Listener
-	profile *Profile
+	ln         net.Listener
+	configured string // the address as configured
+	profile    *Profile
 }
 
 // Run listens on the configured addresses, runs each profile's sweeper, and
@@ -190,7 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
-			Handler:           s.handler(l.profile),
+			Handler:           s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile)),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -216,7 +233,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("server failed", "err", runErr)
 	}
 	s.ready.Store(false)
-	close(s.stopping)
+	s.stop()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
@@ -243,7 +260,7 @@ func (s *Server) listen() ([]listener, error) {
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", s.cfg.Listen, err))
 	}
-	out = append(out, listener{ln: ln})
+	out = append(out, listener{ln: ln, configured: s.cfg.Listen})
 	for _, p := range s.profiles {
 		if p.Config.Listen == "" {
 			continue
@@ -252,7 +269,7 @@ func (s *Server) listen() ([]listener, error) {
 		if err != nil {
 			return fail(fmt.Errorf("listen on %s for profile %q: %w", p.Config.Listen, p.Config.Name, err))
 		}
-		out = append(out, listener{ln: ln, profile: p})
+		out = append(out, listener{ln: ln, configured: p.Config.Listen, profile: p})
 	}
 	return out, nil
 }
@@ -265,7 +282,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
-	e.Use(s.metrics.middleware)
+	e.Use(s.metrics.middleware, noStoreAPI, bodyDeadline)
 	s.routes(e, profile)
 	return e
 }
@@ -282,4 +299,30 @@ func (s *Server) ipExtractor() echo.IPExtractor {
 		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
 	}
 	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// noStoreAPI keeps every API answer out of caches: many carry tokens
+// (approvals, exports, RPC), and the rest are live state.
+func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
+}
+
+// bodyDeadline gives a request body bodyReadTimeout to arrive, whether or
+// not a handler reads it: a slow upload cannot hold the server before
+// auth. readBody sets its own deadline and lifts it once the body is in,
+// so a long handler is not cut off (a read deadline passing mid-handler
+// would cancel the request's context). Requests without a body (event
+// streams, WebSocket upgrades) are not touched.
+func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		}
+		return next(c)
+	}
 }

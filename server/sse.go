@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -39,11 +42,34 @@ func (s *Server) handleEvents(c echo.Context) error {
 
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": pairgate event stream\n\n")
-	w.Flush()
+	// A subscriber that stops reading is dropped like a slow WS reader:
+	// each write has writeWait to go out. Shutdown ends a blocked write at
+	// once instead of waiting for it.
+	rc := http.NewResponseController(w)
+	unblock := context.AfterFunc(s.stopCtx, func() { rc.SetWriteDeadline(time.Now()) })
+	defer unblock()
+	send := func(write func() error) error {
+		rc.SetWriteDeadline(time.Now().Add(s.writeWait))
+		if s.stopCtx.Err() != nil {
+			return s.stopCtx.Err()
+		}
+		err := write()
+		if err == nil {
+			err = rc.Flush()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && s.stopCtx.Err() == nil {
+			s.log.Warn("dropping an event-stream client that does not read", "profile", p.Config.Name, "remote", c.RealIP())
+		}
+		return err
+	}
+	comment := func(text string) func() error {
+		return func() error { _, err := fmt.Fprint(w, text); return err }
+	}
+	if send(comment(": pairgate event stream\n\n")) != nil {
+		return nil
+	}
 
 	ctx := c.Request().Context()
 	last := after
@@ -54,15 +80,17 @@ func (s *Server) handleEvents(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			for _, e := range events {
-				if err := writeEvent(w, e); err != nil {
-					return err
+			err = send(func() error {
+				for _, e := range events {
+					if err := writeEvent(w, e); err != nil {
+						return err
+					}
+					last = e.Seq
 				}
-				last = e.Seq
-			}
-			w.Flush()
-			if len(events) < 512 {
 				return nil
+			})
+			if err != nil || len(events) < 512 {
+				return err
 			}
 		}
 	}
@@ -75,13 +103,10 @@ func (s *Server) handleEvents(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.stopping:
+		case <-s.stopCtx.Done():
 			return nil
 		case <-heartbeat.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
-				return nil
-			}
-			w.Flush()
+			err = send(comment(": heartbeat\n\n"))
 		case e := <-live:
 			switch {
 			case e.Seq <= last:
@@ -90,14 +115,14 @@ func (s *Server) handleEvents(c echo.Context) error {
 				// A gap: this stream fell behind the hub. The outbox has it all.
 				err = catchUp()
 			default:
-				if err = writeEvent(w, e); err == nil {
+				err = send(func() error { return writeEvent(w, e) })
+				if err == nil {
 					last = e.Seq
-					w.Flush()
 				}
 			}
-			if err != nil {
-				return nil
-			}
+		}
+		if err != nil {
+			return nil
 		}
 	}
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +27,9 @@ const (
 	// sendQueue frames may wait for a slow reader before it is dropped.
 	sendQueue = 64
 )
+
+// errBinaryFrame refuses a binary frame: the protocol is JSON text.
+var errBinaryFrame = errors.New("binary frames are not accepted; send JSON as text frames")
 
 // Close codes.
 const (
@@ -71,7 +71,8 @@ func (s *Server) handleWS(c echo.Context, p *Profile) error {
 		// Read with the HTTP server's own buffer (size 0); write through a
 		// shared pool: an idle session holds no write buffer.
 		WriteBufferPool: &s.writeBuffers,
-		CheckOrigin:     s.checkOrigin,
+		// The listener's hostGuard has checked Origin already.
+		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	ws, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
@@ -97,20 +98,6 @@ func (s *Server) handleWS(c echo.Context, p *Profile) error {
 	}
 	go conn.readLoop(s.connCtx, s.hub(p))
 	return nil
-}
-
-// checkOrigin admits non-browser clients (no Origin header), the server's
-// own host, and the configured allowedOrigins.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if slices.Contains(s.cfg.AllowedOrigins, origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
 // open sends the challenge and runs the handshake; on success the session
@@ -141,11 +128,15 @@ func (c *wsConn) readLoop(ctx context.Context, h *hub) {
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		_, data, err := c.ws.ReadMessage()
+		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if kind != websocket.TextMessage {
+			c.enqueue(mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidRequest("invalid request frame: %s", errBinaryFrame)}))
+			continue
+		}
 		c.handleFrame(ctx, data)
 	}
 }
@@ -164,7 +155,7 @@ func (c *wsConn) finish() {
 // It returns the request id to answer hello-ok to, and whether the
 // session is open.
 func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, bool) {
-	_, data, err := c.ws.ReadMessage()
+	kind, data, err := c.ws.ReadMessage()
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -173,7 +164,7 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		return "", false
 	}
 	f, err := decodeFrame(data)
-	if err != nil {
+	if err != nil || kind != websocket.TextMessage {
 		c.close(closePolicy, "invalid handshake: first frame must be a connect request")
 		return "", false
 	}
@@ -304,13 +295,13 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.writeWait)); err != nil {
 				c.close(closeGoingAway, "")
 				return
 			}
 			continue
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		c.ws.SetWriteDeadline(time.Now().Add(c.srv.writeWait))
 		err := c.ws.WriteMessage(websocket.TextMessage, frame)
 		c.queued.Add(-int64(len(frame)))
 		if err != nil {

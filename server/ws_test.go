@@ -254,6 +254,46 @@ func TestFirstFrameRules(t *testing.T) {
 	})
 }
 
+// Finding 8 of issue #10: duplicate keys, binary frames and invalid UTF-8
+// are refused in the shape of any malformed frame (nothing is run), not
+// read leniently.
+func TestStrictFrames(t *testing.T) {
+	ts := startServer(t)
+	c := ts.operator(t, "/", testToken)
+	cases := []struct {
+		name   string
+		kind   int
+		data   string
+		id     string
+		reason string
+	}{
+		{"duplicate key", websocket.TextMessage, `{"type":"req","id":"d1","method":"node.pair.request","method":"node.pair.list","params":{}}`, "d1", "duplicate key"},
+		{"duplicate nested key", websocket.TextMessage, `{"type":"req","id":"d2","method":"node.pair.request","params":{"nodeId":"a","nodeId":"b"}}`, "d2", "duplicate key"},
+		{"binary", websocket.BinaryMessage, `{"type":"req","id":"b1","method":"node.pair.request","params":{"nodeId":"bin"}}`, "invalid", "binary frames are not accepted"},
+		{"invalid UTF-8", websocket.TextMessage, "{\"type\":\"req\",\"id\":\"u1\",\"method\":\"node.pair.request\",\"params\":{\"nodeId\":\"x\xff\"}}", "u1", "not valid UTF-8"},
+	}
+	for _, tc := range cases {
+		c.conn.WriteMessage(tc.kind, []byte(tc.data))
+		f, _ := c.next(5 * time.Second)
+		if f.ID != tc.id || f.OK || f.Error == nil || f.Error.Code != "INVALID_REQUEST" ||
+			!strings.HasPrefix(f.Error.Message, "invalid request frame: ") || !strings.Contains(f.Error.Message, tc.reason) {
+			t.Fatalf("%s: %+v %+v", tc.name, f, f.Error)
+		}
+	}
+	var l db.Listing
+	c.mustCall("node.pair.list", map[string]any{}, &l)
+	if len(l.Pending) != 0 {
+		t.Fatalf("a refused frame ran: %+v", l.Pending)
+	}
+	// Before hello, a binary connect is refused like a malformed one.
+	h, _ := dialWS(t, ts.ws+"/", nil)
+	h.challenge()
+	h.conn.WriteMessage(websocket.BinaryMessage, mustJSON(map[string]any{"type": "req", "id": "c1", "method": "connect", "params": connectFrame("operator", testToken, nil)}))
+	if code := h.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
+		t.Fatalf("binary connect: close %d", code)
+	}
+}
+
 func TestFramesAfterHello(t *testing.T) {
 	ts := startServer(t)
 	c := ts.operator(t, "/", testToken)
@@ -355,7 +395,7 @@ func TestWrongTokenLockout(t *testing.T) {
 func TestLimiterMemoryIsBounded(t *testing.T) {
 	l := newLimiter(time.Now)
 	for i := range 3 * limiterEntries {
-		l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		l.fail(limitKey{"default", classNode, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)})
 	}
 	if n := l.size(); n > limiterEntries {
 		t.Fatalf("limiter holds %d entries, bound %d", n, limiterEntries)

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Finding 3 of issue #10: Host must name the listener (or allowedHosts),
+// and a browser Origin must be the server's own address or allowed,
+// however Host is spelled: a DNS-rebinding page, whose Host and Origin
+// are both its own domain, gets nowhere.
+func TestHostAndOriginChecks(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.cfg.AllowedHosts = []string{"pairgate.example"}
+		s.cfg.AllowedOrigins = []string{"https://ops.example"}
+	})
+	port := ts.url[strings.LastIndex(ts.url, ":")+1:]
+	get := func(path, host, origin string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", ts.url+path, nil)
+		req.Host = host
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port: 200, "localhost:" + port: 200, "[::1]:" + port: 200, "LOCALHOST": 200,
+		"pairgate.example": 200, "pairgate.example:443": 200,
+		"evil.example:" + port: 421, "192.0.2.1:" + port: 421, "127.0.0.1.evil.example": 421,
+	} {
+		if got := get("/healthz", host, ""); got != want {
+			t.Fatalf("Host %s = %d, want %d", host, got, want)
+		}
+	}
+	req, _ := http.NewRequest("GET", ts.url+base+"/pending", nil)
+	req.Host = "evil.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := apiResponse{status: resp.StatusCode}
+	r.body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if r.status != 421 || !strings.Contains(r.errorMessage(), "add it to allowedHosts") {
+		t.Fatalf("foreign Host = %d %s", r.status, r.body)
+	}
+
+	// The rebinding page: Host and Origin agree, both foreign.
+	rebind := http.Header{"Host": {"evil.example:" + port}, "Origin": {"http://evil.example:" + port}}
+	if _, err := dialWS(t, ts.ws+"/", rebind); err == nil || !strings.Contains(err.Error(), "421") {
+		t.Fatalf("rebinding upgrade: %v", err)
+	}
+	for origin, ok := range map[string]bool{
+		"http://127.0.0.1:" + port: true, "http://localhost:" + port: true, "https://ops.example": true,
+		"https://pairgate.example": true,
+		"http://127.0.0.1:1":       false, "http://localhost": false, "https://evil.example": false, "null": false,
+	} {
+		_, err := dialWS(t, ts.ws+"/", http.Header{"Origin": {origin}})
+		if ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "403")) {
+			t.Fatalf("upgrade from Origin %s: %v", origin, err)
+		}
+		// A browser POST from the same origin.
+		r := ts.api(t, "POST", base+"/requests", testToken, `{"nodeId":"from-page"}`, "Origin", origin)
+		if ok != (r.status < 300) || (!ok && r.status != 403) {
+			t.Fatalf("POST from Origin %s = %d %s", origin, r.status, r.body)
+		}
+	}
+	// Reads with a foreign Origin are left to the browser's same-origin
+	// rule; clients without Origin (the CLI, nodes) are not browsers.
+	if got := get(base+"/pending", "127.0.0.1:"+port, "https://evil.example"); got != 401 {
+		t.Fatalf("GET with a foreign Origin = %d", got)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// Finding 7 of issue #10: a request body that stops arriving is cut off
+// after bodyReadTimeout, before auth (an unread body) and after it (verify
+// reads its body unauthenticated).
+func TestSlowBodiesAreCutOff(t *testing.T) {
+	ts := startServer(t)
+	addr := strings.TrimPrefix(ts.url, "http://")
+	heads := []string{
+		"POST " + base + "/verify HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"nodeId\":",
+		"POST " + base + "/requests HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n{\"nodeId\":",
+	}
+	ended := make(chan string, len(heads))
+	for _, head := range heads {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			// The server answers (408, or 401 before reading) and, the body
+			// never completing, closes the connection.
+			conn.SetReadDeadline(time.Now().Add(bodyReadTimeout + 15*time.Second))
+			b, err := io.ReadAll(conn)
+			ended <- fmt.Sprintf("%v %.40q", err, b)
+		}()
+	}
+	for range heads {
+		if got := <-ended; !strings.HasPrefix(got, "<nil> ") {
+			t.Fatalf("a slow upload held its connection: %s", got)
+		}
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}
+
+// stuckSubscriber opens an event stream with a small receive buffer and
+// never reads it.
+func stuckSubscriber(t *testing.T, ts *testServer) net.Conn {
+	t.Helper()
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET %s/events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", base, addr, testToken)
+	return conn
+}
+
+// bigEvents writes n pairing requests of about 64 KiB each: more than the
+// socket buffers between the server and a client that does not read.
+func bigEvents(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	caps := make([]string, db.MaxListItems)
+	for i := range caps {
+		caps[i] = fmt.Sprintf("%03d", i) + strings.Repeat("c", db.MaxItemBytes-3)
+	}
+	st := ts.byName["default"].Store
+	for i := range n {
+		meta := db.NodeMeta{Caps: caps, Commands: caps}
+		if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("big-%d", i), NodeMeta: meta}, db.Origin{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// An event-stream client that stops reading is dropped after the write
+// timeout, like a slow WS reader, and the others keep being served.
+func TestStuckEventStreamIsDropped(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.WriteTimeout = 500 * time.Millisecond })
+	stuckSubscriber(t, ts)
+	events, closeEvents := openSSE(t, ts, "")
+	defer closeEvents()
+	// A subscriber that reads: it gets every event.
+	all := make(chan bool, 1)
+	go func() {
+		requested := 0
+		for e := range events {
+			if e.event == db.EventRequested {
+				if requested++; requested == 130 {
+					break
+				}
+			}
+		}
+		all <- requested == 130
+	}()
+	bigEvents(t, ts, 130)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(ts.log.String(), "dropping an event-stream client that does not read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stuck client was not dropped:\n%s", ts.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case ok := <-all:
+		if !ok {
+			t.Fatal("the reading subscriber's stream ended early")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reading subscriber did not get every event")
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}
+
+// Shutdown does not wait for an event-stream client blocked on a full
+// socket.
+func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
+	ts := startServer(t)
+	conn := stuckSubscriber(t, ts)
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil { // the stream has begun
+		t.Fatal(err)
+	}
+	bigEvents(t, ts, 130)
+	start := time.Now()
+	ts.stop()
+	// Shutdown did not sit out its 10 s grace period (nor the write timeout).
+	if waited := time.Since(start); waited > writeWait-time.Second {
+		t.Fatalf("shutdown waited %v for a client that does not read", waited)
+	}
+	if resp, err := http.Get(ts.url + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("still serving after shutdown")
+	}
+}
