@@ -80,7 +80,9 @@ func TestLoadsARealServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(out.String(), "success 100.00%") || !strings.Contains(out.String(), "status   200×10") {
+		// vegeta paces 10 requests over 200 ms; a busy machine may send
+		// fewer within that time. Every one sent must be answered 200.
+		if !strings.Contains(out.String(), "success 100.00%") || !regexp.MustCompile(`status   200×([1-9]|10)\n`).MatchString(out.String()) {
 			t.Fatalf("%s report:\n%s", mode, out.String())
 		}
 	}
