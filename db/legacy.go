@@ -270,7 +270,7 @@ func (r *record) id(present map[string]bool, key, field, id string) {
 }
 
 func readPending(key string, value jvalue, st *LegacyState, p *problems) {
-	r := &record{file: PendingFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	r := &record{file: PendingFile, path: memberPath(key), p: p, unknown: &st.Unknown}
 	if !r.wantRecord(value) {
 		return
 	}
@@ -309,7 +309,7 @@ func readPending(key string, value jvalue, st *LegacyState, p *problems) {
 }
 
 func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
-	r := &record{file: PairedFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	r := &record{file: PairedFile, path: memberPath(key), p: p, unknown: &st.Unknown}
 	if !r.wantRecord(value) {
 		return
 	}
