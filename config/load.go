@@ -171,6 +171,10 @@ func (w *walker) mapping(at string, n *yaml.Node, fields map[string]func(key str
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content) && w.err == nil; i += 2 {
 		name := n.Content[i].Value
+		if n.Content[i].Kind != yaml.ScalarNode || name == "" {
+			w.fail(orRoot(at), fmt.Sprintf("a key that is empty or not a plain name (line %d)", n.Content[i].Line), "write keys as plain names, e.g. listen: 127.0.0.1:18789")
+			return
+		}
 		key := join(at, name)
 		set, ok := fields[name]
 		if !ok {
