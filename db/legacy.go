@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // The legacy store files (spec/legacy-files.md).
@@ -104,34 +106,78 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 }
 
 // ReadLegacyDir reads and validates the legacy files in dir. A missing
-// file counts as an empty store; found is false when both are missing. A
-// file over MaxLegacyFile is refused before it is read.
+// file counts as an empty store; found is false when both are missing.
+// Only regular files are read, never through a symbolic link, and at most
+// MaxLegacyFile bytes of each: a FIFO, a device or a link is refused before
+// anything is read, so nothing here can block or read without end.
 func ReadLegacyDir(dir string) (st LegacyState, found bool, err error) {
 	var files [2][]byte
+	var p problems
 	for i, name := range []string{PairedFile, PendingFile} {
-		path := filepath.Join(dir, name)
-		info, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		data, problem, err := readLegacyFile(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			continue
-		}
-		if err != nil {
+		case err != nil:
 			return st, false, err
+		case problem != "":
+			p.addLine(name + ": " + problem)
 		}
-		if info.Size() > MaxLegacyFile {
-			var p problems
-			p.add(name, "$", "the file is %d bytes; the limit is %d", info.Size(), MaxLegacyFile)
-			return st, true, p.err()
-		}
-		if files[i], err = os.ReadFile(path); err != nil {
-			return st, false, err
-		}
-		found = true
+		files[i], found = data, true
+	}
+	if err := p.err(); err != nil {
+		return st, true, err
 	}
 	if !found {
 		return st, false, nil
 	}
 	st, err = ReadLegacy(files[0], files[1])
 	return st, true, err
+}
+
+// readLegacyFile reads one legacy file, or says in problem why it will not.
+func readLegacyFile(path string) (data []byte, problem string, err error) {
+	// O_NONBLOCK: opening a FIFO must not wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, "$: the file is a symbolic link; pairgate does not follow links here: copy the file itself into the directory, or import from the directory the link points into", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, "", err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Sprintf("$: not a regular file but %s; pairgate reads legacy files only from regular files", fileKind(info.Mode())), nil
+	}
+	if info.Size() > MaxLegacyFile {
+		return nil, fmt.Sprintf("$: the file is %d bytes; the limit is %d", info.Size(), MaxLegacyFile), nil
+	}
+	data, err = io.ReadAll(io.LimitReader(f, MaxLegacyFile+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if len(data) > MaxLegacyFile { // it grew while being read
+		return nil, fmt.Sprintf("$: the file grew past the limit of %d bytes while being read", MaxLegacyFile), nil
+	}
+	return data, "", nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe)"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // record walks one record's members, handing each to its field or, for
