@@ -100,10 +100,13 @@ func exitCode(env Env, err error) int {
 		return exitOK
 	}
 	var failure *commandError
+	// Errors may quote node data (ids, names, legacy file keys); a
+	// report's own lines stay lines.
+	msg := visibleLines(err.Error())
 	if errors.As(err, &failure) {
-		fmt.Fprintln(env.Stderr, err.Error()) // "nodes approve failed: …", as OpenClaw prints it
+		fmt.Fprintln(env.Stderr, msg) // "nodes approve failed: …", as OpenClaw prints it
 	} else {
-		fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())
+		fmt.Fprintln(env.Stderr, "pairgate: "+msg)
 	}
 	var ue *usageError
 	var ce *config.Error

@@ -350,11 +350,18 @@ function editName(td, node) {
   input.select();
 }
 
+// cell shows node-supplied text with control and bidi-override characters
+// as escapes (\x1b, \u202e), as the CLI does: older imported data may hold
+// them, and a browser would hide them or let them reorder the row.
 function cell(text, className, title) {
+  const visible = (s) => String(s).replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x80 ? '\\x' + n.toString(16).padStart(2, '0') : '\\u' + n.toString(16).padStart(4, '0');
+  });
   const td = document.createElement('td');
-  td.textContent = text;
+  td.textContent = visible(text);
   if (className) td.className = className;
-  if (title) td.title = title;
+  if (title) td.title = visible(title);
   return td;
 }
 
