@@ -303,16 +303,38 @@ func (r *record) required(present map[string]bool, names ...string) {
 	}
 }
 
-// id checks a record's own id: present (reported by required), not blank,
-// and the key it is filed under.
+// id checks a record's own id: present (reported by required), a valid
+// id, and the key it is filed under.
 func (r *record) id(present map[string]bool, key, field, id string) {
-	switch {
-	case !present[field]:
-	case strings.TrimSpace(id) == "":
-		r.p.add(r.file, r.path+"."+field, "empty")
-	case id != key:
+	if r.validID(present, field, id) && id != key {
 		r.p.add(r.file, r.path+"."+field, "%q differs from the key it is filed under", id)
 	}
+}
+
+// validID holds an id to the API's rules: not blank, no white space
+// around it (the API trims ids, so such a record could never be verified,
+// renamed or removed), and the bounds of every string.
+func (r *record) validID(present map[string]bool, field, id string) bool {
+	switch {
+	case !present[field]:
+		return false
+	case strings.TrimSpace(id) == "":
+		r.p.add(r.file, r.path+"."+field, "empty")
+	case id != strings.TrimSpace(id):
+		r.p.add(r.file, r.path+"."+field, "white space around the id; the API trims ids, so this record could never be found")
+	default:
+		return r.check(checkString(field, id))
+	}
+	return false
+}
+
+// check reports a failed input check (whose message starts with the
+// field's name) at the record's path, and says whether it passed.
+func (r *record) check(err error) bool {
+	if err != nil {
+		r.p.addLine(r.file + ": " + r.path + "." + ErrorMessage(err))
+	}
+	return err == nil
 }
 
 func readPending(key string, value jvalue, st *LegacyState, p *problems) {
@@ -344,9 +366,8 @@ func readPending(key string, value jvalue, st *LegacyState, p *problems) {
 	})
 	r.required(present, "requestId", "nodeId", "ts")
 	r.id(present, key, "requestId", req.RequestID)
-	if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
-		p.add(PendingFile, r.path+".nodeId", "empty")
-	}
+	r.validID(present, "nodeId", req.NodeID)
+	r.check(req.NodeMeta.check())
 	if !present["isRepair"] {
 		st.repairUnknown[req.RequestID] = true
 	}
@@ -384,6 +405,9 @@ func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
 	if present["token"] && n.Token == "" {
 		p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
 	}
+	r.check(checkString("token", n.Token))
+	r.check(n.NodeMeta.check())
+	r.check(checkList("bins", n.Bins))
 	n.Extra = r.extra
 	st.Paired = append(st.Paired, n)
 }
