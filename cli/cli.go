@@ -21,8 +21,9 @@ const (
 	exitOK     = 0
 	exitFailed = 1
 	exitUsage  = 2
-	// exitConfig (EX_CONFIG) is for bad configuration and for a database
-	// whose schema is newer than this binary.
+	// exitConfig (EX_CONFIG) is for bad configuration, for a database
+	// whose schema is newer than this binary, and for a state directory
+	// whose files do not belong together (db.ErrIntegrity).
 	exitConfig = 78
 )
 
@@ -52,6 +53,7 @@ func commands() []command {
 		{"import", "import legacy paired.json / pending.json into a profile", runImport},
 		{"export", "write a profile's legacy paired.json / pending.json", runExport},
 		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},
+		{"new-key", "make a new pairing.key for a profile whose key is lost", runNewKey},
 		{"health", "ask a running server whether it is ready", runHealth},
 		{"version", "print the version", runVersion},
 	}
@@ -100,17 +102,20 @@ func exitCode(env Env, err error) int {
 		return exitOK
 	}
 	var failure *commandError
+	// Errors may quote node data (ids, names, legacy file keys); a
+	// report's own lines stay lines.
+	msg := visibleLines(err.Error())
 	if errors.As(err, &failure) {
-		fmt.Fprintln(env.Stderr, err.Error()) // "nodes approve failed: …", as OpenClaw prints it
+		fmt.Fprintln(env.Stderr, msg) // "nodes approve failed: …", as OpenClaw prints it
 	} else {
-		fmt.Fprintln(env.Stderr, "pairgate: "+err.Error())
+		fmt.Fprintln(env.Stderr, "pairgate: "+msg)
 	}
 	var ue *usageError
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &ce), errors.Is(err, db.ErrSchemaTooNew):
+	case errors.As(err, &ce), errors.Is(err, db.ErrSchemaTooNew), errors.Is(err, db.ErrIntegrity):
 		return exitConfig
 	}
 	return exitFailed
@@ -122,6 +127,7 @@ var examples = map[string]string{
 	"import":         "pairgate import --from ~/.openclaw/nodes --dry-run\n  pairgate import --from /backup/nodes --replace --profile work",
 	"export":         "pairgate export --to /tmp/nodes-backup\n  pairgate export --redact-tokens --profile work",
 	"migrate":        "pairgate migrate --status\n  pairgate migrate --state-dir /srv/gateway",
+	"new-key":        "pairgate new-key --profile work",
 	"health":         "pairgate health\n  pairgate health --url http://127.0.0.1:18790",
 	"version":        "pairgate version",
 	"profiles":       "pairgate profiles\n  pairgate profiles --json --token \"$TOKEN\"",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,7 +65,7 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed; skipped %d expired, %d already known, %d whose node has a pending request\n",
 		rep.PendingAdded, rep.PendingUnchanged, rep.PendingRemoved, rep.SkippedExpired, rep.SkippedKnown, rep.SkippedNodePending)
 	if len(rep.UnknownFields) > 0 {
-		fmt.Fprintf(w, "  fields pairgate does not know, kept for export (%d): %s\n", len(rep.UnknownFields), strings.Join(rep.UnknownFields, ", "))
+		fmt.Fprintf(w, "  fields pairgate does not know, kept for export (%d): %s\n", len(rep.UnknownFields), visible(strings.Join(rep.UnknownFields, ", ")))
 	}
 	for _, name := range []string{db.PairedFile, db.PendingFile} {
 		if sum, ok := rep.SHA256[name]; ok {
@@ -140,8 +141,14 @@ func openOffline(ctx context.Context, p config.Profile) (*db.Store, func(), erro
 	return store, func() { store.Close(); lock.Release() }, nil
 }
 
+// printJSON writes v as indented JSON with every hidden character escaped.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(escapeHidden(b.Bytes()))
+	return err
 }

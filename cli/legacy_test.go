@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pairgate/pairgate/db/fixture"
 )
@@ -76,4 +78,46 @@ func TestImportWhileServing(t *testing.T) {
 		t.Fatalf("import beside a server = %d %s", code, out.String())
 	}
 	srv.stop(t)
+}
+
+// A FIFO named paired.json is refused at once (it used to hang import
+// with SIGTERM ignored), and a cancelled context, what SIGTERM gives
+// cmd/pairgate, stops an import before it changes anything.
+func TestImportRefusesFIFOAndStopsOnCancel(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "paired.json"), 0o600); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	type result struct {
+		code int
+		errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var errb bytes.Buffer
+		code := Run(context.Background(), []string{"import", "--from", dir}, getenv, nil, io.Discard, &errb)
+		done <- result{code, errb.String()}
+	}()
+	select {
+	case r := <-done:
+		if r.code != 1 || !strings.Contains(r.errs, "paired.json: $: not a regular file but a FIFO (named pipe)") {
+			t.Fatalf("import of a FIFO = %d %s", r.code, r.errs)
+		}
+	case <-time.After(20 * time.Second): // a hang, not a speed limit
+		t.Fatal("import of a FIFO hangs")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errb bytes.Buffer
+	from := fixture.Path(t, "snapshots", "04-after-repair-approve")
+	if code := Run(ctx, []string{"import", "--from", from}, getenv, nil, io.Discard, &errb); code == 0 || !strings.Contains(errb.String(), "cancel") {
+		t.Fatalf("import with a cancelled context = %d %s", code, errb.String())
+	}
+	var out bytes.Buffer
+	if code := Run(context.Background(), []string{"import", "--from", from, "--dry-run"}, getenv, nil, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "paired:  1 added") {
+		t.Fatalf("the cancelled import changed the store: %d %s", code, out.String())
+	}
 }

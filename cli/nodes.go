@@ -272,14 +272,14 @@ func runDescribe(ctx context.Context, c *client, env Env, o nodesOptions) error 
 		return printJSON(env.Stdout, n)
 	}
 	w := env.Stdout
-	fmt.Fprintf(w, "Node:     %s\nID:       %s\n", nodeName(n), n.NodeID)
+	fmt.Fprintf(w, "Node:     %s\nID:       %s\n", visible(nodeName(n)), visible(n.NodeID))
 	for _, kv := range [][2]string{
 		{"Platform", n.Platform}, {"Version", n.Version}, {"Core", n.CoreVersion}, {"UI", n.UIVersion},
 		{"Device", n.DeviceFamily}, {"Hardware", n.ModelIdentifier}, {"IP", n.RemoteIP},
 		{"Caps", strings.Join(n.Caps, ", ")}, {"Commands", strings.Join(n.Commands, ", ")},
 	} {
 		if kv[1] != "" {
-			fmt.Fprintf(w, "%-9s %s\n", kv[0]+":", kv[1])
+			fmt.Fprintf(w, "%-9s %s\n", kv[0]+":", visible(kv[1]))
 		}
 	}
 	fmt.Fprintf(w, "Status:   %s\n", status(o.now, n))
@@ -308,7 +308,7 @@ func runRename(ctx context.Context, c *client, env Env, o nodesOptions) error {
 	if o.json {
 		return printJSON(env.Stdout, res)
 	}
-	fmt.Fprintf(env.Stdout, "node rename ok: %s -> %s\n", res.NodeID, res.DisplayName)
+	fmt.Fprintf(env.Stdout, "node rename ok: %s -> %s\n", visible(res.NodeID), visible(res.DisplayName))
 	return nil
 }
 
@@ -323,7 +323,7 @@ func runRemove(ctx context.Context, c *client, env Env, o nodesOptions) error {
 	if o.json {
 		return printJSON(env.Stdout, db.Removed{NodeID: n.NodeID})
 	}
-	fmt.Fprintf(env.Stdout, "node remove ok: %s (%s); its token no longer works\n", n.NodeID, nodeName(n))
+	fmt.Fprintf(env.Stdout, "node remove ok: %s (%s); its token no longer works\n", visible(n.NodeID), visible(nodeName(n)))
 	return nil
 }
 

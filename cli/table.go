@@ -35,6 +35,7 @@ func terminalWidth(env Env, w io.Writer) int {
 // take their content's width, and when that is too wide the widest are
 // narrowed and their cells wrapped, so nothing is cut off.
 func table(w io.Writer, width int, header []string, rows [][]string) {
+	rows = visibleRows(rows)
 	n := len(header)
 	widths := make([]int, n)
 	for i, h := range header {
@@ -92,6 +93,18 @@ func table(w io.Writer, width int, header []string, rows [][]string) {
 		row(r)
 	}
 	line("└", "┴", "┘")
+}
+
+// visibleRows is rows with every cell passed through visible.
+func visibleRows(rows [][]string) [][]string {
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = make([]string, len(r))
+		for j, cell := range r {
+			out[i][j] = visible(cell)
+		}
+	}
+	return out
 }
 
 func total(ws []int) int {

@@ -15,6 +15,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Bounds of the configuration file: far above any real configuration, far
+// below what could exhaust memory while parsing it.
+const (
+	MaxConfigBytes = 256 << 10
+	MaxConfigDepth = 64
+)
+
 // Load reads the configuration: the YAML file at path (none when path is
 // empty), then the environment overrides PAIRGATE_LISTEN and
 // PAIRGATE_LOG_LEVEL. The result is
@@ -22,7 +29,7 @@ import (
 func Load(path string, getenv func(string) string) (Config, error) {
 	cfg := Default(getenv)
 	if path != "" {
-		raw, err := os.ReadFile(path)
+		raw, err := readBounded(path)
 		if err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}
@@ -55,6 +62,9 @@ func Load(path string, getenv func(string) string) (Config, error) {
 // typo cannot silently leave a default in force.
 func Parse(raw []byte, getenv func(string) string) (Config, error) {
 	cfg := Config{Listen: DefaultListen}
+	if len(raw) > MaxConfigBytes {
+		return Config{}, &Error{Key: "(file)", Problem: fmt.Sprintf("the file is larger than %d bytes", MaxConfigBytes), Fix: "a configuration is a few kilobytes; see config/pairgate.example.yaml"}
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&doc); err != nil {
@@ -66,6 +76,9 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if err := checkNesting(root, "", 0); err != nil {
+		return Config{}, err
 	}
 	w := walker{getenv: getenv}
 	var profiles *yaml.Node
@@ -97,6 +110,40 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
+// readBounded reads at most MaxConfigBytes+1 bytes of path: enough for
+// Parse to refuse an oversized file without reading all of it.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+}
+
+// checkNesting refuses nesting deeper than MaxConfigDepth and YAML aliases
+// (which the walker would not follow), naming the key path.
+func checkNesting(n *yaml.Node, at string, depth int) error {
+	switch n.Kind {
+	case yaml.AliasNode:
+		return keyError(orRoot(at), fmt.Sprintf("a YAML alias (*%s, line %d)", n.Value, n.Line), "write the value out; pairgate does not expand aliases")
+	case yaml.MappingNode, yaml.SequenceNode:
+		if depth >= MaxConfigDepth {
+			return keyError(orRoot(at), fmt.Sprintf("nested deeper than %d levels (line %d)", MaxConfigDepth, n.Line), "pairgate's configuration is a few levels deep; see config/pairgate.example.yaml")
+		}
+	}
+	for i, c := range n.Content {
+		key := fmt.Sprintf("%s[%d]", at, i)
+		if n.Kind == yaml.MappingNode {
+			key = join(at, n.Content[i&^1].Value)
+		}
+		if err := checkNesting(c, key, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // walker decodes YAML nodes into typed values, keeping the first error with
 // the path of the key that caused it.
 type walker struct {
@@ -125,6 +172,10 @@ func (w *walker) mapping(at string, n *yaml.Node, fields map[string]func(key str
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content) && w.err == nil; i += 2 {
 		name := n.Content[i].Value
+		if n.Content[i].Kind != yaml.ScalarNode || name == "" {
+			w.fail(orRoot(at), fmt.Sprintf("a key that is empty or not a plain name (line %d)", n.Content[i].Line), "write keys as plain names, e.g. listen: 127.0.0.1:18789")
+			return
+		}
 		key := join(at, name)
 		set, ok := fields[name]
 		if !ok {

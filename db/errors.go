@@ -79,6 +79,13 @@ func internal(err error, what string) error {
 // command line turns it into exit code 78 (EX_CONFIG).
 var ErrSchemaTooNew = errors.New("database schema is newer than this pairgate")
 
+// ErrIntegrity means the state directory's files do not belong together:
+// the database is missing or empty beside its key, or the key is missing
+// or wrong for the tokens the database holds. Starting anyway would lose
+// pairings or tokens silently; the message says what to restore. The
+// command line turns it into exit code 78 (EX_CONFIG).
+var ErrIntegrity = errors.New("the state directory is not consistent")
+
 // ErrSchemaBehind means the database needs migrations this process may not
 // apply (only a holder of the state-directory lock migrates).
 var ErrSchemaBehind = errors.New("database schema is older than this pairgate")

@@ -283,7 +283,13 @@ func TestExportRefusesUnsealableTokensUnlessRedacted(t *testing.T) {
 	pairNode(t, s, "n1")
 	s.Close()
 	os.Remove(filepath.Join(dir, "pairing.key"))
-	s = openStoreAt(t, dir, newClock())
+	opts := testOptions(dir, newClock())
+	opts.NewKey = true
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	out := t.TempDir()
 	if _, err := s.Export(ctx, out, false); err == nil || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("export with a lost key = %v", err)

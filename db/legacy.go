@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // The legacy store files (spec/legacy-files.md).
@@ -104,34 +106,78 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 }
 
 // ReadLegacyDir reads and validates the legacy files in dir. A missing
-// file counts as an empty store; found is false when both are missing. A
-// file over MaxLegacyFile is refused before it is read.
+// file counts as an empty store; found is false when both are missing.
+// Only regular files are read, never through a symbolic link, and at most
+// MaxLegacyFile bytes of each: a FIFO, a device or a link is refused before
+// anything is read, so nothing here can block or read without end.
 func ReadLegacyDir(dir string) (st LegacyState, found bool, err error) {
 	var files [2][]byte
+	var p problems
 	for i, name := range []string{PairedFile, PendingFile} {
-		path := filepath.Join(dir, name)
-		info, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		data, problem, err := readLegacyFile(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			continue
-		}
-		if err != nil {
+		case err != nil:
 			return st, false, err
+		case problem != "":
+			p.addLine(name + ": " + problem)
 		}
-		if info.Size() > MaxLegacyFile {
-			var p problems
-			p.add(name, "$", "the file is %d bytes; the limit is %d", info.Size(), MaxLegacyFile)
-			return st, true, p.err()
-		}
-		if files[i], err = os.ReadFile(path); err != nil {
-			return st, false, err
-		}
-		found = true
+		files[i], found = data, true
+	}
+	if err := p.err(); err != nil {
+		return st, true, err
 	}
 	if !found {
 		return st, false, nil
 	}
 	st, err = ReadLegacy(files[0], files[1])
 	return st, true, err
+}
+
+// readLegacyFile reads one legacy file, or says in problem why it will not.
+func readLegacyFile(path string) (data []byte, problem string, err error) {
+	// O_NONBLOCK: opening a FIFO must not wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, "$: the file is a symbolic link; pairgate does not follow links here: copy the file itself into the directory, or import from the directory the link points into", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, "", err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Sprintf("$: not a regular file but %s; pairgate reads legacy files only from regular files", fileKind(info.Mode())), nil
+	}
+	if info.Size() > MaxLegacyFile {
+		return nil, fmt.Sprintf("$: the file is %d bytes; the limit is %d", info.Size(), MaxLegacyFile), nil
+	}
+	data, err = io.ReadAll(io.LimitReader(f, MaxLegacyFile+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if len(data) > MaxLegacyFile { // it grew while being read
+		return nil, fmt.Sprintf("$: the file grew past the limit of %d bytes while being read", MaxLegacyFile), nil
+	}
+	return data, "", nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe)"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // record walks one record's members, handing each to its field or, for
@@ -257,20 +303,42 @@ func (r *record) required(present map[string]bool, names ...string) {
 	}
 }
 
-// id checks a record's own id: present (reported by required), not blank,
-// and the key it is filed under.
+// id checks a record's own id: present (reported by required), a valid
+// id, and the key it is filed under.
 func (r *record) id(present map[string]bool, key, field, id string) {
-	switch {
-	case !present[field]:
-	case strings.TrimSpace(id) == "":
-		r.p.add(r.file, r.path+"."+field, "empty")
-	case id != key:
+	if r.validID(present, field, id) && id != key {
 		r.p.add(r.file, r.path+"."+field, "%q differs from the key it is filed under", id)
 	}
 }
 
+// validID holds an id to the API's rules: not blank, no white space
+// around it (the API trims ids, so such a record could never be verified,
+// renamed or removed), and the bounds of every string.
+func (r *record) validID(present map[string]bool, field, id string) bool {
+	switch {
+	case !present[field]:
+		return false
+	case strings.TrimSpace(id) == "":
+		r.p.add(r.file, r.path+"."+field, "empty")
+	case id != strings.TrimSpace(id):
+		r.p.add(r.file, r.path+"."+field, "white space around the id; the API trims ids, so this record could never be found")
+	default:
+		return r.check(checkString(field, id))
+	}
+	return false
+}
+
+// check reports a failed input check (whose message starts with the
+// field's name) at the record's path, and says whether it passed.
+func (r *record) check(err error) bool {
+	if err != nil {
+		r.p.addLine(r.file + ": " + r.path + "." + ErrorMessage(err))
+	}
+	return err == nil
+}
+
 func readPending(key string, value jvalue, st *LegacyState, p *problems) {
-	r := &record{file: PendingFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	r := &record{file: PendingFile, path: memberPath(key), p: p, unknown: &st.Unknown}
 	if !r.wantRecord(value) {
 		return
 	}
@@ -298,9 +366,8 @@ func readPending(key string, value jvalue, st *LegacyState, p *problems) {
 	})
 	r.required(present, "requestId", "nodeId", "ts")
 	r.id(present, key, "requestId", req.RequestID)
-	if present["nodeId"] && strings.TrimSpace(req.NodeID) == "" {
-		p.add(PendingFile, r.path+".nodeId", "empty")
-	}
+	r.validID(present, "nodeId", req.NodeID)
+	r.check(req.NodeMeta.check())
 	if !present["isRepair"] {
 		st.repairUnknown[req.RequestID] = true
 	}
@@ -309,7 +376,7 @@ func readPending(key string, value jvalue, st *LegacyState, p *problems) {
 }
 
 func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
-	r := &record{file: PairedFile, path: memberPath("$", key), p: p, unknown: &st.Unknown}
+	r := &record{file: PairedFile, path: memberPath(key), p: p, unknown: &st.Unknown}
 	if !r.wantRecord(value) {
 		return
 	}
@@ -338,6 +405,9 @@ func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
 	if present["token"] && n.Token == "" {
 		p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
 	}
+	r.check(checkString("token", n.Token))
+	r.check(n.NodeMeta.check())
+	r.check(checkList("bins", n.Bins))
 	n.Extra = r.extra
 	st.Paired = append(st.Paired, n)
 }

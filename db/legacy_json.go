@@ -43,35 +43,104 @@ type jmember struct {
 	value jvalue
 }
 
-// parseJSON reads exactly one JSON value. Duplicate keys and trailing data
-// are errors; the error says where.
-func parseJSON(data []byte) (jvalue, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := parseValue(dec, "$")
-	if err != nil {
-		return v, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return v, fmt.Errorf("$: trailing data after the JSON value")
-	}
-	return v, nil
+// MaxJSONDepth bounds the nesting of every JSON document pairgate reads
+// (REST bodies, legacy files, kept fields): deeper input is refused before
+// it costs more than its own size.
+const MaxJSONDepth = 64
+
+// jparser reads JSON tokens into jvalues, or with build false only checks
+// them (duplicate keys, depth, syntax) without keeping anything.
+type jparser struct {
+	dec   *json.Decoder
+	build bool
 }
 
-func parseValue(dec *json.Decoder, path string) (jvalue, error) {
-	t, err := dec.Token()
+func newJParser(data []byte, build bool) *jparser {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return &jparser{dec: dec, build: build}
+}
+
+// jsonError is a parse error. Its path is collected step by step while the
+// error returns through the nesting, so a path is built only for an error.
+type jsonError struct {
+	steps []jstep // innermost first
+	msg   string
+}
+
+// jstep is an object member's name or, with index >= 0, an array index.
+type jstep struct {
+	name  string
+	index int
+}
+
+// Error names the path the way reports do: $["node-a"].ts for members of
+// the top-level object, .name below, [i] for array items.
+func (e *jsonError) Error() string {
+	var b strings.Builder
+	b.WriteString("$")
+	for i := len(e.steps) - 1; i >= 0; i-- {
+		switch s := e.steps[i]; {
+		case s.index >= 0:
+			fmt.Fprintf(&b, "[%d]", s.index)
+		case i == len(e.steps)-1:
+			b.WriteString(memberPath(s.name)[1:])
+		default:
+			b.WriteString("." + s.name)
+		}
+	}
+	return b.String() + ": " + e.msg
+}
+
+func jerrorf(format string, args ...any) error {
+	return &jsonError{msg: fmt.Sprintf(format, args...)}
+}
+
+// within adds the step through which err came up.
+func within(err error, step jstep) error {
+	if e, ok := err.(*jsonError); ok {
+		e.steps = append(e.steps, step)
+	}
+	return err
+}
+
+// parseJSON reads exactly one JSON value. Duplicate keys, nesting deeper
+// than MaxJSONDepth and trailing data are errors; the error says where.
+func parseJSON(data []byte) (jvalue, error) {
+	p := newJParser(data, true)
+	v, err := p.value(0)
+	if err == nil {
+		err = p.end()
+	}
+	return v, err
+}
+
+// end checks that nothing follows the value.
+func (p *jparser) end() error {
+	if _, err := p.dec.Token(); err != io.EOF {
+		return jerrorf("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// value reads one value found inside depth open containers.
+func (p *jparser) value(depth int) (jvalue, error) {
+	t, err := p.dec.Token()
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return jvalue{}, fmt.Errorf("%s: the JSON ends early (truncated?)", path)
+			return jvalue{}, jerrorf("the JSON ends early (truncated?)")
 		}
-		return jvalue{}, fmt.Errorf("%s: malformed JSON near offset %d: %v", path, dec.InputOffset(), strings.TrimPrefix(err.Error(), "json: "))
+		return jvalue{}, jerrorf("malformed JSON near offset %d: %v", p.dec.InputOffset(), strings.TrimPrefix(err.Error(), "json: "))
 	}
 	switch x := t.(type) {
 	case json.Delim:
-		if x == '{' {
-			return parseObject(dec, path)
+		if depth >= MaxJSONDepth {
+			return jvalue{}, jerrorf("nested deeper than %d levels; pairgate refuses deeper JSON", MaxJSONDepth)
 		}
-		return parseArray(dec, path)
+		if x == '{' {
+			return p.members(depth+1, nil)
+		}
+		return p.array(depth + 1)
 	case string:
 		return jvalue{kind: jString, str: x}, nil
 	case json.Number:
@@ -82,61 +151,72 @@ func parseValue(dec *json.Decoder, path string) (jvalue, error) {
 	return jvalue{kind: jNull}, nil
 }
 
-func parseObject(dec *json.Decoder, path string) (jvalue, error) {
+// members reads an object whose '{' was read, handing each member to
+// member (when not nil) instead of keeping it.
+func (p *jparser) members(depth int, member func(name string, v jvalue)) (jvalue, error) {
 	v := jvalue{kind: jObject}
 	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
+	for p.dec.More() {
+		t, err := p.dec.Token()
 		if err != nil {
-			return v, fmt.Errorf("%s: malformed JSON near offset %d", path, dec.InputOffset())
+			return v, jerrorf("malformed JSON near offset %d", p.dec.InputOffset())
 		}
 		name := t.(string)
-		at := memberPath(path, name)
 		if seen[name] {
-			return v, fmt.Errorf("%s: duplicate key", at)
+			return v, within(jerrorf("duplicate key"), jstep{name: name, index: -1})
 		}
 		seen[name] = true
-		mv, err := parseValue(dec, at)
+		mv, err := p.value(depth)
 		if err != nil {
-			return v, err
+			return v, within(err, jstep{name: name, index: -1})
 		}
-		v.obj = append(v.obj, jmember{name: name, value: mv})
+		switch {
+		case member != nil:
+			member(name, mv)
+		case p.build:
+			v.obj = append(v.obj, jmember{name: name, value: mv})
+		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return v, fmt.Errorf("%s: the JSON ends early (truncated?)", path)
+	if _, err := p.dec.Token(); err != nil {
+		return v, jerrorf("the JSON ends early (truncated?)")
 	}
 	return v, nil
 }
 
-func parseArray(dec *json.Decoder, path string) (jvalue, error) {
+func (p *jparser) array(depth int) (jvalue, error) {
 	v := jvalue{kind: jArray}
-	for i := 0; dec.More(); i++ {
-		item, err := parseValue(dec, fmt.Sprintf("%s[%d]", path, i))
+	for i := 0; p.dec.More(); i++ {
+		item, err := p.value(depth)
 		if err != nil {
-			return v, err
+			return v, within(err, jstep{index: i})
 		}
-		v.arr = append(v.arr, item)
+		if p.build {
+			v.arr = append(v.arr, item)
+		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return v, fmt.Errorf("%s: the JSON ends early (truncated?)", path)
+	if _, err := p.dec.Token(); err != nil {
+		return v, jerrorf("the JSON ends early (truncated?)")
 	}
 	return v, nil
 }
 
-// memberPath names an object member the way reports do: $["node-a"].ts
-// for map keys at the top, .name below.
-func memberPath(path, name string) string {
-	if path == "$" {
-		b, _ := json.Marshal(name)
-		return "$[" + string(b) + "]"
-	}
-	return path + "." + name
+// memberPath names a member of the top-level object the way reports do:
+// $["node-a"].
+func memberPath(name string) string {
+	b, _ := json.Marshal(name)
+	return "$[" + string(b) + "]"
 }
 
 // CheckJSONObject reports whether data is exactly one JSON object, with no
-// key twice in any object and nothing after it; the error names the path.
+// key twice in any object, no nesting deeper than MaxJSONDepth and nothing
+// after it; the error names the path. It keeps nothing of data, so its
+// memory stays a small multiple of len(data) whatever the shape.
 func CheckJSONObject(data []byte) error {
-	v, err := parseJSON(data)
+	p := newJParser(data, false)
+	v, err := p.value(0)
+	if err == nil {
+		err = p.end()
+	}
 	if err == nil && v.kind != jObject {
 		err = fmt.Errorf("$: want a JSON object, got %s", v.kind)
 	}
@@ -145,12 +225,12 @@ func CheckJSONObject(data []byte) error {
 
 // eachMember streams a top-level JSON object: each member's value is
 // parsed (records are small) and handed to fn, then dropped, so a large
-// file never becomes one large tree. Duplicate keys and trailing data are
-// errors; a value that is not an object at the top is reported as kind.
+// file never becomes one large tree. Duplicate keys, deep nesting and
+// trailing data are errors; a value that is not an object at the top is
+// reported as kind.
 func eachMember(data []byte, fn func(name string, v jvalue)) (top jkind, err error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	t, err := dec.Token()
+	p := newJParser(data, true)
+	t, err := p.dec.Token()
 	if err != nil {
 		if _, perr := parseJSON(data); perr != nil {
 			return jNull, perr
@@ -161,31 +241,10 @@ func eachMember(data []byte, fn func(name string, v jvalue)) (top jkind, err err
 		v, err := parseJSON(data)
 		return v.kind, err
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return jObject, fmt.Errorf("$: malformed JSON near offset %d", dec.InputOffset())
-		}
-		name := t.(string)
-		at := memberPath("$", name)
-		if seen[name] {
-			return jObject, fmt.Errorf("%s: duplicate key", at)
-		}
-		seen[name] = true
-		v, err := parseValue(dec, at)
-		if err != nil {
-			return jObject, err
-		}
-		fn(name, v)
+	if _, err := p.members(1, fn); err != nil {
+		return jObject, err
 	}
-	if _, err := dec.Token(); err != nil {
-		return jObject, fmt.Errorf("$: the JSON ends early (truncated?)")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return jObject, fmt.Errorf("$: trailing data after the JSON value")
-	}
-	return jObject, nil
+	return jObject, p.end()
 }
 
 // textWriter is what the JSON writers write to: a bytes.Buffer, or a

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pairgate/pairgate/db/fixture"
 )
@@ -114,5 +116,43 @@ func TestReadLegacyDir(t *testing.T) {
 	f.Close()
 	if _, _, err := ReadLegacyDir(dir); err == nil || !strings.Contains(err.Error(), "paired.json: $: the file is 209715200 bytes; the limit is 134217728") {
 		t.Fatalf("oversized: %v", err)
+	}
+}
+
+// The legacy reader opens only regular files, never through a link: a
+// FIFO is refused without waiting for a writer, a link to /dev/zero or to
+// a valid file is refused saying it is a link, a device by its kind.
+func TestReadLegacyDirRefusesWhatIsNotARegularFile(t *testing.T) {
+	valid := filepath.Join(t.TempDir(), "valid.json")
+	if err := os.WriteFile(valid, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+		want string
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "paired.json: $: not a regular file but a FIFO (named pipe)"},
+		{"link to /dev/zero", func(p string) error { return os.Symlink("/dev/zero", p) }, "paired.json: $: the file is a symbolic link; pairgate does not follow links"},
+		{"link to a valid file", func(p string) error { return os.Symlink(valid, p) }, "paired.json: $: the file is a symbolic link; pairgate does not follow links"},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o700) }, "paired.json: $: not a regular file but a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.make(filepath.Join(dir, PairedFile)); err != nil {
+				t.Skipf("cannot make it here: %v", err)
+			}
+			os.WriteFile(filepath.Join(dir, PendingFile), []byte(`{}`), 0o600)
+			done := make(chan error, 1)
+			go func() { _, _, err := ReadLegacyDir(dir); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v\nwant %q", err, tc.want)
+				}
+			case <-time.After(20 * time.Second): // a hang, not a speed limit
+				t.Fatal("ReadLegacyDir hangs")
+			}
+		})
 	}
 }

@@ -338,16 +338,28 @@ func (s *Store) Remove(ctx context.Context, nodeID string, by Origin) (Removed, 
 	return Removed{NodeID: nodeID}, err
 }
 
+// ConnectLogEvery bounds the node.connected audit rows: at most one per
+// node in this time, however often it reconnects.
+const ConnectLogEvery = time.Minute
+
 // MarkConnected records that a paired node opened a session now
-// (lastConnectedAtMs). It is presence, not pairing: the event it writes is
-// for the audit log only.
+// (lastConnectedAtMs, at every connect). It is presence, not pairing: the
+// event it writes is for the audit log only, and coalesced to at most one
+// per node every ConnectLogEvery, so a node cannot flood the log.
 func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by Origin) error {
 	return s.writeTx(ctx, "mark connected", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		if err := s.changeNode(ctx, tx, `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`, now, nodeID); err != nil {
+		if err := s.changeNode(ctx, tx, qMarkConnected, now, nodeID); err != nil {
 			return err
 		}
-		_, err := s.appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
+		res, err := s.w.exec(ctx, tx, qLogConnect, now, ConnectLogEvery.Milliseconds(), nodeID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // logged within the last ConnectLogEvery
+		}
+		_, err = s.appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
 		return err
 	})
 }

@@ -24,12 +24,16 @@ const (
 				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
 				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
 				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
-				bins = NULL, last_connected_at_ms = NULL, extra = NULL`
+				bins = NULL, last_connected_at_ms = NULL, connect_logged_at_ms = NULL, extra = NULL`
+	qMarkConnected = `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`
+	// qLogConnect marks a connect as logged unless one was within ?2 ms.
+	qLogConnect = `UPDATE nodes SET connect_logged_at_ms = ?1
+			WHERE node_id = ?3 AND (connect_logged_at_ms IS NULL OR ?1 - connect_logged_at_ms >= ?2)`
 	qInsertEvent = `INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`
 	qEventsAfter = `SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
 	qLastSeq     = `SELECT max(seq) FROM events`
 )
 
-var writeStatements = []string{qPendingOfNode, qCountLive, qNodeExists, qDecide, qNodeForApproval, qRequestByID, qInsertRequest, qUpsertNode, qInsertEvent}
+var writeStatements = []string{qPendingOfNode, qCountLive, qNodeExists, qDecide, qNodeForApproval, qRequestByID, qInsertRequest, qUpsertNode, qInsertEvent, qMarkConnected, qLogConnect}
 
 var readStatements = []string{qCountLive, qVerify, qNodeByID, qRequestByID, qEventsAfter, qLastSeq}

@@ -34,7 +34,11 @@ type Options struct {
 	// Migrate applies pending migrations. Only the holder of the state
 	// directory lock may migrate; others find ErrSchemaBehind instead.
 	Migrate bool
-	Logger  *slog.Logger
+	// NewKey allows creating pairing.key although the database holds
+	// tokens sealed under a lost one (`pairgate new-key`). It never
+	// replaces an existing key file.
+	NewKey bool
+	Logger *slog.Logger
 }
 
 // OptionsFor returns the store options of a configured profile.
@@ -89,7 +93,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.maxPending <= 0 {
 		s.maxPending = config.DefaultMaxPending
 	}
-	var err error
+	key, err := readKey(opts.KeyPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
+		return nil, err
+	}
 	s.write, s.read, err = openPools(opts.Path, readers)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
@@ -111,17 +121,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("prepare statements: %w", err)
 	}
-	key, created, err := loadOrCreateKey(opts.KeyPath)
-	if err != nil {
+	if err := s.openKey(ctx, opts, key); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	if s.seal, err = newSealer(key); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	if created {
-		s.warnIfKeyReplaced(ctx, opts.KeyPath)
+		return nil, err
 	}
 	return s, nil
 }
@@ -133,20 +135,8 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// warnIfKeyReplaced tells the operator when a new key was created for a
-// database that already holds tokens sealed under a lost one: those nodes
-// still verify, but their tokens cannot be exported.
-func (s *Store) warnIfKeyReplaced(ctx context.Context, keyPath string) {
-	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&n); err != nil || n == 0 {
-		return
-	}
-	s.log.Warn("pairing.key was missing and a new one was created; paired nodes still verify, but their tokens cannot be exported until the original key is restored",
-		"key", keyPath, "pairedNodes", n)
-}
-
-// Close stops the committer (after the transaction in progress) and
-// closes both connection pools. It is safe to call more than once.
+// Close stops the committer (after the writes already queued) and closes
+// both connection pools. It is safe to call more than once.
 func (s *Store) Close() error {
 	if s.commit != nil {
 		s.commit.close()

@@ -1,16 +1,19 @@
 package db
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/pairgate/pairgate/config"
 )
@@ -76,24 +79,112 @@ func (s *sealer) open(nodeID string, sealed []byte) (string, error) {
 	return string(plain), nil
 }
 
-// loadOrCreateKey reads pairing.key, creating it (0600) when missing.
-// created reports that a new key was written.
-func loadOrCreateKey(path string) (key []byte, created bool, err error) {
-	key, err = os.ReadFile(path)
+// readKey reads pairing.key: nil when there is none.
+func readKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		created, err = config.CreateFileOnce(path, randomBytes(keySize))
-		if err != nil {
-			return nil, false, err
-		}
-		key, err = os.ReadFile(path)
+		return nil, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, fmt.Errorf("token key: %w", err)
 	}
 	if len(key) != keySize {
-		return nil, false, fmt.Errorf("%s: want %d bytes, found %d; restore the original key file, or move it away to start a new one (tokens sealed under the old key then cannot be exported)", path, keySize, len(key))
+		return nil, fmt.Errorf("%w: %s: want %d bytes, found %d; restore the original key file (or, if it is lost, move this one away and run `pairgate new-key`: tokens sealed under the old key then cannot be exported)", ErrIntegrity, path, keySize, len(key))
 	}
-	return key, created, nil
+	return key, nil
+}
+
+// checkDatabaseBesideKey refuses a missing or empty database where a key
+// exists: the key is written after the database is set up, so the
+// database was lost, and starting empty would lose every pairing silently.
+func checkDatabaseBesideKey(opts Options, keyExists bool) error {
+	if !keyExists {
+		return nil
+	}
+	info, err := os.Stat(opts.Path)
+	problem := ""
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		problem = "is missing"
+	case err != nil:
+		return err
+	case info.Size() == 0:
+		problem = "is empty (0 bytes)"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s exists but the database %s %s; restore the database (with its -wal file) from a backup, or, to start an empty store on purpose, move %s away", ErrIntegrity, opts.KeyPath, opts.Path, problem, filepath.Base(opts.KeyPath))
+}
+
+// keyCheckID is the additional data of the key check: no node has it
+// (node ids cannot hold NUL).
+const keyCheckID = "\x00pairgate key check"
+
+// openKey sets up the sealer with pairing.key (key, nil when missing) and
+// makes sure it is the key the stored tokens are sealed under. A missing
+// key is created only while no token is sealed, or with opts.NewKey; a
+// key that does not open the stored tokens is refused.
+func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
+	var paired int
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&paired); err != nil {
+		return fmt.Errorf("token key: %w", err)
+	}
+	restore := fmt.Sprintf("restore the original %s from a backup; or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
+	created := false
+	switch {
+	case key != nil && opts.NewKey:
+		return fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
+	case key == nil && paired > 0 && !opts.NewKey:
+		return fmt.Errorf("%w: %s is missing, and the database holds the tokens of %d paired node(s) sealed under it; %s", ErrIntegrity, opts.KeyPath, paired, restore)
+	case key == nil:
+		var err error
+		if _, err = config.CreateFileOnce(opts.KeyPath, randomBytes(keySize)); err == nil {
+			key, err = readKey(opts.KeyPath)
+		}
+		if err != nil {
+			return fmt.Errorf("token key: %w", err)
+		}
+		created = true
+	}
+	var err error
+	if s.seal, err = newSealer(key); err != nil {
+		return fmt.Errorf("token key: %w", err)
+	}
+	if created && paired > 0 {
+		s.log.Warn("a new pairing.key was created (new-key); paired nodes still verify, but the tokens sealed under the lost key can never be exported",
+			"key", opts.KeyPath, "pairedNodes", paired)
+	}
+	opens, checked := s.keyOpens(ctx)
+	switch {
+	case !created && paired > 0 && !opens:
+		return fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path, restore)
+	case !created && opens && checked:
+		return nil
+	}
+	// A new key, a database from before the check, or one with nothing
+	// sealed under another key: the check follows this key from now on.
+	return s.writeTx(ctx, "key check", func(tx *sql.Tx) error {
+		_, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO key_check (id, sealed) VALUES (1, ?)`, s.seal.seal(keyCheckID, keyCheckID))
+		return err
+	})
+}
+
+// keyOpens tries the key on the database's key check (checked says there
+// is one) or, in a database from before the check, on its newest sealed
+// token.
+func (s *Store) keyOpens(ctx context.Context) (opens, checked bool) {
+	id := keyCheckID
+	var sealed []byte
+	err := s.read.QueryRowContext(ctx, `SELECT sealed FROM key_check`).Scan(&sealed)
+	checked = err == nil
+	if errors.Is(err, sql.ErrNoRows) {
+		err = s.read.QueryRowContext(ctx, `SELECT node_id, token_sealed FROM nodes ORDER BY approved_at_ms DESC, node_id LIMIT 1`).Scan(&id, &sealed)
+	}
+	if err != nil {
+		return false, checked
+	}
+	_, err = s.seal.open(id, sealed)
+	return err == nil, checked
 }
 
 // NewUUID returns a random (version 4) UUID in lowercase, OpenClaw's

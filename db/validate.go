@@ -33,7 +33,12 @@ func (in *RequestInput) normalize() error {
 	if err := checkString("nodeId", in.NodeID); err != nil {
 		return err
 	}
-	m := &in.NodeMeta
+	return in.NodeMeta.check()
+}
+
+// check holds every field a node supplies about itself to the input
+// bounds; the error names the field.
+func (m *NodeMeta) check() error {
 	for _, f := range []struct {
 		name  string
 		value string
@@ -55,14 +60,36 @@ func (in *RequestInput) normalize() error {
 	return checkPermissions(m.Permissions)
 }
 
+// IsHidden reports the characters refused in every stored string, and
+// shown as escapes where older data holds them: C0 controls (ESC, NUL,
+// newline…), DEL, C1 controls, and the bidirectional embeddings, overrides
+// and isolates (U+202A–U+202E, U+2066–U+2069). A terminal acts on the
+// first three (cursor moves, OSC 52 clipboard writes, erasing a row); the
+// last reorder what the reader sees. The marks U+200E, U+200F and U+061C
+// stay allowed: they cannot reorder strong characters, and right-to-left
+// names need them.
+func IsHidden(r rune) bool {
+	return r < 0x20 || r >= 0x7f && r <= 0x9f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
+}
+
+// checkText refuses invalid UTF-8 and hidden characters in field.
+func checkText(field, v string) error {
+	if !utf8.ValidString(v) {
+		return invalidf("%s: not valid UTF-8", field)
+	}
+	for i, r := range v {
+		if IsHidden(r) {
+			return invalidf("%s: control or bidirectional-override character U+%04X at byte %d; such characters are not allowed", field, r, i)
+		}
+	}
+	return nil
+}
+
 func checkString(field, v string) error {
 	if len(v) > MaxStringBytes {
 		return invalidf("%s: at most %d bytes (got %d)", field, MaxStringBytes, len(v))
 	}
-	if !utf8.ValidString(v) {
-		return invalidf("%s: not valid UTF-8", field)
-	}
-	return nil
+	return checkText(field, v)
 }
 
 func checkItem(field, v string) error {
@@ -72,10 +99,7 @@ func checkItem(field, v string) error {
 	if len(v) > MaxItemBytes {
 		return invalidf("%s: at most %d bytes (got %d)", field, MaxItemBytes, len(v))
 	}
-	if !utf8.ValidString(v) {
-		return invalidf("%s: not valid UTF-8", field)
-	}
-	return nil
+	return checkText(field, v)
 }
 
 func checkList(field string, items []string) error {

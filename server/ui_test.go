@@ -198,6 +198,11 @@ func TestOperatorPageInChromium(t *testing.T) {
 	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').textContent`, sneaky)); got != evil {
 		t.Fatalf("the sneaky name shows as %q", got)
 	}
+	// Control and bidi-override characters (in data imported before they
+	// were refused) show as escapes, as in the CLI.
+	if got := p.eval(`cell('a\u001b[2K\u202eb\u007f\u0085', '').textContent + ' ' + cell('', '', '', 'x\u2066').title`); got != `a\x1b[2K\u202eb\x7f\u0085 x\u2066` {
+		t.Fatalf("a cell shows control characters as %q", got)
+	}
 	if got := p.eval(`String(document.querySelectorAll('img').length) + ' ' + typeof window.__xss`); got != "0 undefined" {
 		t.Fatalf("a node's name became markup: %s", got)
 	}

@@ -450,11 +450,14 @@ function button(text, className, onClick, name, type = 'button') {
   return b;
 }
 
-// visible shows control and bidi-override characters (which a node could
-// use to hide or reorder what the operator reads) as escapes.
+// visible shows control and bidi-override characters as escapes (\x1b,
+// \u202e), as the CLI does: older imported data may hold them, and a
+// browser would hide them or let them reorder what the operator reads.
 function visible(text) {
-  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x80 ? '\\x' + n.toString(16).padStart(2, '0') : '\\u' + n.toString(16).padStart(4, '0');
+  });
 }
 
 function label(x) {

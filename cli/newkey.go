@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// runNewKey makes a new pairing.key for a profile whose key is lost. It is
+// the only way to one while the database holds sealed tokens: those
+// nodes still verify, but their tokens can never be exported again.
+func runNewKey(ctx context.Context, env Env, args []string) error {
+	flags := newFlags(env, "new-key", "[--state-dir DIR | --profile NAME]")
+	pf := addProfileFlags(flags)
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	p, err := pf.resolve(env)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no database at %s: a new store makes its key itself", p.DatabasePath())
+	}
+	lock, err := db.LockStateDir(p.LockPath())
+	if errors.Is(err, db.ErrLocked) {
+		return fmt.Errorf("%w\n(stop the server first: it holds the key it started with)", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	opts := db.OptionsFor(p)
+	opts.Migrate = true
+	opts.NewKey = true
+	s, err := db.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Wrote a new %s. Paired nodes still verify; tokens sealed under the lost key can no longer be exported (export them with --redact-tokens, or pair those nodes again).\n", p.KeyPath())
+	return nil
+}

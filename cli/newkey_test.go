@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pairgate/pairgate/db/fixture"
+)
+
+// serve refuses, with exit 78 and what to restore, a state directory
+// whose key or database is lost; new-key is the one way to a new key.
+func TestServeRefusesALostKeyOrDatabase(t *testing.T) {
+	stateDir := t.TempDir()
+	nodes := filepath.Join(stateDir, "nodes")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), args, getenv, nil, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	serve := func() (int, string) {
+		var errb bytes.Buffer
+		code := Run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0"}, getenv, nil, io.Discard, &errb)
+		return code, errb.String()
+	}
+	if code, _, errs := run("import", "--from", fixture.Path(t, "snapshots", "04-after-repair-approve")); code != 0 {
+		t.Fatalf("import = %d %s", code, errs)
+	}
+	key, _ := os.ReadFile(filepath.Join(nodes, "pairing.key"))
+
+	os.Remove(filepath.Join(nodes, "pairing.key"))
+	if code, errs := serve(); code != 78 || !strings.Contains(errs, "pairing.key is missing, and the database holds the tokens of 1 paired node(s)") || !strings.Contains(errs, "run `pairgate new-key`") {
+		t.Fatalf("serve without its key = %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(nodes, "pairing.key")); err == nil {
+		t.Fatal("the refused start made a new key")
+	}
+	if code, out, errs := run("new-key"); code != 0 || !strings.Contains(out, "Wrote a new "+filepath.Join(nodes, "pairing.key")) {
+		t.Fatalf("new-key = %d %s%s", code, out, errs)
+	}
+	if code, _, errs := run("new-key"); code != 78 || !strings.Contains(errs, "pairing.key exists; a new key is made only where none is") {
+		t.Fatalf("new-key over a key = %d %s", code, errs)
+	}
+	srv := startServe(t, getenv)
+	srv.stop(t)
+
+	os.WriteFile(filepath.Join(nodes, "pairing.key"), key, 0o600) // the old key, found again: wrong now
+	if code, errs := serve(); code != 78 || !strings.Contains(errs, "it is not this database's key") {
+		t.Fatalf("serve with another key = %d %s", code, errs)
+	}
+
+	for _, name := range []string{"pairing.sqlite", "pairing.sqlite-wal", "pairing.sqlite-shm"} {
+		os.Remove(filepath.Join(nodes, name))
+	}
+	if code, errs := serve(); code != 78 || !strings.Contains(errs, "is missing; restore the database (with its -wal file) from a backup") {
+		t.Fatalf("serve without its database = %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(nodes, "pairing.sqlite")); err == nil {
+		t.Fatal("the refused start made an empty database")
+	}
+}
