@@ -85,7 +85,8 @@ func errorResponse(err error) (int, errorDetail) {
 		if re.status != 0 {
 			status = re.status
 		}
-		return status, errorDetail{Code: statusCode(status), Message: re.Message, Details: re.Details}
+		// (legacy) OpenClaw's "Error: " prefix stays on the WebSocket only.
+		return status, errorDetail{Code: statusCode(status), Message: strings.TrimPrefix(re.Message, "Error: "), Details: re.Details}
 	case errors.As(err, &se):
 		return httpStatus[se.Code], errorDetail{Code: string(se.Code), Message: se.Message, Details: se.Details}
 	case errors.As(err, &he):
@@ -104,7 +105,11 @@ func statusOf(err error) int {
 }
 
 // statusCode names an HTTP status in the style of the store's codes:
-// 404 → not_found.
+// 404 → not_found. Every 400 is "invalid", the store's code for bad input,
+// whichever layer found it.
 func statusCode(status int) string {
+	if status == http.StatusBadRequest {
+		return string(db.CodeInvalid)
+	}
 	return strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,10 +28,11 @@ type hostGuard struct {
 	port    string
 	allowed map[string]bool // allowedHosts, lower case, without port
 	origins map[string]bool // allowedOrigins, lower case
+	log     *slog.Logger
 }
 
 func (s *Server) newHostGuard(configured string, addr net.Addr) *hostGuard {
-	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}}
+	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log}
 	ap := netip.MustParseAddrPort(addr.String())
 	ip := ap.Addr().Unmap()
 	g.port = strconv.Itoa(int(ap.Port()))
@@ -96,12 +98,14 @@ func (g *hostGuard) originAllowed(origin string) bool {
 func (g *hostGuard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.hostAllowed(r.Host) {
+			g.log.Warn("request refused: foreign Host", "host", r.Host, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 			refuseRequest(w, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", r.Host))
 			return
 		}
 		origin := r.Header.Get("Origin")
 		changes := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
 		if origin != "" && (changes || websocket.IsWebSocketUpgrade(r)) && !g.originAllowed(origin) {
+			g.log.Warn("request refused: foreign Origin", "origin", origin, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "websocket", websocket.IsWebSocketUpgrade(r))
 			refuseRequest(w, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", origin))
 			return
 		}

@@ -79,4 +79,10 @@ func TestHostAndOriginChecks(t *testing.T) {
 		t.Fatalf("GET with a foreign Origin = %d", got)
 	}
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	// Every refusal is in the log, saying what was foreign.
+	for _, want := range []string{`msg="request refused: foreign Host" host=evil.example:`, `msg="request refused: foreign Origin" origin=null`, `origin=https://evil.example remote=127.0.0.1:`} {
+		if !strings.Contains(ts.log.String(), want) {
+			t.Fatalf("the log lacks %q", want)
+		}
+	}
 }

@@ -64,10 +64,22 @@ func (s *Server) authFailed(profile, class, remote string) {
 func (s *Server) profileParam(c echo.Context, own *Profile) (*Profile, error) {
 	p := s.profileAt(own, c.Param("profile"))
 	if p == nil {
-		return nil, &apiError{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("unknown profile %q; known: %s", c.Param("profile"), strings.Join(s.profileNames(), ", "))}
+		return nil, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: s.unknownProfile(own, c.Param("profile"))}
 	}
 	return p, nil
+}
+
+// unknownProfile says why name is not served here: on a profile's own
+// address only that profile is.
+func (s *Server) unknownProfile(own *Profile, name string) string {
+	if own != nil {
+		where := "on the server's main address"
+		if s.byName[name] == nil {
+			where = "by this server"
+		}
+		return fmt.Sprintf("this address serves only profile %q (its own listen address); %q is not served %s", own.Config.Name, name, where)
+	}
+	return fmt.Sprintf("unknown profile %q; known: %s", name, strings.Join(s.profileNames(), ", "))
 }
 
 // requireOperator resolves :profile (404 when unknown), refuses an address

@@ -184,7 +184,7 @@ func TestRESTErrors(t *testing.T) {
 		{"not an object", "POST", base + "/requests", testToken, `["x"]`, 400, "invalid JSON body: $: want a JSON object, got array"},
 		{"malformed", "POST", base + "/requests", testToken, `{"nodeId":`, 400, `invalid JSON body: $["nodeId"]: the JSON ends early (truncated?)`},
 		{"missing nodeId", "POST", base + "/requests", testToken, `{}`, 400, "invalid node.pair.request params: must have required property 'nodeId'"},
-		{"blank nodeId", "POST", base + "/requests", testToken, `{"nodeId":"  "}`, 400, "Error: nodeId required"},
+		{"blank nodeId", "POST", base + "/requests", testToken, `{"nodeId":"  "}`, 400, "nodeId required"},
 		{"wrong type", "POST", base + "/requests", testToken, `{"nodeId":5}`, 400, "invalid node.pair.request params: at /nodeId: must be string"},
 		{"too long", "POST", base + "/requests", testToken, `{"nodeId":"` + strings.Repeat("n", 300) + `"}`, 400, "nodeId: at most 256 bytes (got 300)"},
 		{"path id in body", "PATCH", base + "/nodes/x", testToken, `{"nodeId":"y","displayName":"z"}`, 400, "nodeId comes from the path; remove it from the body"},
@@ -195,6 +195,8 @@ func TestRESTErrors(t *testing.T) {
 		{"bad resume id", "GET", base + "/events?after=x", testToken, "", 400, "Last-Event-ID / after must be an event id (a whole number ≥ 0)"},
 		{"verify missing token", "POST", base + "/verify", "", `{"nodeId":"x"}`, 400, "invalid node.pair.verify params: must have required property 'token'"},
 		{"unknown route", "GET", "/api/v1/nope", "", "", 404, "Not Found"},
+		{"PUT on a GET route", "PUT", base + "/pending", testToken, "", 405, "Method Not Allowed"},
+		{"GET on a POST route", "GET", base + "/requests/x/approve", testToken, "", 405, "Method Not Allowed"},
 	}
 	st := ts.byName["default"].Store
 	for _, tc := range cases {
@@ -208,6 +210,10 @@ func TestRESTErrors(t *testing.T) {
 			json.Unmarshal(r.body, &body)
 			if body["error"]["code"] == "" || strings.Contains(string(r.body), "goroutine") {
 				t.Fatalf("error body %s", r.body)
+			}
+			// One code for bad input, whichever layer refused it.
+			if r.status == 400 && body["error"]["code"] != "invalid" {
+				t.Fatalf("400 with code %q, want invalid: %s", body["error"]["code"], r.body)
 			}
 			if after, _ := st.LastSeq(context.Background()); after != before {
 				t.Fatalf("a refused call changed state (events %d → %d)", before, after)

@@ -24,26 +24,31 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/ui/:file", handleUI)
 
 	// WebSocket (OpenClaw gateway protocol v3).
-	e.GET("/", func(c echo.Context) error { return s.serveWS(c, s.rootProfile(own)) })
-	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, s.profileAt(own, c.Param("profile"))) })
+	e.GET("/", func(c echo.Context) error { return s.serveWS(c, own, s.rootProfile(own)) })
+	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, own, s.profileAt(own, c.Param("profile"))) })
 
 	// REST. Node-facing: verify needs no operator token.
 	e.GET("/api/v1/profiles", s.handleProfiles(own))
 	e.POST("/api/v1/profiles/:profile/verify", s.handleVerify(own))
-	op := e.Group("/api/v1/profiles/:profile", s.requireOperator(own))
-	op.GET("/pending", s.handlePending)
-	op.GET("/nodes", s.handleNodes)
-	op.GET("/nodes/:nodeId", s.handleNode)
-	op.PATCH("/nodes/:nodeId", s.handleRename)
-	op.DELETE("/nodes/:nodeId", s.handleRemove)
-	op.POST("/requests", s.handleCreateRequest)
-	op.GET("/requests/:requestId", s.handleRequestStatus)
-	op.POST("/requests/:requestId/approve", s.handleApprove)
-	op.POST("/requests/:requestId/reject", s.handleReject)
-	op.GET("/events", s.handleEvents)
-	op.POST("/rpc", s.handleRPC)
-	op.GET("/export", s.handleExport)
-	op.POST("/import", s.handleImport)
+	// Operator routes, each with the operator check (not an echo Group:
+	// a group's catch-all would answer 404 where 405 is right).
+	requireOperator := s.requireOperator(own)
+	op := func(method, path string, h echo.HandlerFunc) {
+		e.Add(method, "/api/v1/profiles/:profile"+path, h, requireOperator)
+	}
+	op(http.MethodGet, "/pending", s.handlePending)
+	op(http.MethodGet, "/nodes", s.handleNodes)
+	op(http.MethodGet, "/nodes/:nodeId", s.handleNode)
+	op(http.MethodPatch, "/nodes/:nodeId", s.handleRename)
+	op(http.MethodDelete, "/nodes/:nodeId", s.handleRemove)
+	op(http.MethodPost, "/requests", s.handleCreateRequest)
+	op(http.MethodGet, "/requests/:requestId", s.handleRequestStatus)
+	op(http.MethodPost, "/requests/:requestId/approve", s.handleApprove)
+	op(http.MethodPost, "/requests/:requestId/reject", s.handleReject)
+	op(http.MethodGet, "/events", s.handleEvents)
+	op(http.MethodPost, "/rpc", s.handleRPC)
+	op(http.MethodGet, "/export", s.handleExport)
+	op(http.MethodPost, "/import", s.handleImport)
 }
 
 // profileAt resolves a profile name; a profile's own address serves only
@@ -72,9 +77,13 @@ func (s *Server) rootProfile(own *Profile) *Profile {
 
 // serveWS answers 404 for an unknown profile and 426 for a plain GET,
 // before any upgrade.
-func (s *Server) serveWS(c echo.Context, p *Profile) error {
+func (s *Server) serveWS(c echo.Context, own, p *Profile) error {
 	if p == nil {
-		return echo.NewHTTPError(http.StatusNotFound, "unknown profile; known: "+strings.Join(s.profileNames(), ", "))
+		name := c.Param("profile")
+		if name == "" {
+			return echo.NewHTTPError(http.StatusNotFound, "no profile is served at /: name one with /ws/NAME; known: "+strings.Join(s.profileNames(), ", "))
+		}
+		return echo.NewHTTPError(http.StatusNotFound, s.unknownProfile(own, name))
 	}
 	if !websocket.IsWebSocketUpgrade(c.Request()) {
 		if c.Request().URL.Path == "/" && wantsPage(c.Request()) {

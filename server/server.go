@@ -216,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if l.profile != nil {
 			attrs = append(attrs, "profile", l.profile.Config.Name)
 		}
+		attrs = append(attrs, "page", "http://"+l.ln.Addr().String()+"/ui/")
 		s.log.Info("listening", attrs...)
 		wg.Go(func() {
 			if err := servers[i].Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {

@@ -599,6 +599,16 @@ func TestProfileOwnListenAddress(t *testing.T) {
 	if _, err := dialWS(t, own.ws+"/ws/default", nil); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("another profile reached through work's own address: %v", err)
 	}
+	// Over REST, the refusal says why.
+	own.url = "http://" + m[1]
+	r := own.api(t, "GET", "/api/v1/profiles/default/pending", testToken, "")
+	if want := `this address serves only profile "work" (its own listen address); "default" is not served on the server's main address`; r.status != 404 || r.errorMessage() != want {
+		t.Fatalf("default on work's own address = %d %s, want 404 %q", r.status, r.body, want)
+	}
+	// The start-up log gives the operator page's address.
+	if !strings.Contains(ts.log.String(), "page=http://"+m[1]+"/ui/") {
+		t.Fatalf("no page address in the log:\n%s", ts.log)
+	}
 }
 
 func TestTickReachesEverySession(t *testing.T) {
