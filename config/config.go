@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -188,6 +189,17 @@ func (c Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return keyError("logLevel", fmt.Sprintf("%q is not a log level", c.LogLevel), "use debug, info, warn or error (or set PAIRGATE_LOG_LEVEL)")
+	}
+	for i, o := range c.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" || u.RawQuery != "" || u.User != nil) {
+			return keyError(fmt.Sprintf("allowedOrigins[%d]", i), fmt.Sprintf("%q is not an origin", o), "write scheme://host[:port] with nothing after, e.g. https://ops.example")
+		}
+	}
+	for i, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ @") {
+			return keyError(fmt.Sprintf("allowedHosts[%d]", i), fmt.Sprintf("%q is not a host name", h), "write the name alone, e.g. pairgate.example")
+		}
 	}
 	if len(c.Profiles) == 0 {
 		return keyError("profiles", "no profile is configured", "declare at least one profile, or remove the key to get the default one")

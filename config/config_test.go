@@ -157,6 +157,8 @@ func TestValidationNamesKeyAndFix(t *testing.T) {
 	}{
 		{"ttl too short", "profiles:\n  - name: a\n    ttl: 10ms\n", "config f: profiles[0].ttl: 10ms is too short; use at least 1s (the default is 5m)"},
 		{"max pending zero", "profiles:\n  - name: a\n    maxPending: 0\n", "config f: profiles[0].maxPending: 0 is out of range; use a number from 1 to 1000000 (the default is 1000)"},
+		{"origin with a path", "allowedOrigins: [https://ops.example/]\n", `config f: allowedOrigins[0]: "https://ops.example/" is not an origin; write scheme://host[:port] with nothing after, e.g. https://ops.example`},
+		{"host with a scheme", "allowedHosts: [https://pairgate.example]\n", `config f: allowedHosts[0]: "https://pairgate.example" is not a host name; write the name alone, e.g. pairgate.example`},
 		{"request rate zero", "profiles:\n  - name: a\n    requestRate: {perAddress: 0}\n", "config f: profiles[0].requestRate.perAddress: 0 is out of range; use a number of requests a minute from 1 to 1000000 (the default is 10)"},
 		{"not a number", "profiles:\n  - name: a\n    maxPending: lots\n", `config f: profiles[0].maxPending: "lots" is not a whole number; write digits only, e.g. 1000`},
 		{"bad name", "profiles:\n  - name: Has Space\n", `config f: profiles[0].name: "Has Space" is not a valid profile name; use lowercase letters, digits, - and _ (at most 63 characters)`},

@@ -1,38 +1,24 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// vmHWMKB is a process's peak resident memory (kB) from /proc.
-func vmHWMKB(t *testing.T, pid int) int {
+// peakKB is the server process's peak resident memory (VmHWM).
+func peakKB(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Skipf("no /proc to measure the server with: %v", err)
+	kb := procStatusKB(pid, "VmHWM")
+	if kb < 0 {
+		t.Fatalf("no VmHWM in /proc/%d/status: no /proc, or the server process has died", pid)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err == nil {
-				return n
-			}
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status: the server process has died", pid)
-	return 0
+	return kb
 }
 
 // deepBodies returns n bodies of exactly maxBody bytes nested as deep as
@@ -64,30 +50,9 @@ func deepBodies(n int) [][]byte {
 func TestDeepBodiesCannotExhaustMemory(t *testing.T) {
 	const bodies = 200
 	const limitKB = 256 << 10
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverHelperEnv+"="+t.TempDir())
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var url string
-	select {
-	case a := <-addr:
-		url = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatal("server process did not listen")
-	}
-	before := vmHWMKB(t, cmd.Process.Pid)
+	cmd, addr, _ := startServerProcess(t)
+	url := "http://" + addr
+	before := peakKB(t, cmd.Process.Pid)
 
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: bodies}}
 	defer client.CloseIdleConnections()
@@ -125,7 +90,7 @@ func TestDeepBodiesCannotExhaustMemory(t *testing.T) {
 		}
 	}
 
-	peak := vmHWMKB(t, cmd.Process.Pid)
+	peak := peakKB(t, cmd.Process.Pid)
 	t.Logf("%d deep bodies: %d refused with 400; server peak RSS %d MiB (%d MiB before)", bodies, refused, peak>>10, before>>10)
 	if peak >= limitKB {
 		t.Fatalf("server peak RSS %d MiB, want < 256 MiB", peak>>10)

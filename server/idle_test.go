@@ -53,10 +53,11 @@ func serverHelper(dir string) int {
 	return 0
 }
 
-func rssKB(pid int) int {
+// procStatusKB is a kB field of /proc/PID/status (VmRSS, VmHWM), or -1.
+func procStatusKB(pid int, field string) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return n
 		}
@@ -64,39 +65,51 @@ func rssKB(pid int) int {
 	return -1
 }
 
+// startServerProcess runs this binary as serverHelper on a fresh directory
+// and returns it and its address once it listens; its other stderr lines
+// go to lines (dropped when nobody reads them). It is stopped (SIGTERM)
+// when the test ends.
+func startServerProcess(tb testing.TB) (cmd *exec.Cmd, addr string, lines <-chan string) {
+	tb.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serverHelperEnv+"="+tb.TempDir())
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	found := make(chan string, 1)
+	rest := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			out := rest
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				out = found
+			}
+			select {
+			case out <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case line := <-found:
+		return cmd, listeningRE.FindStringSubmatch(line)[1], rest
+	case <-time.After(30 * time.Second):
+		tb.Fatal("server process did not listen")
+		return nil, "", nil
+	}
+}
+
 // BenchmarkIdleConnections holds 10,000 authenticated operator sessions
 // open against a server in its own process and reports that process's
 // resident memory (the target is 10,000 at ≤ 400 MB). Run with -benchtime 1x.
 func BenchmarkIdleConnections(b *testing.B) {
 	const conns = 10_000
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverHelperEnv+"="+b.TempDir())
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	addr := make(chan string, 1)
-	stats := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-			if strings.HasPrefix(sc.Text(), "memstats ") {
-				stats <- sc.Text()
-			}
-		}
-	}()
-	var url string
-	select {
-	case a := <-addr:
-		url = "ws://" + a + "/"
-	case <-time.After(30 * time.Second):
-		b.Fatal("server did not start")
-	}
-	before := rssKB(cmd.Process.Pid)
+	cmd, addr, lines := startServerProcess(b)
+	url := "ws://" + addr + "/"
+	before := procStatusKB(cmd.Process.Pid, "VmRSS")
 	open := make([]*websocket.Conn, 0, conns)
 	defer func() {
 		for _, c := range open {
@@ -120,12 +133,19 @@ func BenchmarkIdleConnections(b *testing.B) {
 	}
 	b.StopTimer()
 	time.Sleep(2 * time.Second) // let the server settle
-	after := rssKB(cmd.Process.Pid)
+	after := procStatusKB(cmd.Process.Pid, "VmRSS")
 	cmd.Process.Signal(syscall.SIGUSR1)
-	select {
-	case line := <-stats:
-		b.Log(line)
-	case <-time.After(5 * time.Second):
+	timeout := time.After(5 * time.Second)
+	for done := false; !done; {
+		select {
+		case line := <-lines:
+			if strings.HasPrefix(line, "memstats ") {
+				b.Log(line)
+				done = true
+			}
+		case <-timeout:
+			done = true
+		}
 	}
 	b.ReportMetric(float64(after)/1024, "server-RSS-MB")
 	b.ReportMetric(float64(after-before)/conns, "KB/conn")

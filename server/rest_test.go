@@ -276,8 +276,12 @@ func TestFailedAuthLimitsByProfileAndClass(t *testing.T) {
 	if r.status != 429 || r.header.Get("Retry-After") != "300" || !strings.Contains(r.errorMessage(), "node token") {
 		t.Fatalf("verify after 10 failures = %d %s", r.status, r.body)
 	}
-	// The operator of the same profile, from the same address, is not locked out;
-	// nor is another profile's verify.
+	// Over WebSocket too, a node presenting a token is refused...
+	if _, hello := ts.node(t, newDevice(), "some-node-token"); hello.OK || !strings.HasPrefix(hello.Error.Message, "unauthorized: too many failed attempts") {
+		t.Fatalf("node connect during the node-token lockout: %+v", hello.Error)
+	}
+	// ...but the operator of the same profile, from the same address, is
+	// not locked out; nor is another profile's verify.
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 	ts.operator(t, "/", testToken)
 	if r := ts.api(t, "POST", "/api/v1/profiles/work/verify", "", `{"nodeId":"a","token":"b"}`); r.status != 200 {
