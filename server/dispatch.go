@@ -36,6 +36,10 @@ type session struct {
 	// presented its pairing token (else it is a pairing session).
 	nodeID string
 	paired bool
+	// pendingRequest is the request a node's connect opened or found
+	// (a pairing session held until it is decided); openedRequest is set
+	// when this connect opened it.
+	pendingRequest, openedRequest string
 	// node is what a node said about itself in connect.
 	node     db.NodeMeta
 	remoteIP string
@@ -72,6 +76,9 @@ var methodNames = []string{
 	"health", "node.pair.request", "node.pair.list", "node.pair.approve", "node.pair.reject",
 	"node.pair.verify", "node.pair.remove", "node.rename", "node.list", "node.describe",
 }
+
+// eventNames lists the events hello-ok announces.
+var eventNames = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved}
 
 var (
 	requestIDParams = schema{{name: "requestId", kind: kString, required: true}}
@@ -213,7 +220,18 @@ func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage)
 		p.NodeMeta = fillMeta(p.NodeMeta, c.node)
 		p.RemoteIP = c.remoteIP
 	}
-	res, err := c.profile.Store.Request(ctx, db.RequestInput{NodeID: p.NodeID, NodeMeta: p.NodeMeta, Silent: p.Silent}, c.origin())
+	if c.conn != nil {
+		c.conn.restartOnApproval.Store(false)
+	}
+	in := db.RequestInput{NodeID: p.NodeID, NodeMeta: p.NodeMeta, Silent: p.Silent}
+	var res db.RequestResult
+	var err error
+	if c.openedRequest != "" {
+		res, err = c.profile.Store.AdoptRequest(ctx, c.openedRequest, in, c.origin())
+		c.openedRequest = ""
+	} else {
+		res, err = c.profile.Store.Request(ctx, in, c.origin())
+	}
 	if err != nil {
 		return nil, err
 	}

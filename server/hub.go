@@ -217,6 +217,11 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
 	for _, c := range waiting {
 		c.enqueue(frame)
+		if res.Decision == db.DecisionApproved && c.restartOnApproval.Load() {
+			// OpenClaw's node hosts ignore the event but reconnect after
+			// 1012, and the reconnect is handed the token in hello-ok.
+			c.closeAfterQueue(closeRestart, "pairing approved: reconnect")
+		}
 	}
 }
 
