@@ -68,17 +68,21 @@ type method struct {
 	// to pairing sessions (no token yet).
 	forNode, nodeOnlyPairing bool
 	params                   schema
-	run                      func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error)
+	// anyParams says params are not checked (reports pairgate ignores).
+	anyParams bool
+	run       func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error)
 }
 
 // methodNames lists the methods in the order hello-ok announces them.
 var methodNames = []string{
 	"health", "node.pair.request", "node.pair.list", "node.pair.approve", "node.pair.reject",
 	"node.pair.verify", "node.pair.remove", "node.rename", "node.list", "node.describe",
+	"device.pair.list", "device.pair.approve", "device.pair.reject", "device.pair.remove", "device.pair.rename",
+	"node.event", "node.runnerInventory.update", "node.skills.update", "node.pluginTools.update",
 }
 
 // eventNames lists the events hello-ok announces.
-var eventNames = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved}
+var eventNames = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved, eventDeviceRequested, eventDeviceResolved}
 
 var (
 	requestIDParams = schema{{name: "requestId", kind: kString, required: true}}
@@ -162,6 +166,15 @@ var methods = map[string]method{
 		}
 		return nodeDescription{TS: c.now().UnixMilli(), NodeEntry: s.hub(c.profile).entry(n)}, nil
 	}},
+	"device.pair.list":            {scope: scopePairing, params: noParams, run: runDeviceList},
+	"device.pair.approve":         {scope: scopePairing, params: schema{{name: "requestId", kind: kString, required: true}, {name: "displayName", kind: kString}}, run: runDeviceApprove},
+	"device.pair.reject":          {scope: scopePairing, params: requestIDParams, run: runDeviceReject},
+	"device.pair.remove":          {scope: scopePairing, params: deviceIDParams, run: runDeviceRemove},
+	"device.pair.rename":          {scope: scopePairing, params: append(deviceIDParams, field{name: "label", kind: kAnyString, required: true}), run: runDeviceRename},
+	"node.event":                  {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.runnerInventory.update": {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.skills.update":          {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.pluginTools.update":     {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
 }
 
 // call runs one method for a session: lookup, role and scope checks,
@@ -169,6 +182,8 @@ var methods = map[string]method{
 func (s *Server) call(ctx context.Context, c *session, name string, raw json.RawMessage) (any, error) {
 	m, ok := methods[name]
 	if !ok {
+		s.log.Debug("unknown method called", "profile", c.profile.Config.Name, "method", name,
+			"role", c.role, "node", c.nodeID, "remote", c.remoteIP)
 		return nil, invalidRequest("unknown method: %s", name)
 	}
 	if c.role == roleNode {
@@ -180,7 +195,7 @@ func (s *Server) call(ctx context.Context, c *session, name string, raw json.Raw
 		e.status = http.StatusForbidden
 		return nil, e
 	}
-	if err := m.params.check(raw); err != nil {
+	if err := m.params.check(raw); err != nil && !m.anyParams {
 		return nil, invalidRequest("invalid %s params: %s", name, err)
 	}
 	start := time.Now()

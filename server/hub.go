@@ -180,8 +180,16 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 
 	if len(operators) > 0 {
 		frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: e.Payload, Seq: e.Seq})
+		// The device twin goes without seq: the outbox numbers one event.
+		var twin []byte
+		if dev := h.deviceEvent(ctx, e); dev != nil {
+			twin = mustJSON(eventFrame{Type: "event", Event: deviceTwin[e.Name], Payload: dev})
+		}
 		for _, c := range operators {
 			c.enqueue(frame)
+			if twin != nil {
+				c.enqueue(twin)
+			}
 		}
 	}
 	if len(waiting) > 0 {
