@@ -40,9 +40,10 @@ type Admission struct {
 
 // AdmitNode applies the connect-time pairing rule to a verified node
 // device, in one transaction:
-//   - a token that verifies, or no token and a signature of the key pinned
-//     at approval: paired (and connected now); the token is handed back
-//     only when the key is the pinned one;
+//   - a token that verifies, or a signature of the key pinned at approval:
+//     paired (and connected now); the token is handed back only when the
+//     key is the pinned one;
+//   - a token that does not verify, from a key not pinned: Mismatch;
 //   - otherwise the node needs approval: its live pending request is
 //     reused, or one is opened (nodeId = device id, the connect's
 //     metadata and key, the usual event and expiry); a repair when the
@@ -78,14 +79,16 @@ func (s *Store) AdmitNode(ctx context.Context, in NodeConnect, by Origin) (Admis
 		}
 		switch {
 		case out.Paired:
-		case presented != "":
-			out.Mismatch = true
 		case keyPinned:
+			// The approved key proves the device; a stale token it still
+			// holds (from before a repair) is replaced by the current one.
 			token, err := s.seal.open(in.NodeID, sealed)
 			if err != nil {
 				return errorf(CodeUnavailable, "the token of %s cannot be unsealed: pairing.key was replaced", in.NodeID)
 			}
 			out.Paired, presented = true, token
+		case presented != "":
+			out.Mismatch = true
 		}
 		if out.Paired {
 			if keyPinned {

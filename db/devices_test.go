@@ -64,14 +64,18 @@ func TestAdmitNodePairsAtConnect(t *testing.T) {
 		t.Fatalf("lastConnectedAtMs %d", n.LastConnectedAtMs)
 	}
 
-	// A wrong token: refused, and a repair request waits for approval;
-	// the pairing is untouched.
-	wrong := mustAdmit(t, s, connectAs("dev1", "KEY1", "stale"))
-	if wrong.Paired || !wrong.Mismatch || wrong.Request == nil || !wrong.Request.IsRepair {
-		t.Fatalf("wrong token %+v", wrong)
+	// A stale token signed by the pinned key: the key proves the device,
+	// which gets its current token.
+	if stale := mustAdmit(t, s, connectAs("dev1", "KEY1", "stale")); !stale.Paired || stale.Token != approval.Node.Token {
+		t.Fatalf("stale token, pinned key %+v", stale)
 	}
-	if v, _ := s.Verify(ctx, "dev1", approval.Node.Token); !v.OK {
-		t.Fatal("a refused connect disturbed the pairing")
+	// Removed: its token is refused, and a new request waits for approval.
+	if _, err := s.Remove(ctx, "dev1", byCLI); err != nil {
+		t.Fatal(err)
+	}
+	wrong := mustAdmit(t, s, connectAs("dev1", "KEY1", approval.Node.Token))
+	if wrong.Paired || !wrong.Mismatch || wrong.Request == nil || wrong.Request.IsRepair || wrong.Request.RequestID == first.Request.RequestID {
+		t.Fatalf("removed node's token %+v", wrong)
 	}
 }
 
@@ -99,9 +103,13 @@ func TestAdmitNodeOnlyGivesTheTokenToThePinnedKey(t *testing.T) {
 	if v, _ := s.Verify(ctx, "legacy", token); v.OK {
 		t.Fatal("the old token survived the repair")
 	}
-	// Another key for the same id is not the pinned one: approval again.
+	// Another key for the same id is not the pinned one: approval again,
+	// and a wrong token with it is refused.
 	if other := mustAdmit(t, s, connectAs("legacy", "OTHER")); other.Paired || other.Request == nil {
 		t.Fatalf("another key %+v", other)
+	}
+	if other := mustAdmit(t, s, connectAs("legacy", "OTHER", token)); other.Paired || !other.Mismatch {
+		t.Fatalf("another key with the old token %+v", other)
 	}
 }
 

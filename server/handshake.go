@@ -82,8 +82,9 @@ type connectParams struct {
 	Scopes      []string       `json:"scopes"`
 	Device      *deviceParams  `json:"device"`
 	Auth        struct {
-		Token       string `json:"token"`
-		DeviceToken string `json:"deviceToken"`
+		Token          string `json:"token"`
+		DeviceToken    string `json:"deviceToken"`
+		BootstrapToken string `json:"bootstrapToken"`
 	} `json:"auth"`
 	// Protocol is the negotiated version, set by parseConnect.
 	Protocol int `json:"-"`
@@ -160,28 +161,41 @@ func expectedProtocol(clientMin int) int {
 // signaturePayloads are the strings a device may have signed, newest
 // first. v3 (OpenClaw 2026.2.26 on) adds the client's platform and device
 // family; v2 binds the challenge nonce; a client that got no challenge
-// signs v1, without it, and is then bound only by signedAt. The token is
-// the one the client sent: auth.token, else auth.deviceToken.
+// signs v1, without it, and is then bound only by signedAt. The token
+// signed is auth.token; without one, OpenClaw's clients sign the device
+// or bootstrap token they send (releases differ), else nothing.
 func signaturePayloads(p connectParams) []string {
-	token := p.Auth.Token
-	if token == "" {
-		token = p.Auth.DeviceToken
+	tokens := []string{p.Auth.Token}
+	if p.Auth.Token == "" {
+		tokens = nil
+		for _, t := range []string{p.Auth.DeviceToken, p.Auth.BootstrapToken} {
+			if t != "" {
+				tokens = append(tokens, t)
+			}
+		}
+		if tokens == nil {
+			tokens = []string{""}
+		}
 	}
-	fields := []string{
-		"", p.Device.ID, p.Client.ID, p.Client.Mode, p.Role, strings.Join(p.Scopes, ","),
-		strconv.FormatInt(p.Device.SignedAt, 10), token,
+	var out []string
+	for _, token := range tokens {
+		fields := []string{
+			"", p.Device.ID, p.Client.ID, p.Client.Mode, p.Role, strings.Join(p.Scopes, ","),
+			strconv.FormatInt(p.Device.SignedAt, 10), token,
+		}
+		join := func(version string, more ...string) string {
+			fields[0] = version
+			return strings.Join(append(slices.Clone(fields), more...), "|")
+		}
+		if p.Device.Nonce == "" {
+			out = append(out, join("v1"))
+			continue
+		}
+		out = append(out,
+			join("v3", p.Device.Nonce, signedMetadata(p.Client.Platform), signedMetadata(p.Client.DeviceFamily)),
+			join("v2", p.Device.Nonce))
 	}
-	join := func(version string, more ...string) string {
-		fields[0] = version
-		return strings.Join(append(slices.Clone(fields), more...), "|")
-	}
-	if p.Device.Nonce == "" {
-		return []string{join("v1")}
-	}
-	return []string{
-		join("v3", p.Device.Nonce, signedMetadata(p.Client.Platform), signedMetadata(p.Client.DeviceFamily)),
-		join("v2", p.Device.Nonce),
-	}
+	return out
 }
 
 // signedMetadata is a client field as v3 signs it: trimmed, with ASCII

@@ -117,6 +117,21 @@ func TestV3PayloadIsOpenClaws(t *testing.T) {
 	if got[0] != want || got[1] != "v2|dev|node-host|node|node|a,b|1700000000000|tok|n-1" {
 		t.Fatalf("payloads %q, want %q first", got, want)
 	}
+	// A bootstrap token is signed when it is the only one sent; with
+	// auth.token, only auth.token is.
+	cp.Auth.BootstrapToken = "boot"
+	if got := signaturePayloads(cp); len(got) != 4 || !strings.Contains(got[2], "|boot|") {
+		t.Fatalf("payloads with two candidate tokens %q", got)
+	}
+	cp.Auth.Token = "shared"
+	if got := signaturePayloads(cp); len(got) != 2 || !strings.Contains(got[0], "|shared|") {
+		t.Fatalf("payloads with auth.token %q", got)
+	}
+	cp.Auth = struct {
+		Token          string `json:"token"`
+		DeviceToken    string `json:"deviceToken"`
+		BootstrapToken string `json:"bootstrapToken"`
+	}{DeviceToken: "tok"}
 	cp.Device.Nonce = ""
 	if got := signaturePayloads(cp); len(got) != 1 || got[0] != "v1|dev|node-host|node|node|a,b|1700000000000|tok" {
 		t.Fatalf("v1 payload %q", got)

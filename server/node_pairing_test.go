@@ -137,11 +137,20 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 		t.Fatal("after a restart the token does not verify")
 	}
 
-	// A stale token: refused as upstream refuses an unpaired device, and
-	// sent back through approval.
-	c, hello := ts.dialHost(t, d, hostConnect{deviceToken: "stale-token"})
+	// A stale token (from before a repair) signed by the pinned key: the
+	// key proves the host, which is handed its current token.
+	if c, hello := ts.dialHost(t, d, hostConnect{deviceToken: "stale-token"}); helloAuthOf(t, hello).DeviceToken != grant.DeviceToken {
+		t.Fatal("a stale token with the pinned key did not get the current one")
+	} else {
+		c.conn.Close()
+	}
+
+	// Removed: its token is refused as upstream refuses an unpaired
+	// device, and it is sent back through approval.
+	ts.mustAPI(t, 204, "DELETE", base+"/nodes/"+d.id, "", nil)
+	c, hello := ts.dialHost(t, d, hostConnect{deviceToken: grant.DeviceToken})
 	if hello.OK || hello.Error.Code != codeNotPaired || hello.Error.Message != "pairing required: device is not approved yet" {
-		t.Fatalf("stale token: %+v", hello)
+		t.Fatalf("removed node's token: %+v", hello)
 	}
 	var details struct {
 		Code, Reason, RequestID, DeviceID, RequestedRole string
@@ -149,16 +158,17 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 	}
 	b, _ := json.Marshal(hello.Error.Details)
 	json.Unmarshal(b, &details)
-	repair := pendingOver(t, ts)
-	if len(repair) != 1 || details.Code != "PAIRING_REQUIRED" || details.Reason != "not-paired" || details.RequestID != repair[0].RequestID ||
-		details.DeviceID != d.id || details.RequestedRole != "node" || details.RequestedScopes == nil || !repair[0].IsRepair {
-		t.Fatalf("details %s, pending %+v", b, repair)
+	renewed := pendingOver(t, ts)
+	if len(renewed) != 1 || details.Code != "PAIRING_REQUIRED" || details.Reason != "not-paired" || details.RequestID != renewed[0].RequestID ||
+		details.DeviceID != d.id || details.RequestedRole != "node" || details.RequestedScopes == nil {
+		t.Fatalf("details %s, pending %+v", b, renewed)
 	}
-	if code := c.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation {
-		t.Fatalf("close %d", code)
+	if code := c.waitClosed(5 * time.Second); code != websocket.ClosePolicyViolation ||
+		c.closeText.Load() != "pairing required: device is not approved yet (requestId: "+renewed[0].RequestID+")" {
+		t.Fatalf("close %d %q", code, c.closeText.Load())
 	}
-	if !verifiesOver(t, ts, d.id, grant.DeviceToken) {
-		t.Fatal("a refused connect disturbed the pairing")
+	if verifiesOver(t, ts, d.id, grant.DeviceToken) {
+		t.Fatal("a removed node's token verifies")
 	}
 
 	// A new key is a new device: back to approval, the old one untouched.
