@@ -225,10 +225,17 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
 	for _, c := range waiting {
 		c.enqueue(frame)
-		if res.Decision == db.DecisionApproved && c.restartOnApproval.Load() {
-			// OpenClaw's node hosts ignore the event but reconnect after
-			// 1012, and the reconnect is handed the token in hello-ok.
+		if !c.restartOnApproval.Load() {
+			continue
+		}
+		// OpenClaw's node hosts ignore the event but reconnect after 1012:
+		// once approved, the reconnect is handed the token in hello-ok;
+		// once expired, it asks again.
+		switch res.Decision {
+		case db.DecisionApproved:
 			c.closeAfterQueue(closeRestart, "pairing approved: reconnect")
+		case db.DecisionExpired:
+			c.closeAfterQueue(closeRestart, "pairing request expired: reconnect to ask again")
 		}
 	}
 }

@@ -231,3 +231,20 @@ func TestRejectedHostAsksAgain(t *testing.T) {
 		t.Fatalf("after rejection %+v", again)
 	}
 }
+
+func TestHeldHostAsksAgainWhenItsRequestExpires(t *testing.T) {
+	ts := startServer(t)
+	d := newDevice()
+	now := time.Now()
+	ts.clock.Pin(now)
+	held, _ := ts.dialHost(t, d, hostConnect{})
+	first := pendingOver(t, ts)
+	ts.clock.Pin(now.Add(6 * time.Minute)) // past the 5-minute TTL: the sweeper expires it
+	if code := held.waitClosed(10 * time.Second); code != websocket.CloseServiceRestart {
+		t.Fatalf("held session closed %d, want 1012", code)
+	}
+	ts.dialHost(t, d, hostConnect{})
+	if again := pendingOver(t, ts); len(again) != 1 || again[0].RequestID == first[0].RequestID {
+		t.Fatalf("after expiry %+v (was %+v)", again, first)
+	}
+}

@@ -57,10 +57,10 @@ type wsConn struct {
 	queued atomic.Int64
 	// writer closes when the writer goroutine has returned.
 	writer chan struct{}
-	// restartOnApproval says the session waits for the approval of the
-	// request its connect opened or found, and is to be closed 1012
-	// then; a client that calls node.pair.request learns the outcome
-	// from the private resolution instead.
+	// restartOnApproval says the session waits for the request its
+	// connect opened or found, and is to be closed 1012 when it is
+	// approved or expires; a client that calls node.pair.request learns
+	// the outcome from the private resolution instead.
 	restartOnApproval atomic.Bool
 }
 
