@@ -282,8 +282,15 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 	}
 	meta := sess.node
 	meta.RemoteIP = remoteIP
+	key := cp.Device.PublicKey
+	if cp.Device.Nonce == "" {
+		// A v1 signature binds no challenge: replayed within the window it
+		// would still verify. It proves the device, but its key is
+		// neither pinned nor handed the token.
+		key = ""
+	}
 	adm, err := p.Store.AdmitNode(ctx, db.NodeConnect{
-		NodeID: sess.nodeID, PublicKey: cp.Device.PublicKey,
+		NodeID: sess.nodeID, PublicKey: key,
 		Tokens: []string{cp.Auth.Token, cp.Auth.DeviceToken}, NodeMeta: meta,
 	}, sess.origin())
 	if err != nil {

@@ -120,6 +120,13 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 		}
 		c.conn.Close()
 	}
+	// Nor does a v1 signature, which binds no challenge and could be a
+	// replay: it gets no token (and asks for approval of a key).
+	if c, hello := ts.dialHost(t, d, hostConnect{sig: "v1"}); helloAuthOf(t, hello) != nil {
+		t.Fatal("a v1 (replayable) connect was handed the token")
+	} else {
+		c.conn.Close()
+	}
 	// Nobody else gets it: an operator's hello-ok has no auth.
 	if _, hello := ts.dialHost(t, newDevice(), hostConnect{role: "operator", clientID: "cli", clientMode: "cli", token: testToken}); helloAuthOf(t, hello) != nil {
 		t.Fatal("an operator was handed a token")
