@@ -100,6 +100,15 @@ func (s *Store) AdmitNode(ctx context.Context, in NodeConnect, by Origin) (Admis
 		if err != nil {
 			return err
 		}
+		if !res.Created && res.Request.PublicKey == "" && in.PublicKey != "" {
+			// A request made for this node by other means (an operator's
+			// node.pair.request) takes the key: the node id is the key's
+			// digest, so no other key can sign for it.
+			if _, err := s.w.exec(ctx, tx, `UPDATE requests SET public_key = ? WHERE request_id = ?`, in.PublicKey, res.Request.RequestID); err != nil {
+				return err
+			}
+			res.Request.PublicKey = in.PublicKey
+		}
 		out.Request, out.Created = &res.Request, res.Created
 		return nil
 	})

@@ -174,3 +174,18 @@ func TestApproveNamedRenamesInTheSameTransaction(t *testing.T) {
 		t.Fatalf("name after repair: %q", a2.Node.DisplayName)
 	}
 }
+
+func TestAdmitNodeKeysARequestMadeForIt(t *testing.T) {
+	s := openStore(t, newClock())
+	// An operator asked for this node before it connected.
+	asked := mustRequest(t, s, RequestInput{NodeID: "dev"})
+	a := mustAdmit(t, s, connectAs("dev", "K"))
+	if a.Created || a.Request.RequestID != asked.Request.RequestID || a.Request.PublicKey != "K" {
+		t.Fatalf("connect after an operator's request %+v", a)
+	}
+	// So its approval pins the key, and the host's reconnect is paired.
+	mustApprove(t, s, asked.Request.RequestID)
+	if got := mustAdmit(t, s, connectAs("dev", "K")); !got.Paired || got.Token == "" {
+		t.Fatalf("after approval %+v", got)
+	}
+}
