@@ -170,7 +170,7 @@ var methods = map[string]method{
 	"device.pair.approve":         {scope: scopePairing, params: schema{{name: "requestId", kind: kString, required: true}, {name: "displayName", kind: kString}}, run: runDeviceApprove},
 	"device.pair.reject":          {scope: scopePairing, params: requestIDParams, run: runDeviceReject},
 	"device.pair.remove":          {scope: scopePairing, params: deviceIDParams, run: runDeviceRemove},
-	"device.pair.rename":          {scope: scopePairing, params: append(deviceIDParams, field{name: "label", kind: kAnyString, required: true}), run: runDeviceRename},
+	"device.pair.rename":          {scope: scopePairing, params: schema{{name: "deviceId", kind: kString, required: true}, {name: "label", kind: kAnyString, required: true}}, run: runDeviceRename},
 	"node.event":                  {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
 	"node.runnerInventory.update": {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
 	"node.skills.update":          {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
@@ -234,9 +234,9 @@ func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage)
 		// connect, and its address is the one it connected from.
 		p.NodeMeta = fillMeta(p.NodeMeta, c.node)
 		p.RemoteIP = c.remoteIP
-	}
-	if c.conn != nil {
-		c.conn.restartOnApproval.Store(false)
+		if c.conn != nil {
+			c.conn.heldForPairing.Store(false)
+		}
 	}
 	in := db.RequestInput{NodeID: p.NodeID, NodeMeta: p.NodeMeta, Silent: p.Silent}
 	var res db.RequestResult

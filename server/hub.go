@@ -225,7 +225,7 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
 	for _, c := range waiting {
 		c.enqueue(frame)
-		if !c.restartOnApproval.Load() {
+		if !c.heldForPairing.Load() {
 			continue
 		}
 		// OpenClaw's node hosts ignore the event but reconnect after 1012:

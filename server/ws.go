@@ -57,11 +57,11 @@ type wsConn struct {
 	queued atomic.Int64
 	// writer closes when the writer goroutine has returned.
 	writer chan struct{}
-	// restartOnApproval says the session waits for the request its
-	// connect opened or found, and is to be closed 1012 when it is
-	// approved or expires; a client that calls node.pair.request learns
-	// the outcome from the private resolution instead.
-	restartOnApproval atomic.Bool
+	// heldForPairing says the session is a node waiting for the request
+	// its connect opened or found, to be closed 1012 when it is approved
+	// or expires; a client that calls node.pair.request itself learns the
+	// outcome from the private resolution instead.
+	heldForPairing atomic.Bool
 }
 
 type closeInfo struct {
@@ -135,7 +135,7 @@ func (c *wsConn) open(ctx context.Context, p *Profile, remoteIP string) bool {
 	// already sees this session (connected, receiving events).
 	c.srv.hub(p).add(c)
 	if c.sess.pendingRequest != "" {
-		c.restartOnApproval.Store(true)
+		c.heldForPairing.Store(true)
 		c.srv.hub(p).awaitResolution(c, c.sess.pendingRequest)
 	}
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: hello}))
