@@ -21,9 +21,9 @@ const (
 // deviceTwin names the device event of each node pairing event.
 var deviceTwin = map[string]string{db.EventRequested: eventDeviceRequested, db.EventResolved: eventDeviceResolved}
 
-// pendingDevice is a pending request as device.pair.list shows it.
-type pendingDevice struct {
-	RequestID    string   `json:"requestId"`
+// deviceInfo is what device.pair.* show of a node as a device: a device
+// of role node, with no operator scopes.
+type deviceInfo struct {
 	DeviceID     string   `json:"deviceId"`
 	PublicKey    string   `json:"publicKey,omitempty"`
 	DisplayName  string   `json:"displayName,omitempty"`
@@ -33,31 +33,33 @@ type pendingDevice struct {
 	Roles        []string `json:"roles"`
 	Scopes       []string `json:"scopes"`
 	RemoteIP     string   `json:"remoteIp,omitempty"`
-	Silent       *bool    `json:"silent,omitempty"`
-	IsRepair     bool     `json:"isRepair"`
-	TS           int64    `json:"ts"`
+}
+
+func nodeDevice(nodeID, publicKey string, m db.NodeMeta) deviceInfo {
+	return deviceInfo{
+		DeviceID: nodeID, PublicKey: publicKey, DisplayName: m.DisplayName, Platform: m.Platform,
+		DeviceFamily: m.DeviceFamily, Role: roleNode, Roles: []string{roleNode}, Scopes: []string{}, RemoteIP: m.RemoteIP,
+	}
+}
+
+// pendingDevice is a pending request as device.pair.list shows it.
+type pendingDevice struct {
+	RequestID string `json:"requestId"`
+	deviceInfo
+	Silent   *bool `json:"silent,omitempty"`
+	IsRepair bool  `json:"isRepair"`
+	TS       int64 `json:"ts"`
 }
 
 func toPendingDevice(r db.PendingRequest) pendingDevice {
-	return pendingDevice{
-		RequestID: r.RequestID, DeviceID: r.NodeID, PublicKey: r.PublicKey, DisplayName: r.DisplayName,
-		Platform: r.Platform, DeviceFamily: r.DeviceFamily, Role: roleNode, Roles: []string{roleNode}, Scopes: []string{},
-		RemoteIP: r.RemoteIP, Silent: r.Silent, IsRepair: r.IsRepair, TS: r.TS,
-	}
+	return pendingDevice{RequestID: r.RequestID, deviceInfo: nodeDevice(r.NodeID, r.PublicKey, r.NodeMeta),
+		Silent: r.Silent, IsRepair: r.IsRepair, TS: r.TS}
 }
 
 // pairedDevice is a paired node as device.pair.list shows it: its token
 // summarised, never shown.
 type pairedDevice struct {
-	DeviceID     string         `json:"deviceId"`
-	PublicKey    string         `json:"publicKey,omitempty"`
-	DisplayName  string         `json:"displayName,omitempty"`
-	Platform     string         `json:"platform,omitempty"`
-	DeviceFamily string         `json:"deviceFamily,omitempty"`
-	Role         string         `json:"role"`
-	Roles        []string       `json:"roles"`
-	Scopes       []string       `json:"scopes"`
-	RemoteIP     string         `json:"remoteIp,omitempty"`
+	deviceInfo
 	Tokens       []tokenSummary `json:"tokens"`
 	CreatedAtMs  int64          `json:"createdAtMs"`
 	ApprovedAtMs int64          `json:"approvedAtMs"`
@@ -72,8 +74,7 @@ type tokenSummary struct {
 
 func toPairedDevice(n db.Node) pairedDevice {
 	return pairedDevice{
-		DeviceID: n.NodeID, PublicKey: n.PublicKey, DisplayName: n.DisplayName, Platform: n.Platform,
-		DeviceFamily: n.DeviceFamily, Role: roleNode, Roles: []string{roleNode}, Scopes: []string{}, RemoteIP: n.RemoteIP,
+		deviceInfo:  nodeDevice(n.NodeID, n.PublicKey, n.NodeMeta),
 		Tokens:      []tokenSummary{{Role: roleNode, Scopes: []string{}, CreatedAtMs: n.ApprovedAtMs, LastUsedAtMs: n.LastConnectedAtMs}},
 		CreatedAtMs: n.CreatedAtMs, ApprovedAtMs: n.ApprovedAtMs,
 	}

@@ -172,17 +172,23 @@ func TestV3SignaturesAcceptedAndTamperingRefused(t *testing.T) {
 	}
 }
 
+// operatorWithRange connects an operator asking for protocols [min, max].
+func (ts *testServer) operatorWithRange(t *testing.T, min, max int) (*wsClient, frame) {
+	t.Helper()
+	c, err := dialWS(t, ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.challenge()
+	p := connectFrame("operator", testToken, nil)
+	p["minProtocol"], p["maxProtocol"] = min, max
+	return c, c.call("connect", p)
+}
+
 func TestProtocolNegotiation(t *testing.T) {
 	ts := startServer(t)
 	for _, tc := range []struct{ min, max, want int }{{3, 3, 3}, {4, 4, 4}, {3, 4, 4}, {1, 9, 4}} {
-		c, err := dialWS(t, ts.ws+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.challenge()
-		p := connectFrame("operator", testToken, nil)
-		p["minProtocol"], p["maxProtocol"] = tc.min, tc.max
-		f := c.call("connect", p)
+		_, f := ts.operatorWithRange(t, tc.min, tc.max)
 		var h helloOK
 		json.Unmarshal(f.Payload, &h)
 		if !f.OK || h.Protocol != tc.want {
@@ -191,14 +197,7 @@ func TestProtocolNegotiation(t *testing.T) {
 	}
 	// Out of range: upstream's details; 3 is offered below, 4 above.
 	for _, tc := range []struct{ min, max, expected int }{{1, 2, 3}, {5, 6, 4}} {
-		c, err := dialWS(t, ts.ws+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.challenge()
-		p := connectFrame("operator", testToken, nil)
-		p["minProtocol"], p["maxProtocol"] = tc.min, tc.max
-		f := c.call("connect", p)
+		c, f := ts.operatorWithRange(t, tc.min, tc.max)
 		var details protocolMismatch
 		b, _ := json.Marshal(f.Error.Details)
 		json.Unmarshal(b, &details)
