@@ -315,6 +315,9 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 		sess.pendingRequest = adm.Request.RequestID
 		if adm.Created {
 			sess.openedRequest = adm.Request.RequestID
+			s.log.Info("node asks to pair at connect", "profile", p.Config.Name, "remote", remoteIP,
+				"node", sess.nodeID, "requestId", adm.Request.RequestID, "repair", adm.Request.IsRepair,
+				"client", cp.Client.ID, "version", cp.Client.Version)
 		}
 	}
 	return sess, nil, nil

@@ -71,6 +71,9 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 		req.Permissions == nil || req.RemoteIP != "127.0.0.1" || req.IsRepair {
 		t.Fatalf("request %+v", req)
 	}
+	if want := "msg=\"node asks to pair at connect\" profile=default remote=127.0.0.1 node=" + d.id + " requestId=" + req.RequestID; !strings.Contains(ts.log.String(), want) {
+		t.Fatalf("log lacks %s:\n%s", want, ts.log)
+	}
 	ev := op.event(db.EventRequested, 5*time.Second)
 	if !strings.Contains(string(ev.Payload), req.RequestID) || ev.Seq == 0 {
 		t.Fatalf("requested event %s", ev.Payload)
