@@ -36,9 +36,9 @@ type session struct {
 	// presented its pairing token (else it is a pairing session).
 	nodeID string
 	paired bool
-	// pendingRequest is the request a node's connect opened or found
-	// (a pairing session held until it is decided); openedRequest is set
-	// when this connect opened it.
+	// pendingRequest is the request a node's connect opened or found,
+	// for a session held until it is decided; openedRequest is set when
+	// this connect opened it.
 	pendingRequest, openedRequest string
 	// node is what a node said about itself in connect.
 	node     db.NodeMeta

@@ -310,9 +310,13 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 	default:
 		// Held open as a pairing session until its request is decided:
 		// on approval it is closed 1012, and the node's reconnect gets
-		// its token. A client that asks with node.pair.request itself
-		// completes the request its connect opened.
-		sess.pendingRequest = adm.Request.RequestID
+		// its token. Not a v1 signer: its reconnect could not collect the
+		// token, so it stays, and learns of the approval only by asking
+		// with node.pair.request. A client that asks so itself completes
+		// the request its connect opened.
+		if key != "" {
+			sess.pendingRequest = adm.Request.RequestID
+		}
 		if adm.Created {
 			sess.openedRequest = adm.Request.RequestID
 			s.log.Info("node asks to pair at connect", "profile", p.Config.Name, "remote", remoteIP,

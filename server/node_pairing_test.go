@@ -258,3 +258,42 @@ func TestHeldHostAsksAgainWhenItsRequestExpires(t *testing.T) {
 		t.Fatalf("after expiry %+v (was %+v)", again, first)
 	}
 }
+
+func TestV1NodeIsNotToldToReconnectForATokenItCannotCollect(t *testing.T) {
+	ts := startServer(t)
+	d := newDevice()
+	c, _ := ts.dialHost(t, d, hostConnect{sig: "v1"})
+	h := ts.hub(ts.byName["default"])
+	held := func(requestID string) bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.awaiting[requestID]) > 0
+	}
+	opened := pendingOver(t, ts)
+	if len(opened) != 1 || held(opened[0].RequestID) {
+		t.Fatalf("a v1 session is held for %+v", opened)
+	}
+	// (A v3 connect is.)
+	ts.dialHost(t, newDevice(), hostConnect{})
+	for _, r := range pendingOver(t, ts) {
+		if r.NodeID != d.id && !held(r.RequestID) {
+			t.Fatal("a v3 session is not held")
+		}
+	}
+	// It asks itself, completing the request its connect opened.
+	var res db.RequestResult
+	c.mustCall("node.pair.request", map[string]any{"nodeId": d.id}, &res)
+	if !res.Created || res.Request.RequestID != opened[0].RequestID {
+		t.Fatalf("request %+v, opened %+v", res, opened)
+	}
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+res.Request.RequestID+"/approve", "", nil)
+	// It learns its token privately and stays connected (no 1012: a v1
+	// reconnect could not collect the token from hello-ok).
+	var got privateResolution
+	json.Unmarshal(c.event(db.EventResolved, 5*time.Second).Payload, &got)
+	var v db.Verification
+	c.mustCall("node.pair.verify", map[string]any{"nodeId": d.id, "token": got.Token}, &v)
+	if got.Token == "" || !v.OK {
+		t.Fatalf("private resolution %+v, verify %+v", got, v)
+	}
+}
