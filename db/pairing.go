@@ -53,9 +53,9 @@ type Listing struct {
 	Paired  []Node           `json:"paired"`
 }
 
-const requestColumns = `request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, status, decided_at_ms, extra`
+const requestColumns = `request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, status, decided_at_ms, extra, public_key`
 
-const nodeColumns = `node_id, ` + metaColumns + `, created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra`
+const nodeColumns = `node_id, ` + metaColumns + `, created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra, public_key`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -71,9 +71,9 @@ func scanRequest(sc scanner) (keptRequest, error) {
 	var m metaScan
 	var silent sql.NullBool
 	var decided sql.NullInt64
-	var extra sql.NullString
+	var extra, publicKey sql.NullString
 	dest := append([]any{&r.RequestID, &r.NodeID}, m.dest()...)
-	dest = append(dest, &silent, &r.IsRepair, &r.TS, &r.status, &decided, &extra)
+	dest = append(dest, &silent, &r.IsRepair, &r.TS, &r.status, &decided, &extra, &publicKey)
 	if err := sc.Scan(dest...); err != nil {
 		return r, err
 	}
@@ -88,16 +88,17 @@ func scanRequest(sc scanner) (keptRequest, error) {
 		r.Silent = &silent.Bool
 	}
 	r.decidedAtMs = decided.Int64
+	r.PublicKey = publicKey.String
 	return r, nil
 }
 
 func scanNode(sc scanner, more ...any) (Node, error) {
 	var n Node
 	var m metaScan
-	var bins, extra sql.NullString
+	var bins, extra, publicKey sql.NullString
 	var lastConnected sql.NullInt64
 	dest := append([]any{&n.NodeID}, m.dest()...)
-	dest = append(dest, &n.CreatedAtMs, &n.ApprovedAtMs, &bins, &lastConnected, &extra)
+	dest = append(dest, &n.CreatedAtMs, &n.ApprovedAtMs, &bins, &lastConnected, &extra, &publicKey)
 	if err := sc.Scan(append(dest, more...)...); err != nil {
 		return n, err
 	}
@@ -112,6 +113,7 @@ func scanNode(sc scanner, more ...any) (Node, error) {
 		return n, fmt.Errorf("extra: %w", err)
 	}
 	n.LastConnectedAtMs = lastConnected.Int64
+	n.PublicKey = publicKey.String
 	return n, nil
 }
 
@@ -127,60 +129,85 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		return RequestResult{}, err
 	}
 	var res RequestResult
-	var refused error // Admit's, returned as it is
+	admit := &faceAdmit{ask: in.Admit}
 	err := s.writeTx(ctx, "request pairing", func(tx *sql.Tx) error {
-		now := s.nowMs()
-		existing, err := scanRequest(s.w.queryRow(ctx, tx,
-			qPendingOfNode, in.NodeID))
-		switch {
-		case err == nil && existing.TS >= s.expiredBefore(now):
-			res = RequestResult{Status: StatusPending, Request: existing.PendingRequest, Created: false}
-			return nil
-		case err == nil:
-			// Expired but not yet swept: retire it (with its event) so the
-			// new request can take the node's one pending slot.
-			if err := s.expire(ctx, tx, now, []keptRequest{existing}); err != nil {
-				return err
-			}
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		var live int
-		if err := s.w.queryRow(ctx, tx,
-			qCountLive, s.expiredBefore(now)).Scan(&live); err != nil {
-			return err
-		}
-		if live >= s.maxPending {
-			return errorf(CodeLimit, "too many pending requests: this profile holds at most %d (maxPending); approve or reject some, or wait for them to expire", s.maxPending)
-		}
-		if in.Admit != nil {
-			if refused = in.Admit(); refused != nil {
-				return refused
-			}
-		}
-		var paired bool
-		if err := s.w.queryRow(ctx, tx, qNodeExists, in.NodeID).Scan(&paired); err != nil {
-			return err
-		}
-		req := PendingRequest{
-			RequestID: NewUUID(), NodeID: in.NodeID, NodeMeta: in.NodeMeta,
-			Silent: in.Silent, IsRepair: paired, TS: now,
-		}
-		args := append([]any{req.RequestID, req.NodeID}, metaArgs(req.NodeMeta)...)
-		args = append(args, nullBool(req.Silent), req.IsRepair, req.TS)
-		if _, err := s.w.exec(ctx, tx, qInsertRequest, args...); err != nil {
-			return err
-		}
-		if _, err := s.appendEvent(ctx, tx, now, EventRequested, req, by); err != nil {
-			return err
-		}
-		res = RequestResult{Status: StatusPending, Request: req, Created: true}
-		return nil
+		admit.refused = nil
+		var err error
+		res, err = s.openRequest(ctx, tx, PendingRequest{NodeID: in.NodeID, NodeMeta: in.NodeMeta, Silent: in.Silent}, by, admit.check())
+		return err
 	})
-	if refused != nil {
-		return RequestResult{}, refused
+	if admit.refused != nil {
+		return RequestResult{}, admit.refused
 	}
 	return res, err
+}
+
+// faceAdmit carries a face's Admit (a flood limit) into a transaction.
+// Its refusal is not a store error: it is kept here and returned to the
+// caller as it is, instead of being classified as internal.
+type faceAdmit struct {
+	ask     func() error
+	refused error
+}
+
+// check is the function openRequest asks, nil when there is no Admit.
+func (a *faceAdmit) check() func() error {
+	if a.ask == nil {
+		return nil
+	}
+	return func() error {
+		a.refused = a.ask()
+		return a.refused
+	}
+}
+
+// openRequest stores req (its node, metadata, silent flag and public key)
+// as a new pending request, unless the node has a live one, which it
+// returns unchanged with Created false. admit, when set, is asked before
+// a new request is written (a flood limit); its error is returned as it
+// is. It runs in the caller's transaction.
+func (s *Store) openRequest(ctx context.Context, tx *sql.Tx, req PendingRequest, by Origin, admit func() error) (RequestResult, error) {
+	now := s.nowMs()
+	existing, err := scanRequest(s.w.queryRow(ctx, tx,
+		qPendingOfNode, req.NodeID))
+	switch {
+	case err == nil && existing.TS >= s.expiredBefore(now):
+		return RequestResult{Status: StatusPending, Request: existing.PendingRequest, Created: false}, nil
+	case err == nil:
+		// Expired but not yet swept: retire it (with its event) so the
+		// new request can take the node's one pending slot.
+		if err := s.expire(ctx, tx, now, []keptRequest{existing}); err != nil {
+			return RequestResult{}, err
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return RequestResult{}, err
+	}
+	var live int
+	if err := s.w.queryRow(ctx, tx,
+		qCountLive, s.expiredBefore(now)).Scan(&live); err != nil {
+		return RequestResult{}, err
+	}
+	if live >= s.maxPending {
+		return RequestResult{}, errorf(CodeLimit, "too many pending requests: this profile holds at most %d (maxPending); approve or reject some, or wait for them to expire", s.maxPending)
+	}
+	if admit != nil {
+		if err := admit(); err != nil {
+			return RequestResult{}, err
+		}
+	}
+	if err := s.w.queryRow(ctx, tx, qNodeExists, req.NodeID).Scan(&req.IsRepair); err != nil {
+		return RequestResult{}, err
+	}
+	req.RequestID, req.TS = NewUUID(), now
+	args := append([]any{req.RequestID, req.NodeID}, metaArgs(req.NodeMeta)...)
+	args = append(args, nullBool(req.Silent), req.IsRepair, req.TS, nullString(req.PublicKey))
+	if _, err := s.w.exec(ctx, tx, qInsertRequest, args...); err != nil {
+		return RequestResult{}, err
+	}
+	if _, err := s.appendEvent(ctx, tx, now, EventRequested, req, by); err != nil {
+		return RequestResult{}, err
+	}
+	return RequestResult{Status: StatusPending, Request: req, Created: true}, nil
 }
 
 // loadPending finds a request that can still be decided, or says why not.
@@ -224,11 +251,26 @@ func (s *Store) decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision 
 }
 
 // Approve decides a request in the node's favour (node.pair.approve): the
-// node gets a fresh token (any earlier one stops verifying at once) and the
-// request's metadata; an earlier pairing's createdAtMs and an operator's
-// rename are kept.
+// node gets a fresh token (any earlier one stops verifying at once), the
+// request's metadata and its public key (pinned: only a connect signed by
+// it is handed the token); an earlier pairing's createdAtMs and an
+// operator's rename are kept.
 func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Approval, error) {
+	return s.ApproveNamed(ctx, requestID, "", by)
+}
+
+// ApproveNamed approves like Approve and, when displayName is not empty,
+// names the node in the same transaction, as an operator's rename
+// (device.pair.approve's displayName).
+func (s *Store) ApproveNamed(ctx context.Context, requestID, displayName string, by Origin) (Approval, error) {
 	requestID = strings.TrimSpace(requestID)
+	var name string
+	if displayName != "" {
+		var err error
+		if name, err = normalizeDisplayName(displayName); err != nil {
+			return Approval{}, err
+		}
+	}
 	var out Approval
 	err := s.writeTx(ctx, "approve", func(tx *sql.Tx) error {
 		now := s.nowMs()
@@ -236,7 +278,7 @@ func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Appro
 		if err != nil {
 			return err
 		}
-		node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now}
+		node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now, PublicKey: r.PublicKey}
 		var renamed bool
 		var oldName sql.NullString
 		err = s.w.queryRow(ctx, tx, qNodeForApproval, r.NodeID).
@@ -247,9 +289,12 @@ func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Appro
 		if renamed {
 			node.DisplayName = oldName.String
 		}
+		if name != "" {
+			node.DisplayName, renamed = name, true
+		}
 		args := append([]any{node.NodeID, hashToken(node.Token), s.seal.seal(node.NodeID, node.Token), renamed},
 			metaArgs(node.NodeMeta)...)
-		args = append(args, node.CreatedAtMs, node.ApprovedAtMs)
+		args = append(args, node.CreatedAtMs, node.ApprovedAtMs, nullString(node.PublicKey))
 		if _, err := s.w.exec(ctx, tx, qUpsertNode, args...); err != nil {
 			return err
 		}
@@ -348,20 +393,24 @@ const ConnectLogEvery = time.Minute
 // per node every ConnectLogEvery, so a node cannot flood the log.
 func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by Origin) error {
 	return s.writeTx(ctx, "mark connected", func(tx *sql.Tx) error {
-		now := s.nowMs()
-		if err := s.changeNode(ctx, tx, qMarkConnected, now, nodeID); err != nil {
-			return err
-		}
-		res, err := s.w.exec(ctx, tx, qLogConnect, now, ConnectLogEvery.Milliseconds(), nodeID)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // logged within the last ConnectLogEvery
-		}
-		_, err = s.appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
-		return err
+		return s.markConnected(ctx, tx, nodeID, remoteIP, by)
 	})
+}
+
+func (s *Store) markConnected(ctx context.Context, tx *sql.Tx, nodeID, remoteIP string, by Origin) error {
+	now := s.nowMs()
+	if err := s.changeNode(ctx, tx, qMarkConnected, now, nodeID); err != nil {
+		return err
+	}
+	res, err := s.w.exec(ctx, tx, qLogConnect, now, ConnectLogEvery.Milliseconds(), nodeID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // logged within the last ConnectLogEvery
+	}
+	_, err = s.appendEvent(ctx, tx, now, EventConnected, Connection{NodeID: nodeID, RemoteIP: remoteIP, TS: now}, by)
+	return err
 }
 
 // Token returns a paired node's current token, unsealed. Only the private

@@ -11,11 +11,11 @@ const (
 	qVerify          = `SELECT ` + nodeColumns + `, token_hash FROM nodes WHERE node_id = ?`
 	qNodeByID        = `SELECT ` + nodeColumns + ` FROM nodes WHERE node_id = ?`
 	qRequestByID     = `SELECT ` + requestColumns + ` FROM requests WHERE request_id = ?`
-	qInsertRequest   = `INSERT INTO requests (request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertRequest   = `INSERT INTO requests (request_id, node_id, ` + metaColumns + `, silent, is_repair, ts_ms, public_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpsertNode = `INSERT INTO nodes (node_id, token_hash, token_sealed, display_name_renamed, ` + metaColumns + `,
-				created_at_ms, approved_at_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				created_at_ms, approved_at_ms, public_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (node_id) DO UPDATE SET
 				token_hash = excluded.token_hash, token_sealed = excluded.token_sealed,
 				display_name_renamed = excluded.display_name_renamed,
@@ -24,6 +24,7 @@ const (
 				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
 				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
 				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
+				public_key = excluded.public_key,
 				bins = NULL, last_connected_at_ms = NULL, connect_logged_at_ms = NULL, extra = NULL`
 	qMarkConnected = `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`
 	// qLogConnect marks a connect as logged unless one was within ?2 ms.

@@ -34,6 +34,9 @@ type PendingRequest struct {
 	// Extra holds fields of an imported legacy record that pairgate does
 	// not know; only the legacy files show them again.
 	Extra Fields `json:"-"`
+	// PublicKey is the device key a node's connect was signed with, for
+	// requests opened at connect; the legacy shapes do not show it.
+	PublicKey string `json:"-"`
 }
 
 // Node is a paired node. Token is set only where the caller may see it: in
@@ -47,6 +50,8 @@ type Node struct {
 	Bins              []string `json:"bins,omitzero"`
 	LastConnectedAtMs int64    `json:"lastConnectedAtMs,omitempty"`
 	Extra             Fields   `json:"-"`
+	// PublicKey is the pinned device key of a node paired at connect.
+	PublicKey string `json:"-"`
 }
 
 // Field is one JSON member kept verbatim: its name and raw value.

@@ -40,6 +40,10 @@ type session struct {
 	// presented (nil when it came in with the operator token): an import
 	// that re-keys the node ends the session.
 	tokenDigest []byte
+	// pendingRequest is the request a node's connect opened or found,
+	// for a session held until it is decided; openedRequest is set when
+	// this connect opened it.
+	pendingRequest, openedRequest string
 	// node is what a node said about itself in connect.
 	node     db.NodeMeta
 	remoteIP string
@@ -68,14 +72,21 @@ type method struct {
 	// to pairing sessions (no token yet).
 	forNode, nodeOnlyPairing bool
 	params                   schema
-	run                      func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error)
+	// anyParams says params are not checked (reports pairgate ignores).
+	anyParams bool
+	run       func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error)
 }
 
 // methodNames lists the methods in the order hello-ok announces them.
 var methodNames = []string{
 	"health", "node.pair.request", "node.pair.list", "node.pair.approve", "node.pair.reject",
 	"node.pair.verify", "node.pair.remove", "node.rename", "node.list", "node.describe",
+	"device.pair.list", "device.pair.approve", "device.pair.reject", "device.pair.remove", "device.pair.rename",
+	"node.event", "node.runnerInventory.update", "node.skills.update", "node.pluginTools.update",
 }
+
+// eventNames lists the events hello-ok announces.
+var eventNames = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved, eventDeviceRequested, eventDeviceResolved}
 
 var (
 	requestIDParams = schema{{name: "requestId", kind: kString, required: true}}
@@ -159,6 +170,15 @@ var methods = map[string]method{
 		}
 		return nodeDescription{TS: c.now().UnixMilli(), NodeEntry: s.hub(c.profile).entry(n)}, nil
 	}},
+	"device.pair.list":            {scope: scopePairing, params: noParams, run: runDeviceList},
+	"device.pair.approve":         {scope: scopePairing, params: schema{{name: "requestId", kind: kString, required: true}, {name: "displayName", kind: kString}}, run: runDeviceApprove},
+	"device.pair.reject":          {scope: scopePairing, params: requestIDParams, run: runDeviceReject},
+	"device.pair.remove":          {scope: scopePairing, params: deviceIDParams, run: runDeviceRemove},
+	"device.pair.rename":          {scope: scopePairing, params: schema{{name: "deviceId", kind: kString, required: true}, {name: "label", kind: kAnyString, required: true}}, run: runDeviceRename},
+	"node.event":                  {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.runnerInventory.update": {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.skills.update":          {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+	"node.pluginTools.update":     {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
 }
 
 // call runs one method for a session: lookup, role and scope checks,
@@ -166,6 +186,8 @@ var methods = map[string]method{
 func (s *Server) call(ctx context.Context, c *session, name string, raw json.RawMessage) (any, error) {
 	m, ok := methods[name]
 	if !ok {
+		s.log.Debug("unknown method called", "profile", c.profile.Config.Name, "method", name,
+			"role", c.role, "node", c.nodeID, "remote", c.remoteIP)
 		return nil, invalidRequest("unknown method: %s", name)
 	}
 	if c.role == roleNode {
@@ -177,7 +199,7 @@ func (s *Server) call(ctx context.Context, c *session, name string, raw json.Raw
 		e.status = http.StatusForbidden
 		return nil, e
 	}
-	if err := m.params.check(raw); err != nil {
+	if err := m.params.check(raw); err != nil && !m.anyParams {
 		return nil, invalidRequest("invalid %s params: %s", name, err)
 	}
 	start := time.Now()
@@ -219,9 +241,19 @@ func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage)
 		p.NodeMeta = fillMeta(p.NodeMeta, c.node)
 		p.RemoteIP = c.remoteIP
 		in.Admit = func() error { return s.admitRequest(c) }
+		if c.conn != nil {
+			c.conn.heldForPairing.Store(false)
+		}
 	}
 	in.NodeMeta = p.NodeMeta
-	res, err := c.profile.Store.Request(ctx, in, c.origin())
+	var res db.RequestResult
+	var err error
+	if c.openedRequest != "" {
+		res, err = c.profile.Store.AdoptRequest(ctx, c.openedRequest, in, c.origin())
+		c.openedRequest = ""
+	} else {
+		res, err = c.profile.Store.Request(ctx, in, c.origin())
+	}
 	if err != nil {
 		return nil, err
 	}

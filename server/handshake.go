@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,14 +25,19 @@ var connectSchema = schema{
 		{name: "id", kind: kString, required: true},
 		{name: "displayName", kind: kString},
 		{name: "version", kind: kString, required: true},
+		{name: "buildId", kind: kString},
 		{name: "platform", kind: kString, required: true},
 		{name: "deviceFamily", kind: kString},
 		{name: "modelIdentifier", kind: kString},
+		{name: "timeZone", kind: kString},
 		{name: "mode", kind: kString, required: true},
 		{name: "instanceId", kind: kString},
 	}},
 	{name: "caps", kind: kStringList},
 	{name: "commands", kind: kStringList},
+	// What later node hosts declare about themselves; pairgate keeps none of it.
+	{name: "computerUse", kind: kAny},
+	{name: "workerRuns", kind: kAny},
 	{name: "permissions", kind: kPermissions},
 	{name: "pathEnv", kind: kAnyString},
 	{name: "role", kind: kString},
@@ -43,9 +49,14 @@ var connectSchema = schema{
 		{name: "signedAt", kind: kInt, required: true},
 		{name: "nonce", kind: kString},
 	}},
+	{name: "modelCatalog", kind: kAny},
 	{name: "auth", kind: kObject, sub: schema{
 		{name: "token", kind: kAnyString},
+		{name: "bootstrapToken", kind: kAnyString},
+		{name: "deviceToken", kind: kAnyString},
 		{name: "password", kind: kAnyString},
+		{name: "approvalRuntimeToken", kind: kAnyString},
+		{name: "agentRuntimeIdentityToken", kind: kAnyString},
 	}},
 	{name: "locale", kind: kAnyString},
 	{name: "userAgent", kind: kAnyString},
@@ -71,8 +82,12 @@ type connectParams struct {
 	Scopes      []string       `json:"scopes"`
 	Device      *deviceParams  `json:"device"`
 	Auth        struct {
-		Token string `json:"token"`
+		Token          string `json:"token"`
+		DeviceToken    string `json:"deviceToken"`
+		BootstrapToken string `json:"bootstrapToken"`
 	} `json:"auth"`
+	// Protocol is the negotiated version, set by parseConnect.
+	Protocol int `json:"-"`
 }
 
 type deviceParams struct {
@@ -84,10 +99,12 @@ type deviceParams struct {
 }
 
 // handshakeError is a refused connect: the error to answer with and the
-// close code that follows it.
+// close code that follows it, with its reason when that is not the
+// error's message.
 type handshakeError struct {
-	err       *rpcError
-	closeCode int
+	err         *rpcError
+	closeCode   int
+	closeReason string
 }
 
 func refuse(code int, format string, args ...any) *handshakeError {
@@ -97,41 +114,104 @@ func refuse(code int, format string, args ...any) *handshakeError {
 // parseConnect validates connect params and the protocol range.
 func parseConnect(raw json.RawMessage) (connectParams, *handshakeError) {
 	var p connectParams
+	// Decoded first, as far as it goes, so that even a refusal can say
+	// in the log who was refused.
+	json.Unmarshal(raw, &p)
 	if err := connectSchema.check(raw); err != nil {
 		return p, refuse(closePolicy, "invalid connect params: %s", err)
 	}
-	json.Unmarshal(raw, &p)
 	if p.Role == "" {
 		p.Role = roleOperator
 	}
 	if p.Role != roleOperator && p.Role != roleNode {
 		return p, refuse(closePolicy, "invalid connect params: at /role: must be equal to one of the allowed values")
 	}
-	if p.MinProtocol > protocolVersion || p.MaxProtocol < protocolVersion {
+	p.Protocol = min(p.MaxProtocol, maxProtocolVersion)
+	if p.Protocol < max(p.MinProtocol, minProtocolVersion) {
 		e := refuse(closeProtocol, "protocol mismatch")
-		e.err.Details = map[string]int{"expectedProtocol": protocolVersion}
+		e.err.Details = protocolMismatch{
+			Code: "PROTOCOL_MISMATCH", ClientMinProtocol: p.MinProtocol, ClientMaxProtocol: p.MaxProtocol,
+			ExpectedProtocol: expectedProtocol(p.MinProtocol), MinimumProbeProtocol: minProtocolVersion,
+		}
 		return p, e
 	}
 	return p, nil
 }
 
-// signaturePayload is the string a device signs: v2 binds the challenge
-// nonce; a client that got no challenge signs v1, without it (as the
-// recorded OpenClaw CLI does), and is then bound only by signedAt.
-func signaturePayload(p connectParams) string {
-	fields := []string{
-		"v2", p.Device.ID, p.Client.ID, p.Client.Mode, p.Role, strings.Join(p.Scopes, ","),
-		strconv.FormatInt(p.Device.SignedAt, 10), p.Auth.Token, p.Device.Nonce,
+// protocolMismatch is the details of a protocol mismatch, in upstream's shape.
+type protocolMismatch struct {
+	Code                 string `json:"code"`
+	ClientMinProtocol    int    `json:"clientMinProtocol"`
+	ClientMaxProtocol    int    `json:"clientMaxProtocol"`
+	ExpectedProtocol     int    `json:"expectedProtocol"`
+	MinimumProbeProtocol int    `json:"minimumProbeProtocol"`
+}
+
+// expectedProtocol is the version a refused client is told to retry
+// with: 3 unless it asks for more than pairgate serves. OpenClaw's node
+// hosts fall back to protocol 3 only when told exactly 3 (and 2026.5.x
+// clients read nothing but expectedProtocol).
+func expectedProtocol(clientMin int) int {
+	if clientMin > maxProtocolVersion {
+		return maxProtocolVersion
 	}
-	if p.Device.Nonce == "" {
-		fields[0], fields = "v1", fields[:len(fields)-1]
+	return minProtocolVersion
+}
+
+// signaturePayloads are the strings a device may have signed, newest
+// first. v3 (OpenClaw 2026.2.26 on) adds the client's platform and device
+// family; v2 binds the challenge nonce; a client that got no challenge
+// signs v1, without it, and is then bound only by signedAt. The token
+// signed is auth.token; without one, OpenClaw's clients sign the device
+// or bootstrap token they send (releases differ), else nothing.
+func signaturePayloads(p connectParams) []string {
+	tokens := []string{p.Auth.Token}
+	if p.Auth.Token == "" {
+		tokens = nil
+		for _, t := range []string{p.Auth.DeviceToken, p.Auth.BootstrapToken} {
+			if t != "" {
+				tokens = append(tokens, t)
+			}
+		}
+		if tokens == nil {
+			tokens = []string{""}
+		}
 	}
-	return strings.Join(fields, "|")
+	var out []string
+	for _, token := range tokens {
+		fields := []string{
+			"", p.Device.ID, p.Client.ID, p.Client.Mode, p.Role, strings.Join(p.Scopes, ","),
+			strconv.FormatInt(p.Device.SignedAt, 10), token,
+		}
+		join := func(version string, more ...string) string {
+			fields[0] = version
+			return strings.Join(append(slices.Clone(fields), more...), "|")
+		}
+		if p.Device.Nonce == "" {
+			out = append(out, join("v1"))
+			continue
+		}
+		out = append(out,
+			join("v3", p.Device.Nonce, signedMetadata(p.Client.Platform), signedMetadata(p.Client.DeviceFamily)),
+			join("v2", p.Device.Nonce))
+	}
+	return out
+}
+
+// signedMetadata is a client field as v3 signs it: trimmed, with ASCII
+// capitals lowered (other letters stay as they are).
+func signedMetadata(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, strings.TrimSpace(s))
 }
 
 // verifyDevice checks a device identity: the id is the SHA-256 of the
 // public key, the signature is fresh, bound to this connection's challenge,
-// and valid for the v2 payload.
+// and valid for the v1, v2 or v3 payload.
 func verifyDevice(p connectParams, challenge string, now time.Time, window time.Duration) *handshakeError {
 	d := p.Device
 	pub, err := decodeB64URL(d.PublicKey)
@@ -146,10 +226,12 @@ func verifyDevice(p connectParams, challenge string, now time.Time, window time.
 		return refuse(closePolicy, "device nonce mismatch")
 	}
 	sig, err := decodeB64URL(d.Signature)
-	if err != nil || !ed25519.Verify(pub, []byte(signaturePayload(p)), sig) {
-		return refuse(closePolicy, "device signature invalid")
+	if err == nil && slices.ContainsFunc(signaturePayloads(p), func(payload string) bool {
+		return ed25519.Verify(pub, []byte(payload), sig)
+	}) {
+		return nil
 	}
-	return nil
+	return refuse(closePolicy, "device signature invalid")
 }
 
 // decodeB64URL accepts base64url with or without padding.
@@ -158,34 +240,36 @@ func decodeB64URL(s string) ([]byte, error) {
 }
 
 // authenticate turns valid connect params into a session, or refuses.
-func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams, remoteIP string) (session, *handshakeError) {
+// A node paired by its device key also gets its token for hello-ok.
+func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams, remoteIP string) (session, *helloAuth, *handshakeError) {
 	sess := session{profile: p, role: cp.Role, remoteIP: remoteIP, actor: "ws", now: s.now}
 	// The class the presented credential is limited in: a node's token, or
 	// the operator token (which a legacy node may present too).
 	class := classOperator
-	if cp.Role == roleNode && cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) {
+	nodeToken := cp.Role == roleNode && (cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) || cp.Auth.DeviceToken != "")
+	if nodeToken {
 		class = classNode
 	}
-	if cp.Role == roleOperator || cp.Auth.Token != "" {
+	if cp.Role == roleOperator || cp.Auth.Token != "" || cp.Auth.DeviceToken != "" {
 		if retry, locked := s.limiter.blocked(limitKey{p.Config.Name, class, remoteIP}); locked {
-			return sess, refuse(closePolicy, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
+			return sess, nil, refuse(closePolicy, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
 		}
 	}
 	if cp.Role == roleOperator {
 		if !p.Authorized(cp.Auth.Token) {
 			s.authFailed(p.Config.Name, classOperator, remoteIP)
-			return sess, refuse(closePolicy, "unauthorized: gateway token mismatch")
+			return sess, nil, refuse(closePolicy, "unauthorized: gateway token mismatch")
 		}
 		sess.scopes = cp.Scopes
 		if len(sess.scopes) == 0 {
 			sess.scopes = []string{scopeAdmin}
 		}
-		return sess, nil
+		return sess, nil, nil
 	}
 
 	// A node: its identity is its verified device.
 	if cp.Device == nil {
-		return sess, refuse(closePolicy, "unauthorized: a node must present its device identity")
+		return sess, nil, refuse(closePolicy, "unauthorized: a node must present its device identity")
 	}
 	sess.nodeID = cp.Device.ID
 	sess.actor = "node"
@@ -194,32 +278,79 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 		DeviceFamily: cp.Client.DeviceFamily, ModelIdentifier: cp.Client.ModelIdentifier,
 		Caps: cp.Caps, Commands: cp.Commands, Permissions: cp.Permissions,
 	}
-	switch token := cp.Auth.Token; {
-	case token == "":
-		// A pairing session: it may ask to pair and wait for the answer.
-	case p.Authorized(token):
+	if p.Authorized(cp.Auth.Token) {
 		// (legacy) OpenClaw nodes connect with the gateway token; a holder
 		// of the operator token is trusted as the node it says it is.
 		sess.paired = s.isPaired(ctx, p, sess.nodeID)
+		if sess.paired {
+			if err := p.Store.MarkConnected(ctx, sess.nodeID, remoteIP, sess.origin()); err != nil {
+				return sess, nil, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
+			}
+		}
+		return sess, nil, nil
+	}
+	meta := sess.node
+	meta.RemoteIP = remoteIP
+	key := cp.Device.PublicKey
+	if cp.Device.Nonce == "" {
+		// A v1 signature binds no challenge: replayed within the window it
+		// would still verify. It proves the device, but its key is
+		// neither pinned nor handed the token.
+		key = ""
+	}
+	// A new request opened at connect spends from the request rates, as
+	// a node's node.pair.request does.
+	adm, err := p.Store.AdmitNode(ctx, db.NodeConnect{
+		NodeID: sess.nodeID, PublicKey: key,
+		Tokens: []string{cp.Auth.Token, cp.Auth.DeviceToken}, NodeMeta: meta,
+		Admit: func() error { return s.admitRequest(&sess) },
+	}, sess.origin())
+	if err != nil {
+		return sess, nil, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
+	}
+	switch {
+	case adm.Mismatch:
+		// A token that does not verify (removed, or replaced by a later
+		// approval): refused, and asked to pair again, as OpenClaw does.
+		s.authFailed(p.Config.Name, classNode, remoteIP)
+		return sess, nil, pairingRequired(*adm.Request)
+	case adm.Paired:
+		sess.paired, sess.tokenDigest = true, adm.TokenDigest
+		if adm.Token != "" {
+			return sess, &helloAuth{DeviceToken: adm.Token, Role: roleNode, Scopes: []string{}, IssuedAtMs: adm.IssuedAtMs}, nil
+		}
 	default:
-		v, err := p.Store.Verify(ctx, sess.nodeID, token)
-		if err != nil {
-			return sess, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
+		// Held open as a pairing session until its request is decided:
+		// on approval it is closed 1012, and the node's reconnect gets
+		// its token. Not a v1 signer: its reconnect could not collect the
+		// token, so it stays, and learns of the approval only by asking
+		// with node.pair.request. A client that asks so itself completes
+		// the request its connect opened.
+		if key != "" {
+			sess.pendingRequest = adm.Request.RequestID
 		}
-		if !v.OK {
-			s.authFailed(p.Config.Name, classNode, remoteIP)
-			return sess, &handshakeError{err: &rpcError{Code: codeNotPaired, Message: "unauthorized: node token mismatch"}, closeCode: closePolicy}
+		if adm.Created {
+			sess.openedRequest = adm.Request.RequestID
+			s.log.Info("node asks to pair at connect", "profile", p.Config.Name, "remote", remoteIP,
+				"node", sess.nodeID, "requestId", adm.Request.RequestID, "repair", adm.Request.IsRepair,
+				"client", cp.Client.ID, "version", cp.Client.Version)
 		}
-		sess.paired = true
-		digest := sha256.Sum256([]byte(token))
-		sess.tokenDigest = digest[:]
 	}
-	if sess.paired {
-		if err := p.Store.MarkConnected(ctx, sess.nodeID, remoteIP, sess.origin()); err != nil {
-			return sess, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
-		}
+	return sess, nil, nil
+}
+
+// pairingRequired is the refusal of a node that must be approved (again),
+// in OpenClaw 2026.9's shape.
+func pairingRequired(req db.PendingRequest) *handshakeError {
+	const message = "pairing required: device is not approved yet"
+	return &handshakeError{
+		err: &rpcError{Code: codeNotPaired, Message: message, Details: map[string]any{
+			"code": "PAIRING_REQUIRED", "reason": "not-paired", "requestId": req.RequestID, "deviceId": req.NodeID,
+			"requestedRole": roleNode, "requestedScopes": []string{},
+		}},
+		closeCode:   closePolicy,
+		closeReason: message + " (requestId: " + req.RequestID + ")",
 	}
-	return sess, nil
 }
 
 func (s *Server) isPaired(ctx context.Context, p *Profile, nodeID string) bool {

@@ -188,8 +188,16 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 
 	if len(operators) > 0 {
 		frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: e.Payload, Seq: e.Seq})
+		// The device twin goes without seq: the outbox numbers one event.
+		var twin []byte
+		if dev := h.deviceEvent(ctx, e); dev != nil {
+			twin = mustJSON(eventFrame{Type: "event", Event: deviceTwin[e.Name], Payload: dev})
+		}
 		for _, c := range operators {
 			c.enqueue(frame)
+			if twin != nil {
+				c.enqueue(twin)
+			}
 		}
 	}
 	if len(waiting) > 0 {
@@ -252,6 +260,18 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 	frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: p, Seq: e.Seq})
 	for _, c := range waiting {
 		c.enqueue(frame)
+		if !c.heldForPairing.Load() {
+			continue
+		}
+		// OpenClaw's node hosts ignore the event but reconnect after 1012:
+		// once approved, the reconnect is handed the token in hello-ok;
+		// once expired, it asks again.
+		switch res.Decision {
+		case db.DecisionApproved:
+			c.closeAfterQueue(closeRestart, "pairing approved: reconnect")
+		case db.DecisionExpired:
+			c.closeAfterQueue(closeRestart, "pairing request expired: reconnect to ask again")
+		}
 	}
 }
 

@@ -12,8 +12,13 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-// protocolVersion is the OpenClaw gateway protocol pairgate speaks.
-const protocolVersion = 3
+// The OpenClaw gateway protocol versions pairgate speaks: 3, and 4, which
+// OpenClaw clients ask for alone from 2026.5.12 (it changed chat frames,
+// none that pairgate serves).
+const (
+	minProtocolVersion = 3
+	maxProtocolVersion = 4
+)
 
 // Frames of the protocol. Each carries exactly these keys: the real client
 // drops a frame with any other key.
@@ -134,6 +139,7 @@ const (
 	kInt                     // integer ≥ 1
 	kPermissions             // object of booleans
 	kObject                  // nested schema (see field.sub)
+	kAny                     // any JSON value, not looked into
 )
 
 type field struct {

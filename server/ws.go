@@ -38,6 +38,7 @@ const (
 	closeProtocol  = websocket.CloseProtocolError
 	closePolicy    = websocket.ClosePolicyViolation
 	closeTryAgain  = websocket.CloseTryAgainLater
+	closeRestart   = websocket.CloseServiceRestart
 )
 
 // wsConn is one WebSocket client. Its handler goroutine reads and
@@ -56,6 +57,11 @@ type wsConn struct {
 	queued atomic.Int64
 	// writer closes when the writer goroutine has returned.
 	writer chan struct{}
+	// heldForPairing says the session is a node waiting for the request
+	// its connect opened or found, to be closed 1012 when it is approved
+	// or expires; a client that calls node.pair.request itself learns the
+	// outcome from the private resolution instead.
+	heldForPairing atomic.Bool
 }
 
 type closeInfo struct {
@@ -108,14 +114,18 @@ func (c *wsConn) open(ctx context.Context, p *Profile, remoteIP string) bool {
 		Payload: map[string]any{"nonce": nonce, "ts": c.srv.now().UnixMilli()}}))
 	c.ws.SetReadLimit(maxHandshakeFrame)
 	c.ws.SetReadDeadline(time.Now().Add(c.srv.handshake))
-	helloID, ok := c.handshake(ctx, p, nonce, remoteIP)
+	helloID, hello, ok := c.handshake(ctx, p, nonce, remoteIP)
 	if !ok {
 		return false
 	}
 	// Registered before hello-ok goes out: whatever the client does next
 	// already sees this session (connected, receiving events).
 	c.srv.hub(p).add(c)
-	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: c.srv.hello()}))
+	if c.sess.pendingRequest != "" {
+		c.heldForPairing.Store(true)
+		c.srv.hub(p).awaitResolution(c, c.sess.pendingRequest)
+	}
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: hello}))
 	return true
 }
 
@@ -152,51 +162,61 @@ func (c *wsConn) finish() {
 }
 
 // handshake reads and checks the connect request, or refuses and closes.
-// It returns the request id to answer hello-ok to, and whether the
-// session is open.
-func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, bool) {
+// It returns the request id to answer hello-ok to, the hello-ok, and
+// whether the session is open.
+func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, helloOK, bool) {
 	kind, data, err := c.ws.ReadMessage()
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.close(closePolicy, "handshake timeout")
 		}
-		return "", false
+		return "", helloOK{}, false
 	}
 	f, err := decodeFrame(data)
 	if err != nil || kind != websocket.TextMessage {
 		c.close(closePolicy, "invalid handshake: first frame must be a connect request")
-		return "", false
+		return "", helloOK{}, false
 	}
 	if f.Method != "connect" {
-		c.refuse(p, remoteIP, f.ID, refuse(closePolicy, "invalid handshake: first request must be connect"))
-		return "", false
+		c.refuse(p, remoteIP, f.ID, connectParams{}, refuse(closePolicy, "invalid handshake: first request must be connect"))
+		return "", helloOK{}, false
 	}
 	cp, herr := parseConnect(f.Params)
 	if herr == nil && cp.Device != nil {
 		herr = verifyDevice(cp, nonce, c.srv.now(), c.srv.deviceWindow)
 	}
+	var grant *helloAuth
 	if herr == nil {
-		c.sess, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
+		c.sess, grant, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
 	}
 	if herr != nil {
-		c.refuse(p, remoteIP, f.ID, herr)
-		return "", false
+		c.refuse(p, remoteIP, f.ID, cp, herr)
+		return "", helloOK{}, false
 	}
 	c.sess.conn = c
 	c.connectedAtMs = c.srv.now().UnixMilli()
 	c.srv.log.Debug("websocket session opened", "profile", p.Config.Name, "remote", remoteIP,
-		"role", c.sess.role, "client", cp.Client.ID, "node", c.sess.nodeID, "paired", c.sess.paired)
-	return f.ID, true
+		"role", c.sess.role, "client", cp.Client.ID, "version", cp.Client.Version, "protocol", cp.Protocol,
+		"node", c.sess.nodeID, "paired", c.sess.paired, "pendingRequest", c.sess.pendingRequest)
+	hello := c.srv.hello(cp.Protocol)
+	hello.Auth = grant
+	return f.ID, hello, true
 }
 
 // refuse answers a connect with its error, closes after it, and says why
-// in the log so an operator can see why a client cannot get in. The
-// reasons are the protocol's messages, which never hold a token.
-func (c *wsConn) refuse(p *Profile, remoteIP, id string, e *handshakeError) {
-	c.srv.log.Info("websocket connect refused", "profile", p.Config.Name, "remote", remoteIP, "reason", e.err.Message)
+// and who in the log, so an operator can see why a client cannot get in.
+// The reasons are the protocol's messages, which never hold a token.
+func (c *wsConn) refuse(p *Profile, remoteIP, id string, cp connectParams, e *handshakeError) {
+	c.srv.log.Info("websocket connect refused", "profile", p.Config.Name, "remote", remoteIP, "reason", e.err.Message,
+		"client", cp.Client.ID, "version", cp.Client.Version, "mode", cp.Client.Mode, "role", cp.Role,
+		"minProtocol", cp.MinProtocol, "maxProtocol", cp.MaxProtocol)
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: e.err}))
-	c.closeAfterQueue(e.closeCode, e.err.Message)
+	reason := e.closeReason
+	if reason == "" {
+		reason = e.err.Message
+	}
+	c.closeAfterQueue(e.closeCode, reason)
 }
 
 // handleFrame answers one frame after hello.
@@ -311,15 +331,27 @@ func (c *wsConn) writeLoop() {
 	}
 }
 
-// helloOK is the hello-ok payload. It carries no auth member: pairgate
-// issues no device tokens, so OpenClaw's CLI keeps using the operator token.
+// helloOK is the hello-ok payload. Only a node paired by its device
+// key gets an auth member (its node token): operators get none, so
+// OpenClaw's CLI keeps using the operator token.
 type helloOK struct {
 	Type     string        `json:"type"`
 	Protocol int           `json:"protocol"`
 	Server   helloServer   `json:"server"`
 	Features helloFeatures `json:"features"`
 	Snapshot helloSnapshot `json:"snapshot"`
+	Auth     *helloAuth    `json:"auth,omitempty"`
 	Policy   helloPolicy   `json:"policy"`
+}
+
+// helloAuth hands a node its token, as OpenClaw hands a device its
+// device token; the node presents it again as auth.token or
+// auth.deviceToken.
+type helloAuth struct {
+	DeviceToken string   `json:"deviceToken"`
+	Role        string   `json:"role"`
+	Scopes      []string `json:"scopes"`
+	IssuedAtMs  int64    `json:"issuedAtMs"`
 }
 
 type helloServer struct {
@@ -351,12 +383,12 @@ type helloPolicy struct {
 	TickIntervalMs   int `json:"tickIntervalMs"`
 }
 
-func (s *Server) hello() helloOK {
+func (s *Server) hello(protocol int) helloOK {
 	return helloOK{
 		Type:     "hello-ok",
-		Protocol: protocolVersion,
+		Protocol: protocol,
 		Server:   helloServer{Version: s.version, Host: s.host, ConnID: db.NewUUID()},
-		Features: helloFeatures{Methods: methodNames, Events: []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved}},
+		Features: helloFeatures{Methods: methodNames, Events: eventNames},
 		Snapshot: helloSnapshot{Presence: []any{}, Health: map[string]any{}, UptimeMs: s.now().Sub(s.started).Milliseconds()},
 		Policy:   helloPolicy{MaxPayload: maxPayload, MaxBufferedBytes: maxBufferedBytes, TickIntervalMs: int(tickInterval.Milliseconds())},
 	}

@@ -162,7 +162,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	}{
 		{"wrong protocol", func(string) map[string]any {
 			p := connectFrame("operator", testToken, nil)
-			p["minProtocol"], p["maxProtocol"] = 4, 5
+			p["minProtocol"], p["maxProtocol"] = 1, 2
 			return p
 		}, "protocol mismatch", websocket.CloseProtocolError},
 		{"unknown key", func(string) map[string]any {
@@ -199,7 +199,8 @@ func TestHandshakeRefusals(t *testing.T) {
 			if f.OK || f.Error.Message != tc.message {
 				t.Fatalf("connect = %+v, want %q", f.Error, tc.message)
 			}
-			if tc.message == "protocol mismatch" && !strings.Contains(string(mustJSON(f.Error)), `"details":{"expectedProtocol":3}`) {
+			if details := string(mustJSON(f.Error)); tc.message == "protocol mismatch" &&
+				(!strings.Contains(details, `"code":"PROTOCOL_MISMATCH"`) || !strings.Contains(details, `"expectedProtocol":3`)) {
 				t.Fatalf("protocol mismatch details: %s", mustJSON(f.Error))
 			}
 			if code := c.waitClosed(5 * time.Second); code != tc.close {
