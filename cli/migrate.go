@@ -75,9 +75,19 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	// Only the lock holder migrates; a running server already did at start.
+	if err := openLocked(ctx, p, "a running server applies migrations itself when it starts; `pairgate migrate --status` shows them", nil); err != nil {
+		return err
+	}
+	return printMigrations(ctx, env, p)
+}
+
+// openLocked opens a profile's store as the holder of its state-directory
+// lock, migrating it, and closes it again. busy explains a lock held by a
+// server; option, when set, adjusts the options.
+func openLocked(ctx context.Context, p config.Profile, busy string, option func(*db.Options)) error {
 	lock, err := db.LockStateDir(p.LockPath())
 	if errors.Is(err, db.ErrLocked) {
-		return fmt.Errorf("%w\n(a running server applies migrations itself when it starts; `pairgate migrate --status` shows them)", err)
+		return fmt.Errorf("%w\n(%s)", err, busy)
 	}
 	if err != nil {
 		return err
@@ -85,14 +95,14 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	defer lock.Release()
 	opts := db.OptionsFor(p)
 	opts.Migrate = true
+	if option != nil {
+		option(&opts)
+	}
 	s, err := db.Open(ctx, opts)
 	if err != nil {
 		return err
 	}
-	if err := s.Close(); err != nil {
-		return err
-	}
-	return printMigrations(ctx, env, p)
+	return s.Close()
 }
 
 func printMigrations(ctx context.Context, env Env, p config.Profile) (err error) {

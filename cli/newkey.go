@@ -26,22 +26,7 @@ func runNewKey(ctx context.Context, env Env, args []string) error {
 	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no database at %s: a new store makes its key itself", p.DatabasePath())
 	}
-	lock, err := db.LockStateDir(p.LockPath())
-	if errors.Is(err, db.ErrLocked) {
-		return fmt.Errorf("%w\n(stop the server first: it holds the key it started with)", err)
-	}
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	opts := db.OptionsFor(p)
-	opts.Migrate = true
-	opts.NewKey = true
-	s, err := db.Open(ctx, opts)
-	if err != nil {
-		return err
-	}
-	if err := s.Close(); err != nil {
+	if err := openLocked(ctx, p, "stop the server first: it holds the key it started with", func(o *db.Options) { o.NewKey = true }); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Wrote a new %s. Paired nodes still verify; tokens sealed under the lost key can no longer be exported (export them with --redact-tokens, or pair those nodes again).\n", p.KeyPath())

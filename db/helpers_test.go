@@ -49,7 +49,21 @@ func openStore(t testing.TB, clk *testClock) *Store {
 
 func openStoreAt(t testing.TB, dir string, clk *testClock) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), testOptions(dir, clk))
+	return openWith(t, testOptions(dir, clk))
+}
+
+// openNewKey opens the store in dir as `pairgate new-key` does: with a
+// new pairing.key where the old one is lost.
+func openNewKey(t testing.TB, dir string, clk *testClock) *Store {
+	t.Helper()
+	opts := testOptions(dir, clk)
+	opts.NewKey = true
+	return openWith(t, opts)
+}
+
+func openWith(t testing.TB, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -283,13 +283,7 @@ func TestExportRefusesUnsealableTokensUnlessRedacted(t *testing.T) {
 	pairNode(t, s, "n1")
 	s.Close()
 	os.Remove(filepath.Join(dir, "pairing.key"))
-	opts := testOptions(dir, newClock())
-	opts.NewKey = true
-	s, err := Open(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = openNewKey(t, dir, newClock())
 	out := t.TempDir()
 	if _, err := s.Export(ctx, out, false); err == nil || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("export with a lost key = %v", err)

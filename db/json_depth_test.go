@@ -45,13 +45,14 @@ func TestDeepJSONIsRefusedWithItsPath(t *testing.T) {
 	}
 	// Paths are as before for the errors that are not about depth.
 	for body, want := range map[string]string{
-		`{"params":{"a":1,"a":2}}`:   `$["params"].a: duplicate key`,
-		`{"a":[1,{"b":[true,]}]}`:    `$["a"][1].b[1]: malformed JSON near offset`,
-		`{"a":{"b":{"c":"x"}}} 1`:    `$: trailing data after the JSON value`,
-		`{"a":{"b":{"c":"x"}`:        `$["a"]: the JSON ends early (truncated?)`,
-		`[{"a":1,"a":2}]`:            `$[0].a: duplicate key`,
-		`{"x y":{"q\"":{"q":1,"q"`:   `$["x y"].q".q: duplicate key`,
-		`{"n":{"x":[[],[],[[1,]]]}}`: `$["n"].x[2][0][1]: malformed JSON`,
+		`{"params":{"a":1,"a":2}}`:                        `$["params"].a: duplicate key`,
+		`{"a":[1,{"b":[true,]}]}`:                         `$["a"][1].b[1]: malformed JSON near offset`,
+		`{"a":{"b":{"c":"x"}}} 1`:                         `$: trailing data after the JSON value`,
+		`{"a":{"b":{"c":"x"}`:                             `$["a"]: the JSON ends early (truncated?)`,
+		`[{"a":1,"a":2}]`:                                 `$[0].a: duplicate key`,
+		`{"x y":{"q\"":{"q":1,"q"`:                        `$["x y"].q".q: duplicate key`,
+		`{"n":{"x":[[],[],[[1,]]]}}`:                      `$["n"].x[2][0][1]: malformed JSON`,
+		"{\"a\":{\"b\\nc\\u001b\":1,\"b\\nc\\u001b\":2}}": `$["a"]["b\nc\u001b"]: duplicate key`,
 	} {
 		if err := CheckJSONObject([]byte(body)); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: %v\nwant %s", body, err, want)

@@ -237,7 +237,7 @@ func (r *record) permissions(name string, v jvalue, into *Permissions) {
 	out := Permissions{}
 	for _, m := range v.obj {
 		if m.value.kind != jBool {
-			r.p.add(r.file, r.path+"."+name+"."+m.name, "want boolean, got %s", m.value.kind)
+			r.p.add(r.file, childPath(r.path+"."+name, m.name), "want boolean, got %s", m.value.kind)
 			return
 		}
 		out = append(out, Permission{Name: m.name, Granted: m.value.b})
@@ -292,7 +292,7 @@ func (r *record) fields(value jvalue, meta *NodeMeta, field func(name string, v 
 
 func (r *record) keep(name string, v jvalue) {
 	r.extra = append(r.extra, Field{Name: name, Value: v.compact()})
-	*r.unknown = append(*r.unknown, r.file+": "+r.path+"."+name)
+	*r.unknown = append(*r.unknown, r.file+": "+childPath(r.path, name))
 }
 
 func (r *record) required(present map[string]bool, names ...string) {

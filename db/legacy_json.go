@@ -86,7 +86,7 @@ func (e *jsonError) Error() string {
 		case i == len(e.steps)-1:
 			b.WriteString(memberPath(s.name)[1:])
 		default:
-			b.WriteString("." + s.name)
+			b.WriteString(childPath("", s.name))
 		}
 	}
 	return b.String() + ": " + e.msg
@@ -205,6 +205,17 @@ func (p *jparser) array(depth int) (jvalue, error) {
 func memberPath(name string) string {
 	b, _ := json.Marshal(name)
 	return "$[" + string(b) + "]"
+}
+
+// childPath names member name below path: .name, or ["name"] quoted
+// when the name holds characters (a newline, ESC) that would break or
+// rewrite the line of a report.
+func childPath(path, name string) string {
+	if strings.ContainsFunc(name, IsHidden) {
+		b, _ := json.Marshal(name)
+		return path + "[" + string(b) + "]"
+	}
+	return path + "." + name
 }
 
 // CheckJSONObject reports whether data is exactly one JSON object, with no

@@ -93,13 +93,7 @@ func TestStartupIntegrity(t *testing.T) {
 	t.Run("new key where it was lost", func(t *testing.T) {
 		d := copyStore(t, dir)
 		os.Remove(filepath.Join(d, "pairing.key"))
-		opts := testOptions(d, newClock())
-		opts.NewKey = true
-		s, err := Open(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
+		openNewKey(t, d, newClock()).Close()
 		// From now on the new key is this database's key, although the
 		// only token is still sealed under the lost one.
 		s = openStoreAt(t, d, newClock())

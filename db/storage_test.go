@@ -61,13 +61,7 @@ func TestMissingKeyKeepsVerifyAndExplainsExport(t *testing.T) {
 	}
 
 	// Only new-key makes a new key; the store then opens as usual.
-	opts := testOptions(dir, newClock())
-	opts.NewKey = true
-	s, err := Open(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	openNewKey(t, dir, newClock()).Close()
 	s = openStoreAt(t, dir, newClock())
 	if v, err := s.Verify(ctx, "n1", token); err != nil || !v.OK {
 		t.Fatalf("verify after losing the key = %+v, %v", v, err)
