@@ -272,6 +272,7 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 			})
 		},
 		"mirrorLegacyFiles": func(k string, n *yaml.Node) { p.MirrorLegacyFiles = w.boolean(k, n) },
+		"webhooks":          func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
 	})
 	if w.err == nil && p.Name == "" {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")
