@@ -44,6 +44,8 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	op.POST("/rpc", s.handleRPC)
 	op.GET("/export", s.handleExport)
 	op.POST("/import", s.handleImport)
+	op.GET("/webhooks", s.handleWebhooks)
+	op.POST("/webhooks/:id/redeliver", s.handleRedeliver)
 }
 
 // profileAt resolves a profile name; a profile's own address serves only

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/webhook"
 )
 
 // Timeouts of the HTTP server.
@@ -43,6 +44,8 @@ type Options struct {
 	ChallengeNonce func() string
 	// HandshakeTimeout bounds the wait for connect (default 10s).
 	HandshakeTimeout time.Duration
+	// Webhooks is the webhook retry policy (zero: production).
+	Webhooks WebhookPolicy
 }
 
 // Server serves a set of opened profiles.
@@ -63,6 +66,8 @@ type Server struct {
 	limiter      *limiter
 	writeBuffers sync.Pool
 	metrics      *metrics
+	webhooks     map[string]*webhook.Dispatcher
+	webhookOpts  WebhookPolicy
 	// stopping closes when shutdown begins: event streams end at once.
 	stopping chan struct{}
 
@@ -86,7 +91,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
 		conns: map[*wsConn]struct{}{}, stopping: make(chan struct{}),
-		metrics: newMetrics(profiles),
+		metrics: newMetrics(profiles), webhookOpts: opts.Webhooks,
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
@@ -172,6 +177,9 @@ type listener struct {
 // in flight, closes WebSocket clients (1001), stops the sweepers and event
 // hubs, and waits for every goroutine it started.
 func (s *Server) Run(ctx context.Context) error {
+	if err := s.openWebhooks(ctx, s.webhookOpts); err != nil {
+		return err
+	}
 	listeners, err := s.listen()
 	if err != nil {
 		return err
@@ -183,6 +191,9 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { s.hub(p).run(bgCtx) })
 		if p.Config.MirrorLegacyFiles {
 			wg.Go(func() { s.hub(p).mirror(bgCtx) })
+		}
+		if d := s.webhooks[p.Config.Name]; d != nil {
+			wg.Go(func() { d.Run(bgCtx) })
 		}
 	}
 
