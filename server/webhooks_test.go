@@ -397,3 +397,53 @@ func TestWebhookEventNamesMatchTheStore(t *testing.T) {
 		t.Fatalf("config.WebhookEvents %v, the store writes %v", config.WebhookEvents, store)
 	}
 }
+
+// The receiver of docs/webhooks.md in short: it approves a node through
+// the REST API when its request arrives, from inside the delivery.
+func TestWebhookReceiverApprovesThroughREST(t *testing.T) {
+	var api string
+	var apiMu sync.Mutex
+	rcv := newReceiver(t, func(_ int, d delivery) int {
+		var data struct{ RequestID, NodeID string }
+		json.Unmarshal(d.msg.Data, &data)
+		if d.msg.Type != db.EventRequested || !strings.HasPrefix(data.NodeID, "lab-") {
+			return http.StatusNoContent
+		}
+		apiMu.Lock()
+		url := api + "/api/v1/profiles/" + d.msg.Profile + "/requests/" + data.RequestID + "/approve"
+		apiMu.Unlock()
+		req, _ := http.NewRequest("POST", url, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return http.StatusBadGateway
+		}
+		resp.Body.Close()
+		return http.StatusNoContent
+	})
+	ts := startServer(t, withWebhooks(fast, hookTo(rcv, db.EventRequested)))
+	apiMu.Lock()
+	api = ts.url
+	apiMu.Unlock()
+	var lab, other db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"lab-pi"}`, &lab)
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"kitchen-ipad"}`, &other)
+	caughtUp(t, ts, 0, 3) // requested, requested, and the approval's resolution
+	var st struct{ Status string }
+	ts.mustAPI(t, 200, "GET", base+"/requests/"+lab.Request.RequestID, "", &st)
+	if st.Status != "approved" {
+		t.Fatalf("lab-pi is %s", st.Status)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/requests/"+other.Request.RequestID, "", &st)
+	if st.Status != "pending" {
+		t.Fatalf("kitchen-ipad is %s", st.Status)
+	}
+}
+
+func TestWebhookPlainHTTPElsewhereIsWarned(t *testing.T) {
+	hook := config.Webhook{URL: "http://192.0.2.1:9/hook", Secret: hookSecret, Timeout: 100 * time.Millisecond}
+	ts := startServer(t, withWebhooks(WebhookPolicy{Backoff: func(int) time.Duration { return time.Hour }}, hook))
+	if !strings.Contains(ts.log.String(), "webhook is plain http to a host other than loopback") || !strings.Contains(ts.log.String(), "url=http://192.0.2.1:9/…") {
+		t.Fatalf("no warning in the log:\n%s", ts.log)
+	}
+}
