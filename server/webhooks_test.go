@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -445,5 +448,30 @@ func TestWebhookPlainHTTPElsewhereIsWarned(t *testing.T) {
 	ts := startServer(t, withWebhooks(WebhookPolicy{Backoff: func(int) time.Duration { return time.Hour }}, hook))
 	if !strings.Contains(ts.log.String(), "webhook is plain http to a host other than loopback") || !strings.Contains(ts.log.String(), "url=http://192.0.2.1:9/…") {
 		t.Fatalf("no warning in the log:\n%s", ts.log)
+	}
+}
+
+// The receiver in docs/webhooks.md compiles and passes go vet.
+func TestWebhookDocReceiverVets(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go toolchain on PATH")
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "webhooks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "```go\n")
+	code, _, found := strings.Cut(rest, "```")
+	if !found || !strings.Contains(code, "package main") {
+		t.Fatal("docs/webhooks.md has no Go receiver")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(code), 0o600)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module receiver\n\ngo 1.26\n"), 0o600)
+	cmd := exec.Command(goTool, "vet", ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet of the doc's receiver: %v\n%s", err, out)
 	}
 }
