@@ -51,21 +51,28 @@ func TestWebhookValidationNamesKeyAndFix(t *testing.T) {
 		{"not a list", "profiles:\n  - name: a\n    webhooks: https://h.example/\n", "config f: profiles[0].webhooks: want a list"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Parse([]byte(tc.yaml), env(map[string]string{"HOME": "/h"}))
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if err == nil {
-				t.Fatalf("accepted %q", tc.yaml)
-			}
-			if ce, ok := err.(*Error); ok {
-				ce.File = "f"
-			}
-			if got := err.Error(); !strings.HasPrefix(got, tc.want) {
+			if got := validationError(t, tc.yaml); !strings.HasPrefix(got, tc.want) {
 				t.Fatalf("error\n got %s\nwant %s", got, tc.want)
 			}
 		})
 	}
+}
+
+// validationError is what Parse then Validate say of a document, as if it
+// were the file f; the document must be refused.
+func validationError(t *testing.T, doc string) string {
+	t.Helper()
+	cfg, err := Parse([]byte(doc), env(map[string]string{"HOME": "/h"}))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err == nil {
+		t.Fatalf("accepted %q", doc)
+	}
+	if ce, ok := err.(*Error); ok {
+		ce.File = "f"
+	}
+	return err.Error()
 }
 
 func TestWebhookSecretFile(t *testing.T) {
