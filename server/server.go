@@ -177,6 +177,13 @@ type listener struct {
 // in flight, closes WebSocket clients (1001), stops the sweepers and event
 // hubs, and waits for every goroutine it started.
 func (s *Server) Run(ctx context.Context) error {
+	outboxEnds := map[string]int64{}
+	for _, p := range s.profiles {
+		var err error
+		if outboxEnds[p.Config.Name], err = p.Store.LastSeq(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.openWebhooks(ctx, s.webhookOpts); err != nil {
 		return err
 	}
@@ -188,7 +195,7 @@ func (s *Server) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range s.profiles {
 		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
-		wg.Go(func() { s.hub(p).run(bgCtx) })
+		wg.Go(func() { s.hub(p).run(bgCtx, outboxEnds[p.Config.Name]) })
 		if p.Config.MirrorLegacyFiles {
 			wg.Go(func() { s.hub(p).mirror(bgCtx) })
 		}

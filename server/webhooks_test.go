@@ -166,11 +166,18 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // caughtUp waits until endpoint i of the default profile has its cursor at seq.
 func caughtUp(t *testing.T, ts *testServer, i int, seq int64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("webhook %d delivered up to %d", i, seq), func() bool {
-		var list struct{ Webhooks []webhook.State }
+	var list struct{ Webhooks []webhook.State }
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
-		return list.Webhooks[i].Cursor == seq
-	})
+		if list.Webhooks[i].Cursor == seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook %d never delivered up to %d: %+v\n%s", i, seq, list.Webhooks[i], ts.log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // pairOne requests and approves a node over REST and returns its token.
