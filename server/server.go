@@ -67,7 +67,7 @@ type Server struct {
 	writeBuffers sync.Pool
 	metrics      *metrics
 	webhooks     map[string]*webhook.Dispatcher
-	webhookOpts  WebhookPolicy
+	hookPolicy   WebhookPolicy
 	// stopping closes when shutdown begins: event streams end at once.
 	stopping chan struct{}
 
@@ -91,7 +91,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
 		conns: map[*wsConn]struct{}{}, stopping: make(chan struct{}),
-		metrics: newMetrics(profiles), webhookOpts: opts.Webhooks,
+		metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
@@ -172,10 +172,10 @@ type listener struct {
 	profile *Profile
 }
 
-// Run listens on the configured addresses, runs each profile's sweeper, and
-// serves until ctx is cancelled; then it stops accepting, finishes requests
-// in flight, closes WebSocket clients (1001), stops the sweepers and event
-// hubs, and waits for every goroutine it started.
+// Run listens on the configured addresses, runs each profile's sweeper,
+// event hub and webhook deliveries, and serves until ctx is cancelled; then
+// it stops accepting, finishes requests in flight, closes WebSocket clients
+// (1001), stops the background work, and waits for every goroutine it started.
 func (s *Server) Run(ctx context.Context) error {
 	outboxEnds := map[string]int64{}
 	for _, p := range s.profiles {
@@ -184,7 +184,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.openWebhooks(ctx, s.webhookOpts); err != nil {
+	if err := s.openWebhooks(ctx); err != nil {
 		return err
 	}
 	listeners, err := s.listen()

@@ -21,7 +21,7 @@ type WebhookPolicy struct {
 }
 
 // openWebhooks prepares the dispatcher of every profile that has webhooks.
-func (s *Server) openWebhooks(ctx context.Context, policy WebhookPolicy) error {
+func (s *Server) openWebhooks(ctx context.Context) error {
 	s.webhooks = map[string]*webhook.Dispatcher{}
 	for _, p := range s.profiles {
 		if len(p.Config.Webhooks) == 0 {
@@ -29,7 +29,7 @@ func (s *Server) openWebhooks(ctx context.Context, policy WebhookPolicy) error {
 		}
 		d, err := webhook.New(ctx, webhook.Options{
 			Profile: p.Config.Name, Store: p.Store, Endpoints: p.Config.Webhooks, Log: s.log,
-			Subscribe: s.hub(p).subscribe, Now: s.now, Backoff: policy.Backoff, RetryWindow: policy.RetryWindow,
+			Subscribe: s.hub(p).subscribe, Now: s.now, Backoff: s.hookPolicy.Backoff, RetryWindow: s.hookPolicy.RetryWindow,
 		})
 		if err != nil {
 			return err
