@@ -236,10 +236,12 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 func (d *Dispatcher) save(ctx context.Context, ep *endpoint, cur db.WebhookCursor, log *slog.Logger) (db.WebhookCursor, error) {
 	err := d.opts.Store.SaveWebhook(ctx, cur)
 	if errors.Is(err, db.ErrWebhookMoved) {
-		if fresh, rerr := d.opts.Store.Webhook(ctx, ep.id); rerr == nil {
-			return fresh, err
+		fresh, rerr := d.opts.Store.Webhook(ctx, ep.id)
+		if rerr != nil { // try again in a second rather than resend at once
+			fresh = cur
+			fresh.NextAttemptMs = d.nowMs() + time.Second.Milliseconds()
 		}
-		return cur, err
+		return fresh, err
 	}
 	if err != nil && ctx.Err() == nil {
 		log.Error("save webhook cursor", "err", err)
