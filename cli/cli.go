@@ -50,6 +50,7 @@ func commands() []command {
 		{"serve", "run the pairing server for every configured profile", runServe},
 		{"nodes", "pending | list | status | describe | approve | reject | rename | remove", runNodes},
 		{"profiles", "list the profiles a running server serves for your token", runProfiles},
+		{"webhooks", "list | redeliver: a profile's webhook endpoints and their delivery", runWebhooks},
 		{"import", "import legacy paired.json / pending.json into a profile", runImport},
 		{"export", "write a profile's legacy paired.json / pending.json", runExport},
 		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},

@@ -30,7 +30,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 			return &config.Error{File: *configPath, Problem: "cannot be read (" + errors.Unwrap(err).Error() + ")", Fix: "give the path of an existing configuration file with --config or $PAIRGATE_CONFIG, or neither for the default profile"}
 		}
 	}
-	cfg, err := config.Load(*configPath, env.Getenv)
+	cfg, err := config.LoadServing(*configPath, env.Getenv)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,8 @@ type Profile struct {
 	// SilentCIDRs are the networks whose silent requests are approved at once.
 	SilentCIDRs       []netip.Prefix
 	MirrorLegacyFiles bool
+	// Webhooks receive the profile's events (config/webhooks.go).
+	Webhooks []Webhook
 }
 
 // NodesDir is the directory that holds everything pairgate keeps for the profile.
@@ -256,6 +258,9 @@ func (c Config) Validate() error {
 		}
 		if p.EventRetention < 0 {
 			return keyError(at("retention.events"), "a retention cannot be negative", "use a duration such as 720h")
+		}
+		if err := p.validateWebhooks(fmt.Sprintf("profiles[%d]", i)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -330,6 +330,7 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 				"perProfile": func(k string, n *yaml.Node) { p.RequestsPerProfile = w.integer(k, n) },
 			})
 		},
+		"webhooks": func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
 	})
 	if w.err == nil && p.Name == "" {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")

@@ -111,14 +111,13 @@ func (h *hub) subscribe(ch chan db.Event) func() {
 	}
 }
 
-// run tails the outbox from its current end until ctx is done, delivering
-// each event once, in seq order.
-func (h *hub) run(ctx context.Context) {
+// run tails the outbox after seq from (its end when the server started,
+// read before any subscriber could read the outbox itself: what a
+// subscriber's own read misses, the hub delivers) until ctx is done,
+// delivering each event once, in seq order.
+func (h *hub) run(ctx context.Context, from int64) {
 	st := h.profile.Store
-	last, err := st.LastSeq(ctx)
-	if err != nil && ctx.Err() == nil {
-		h.log.Error("read outbox", "profile", h.profile.Config.Name, "err", err)
-	}
+	last := from
 	poll := time.NewTicker(outboxPoll)
 	defer poll.Stop()
 	tick := time.NewTicker(tickInterval)

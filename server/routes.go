@@ -49,6 +49,8 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	op(http.MethodPost, "/rpc", s.handleRPC)
 	op(http.MethodGet, "/export", s.handleExport)
 	op(http.MethodPost, "/import", s.handleImport)
+	op(http.MethodGet, "/webhooks", s.handleWebhooks)
+	op(http.MethodPost, "/webhooks/:id/redeliver", s.handleRedeliver)
 }
 
 // profileAt resolves a profile name; a profile's own address serves only

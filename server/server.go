@@ -21,6 +21,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/webhook"
 )
 
 // Timeouts of the HTTP server.
@@ -49,6 +50,8 @@ type Options struct {
 	// WriteTimeout bounds each write to a WebSocket or event-stream
 	// client; one that does not take it is dropped (default 10s).
 	WriteTimeout time.Duration
+	// Webhooks is the webhook retry policy (zero: production).
+	Webhooks WebhookPolicy
 }
 
 // Server serves a set of opened profiles.
@@ -71,6 +74,8 @@ type Server struct {
 	requestRates *rates
 	writeBuffers sync.Pool
 	metrics      *metrics
+	webhooks     map[string]*webhook.Dispatcher
+	hookPolicy   WebhookPolicy
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
@@ -96,7 +101,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
 		writeWait: opts.WriteTimeout, conns: map[*wsConn]struct{}{},
-		metrics: newMetrics(profiles),
+		metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
@@ -184,11 +189,21 @@ type listener struct {
 	profile    *Profile
 }
 
-// Run listens on the configured addresses, runs each profile's sweeper, and
-// serves until ctx is cancelled; then it stops accepting, finishes requests
-// in flight, closes WebSocket clients (1001), stops the sweepers and event
-// hubs, and waits for every goroutine it started.
+// Run listens on the configured addresses, runs each profile's sweeper,
+// event hub and webhook deliveries, and serves until ctx is cancelled; then
+// it stops accepting, finishes requests in flight, closes WebSocket clients
+// (1001), stops the background work, and waits for every goroutine it started.
 func (s *Server) Run(ctx context.Context) error {
+	outboxEnds := map[string]int64{}
+	for _, p := range s.profiles {
+		var err error
+		if outboxEnds[p.Config.Name], err = p.Store.LastSeq(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.openWebhooks(ctx); err != nil {
+		return err
+	}
 	listeners, err := s.listen()
 	if err != nil {
 		return err
@@ -197,9 +212,12 @@ func (s *Server) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range s.profiles {
 		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
-		wg.Go(func() { s.hub(p).run(bgCtx) })
+		wg.Go(func() { s.hub(p).run(bgCtx, outboxEnds[p.Config.Name]) })
 		if p.Config.MirrorLegacyFiles {
 			wg.Go(func() { s.hub(p).mirror(bgCtx) })
+		}
+		if d := s.webhooks[p.Config.Name]; d != nil {
+			wg.Go(func() { d.Run(bgCtx) })
 		}
 	}
 

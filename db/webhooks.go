@@ -1,0 +1,112 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// WebhookCursor is where one webhook endpoint's delivery stands.
+type WebhookCursor struct {
+	ID string `json:"id"`
+	// Cursor is the seq of the last event delivered (or filtered out).
+	Cursor     int64 `json:"cursor"`
+	Generation int64 `json:"-"`
+	// Attempts failed at the event after Cursor, since FailingSinceMs.
+	Attempts       int    `json:"attempts"`
+	FailingSinceMs int64  `json:"failingSince,omitempty"`
+	NextAttemptMs  int64  `json:"nextAttemptAt,omitempty"`
+	LastError      string `json:"lastError,omitempty"`
+	// DeadAtMs is set when retries ran out; delivery waits for Redeliver.
+	DeadAtMs int64 `json:"deadAt,omitempty"`
+}
+
+// ErrWebhookMoved means a redeliver changed the cursor while the caller
+// was delivering: it must reload the cursor and carry on from there.
+var ErrWebhookMoved = errors.New("webhook cursor moved by a redeliver")
+
+const webhookColumns = `id, cursor, generation, attempts, coalesce(failing_since_ms, 0), coalesce(next_attempt_ms, 0), coalesce(last_error, ''), coalesce(dead_at_ms, 0)`
+
+func scanWebhook(row interface{ Scan(...any) error }) (WebhookCursor, error) {
+	var w WebhookCursor
+	err := row.Scan(&w.ID, &w.Cursor, &w.Generation, &w.Attempts, &w.FailingSinceMs, &w.NextAttemptMs, &w.LastError, &w.DeadAtMs)
+	return w, err
+}
+
+// OpenWebhook returns the endpoint's cursor, creating it at the newest
+// event when the endpoint is new: a new endpoint gets what happens from
+// now on (Redeliver replays older events).
+func (s *Store) OpenWebhook(ctx context.Context, id string) (WebhookCursor, error) {
+	var w WebhookCursor
+	err := s.writeTx(ctx, "open webhook", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, cursor)
+			VALUES (?, (SELECT coalesce(max(seq), 0) FROM events)) ON CONFLICT (id) DO NOTHING`, id); err != nil {
+			return err
+		}
+		var err error
+		w, err = scanWebhook(tx.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
+		return err
+	})
+	return w, err
+}
+
+// Webhook reads an endpoint's cursor.
+func (s *Store) Webhook(ctx context.Context, id string) (WebhookCursor, error) {
+	w, err := scanWebhook(s.read.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, errorf(CodeNotFound, "unknown webhook %s", id)
+	}
+	return w, classify(err, "read webhook")
+}
+
+// SaveWebhook stores the endpoint's progress, unless a redeliver moved
+// the cursor since w was read (ErrWebhookMoved).
+func (s *Store) SaveWebhook(ctx context.Context, w WebhookCursor) error {
+	var moved bool
+	err := s.writeTx(ctx, "save webhook", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET cursor = ?, attempts = ?, failing_since_ms = nullif(?, 0),
+			next_attempt_ms = nullif(?, 0), last_error = nullif(?, ''), dead_at_ms = nullif(?, 0)
+			WHERE id = ? AND generation = ?`,
+			w.Cursor, w.Attempts, w.FailingSinceMs, w.NextAttemptMs, w.LastError, w.DeadAtMs, w.ID, w.Generation)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		moved = n == 0
+		return err
+	})
+	if err == nil && moved {
+		return ErrWebhookMoved
+	}
+	return err
+}
+
+// RedeliverWebhook restarts an endpoint's delivery at event from (or,
+// when from is 0, at the event after its cursor), clearing failures and a
+// dead letter.
+func (s *Store) RedeliverWebhook(ctx context.Context, id string, from int64) (WebhookCursor, error) {
+	var w WebhookCursor
+	err := s.writeTx(ctx, "redeliver webhook", func(tx *sql.Tx) error {
+		var last int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&last); err != nil {
+			return err
+		}
+		if from > last+1 {
+			return invalidf("from %d is beyond the newest event (%d)", from, last)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET cursor = CASE WHEN ? > 0 THEN ? - 1 ELSE cursor END,
+			generation = generation + 1, attempts = 0, failing_since_ms = NULL, next_attempt_ms = NULL,
+			last_error = NULL, dead_at_ms = NULL WHERE id = ?`, from, from, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errorf(CodeNotFound, "unknown webhook %s", id)
+		}
+		w, err = scanWebhook(tx.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
+		return err
+	})
+	return w, err
+}

@@ -1,0 +1,62 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestWebhookCursor(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, newClock())
+	by := Origin{Actor: "test"}
+	for _, node := range []string{"a", "b", "c"} {
+		if _, err := s.Request(ctx, RequestInput{NodeID: node}, by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new endpoint starts at the newest event; opening again keeps it.
+	w, err := s.OpenWebhook(ctx, "wh_1")
+	if err != nil || w.Cursor != 3 || w.Attempts != 0 {
+		t.Fatalf("open = %+v, %v", w, err)
+	}
+	w.Cursor, w.Attempts, w.FailingSinceMs, w.LastError = 2, 4, 77, "HTTP 500"
+	if err := s.SaveWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.OpenWebhook(ctx, "wh_1"); err != nil || again != w {
+		t.Fatalf("reopen = %+v, %v; want %+v", again, err, w)
+	}
+	// A redeliver wins over a delivery that was in flight when it came.
+	w.DeadAtMs = 99
+	if err := s.SaveWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := s.RedeliverWebhook(ctx, "wh_1", 1)
+	if err != nil || moved.Cursor != 0 || moved.DeadAtMs != 0 || moved.Attempts != 0 || moved.LastError != "" || moved.Generation != w.Generation+1 {
+		t.Fatalf("redeliver = %+v, %v", moved, err)
+	}
+	w.Cursor = 3
+	if err := s.SaveWebhook(ctx, w); !errors.Is(err, ErrWebhookMoved) {
+		t.Fatalf("stale save = %v, want ErrWebhookMoved", err)
+	}
+	if got, _ := s.Webhook(ctx, "wh_1"); got.Cursor != 0 {
+		t.Fatalf("stale save changed the cursor: %+v", got)
+	}
+	// from 0 resumes where the cursor is.
+	if got, err := s.RedeliverWebhook(ctx, "wh_1", 0); err != nil || got.Cursor != 0 {
+		t.Fatalf("redeliver from 0 = %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		id   string
+		from int64
+		code Code
+	}{{"wh_none", 1, CodeNotFound}, {"wh_1", 5, CodeInvalid}} {
+		if _, err := s.RedeliverWebhook(ctx, tc.id, tc.from); ErrorCode(err) != tc.code {
+			t.Errorf("redeliver %s from %d = %v, want %s", tc.id, tc.from, err, tc.code)
+		}
+	}
+	if _, err := s.Webhook(ctx, "wh_none"); ErrorCode(err) != CodeNotFound {
+		t.Errorf("unknown webhook = %v", err)
+	}
+}

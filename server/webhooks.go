@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pairgate/pairgate/server/webhook"
+)
+
+// WebhookPolicy overrides the webhook retry policy; the zero value is
+// production (webhook.Backoff, webhook.DefaultRetryWindow). Tests shorten it.
+type WebhookPolicy struct {
+	Backoff     func(attempt int) time.Duration
+	RetryWindow time.Duration
+}
+
+// openWebhooks prepares the dispatcher of every profile that has webhooks.
+func (s *Server) openWebhooks(ctx context.Context) error {
+	s.webhooks = map[string]*webhook.Dispatcher{}
+	for _, p := range s.profiles {
+		if len(p.Config.Webhooks) == 0 {
+			continue
+		}
+		d, err := webhook.New(ctx, webhook.Options{
+			Profile: p.Config.Name, Store: p.Store, Endpoints: p.Config.Webhooks, Log: s.log,
+			Subscribe: s.hub(p).subscribe, Now: s.now, Backoff: s.hookPolicy.Backoff, RetryWindow: s.hookPolicy.RetryWindow,
+		})
+		if err != nil {
+			return err
+		}
+		s.webhooks[p.Config.Name] = d
+	}
+	s.metrics.reg.MustRegister(webhookMetrics{s})
+	return nil
+}
+
+// handleWebhooks lists the profile's endpoints and where each one stands.
+func (s *Server) handleWebhooks(c echo.Context) error {
+	states := []webhook.State{}
+	if d := s.webhooks[profileOf(c).Config.Name]; d != nil {
+		var err error
+		if states, err = d.States(c.Request().Context()); err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"webhooks": states})
+}
+
+// handleRedeliver restarts an endpoint at ?from=SEQ (default: the event
+// after its cursor), out of a dead letter or backoff.
+func (s *Server) handleRedeliver(c echo.Context) error {
+	var from int64
+	if q := c.QueryParam("from"); q != "" {
+		n, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || n < 1 {
+			return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "from must be an event seq (a whole number ≥ 1)"}
+		}
+		from = n
+	}
+	p := profileOf(c)
+	d := s.webhooks[p.Config.Name]
+	if d == nil {
+		return &apiError{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("profile %q has no webhooks; declare them under webhooks: in its configuration", p.Config.Name)}
+	}
+	st, err := d.Redeliver(c.Request().Context(), c.Param("id"), from)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// webhookMetrics reads every endpoint's state at scrape time.
+type webhookMetrics struct{ s *Server }
+
+var (
+	webhookLabels    = []string{"profile", "webhook"}
+	webhookDelivered = prometheus.NewDesc("pairgate_webhook_deliveries_total", "Events delivered to a webhook since start.", webhookLabels, nil)
+	webhookFailures  = prometheus.NewDesc("pairgate_webhook_failures_total", "Failed webhook delivery attempts since start.", webhookLabels, nil)
+	webhookLag       = prometheus.NewDesc("pairgate_webhook_lag_events", "Events a webhook is behind the newest one.", webhookLabels, nil)
+	webhookDead      = prometheus.NewDesc("pairgate_webhook_dead", "1 while a webhook is dead-lettered (redeliver resumes it).", webhookLabels, nil)
+)
+
+func (webhookMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{webhookDelivered, webhookFailures, webhookLag, webhookDead} {
+		ch <- d
+	}
+}
+
+func (m webhookMetrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for name, d := range m.s.webhooks {
+		states, err := d.States(ctx)
+		if err != nil {
+			continue
+		}
+		for _, st := range states {
+			dead := 0.0
+			if st.State == "dead" {
+				dead = 1
+			}
+			ch <- prometheus.MustNewConstMetric(webhookDelivered, prometheus.CounterValue, float64(st.Delivered), name, st.ID)
+			ch <- prometheus.MustNewConstMetric(webhookFailures, prometheus.CounterValue, float64(st.Failures), name, st.ID)
+			ch <- prometheus.MustNewConstMetric(webhookLag, prometheus.GaugeValue, float64(st.Lag), name, st.ID)
+			ch <- prometheus.MustNewConstMetric(webhookDead, prometheus.GaugeValue, dead, name, st.ID)
+		}
+	}
+}

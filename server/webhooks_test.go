@@ -1,0 +1,520 @@
+package server
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/webhook"
+)
+
+// hookSecret is a Standard Webhooks secret: whsec_ + base64 of 32 bytes.
+const hookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw6iUOYbVjMfo="
+
+// verifyStandardWebhook checks a delivery as the Standard Webhooks
+// specification tells receivers to, written from the specification and
+// not from pairgate's signer: the key is the base64 part of the secret;
+// the signed content is "id.timestamp.body"; the signature header is a
+// space-separated list of "v1,<base64 HMAC-SHA256>", one of which must
+// match (compared in constant time); the timestamp must be within five
+// minutes of now.
+func verifyStandardWebhook(secret string, h http.Header, body []byte, now time.Time) error {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return err
+	}
+	id, ts, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
+	if id == "" || ts == "" || sigs == "" {
+		return errors.New("missing webhook-id, webhook-timestamp or webhook-signature")
+	}
+	secs, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("webhook-timestamp %q is not unix seconds", ts)
+	}
+	if d := now.Sub(time.Unix(secs, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return fmt.Errorf("webhook-timestamp %s is %v away from now", ts, d)
+	}
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
+	want := mac.Sum(nil)
+	for _, sig := range strings.Fields(sigs) {
+		version, b64, ok := strings.Cut(sig, ",")
+		if !ok || version != "v1" {
+			continue
+		}
+		if got, err := base64.StdEncoding.DecodeString(b64); err == nil && hmac.Equal(got, want) {
+			return nil
+		}
+	}
+	return errors.New("no signature matches")
+}
+
+// delivery is one request a receiver got.
+type delivery struct {
+	header http.Header
+	body   []byte
+	msg    webhook.Message
+	status int
+}
+
+// receiver is a real webhook endpoint on 127.0.0.1. answer decides the
+// status of the n-th request (0-based); it may block.
+type receiver struct {
+	t      testing.TB
+	srv    *httptest.Server
+	answer func(n int, d delivery) int
+	now    func() time.Time
+
+	mu  sync.Mutex
+	got []delivery
+}
+
+func newReceiver(t testing.TB, answer func(n int, d delivery) int) *receiver {
+	r := &receiver{t: t, answer: answer, now: time.Now}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	d := delivery{header: req.Header.Clone(), body: body}
+	r.mu.Lock()
+	now := r.now()
+	r.mu.Unlock()
+	if err := verifyStandardWebhook(hookSecret, req.Header, body, now); err != nil {
+		r.t.Errorf("delivery %s does not verify: %v", req.Header.Get("webhook-id"), err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d.msg); err != nil {
+		r.t.Errorf("body %s: %v", body, err)
+	}
+	r.mu.Lock()
+	n := len(r.got)
+	r.got = append(r.got, d)
+	r.mu.Unlock()
+	d.status = r.answer(n, d)
+	r.mu.Lock()
+	r.got[n].status = d.status
+	r.mu.Unlock()
+	w.WriteHeader(d.status)
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// succeeded is the seqs of the deliveries answered 2xx, in arrival order.
+func (r *receiver) succeeded() []int64 {
+	var out []int64
+	for _, d := range r.deliveries() {
+		if d.status/100 == 2 {
+			out = append(out, d.msg.Seq)
+		}
+	}
+	return out
+}
+
+func ok(int, delivery) int { return http.StatusNoContent }
+
+func withWebhooks(policy WebhookPolicy, hooks ...config.Webhook) func(*serverSetup) {
+	return func(s *serverSetup) {
+		s.cfg.Profiles[0].Webhooks = hooks
+		s.opts.Webhooks = policy
+	}
+}
+
+func hookTo(r *receiver, events ...string) config.Webhook {
+	return config.Webhook{URL: r.srv.URL + "/hook", Secret: hookSecret, Events: events, Timeout: time.Minute}
+}
+
+// fast retries at once: the tests control failures, not time.
+var fast = WebhookPolicy{Backoff: func(int) time.Duration { return time.Millisecond }}
+
+// eventually polls cond until it holds, failing after a generous deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// caughtUp waits until endpoint i of the default profile has its cursor at seq.
+func caughtUp(t *testing.T, ts *testServer, i int, seq int64) {
+	t.Helper()
+	var list struct{ Webhooks []webhook.State }
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+		if list.Webhooks[i].Cursor == seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook %d never delivered up to %d: %+v\n%s", i, seq, list.Webhooks[i], ts.log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pairOne requests and approves a node over REST and returns its token.
+func (ts *testServer) pairOne(t *testing.T, node string) string {
+	t.Helper()
+	var req db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"`+node+`"}`, &req)
+	var a db.Approval
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+req.Request.RequestID+"/approve", "", &a)
+	return a.Node.Token
+}
+
+func seqs(from, to int64) []int64 {
+	var out []int64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestWebhookDeliversSignedEventsInOrder(t *testing.T) {
+	all := newReceiver(t, ok)
+	requests := newReceiver(t, ok)
+	ts := startServer(t, withWebhooks(fast, hookTo(all), hookTo(requests, db.EventRequested)))
+	var tokens []string
+	for i := range 3 {
+		tokens = append(tokens, ts.pairOne(t, fmt.Sprintf("node-%d", i)))
+	}
+	ts.mustAPI(t, 200, "PATCH", base+"/nodes/node-0", `{"displayName":"Den"}`, nil)
+	ts.mustAPI(t, 204, "DELETE", base+"/nodes/node-1", "", nil)
+	last, _ := ts.byName["default"].Store.LastSeq(t.Context())
+	caughtUp(t, ts, 0, last)
+	caughtUp(t, ts, 1, last)
+
+	events, _ := ts.byName["default"].Store.EventsAfter(t.Context(), 0, 100)
+	got := all.deliveries()
+	for i, e := range events {
+		d := got[i]
+		want := webhook.Message{Type: e.Name, Profile: "default", Seq: e.Seq, TS: e.TS, Data: e.Payload}
+		if d.header.Get("webhook-id") != strconv.FormatInt(e.Seq, 10) || !jsonEqual(d.msg, want) {
+			t.Errorf("delivery %d: id %s body %s, want %+v", i, d.header.Get("webhook-id"), d.body, want)
+		}
+		for _, token := range tokens {
+			if strings.Contains(string(d.body), token) {
+				t.Fatalf("a node token is in a webhook body: %s", d.body)
+			}
+		}
+		// The verifier can fail: a tampered body or a wrong secret does not verify.
+		tampered := strings.Replace(string(d.body), `"profile":"default"`, `"profile":"work"`, 1)
+		if verifyStandardWebhook(hookSecret, d.header, []byte(tampered), time.Now()) == nil ||
+			verifyStandardWebhook("whsec_"+base64.StdEncoding.EncodeToString(make([]byte, 32)), d.header, d.body, time.Now()) == nil {
+			t.Fatalf("a tampered delivery verifies: %s", tampered)
+		}
+	}
+	for _, d := range requests.deliveries() {
+		if d.msg.Type != db.EventRequested {
+			t.Errorf("the requests-only endpoint got %s", d.msg.Type)
+		}
+	}
+	var list struct{ Webhooks []webhook.State }
+	ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+	if len(list.Webhooks) != 2 || list.Webhooks[0].Cursor != last || list.Webhooks[0].Lag != 0 || list.Webhooks[0].State != "delivering" ||
+		list.Webhooks[0].Delivered != last || list.Webhooks[0].URL != "http://"+all.srv.Listener.Addr().String()+"/…" {
+		t.Fatalf("webhooks %+v", list.Webhooks)
+	}
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	want := fmt.Sprintf(`pairgate_webhook_deliveries_total{profile="default",webhook="%s"} %d`, list.Webhooks[0].ID, last)
+	if !strings.Contains(metrics, want) || !strings.Contains(metrics, `pairgate_webhook_dead{profile="default",webhook="`+list.Webhooks[1].ID+`"} 0`) {
+		t.Fatalf("metrics lack %s", want)
+	}
+	var none struct{ Webhooks []webhook.State }
+	r := ts.api(t, "GET", "/api/v1/profiles/work/webhooks", "work-token", "")
+	if r.decode(t, &none); r.status != 200 || none.Webhooks == nil || len(none.Webhooks) != 0 {
+		t.Fatalf("a profile without webhooks: %d %s", r.status, r.body)
+	}
+}
+
+// A receiver that fails five times then recovers gets every event once
+// more, in order: the failing one with the same webhook-id each time.
+func TestWebhookRetriesUntilTheReceiverRecovers(t *testing.T) {
+	rcv := newReceiver(t, func(n int, _ delivery) int {
+		if n < 5 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	ts := startServer(t, withWebhooks(fast, hookTo(rcv)))
+	for i := range 3 {
+		ts.pairOne(t, fmt.Sprintf("n%d", i))
+	}
+	caughtUp(t, ts, 0, 6)
+	if got := rcv.succeeded(); !slices.Equal(got, seqs(1, 6)) {
+		t.Fatalf("delivered %v, want each of 1…6 once, in order", got)
+	}
+	got := rcv.deliveries()
+	for _, d := range got[:6] {
+		if d.header.Get("webhook-id") != "1" {
+			t.Fatalf("retries of event 1 came with webhook-id %s", d.header.Get("webhook-id"))
+		}
+	}
+	var list struct{ Webhooks []webhook.State }
+	ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+	if w := list.Webhooks[0]; w.Failures != 5 || w.Attempts != 0 || w.State != "delivering" || w.Cursor != 6 {
+		t.Fatalf("state %+v", w)
+	}
+}
+
+// A receiver that hangs holds up its own deliveries only: approvals and
+// another endpoint go on.
+func TestWebhookHungReceiverDelaysNothingElse(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 100)
+	hung := newReceiver(t, func(int, delivery) int {
+		entered <- struct{}{}
+		<-release
+		return http.StatusOK
+	})
+	healthy := newReceiver(t, ok)
+	ts := startServer(t, withWebhooks(fast, hookTo(hung), hookTo(healthy)))
+	t.Cleanup(func() { close(release) }) // before the receivers close, after the server stops
+	var first db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"first"}`, &first)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first event never reached the hanging receiver")
+	}
+	// The receiver now holds event 1 and answers nothing.
+	for i := range 5 {
+		ts.pairOne(t, fmt.Sprintf("n%d", i))
+	}
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+first.Request.RequestID+"/approve", "", nil)
+	caughtUp(t, ts, 1, 12)
+	if n := len(hung.deliveries()); n != 1 || len(entered) != 0 {
+		t.Fatalf("the hanging receiver got %d requests", n)
+	}
+	var list struct{ Webhooks []webhook.State }
+	ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+	if list.Webhooks[0].Cursor != 0 || list.Webhooks[0].Lag != 12 {
+		t.Fatalf("hung endpoint %+v", list.Webhooks[0])
+	}
+}
+
+// After the retry window the endpoint is dead-lettered: delivery stops,
+// the API and metrics show it, and redeliver resumes it.
+func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
+	var mu sync.Mutex
+	up := false
+	rcv := newReceiver(t, func(int, delivery) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			return http.StatusOK
+		}
+		return http.StatusInternalServerError
+	})
+	ts := startServer(t, withWebhooks(fast, hookTo(rcv)))
+	rcv.mu.Lock()
+	rcv.now = ts.clock.Now // the server's time is pinned below
+	rcv.mu.Unlock()
+	start := time.Now()
+	ts.clock.Pin(start)
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"a"}`, nil)
+	state := func() webhook.State {
+		var list struct{ Webhooks []webhook.State }
+		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+		return list.Webhooks[0]
+	}
+	eventually(t, "retrying", func() bool { s := state(); return s.State == "retrying" && s.Attempts >= 2 })
+	if s := state(); s.FailingSinceMs != start.UnixMilli() || s.LastError != "HTTP 500" {
+		t.Fatalf("retrying state %+v", s)
+	}
+	ts.clock.Pin(start.Add(webhook.DefaultRetryWindow - time.Second))
+	tried := state().Attempts
+	eventually(t, "retried late in the window", func() bool { return state().Attempts > tried+1 })
+	if s := state(); s.State == "dead" {
+		t.Fatalf("dead before the window ran out: %+v", s)
+	}
+	ts.clock.Pin(start.Add(webhook.DefaultRetryWindow))
+	eventually(t, "dead-lettered", func() bool { return state().State == "dead" })
+	attempts := len(rcv.deliveries())
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"b"}`, nil)
+	if s := state(); s.Cursor != 0 || s.DeadAtMs == 0 || s.Lag < 2 {
+		t.Fatalf("dead state %+v", s)
+	}
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	if !strings.Contains(metrics, `pairgate_webhook_dead{profile="default",webhook="`+state().ID+`"} 1`) {
+		t.Fatal("metrics do not show the dead letter")
+	}
+	if n := len(rcv.deliveries()); n != attempts {
+		t.Fatalf("a dead endpoint was tried again: %d attempts, then %d", attempts, n)
+	}
+
+	for _, bad := range []struct {
+		path   string
+		status int
+	}{{"/webhooks/wh_nope/redeliver", 404}, {"/webhooks/" + state().ID + "/redeliver?from=x", 400}, {"/webhooks/" + state().ID + "/redeliver?from=999", 400}} {
+		if r := ts.api(t, "POST", base+bad.path, testToken, ""); r.status != bad.status {
+			t.Fatalf("POST %s = %d %s", bad.path, r.status, r.body)
+		}
+	}
+	if r := ts.api(t, "POST", "/api/v1/profiles/work/webhooks/x/redeliver", "work-token", ""); r.status != 404 {
+		t.Fatalf("redeliver on a profile without webhooks = %d", r.status)
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	var resumed webhook.State
+	ts.mustAPI(t, 200, "POST", base+"/webhooks/"+state().ID+"/redeliver", "", &resumed)
+	if resumed.State != "delivering" || resumed.Cursor != 0 {
+		t.Fatalf("redeliver answered %+v", resumed)
+	}
+	last, _ := ts.byName["default"].Store.LastSeq(t.Context())
+	eventually(t, "resumed and caught up", func() bool { s := state(); return s.Cursor == last && s.State == "delivering" })
+	// Redeliver from an earlier event replays it, with its own webhook-id.
+	ts.mustAPI(t, 200, "POST", base+"/webhooks/"+state().ID+"/redeliver?from=1", "", nil)
+	eventually(t, "replayed from 1", func() bool { return len(rcv.succeeded()) == 2*int(last) })
+	if got := rcv.succeeded(); !slices.Equal(got, append(seqs(1, last), seqs(1, last)...)) {
+		t.Fatalf("delivered %v", got)
+	}
+}
+
+// Every event the store writes can be asked for in the configuration.
+func TestWebhookEventNamesMatchTheStore(t *testing.T) {
+	store := []string{db.EventRequested, db.EventResolved, db.EventRenamed, db.EventConnected, db.EventImported}
+	if !slices.Equal(store, config.WebhookEvents) {
+		t.Fatalf("config.WebhookEvents %v, the store writes %v", config.WebhookEvents, store)
+	}
+}
+
+// The receiver of docs/webhooks.md in short: it approves a node through
+// the REST API when its request arrives, from inside the delivery.
+func TestWebhookReceiverApprovesThroughREST(t *testing.T) {
+	var api string
+	var apiMu sync.Mutex
+	rcv := newReceiver(t, func(_ int, d delivery) int {
+		var data struct{ RequestID, NodeID string }
+		json.Unmarshal(d.msg.Data, &data)
+		if d.msg.Type != db.EventRequested || !strings.HasPrefix(data.NodeID, "lab-") {
+			return http.StatusNoContent
+		}
+		apiMu.Lock()
+		url := api + "/api/v1/profiles/" + d.msg.Profile + "/requests/" + data.RequestID + "/approve"
+		apiMu.Unlock()
+		req, _ := http.NewRequest("POST", url, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return http.StatusBadGateway
+		}
+		resp.Body.Close()
+		return http.StatusNoContent
+	})
+	ts := startServer(t, withWebhooks(fast, hookTo(rcv, db.EventRequested)))
+	apiMu.Lock()
+	api = ts.url
+	apiMu.Unlock()
+	var lab, other db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"lab-pi"}`, &lab)
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"kitchen-ipad"}`, &other)
+	caughtUp(t, ts, 0, 3) // requested, requested, and the approval's resolution
+	var st struct{ Status string }
+	ts.mustAPI(t, 200, "GET", base+"/requests/"+lab.Request.RequestID, "", &st)
+	if st.Status != "approved" {
+		t.Fatalf("lab-pi is %s", st.Status)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/requests/"+other.Request.RequestID, "", &st)
+	if st.Status != "pending" {
+		t.Fatalf("kitchen-ipad is %s", st.Status)
+	}
+}
+
+func TestWebhookPlainHTTPElsewhereIsWarned(t *testing.T) {
+	hook := config.Webhook{URL: "http://192.0.2.1:9/hook", Secret: hookSecret, Timeout: 100 * time.Millisecond}
+	ts := startServer(t, withWebhooks(WebhookPolicy{Backoff: func(int) time.Duration { return time.Hour }}, hook))
+	if !strings.Contains(ts.log.String(), "webhook is plain http to a host other than loopback") || !strings.Contains(ts.log.String(), "url=http://192.0.2.1:9/…") {
+		t.Fatalf("no warning in the log:\n%s", ts.log)
+	}
+}
+
+// The receiver in docs/webhooks.md compiles and passes go vet.
+func TestWebhookDocReceiverVets(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go toolchain on PATH")
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "webhooks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "```go\n")
+	code, _, found := strings.Cut(rest, "```")
+	if !found || !strings.Contains(code, "package main") {
+		t.Fatal("docs/webhooks.md has no Go receiver")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(code), 0o600)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module receiver\n\ngo 1.26\n"), 0o600)
+	cmd := exec.Command(goTool, "vet", ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet of the doc's receiver: %v\n%s", err, out)
+	}
+}
+
+// BenchmarkWebhookDelivery measures one endpoint catching up on a backlog:
+// signed POSTs to a verifying receiver on loopback, one cursor write each.
+func BenchmarkWebhookDelivery(b *testing.B) {
+	var up atomic.Bool
+	rcv := newReceiver(b, func(int, delivery) int {
+		if up.Load() {
+			return http.StatusNoContent
+		}
+		return http.StatusServiceUnavailable
+	})
+	hook := hookTo(rcv)
+	ts := startServer(b, withWebhooks(WebhookPolicy{Backoff: func(int) time.Duration { return time.Hour }}, hook),
+		func(s *serverSetup) { s.cfg.Profiles[0].MaxPending = 1_000_000 })
+	st := ts.byName["default"].Store
+	for i := range b.N {
+		if _, err := st.Request(b.Context(), db.RequestInput{NodeID: fmt.Sprintf("n%d", i)}, db.Origin{Actor: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	up.Store(true)
+	b.ResetTimer()
+	ts.mustAPI(b, 200, "POST", base+"/webhooks/"+hook.ID()+"/redeliver", "", nil)
+	for {
+		cur, err := st.Webhook(b.Context(), hook.ID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cur.Cursor == int64(b.N) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
