@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,10 @@ func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 	// 40 s or more on a busy machine.
 	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb",
 		"NODE_COMPILE_CACHE=" + c.compileCache}
+	// Later releases' launcher runs the CLI in a child process: end the
+	// whole process group, or a node host would outlive its test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
