@@ -21,12 +21,12 @@ import (
 // realCLI is one real `openclaw` CLI release (2026.1.29 is the one the
 // fixtures recorded against the real gateway). .ci/openclaw/install puts
 // each release listed in .ci/openclaw/releases, and the Node.js it runs on,
-// under .ci/openclaw from the npm registry, and warms each one's compile
-// cache; .ci/run does that and sets PAIRGATE_OPENCLAW to that directory.
+// under .ci/openclaw from the npm registry, and warms each one's caches;
+// .ci/run does that and sets PAIRGATE_OPENCLAW to that directory.
 type realCLI struct {
 	release                 string
 	launcher, nodeBin, home string
-	compileCache            string
+	tmp                     string
 	url, token              string
 }
 
@@ -40,11 +40,11 @@ func openclaw(t *testing.T, release string) realCLI {
 		t.Fatalf("PAIRGATE_OPENCLAW=%s: %v", dir, err)
 	}
 	cli := realCLI{
-		release:      release,
-		launcher:     filepath.Join(dir, release, "node_modules", ".bin", "openclaw"),
-		nodeBin:      filepath.Join(dir, "node", "node_modules", node, "bin"),
-		home:         t.TempDir(), // the CLI keeps its device identity under $HOME/.openclaw
-		compileCache: filepath.Join(dir, "compile-cache"),
+		release:  release,
+		launcher: filepath.Join(dir, release, "node_modules", ".bin", "openclaw"),
+		nodeBin:  filepath.Join(dir, "node", "node_modules", node, "bin"),
+		home:     t.TempDir(), // the CLI keeps its device identity under $HOME/.openclaw
+		tmp:      filepath.Join(dir, "tmp"),
 	}
 	for _, p := range []string{cli.launcher, filepath.Join(cli.nodeBin, "node")} {
 		if _, err := os.Stat(p); err != nil {
@@ -93,10 +93,11 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 
 func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.launcher, args...)
-	// The compile cache install warmed: a cold one costs the first command
-	// 40 s or more on a busy machine.
+	// TMPDIR holds the caches install warmed (jiti's transpiled files,
+	// Node's compile cache): cold, they cost the first command 80 s or more
+	// on a busy machine.
 	cmd.Env = []string{"PATH=" + c.nodeBin + ":/usr/bin:/bin", "HOME=" + c.home, "NO_COLOR=1", "TERM=dumb",
-		"NODE_COMPILE_CACHE=" + c.compileCache}
+		"TMPDIR=" + c.tmp}
 	// Later releases' launcher runs the CLI in a child process: end the
 	// whole process group, or a node host would outlive its test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
