@@ -103,6 +103,25 @@ func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code 
 	return out.String(), errOut.String(), code
 }
 
+// ok runs one CLI command that must succeed and returns its stdout.
+func (c realCLI) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := c.run(t, args...)
+	if code != 0 {
+		t.Fatalf("openclaw %s %s: exit %d\n%s%s", c.release, strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// okJSON runs one CLI command that must succeed and decodes what it printed.
+func (c realCLI) okJSON(t *testing.T, into any, args ...string) {
+	t.Helper()
+	out := c.ok(t, args...)
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("openclaw %s %s printed no JSON (%v):\n%s", c.release, strings.Join(args, " "), err, out)
+	}
+}
+
 func (c realCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.launcher, args...)
 	// TMPDIR holds the caches install warmed (jiti's transpiled files,
@@ -164,24 +183,16 @@ func TestRealOpenClawCLI(t *testing.T) {
 			t.Fatalf("%s printed\n%s\nthe real gateway's run printed (%s)\n%s", what, got, fixture, want)
 		}
 	}
-	ok := func(args ...string) string {
-		t.Helper()
-		out, errOut, code := cli.run(t, args...)
-		if code != 0 {
-			t.Fatalf("openclaw %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
-	}
 
-	out := ok("nodes", "pending")
+	out := cli.ok(t, "nodes", "pending")
 	same("nodes pending", "cli-02-nodes-pending.stdout.txt", out)
-	same("nodes pending --json", "cli-03-nodes-pending-json.stdout.txt", ok("nodes", "pending", "--json"))
-	same("nodes list", "cli-04-nodes-list.stdout.txt", ok("nodes", "list"))
+	same("nodes pending --json", "cli-03-nodes-pending-json.stdout.txt", cli.ok(t, "nodes", "pending", "--json"))
+	same("nodes list", "cli-04-nodes-list.stdout.txt", cli.ok(t, "nodes", "list"))
 
 	// A first pairing: created and approved at the same moment, now; the
 	// token is pairgate's own (43 base64url characters).
 	before := time.Now().UnixMilli()
-	out = ok("nodes", "approve", "9b5a87a6-4780-4b92-a6ba-f2b617fdd92a")
+	out = cli.ok(t, "nodes", "approve", "9b5a87a6-4780-4b92-a6ba-f2b617fdd92a")
 	same("nodes approve", "cli-05-nodes-approve.stdout.txt", out)
 	var approved struct {
 		Node struct {
@@ -199,7 +210,7 @@ func TestRealOpenClawCLI(t *testing.T) {
 		t.Fatalf("the token the CLI printed does not verify: %+v %v", v, err)
 	}
 
-	same("nodes reject", "cli-06-nodes-reject.stdout.txt", ok("nodes", "reject", "6da54dff-b3b1-429f-bd56-c74c92bfdac1"))
+	same("nodes reject", "cli-06-nodes-reject.stdout.txt", cli.ok(t, "nodes", "reject", "6da54dff-b3b1-429f-bd56-c74c92bfdac1"))
 
 	// Approving the rejected request fails with exit 1, as it did; the
 	// message says why (a documented deviation: the gateway said "unknown
@@ -214,19 +225,17 @@ func TestRealOpenClawCLI(t *testing.T) {
 	}
 
 	// Rename by id prefix, with the blanks the operator typed trimmed.
-	same("nodes rename", "cli-17-nodes-rename-prefix.stdout.txt", ok("nodes", "rename", "--node", "88a48a", "--name", "  Living Room iPad  "))
+	same("nodes rename", "cli-17-nodes-rename-prefix.stdout.txt", cli.ok(t, "nodes", "rename", "--node", "88a48a", "--name", "  Living Room iPad  "))
 	n, err := store.Node(context.Background(), "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078")
 	if err != nil || n.DisplayName != "Living Room iPad" {
 		t.Fatalf("after the CLI's rename: %+v %v", n, err)
 	}
 	var status NodeList
-	if err := json.Unmarshal([]byte(ok("nodes", "status", "--json")), &status); err != nil {
-		t.Fatal(err)
-	}
+	cli.okJSON(t, &status, "nodes", "status", "--json")
 	if len(status.Nodes) != 1 || status.Nodes[0].DisplayName != "Living Room iPad" || !status.Nodes[0].Paired || status.Nodes[0].Connected {
 		t.Fatalf("nodes status --json: %+v", status)
 	}
-	out = ok("nodes", "pending")
+	out = cli.ok(t, "nodes", "pending")
 	if rows := strings.Count(out, "│ faec8a84-0540-4058-8923-5efd102e2b11 │ minimal-node-c "); rows != 1 || strings.Count(out, "\n") != 6 {
 		t.Fatalf("nodes pending at the end, want only minimal-node-c's request:\n%s", out)
 	}
