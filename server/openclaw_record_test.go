@@ -87,7 +87,8 @@ func (r *recorder) serve(w http.ResponseWriter, req *http.Request) {
 		Headers: map[string]any{"host": req.Host, "sec-websocket-protocol": proto}})
 	up, _, err := websocket.DefaultDialer.Dial(r.upstream+req.URL.Path, nil)
 	if err != nil {
-		r.meta(conn, "upstream-error", 0, err.Error())
+		reason := err.Error()
+		r.add(recordLine{Conn: conn, Dir: "meta", Note: "upstream-error", Reason: &reason})
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
