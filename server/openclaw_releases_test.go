@@ -19,18 +19,16 @@ import (
 // pairgate and checks what it prints against pairgate's store.
 func TestRealOpenClawReleasesManageNodes(t *testing.T) {
 	for _, tc := range []struct {
-		release     string
-		needsServer string
-		devices     bool // `openclaw devices list|approve` too
+		release string
+		devices bool // `openclaw devices list|approve` too
 	}{
 		{release: "2026.1.29"},
 		{release: "2026.2.17"},
-		{release: "2026.5.7", needsServer: "#11"},  // signs v3
-		{release: "2026.7.35", needsServer: "#11"}, // signs v3, protocol 4 only
-		{release: "2026.9.6", needsServer: "#11", devices: true},
+		{release: "2026.5.7"},  // signs v3
+		{release: "2026.7.35"}, // signs v3, protocol 4 only
+		{release: "2026.9.6", devices: true},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
-			skipUntilServed(t, tc.needsServer)
 			cli := openclaw(t, tc.release)
 			ts := startServer(t)
 			cli.url, cli.token = ts.ws, testToken
@@ -206,16 +204,14 @@ func freePort(t *testing.T) string {
 // the token it was given.
 func TestRealOpenClawNodeHostPairs(t *testing.T) {
 	for _, tc := range []struct {
-		release     string
-		needsServer string
+		release string
 	}{
 		// Connect-time pairing and the node token in hello-ok's
 		// auth.deviceToken: no real node host calls node.pair.request.
-		{release: "2026.1.29", needsServer: "#11"},
-		{release: "2026.9.6", needsServer: "#11"},
+		{release: "2026.1.29"},
+		{release: "2026.9.6"},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
-			skipUntilServed(t, tc.needsServer)
 			cli := openclaw(t, tc.release)
 			port, stateDir := freePort(t), t.TempDir()
 			serve := func() *testServer {
@@ -243,15 +239,23 @@ func TestRealOpenClawNodeHostPairs(t *testing.T) {
 				t.Fatalf(format+"\nnode host output:\n%s\nserver log:\n%s", append(args, host.output(), ts.log)...)
 			}
 
-			// Its device identity, made on its first start.
+			// Its device identity, made on its first start: a file up to
+			// 2026.2, in the state database from 2026.9 on (read with
+			// `openclaw node identity --json`).
 			var identity struct{ DeviceID string }
 			identityFile := filepath.Join(cli.home, ".openclaw", "identity", "device.json")
-			for deadline := time.Now().Add(90 * time.Second); identity.DeviceID == ""; time.Sleep(100 * time.Millisecond) {
+			for deadline := time.Now().Add(90 * time.Second); identity.DeviceID == ""; time.Sleep(500 * time.Millisecond) {
 				if raw, err := os.ReadFile(identityFile); err == nil {
 					json.Unmarshal(raw, &identity)
+				} else if out, _, code := cli.runBare(t, "node", "identity", "--json"); code == 0 {
+					var shown struct {
+						DeviceID string `json:"deviceId"`
+					}
+					json.Unmarshal([]byte(out), &shown)
+					identity.DeviceID = shown.DeviceID
 				}
 				if identity.DeviceID == "" && time.Now().After(deadline) {
-					fail("no device identity in %s after 90 s", identityFile)
+					fail("no device identity (neither %s nor `openclaw node identity`) after 90 s", identityFile)
 				}
 			}
 

@@ -87,29 +87,27 @@ func TestReplayOpenClawReleaseConnects(t *testing.T) {
 	for _, tc := range []struct {
 		release, recording string
 		want               []string
-		needsServer        string
 	}{
-		{"2026.1.29", "connect-nodes-pending.jsonl", operator, ""},
-		{"2026.1.29", "connect-devices-list.jsonl", operator, ""},
-		{"2026.1.29", "connect-node-run.jsonl", unpairedNode, ""},
-		{"2026.2.17", "connect-nodes-pending.jsonl", operator, ""},
-		{"2026.2.17", "connect-devices-list.jsonl", operator, ""},
-		{"2026.2.17", "connect-node-run.jsonl", unpairedNode, ""},
-		{"2026.2.26", "connect-nodes-pending.jsonl", operator, "#11"}, // v3 signatures from here on
-		{"2026.2.26", "connect-devices-list.jsonl", operator, "#11"},
-		{"2026.2.26", "connect-node-run.jsonl", unpairedNode, "#11"},
-		{"2026.5.7", "connect-nodes-pending.jsonl", operator, "#11"},
-		{"2026.5.7", "connect-devices-list.jsonl", operator, "#11"},
-		{"2026.5.7", "connect-node-run.jsonl", unpairedNode, "#11"},
-		{"2026.7.35", "connect-nodes-pending.jsonl", operator, "#11"}, // protocol 4 only from here on
-		{"2026.7.35", "connect-devices-list.jsonl", operator, "#11"},
-		{"2026.7.35", "connect-node-run.jsonl", unpairedNode, "#11"},
-		{"2026.9.6", "connect-nodes-pending.jsonl", operator, "#11"},
-		{"2026.9.6", "connect-devices-list.jsonl", operator, "#11"},
-		{"2026.9.6", "connect-node-run.jsonl", unpairedNode, "#11"}, // falls back to 3 on expectedProtocol 3
+		{"2026.1.29", "connect-nodes-pending.jsonl", operator},
+		{"2026.1.29", "connect-devices-list.jsonl", operator},
+		{"2026.1.29", "connect-node-run.jsonl", unpairedNode},
+		{"2026.2.17", "connect-nodes-pending.jsonl", operator},
+		{"2026.2.17", "connect-devices-list.jsonl", operator},
+		{"2026.2.17", "connect-node-run.jsonl", unpairedNode},
+		{"2026.2.26", "connect-nodes-pending.jsonl", operator}, // v3 signatures from here on
+		{"2026.2.26", "connect-devices-list.jsonl", operator},
+		{"2026.2.26", "connect-node-run.jsonl", unpairedNode},
+		{"2026.5.7", "connect-nodes-pending.jsonl", operator},
+		{"2026.5.7", "connect-devices-list.jsonl", operator},
+		{"2026.5.7", "connect-node-run.jsonl", unpairedNode},
+		{"2026.7.35", "connect-nodes-pending.jsonl", operator}, // protocol 4 only from here on
+		{"2026.7.35", "connect-devices-list.jsonl", operator},
+		{"2026.7.35", "connect-node-run.jsonl", unpairedNode},
+		{"2026.9.6", "connect-nodes-pending.jsonl", operator},
+		{"2026.9.6", "connect-devices-list.jsonl", operator},
+		{"2026.9.6", "connect-node-run.jsonl", unpairedNode}, // falls back to 3 on expectedProtocol 3
 	} {
 		t.Run(tc.release+"/"+strings.TrimSuffix(tc.recording, ".jsonl"), func(t *testing.T) {
-			skipUntilServed(t, tc.needsServer)
 			connects := loadConnects(t, filepath.Join(releasesDir, tc.release, tc.recording))
 			var nonce string
 			ts := startServer(t, func(s *serverSetup) {

@@ -69,25 +69,20 @@ func releaseNode(list, release string) (string, error) {
 	return "", fmt.Errorf("%s does not list release %s", list, release)
 }
 
-// skipUntilServed skips a case that needs server work not merged yet.
-// needsServer names the issue ("#11": v3 device signatures, protocol 4, the
-// connect keys real clients send, connect-time pairing of node hosts,
-// device.pair.*); whoever merges that work clears the field, and the case
-// then runs (and under CI must pass).
-func skipUntilServed(t *testing.T, needsServer string) {
-	t.Helper()
-	if needsServer != "" {
-		t.Skipf("needs pairgate's server work of issue %s, not merged yet: clear needsServer in this case's table row when it is", needsServer)
-	}
-}
-
 // run runs one CLI command against the server, as the fixtures did: not a
 // TTY, NO_COLOR=1, and nothing from this process's environment.
 func (c realCLI) run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return c.runBare(t, append(args, "--url", c.url, "--token", c.token)...)
+}
+
+// runBare runs one CLI command as run does, without pointing it at the
+// server (for commands that take no --url).
+func (c realCLI) runBare(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := c.command(ctx, append(args, "--url", c.url, "--token", c.token)...)
+	cmd := c.command(ctx, args...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	start := time.Now()
