@@ -137,6 +137,7 @@ func TestNodesCommands(t *testing.T) {
 	step("12-rename-by-name", 0, home, "nodes", "rename", "--node", "kitchen ipad", "--name", "Living Room iPad")
 	step("13-rename-by-prefix-json", 0, home, "nodes", "rename", "--node", "88a48a", "--name", "  Den iPad  ", "--json")
 	step("14-rename-unknown", 1, home, "nodes", "rename", "--node", "minimal-node-c", "--name", "X")
+	step("14b-rename-short-prefix", 1, home, "nodes", "rename", "--node", "88a4", "--name", "X")
 	step("15-describe", 0, home, "nodes", "describe", "--node", "DEN-IPAD")
 	step("16-describe-json", 0, home, "nodes", "describe", "--node", "192.0.2.10", "--json")
 	step("17-profiles", 0, home, "profiles")

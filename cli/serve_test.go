@@ -278,6 +278,8 @@ func TestServeRefusesNewerSchema(t *testing.T) {
 	if code != 78 || !strings.Contains(out.String(), "newer ones this pairgate does not know") || !strings.Contains(stderr.String(), "schema version 424242") {
 		t.Fatalf("migrate --status on a newer schema = %d:\n%s%s", code, out.String(), stderr.String())
 	}
+	got := regexp.MustCompile(`applied \S+`).ReplaceAllString(out.String()+stderr.String(), "applied <time>")
+	golden(t, "migrate-status-newer-schema", strings.ReplaceAll(got, stateDir, "<stateDir>"))
 }
 
 func TestMigrateStatusAndHelp(t *testing.T) {
