@@ -65,17 +65,7 @@ func (r *rates) refill(key string, perMinute int, now time.Time) *bucket {
 // evict drops the buckets a minute has refilled (as good as new), then
 // any, down to 90% of the bound.
 func (r *rates) evict(now time.Time) {
-	target := limiterEntries * 9 / 10
-	for pass := range 2 {
-		for k, b := range r.buckets {
-			if len(r.buckets) <= target {
-				return
-			}
-			if pass == 1 || now.Sub(b.at) >= time.Minute {
-				delete(r.buckets, k)
-			}
-		}
-	}
+	shrink(r.buckets, func(b *bucket) bool { return now.Sub(b.at) >= time.Minute })
 }
 
 // admitRequest spends a new pending request from the profile's rate and

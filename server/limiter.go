@@ -89,19 +89,26 @@ func (l *limiter) fail(k limitKey) (locked bool) {
 	return false
 }
 
-// evict makes room in bulk (down to 90% of the bound, so a flood pays the
-// scan once per thousand keys): first entries with nothing left to
-// remember, then unlocked ones, then any.
+// evict makes room in bulk: first entries with nothing left to remember,
+// then unlocked ones, then any.
 func (l *limiter) evict(now time.Time) {
+	shrink(l.entries,
+		func(a *attempts) bool { return now.After(a.lockedUntil) && now.Sub(a.windowStart) > failureWindow },
+		func(a *attempts) bool { return now.After(a.lockedUntil) })
+}
+
+// shrink deletes entries of a bounded map down to 90% of limiterEntries
+// (so a flood pays the scan once per thousand keys): first those the
+// first rule lets go, then the next rule's, then any.
+func shrink[K comparable, V any](m map[K]V, rules ...func(V) bool) {
 	target := limiterEntries * 9 / 10
-	for pass := range 3 {
-		for k, a := range l.entries {
-			if len(l.entries) <= target {
+	for _, mayGo := range append(rules, func(V) bool { return true }) {
+		for k, v := range m {
+			if len(m) <= target {
 				return
 			}
-			idle := now.After(a.lockedUntil) && now.Sub(a.windowStart) > failureWindow
-			if pass == 2 || (pass == 0 && idle) || (pass == 1 && now.After(a.lockedUntil)) {
-				delete(l.entries, k)
+			if mayGo(v) {
+				delete(m, k)
 			}
 		}
 	}
