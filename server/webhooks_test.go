@@ -81,14 +81,17 @@ type receiver struct {
 	t      testing.TB
 	srv    *httptest.Server
 	answer func(n int, d delivery) int
-	now    func() time.Time
+	// nows is the times "now" may be for a delivery arriving: the wall
+	// clock, or every time a test pinned the server's clock to (a
+	// delivery signed before a re-pin may arrive after it).
+	nows func() []time.Time
 
 	mu  sync.Mutex
 	got []delivery
 }
 
 func newReceiver(t testing.TB, answer func(n int, d delivery) int) *receiver {
-	r := &receiver{t: t, answer: answer, now: time.Now}
+	r := &receiver{t: t, answer: answer, nows: func() []time.Time { return []time.Time{time.Now()} }}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
 	return r
@@ -98,9 +101,15 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	d := delivery{header: req.Header.Clone(), body: body}
 	r.mu.Lock()
-	now := r.now()
+	nows := r.nows()
 	r.mu.Unlock()
-	if err := verifyStandardWebhook(hookSecret, req.Header, body, now); err != nil {
+	var err error
+	for _, now := range nows {
+		if err = verifyStandardWebhook(hookSecret, req.Header, body, now); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		r.t.Errorf("delivery %s does not verify: %v", req.Header.Get("webhook-id"), err)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
@@ -336,11 +345,18 @@ func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
 		return http.StatusInternalServerError
 	})
 	ts := startServer(t, withWebhooks(fast, hookTo(rcv)))
-	rcv.mu.Lock()
-	rcv.now = ts.clock.Now // the server's time is pinned below
-	rcv.mu.Unlock()
+	// The server's time is pinned below, three times; a delivery signed
+	// at one pin may reach the receiver after the next.
+	var pins []time.Time
+	pin := func(at time.Time) {
+		rcv.mu.Lock()
+		pins = append(pins, at)
+		rcv.nows = func() []time.Time { return slices.Clone(pins) }
+		rcv.mu.Unlock()
+		ts.clock.Pin(at)
+	}
 	start := time.Now()
-	ts.clock.Pin(start)
+	pin(start)
 	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"a"}`, nil)
 	state := func() webhook.State {
 		var list struct{ Webhooks []webhook.State }
@@ -351,13 +367,13 @@ func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
 	if s := state(); s.FailingSinceMs != start.UnixMilli() || s.LastError != "HTTP 500" {
 		t.Fatalf("retrying state %+v", s)
 	}
-	ts.clock.Pin(start.Add(webhook.DefaultRetryWindow - time.Second))
+	pin(start.Add(webhook.DefaultRetryWindow - time.Second))
 	tried := state().Attempts
 	eventually(t, "retried late in the window", func() bool { return state().Attempts > tried+1 })
 	if s := state(); s.State == "dead" {
 		t.Fatalf("dead before the window ran out: %+v", s)
 	}
-	ts.clock.Pin(start.Add(webhook.DefaultRetryWindow))
+	pin(start.Add(webhook.DefaultRetryWindow))
 	eventually(t, "dead-lettered", func() bool { return state().State == "dead" })
 	attempts := len(rcv.deliveries())
 	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"b"}`, nil)
