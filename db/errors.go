@@ -3,6 +3,7 @@ package db
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an error for every face of pairgate: the WebSocket and
@@ -24,6 +25,26 @@ const (
 	CodeUnavailable Code = "unavailable"
 	// CodeInternal: a bug or corrupt data; the message is generic.
 	CodeInternal Code = "internal"
+
+	// The codes below are found by the faces rather than the store (auth,
+	// limits, bodies); they live here so that every face and the typed
+	// client share one vocabulary, each face mapping it in one table.
+
+	// CodeUnauthorized: no credential, or a wrong one.
+	CodeUnauthorized Code = "unauthorized"
+	// CodeForbidden: the credential is good but does not allow this.
+	CodeForbidden Code = "forbidden"
+	// CodeRateLimited: too many attempts; Error.RetryAfter says when to
+	// try again.
+	CodeRateLimited Code = "rate_limited"
+	// CodeTooLarge: the input is over a size limit.
+	CodeTooLarge Code = "too_large"
+	// CodeTimeout: the input did not arrive in time.
+	CodeTimeout Code = "timeout"
+	// CodeUnsupportedMediaType: the body is not of a type the route reads.
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	// CodeMethodNotAllowed: the path exists, the method does not.
+	CodeMethodNotAllowed Code = "method_not_allowed"
 )
 
 // Error is pairgate's one error type: a Code, a Message safe to show to
@@ -34,7 +55,10 @@ type Error struct {
 	// Details is user-safe structure for clients (e.g. every problem of a
 	// file); nil when the message says it all.
 	Details any
-	Err     error
+	// RetryAfter, when above zero, is how long a refused caller should
+	// wait (CodeRateLimited, CodeLimit).
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
