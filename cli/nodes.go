@@ -14,13 +14,12 @@ import (
 	"unicode"
 
 	"github.com/pairgate/pairgate/db"
-	"github.com/pairgate/pairgate/server"
 )
 
 // The server's node list, as the REST API returns it.
 type (
-	nodeEntry = server.NodeEntry
-	nodeList  = server.NodeList
+	nodeEntry = db.NodeEntry
+	nodeList  = db.NodeList
 )
 
 type nodesCommand struct {

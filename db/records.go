@@ -23,6 +23,23 @@ type NodeMeta struct {
 	RemoteIP        string      `json:"remoteIp,omitempty"`
 }
 
+// NodeEntry is one node as node.list and node.describe show it (and the
+// REST API and the CLI read it): the paired record, with what its live session says on
+// top while it is connected. Field order follows OpenClaw's.
+type NodeEntry struct {
+	NodeID string `json:"nodeId"`
+	NodeMeta
+	ConnectedAtMs int64 `json:"connectedAtMs,omitempty"`
+	Paired        bool  `json:"paired"`
+	Connected     bool  `json:"connected"`
+}
+
+// NodeList is node.list's answer.
+type NodeList struct {
+	TS    int64       `json:"ts"`
+	Nodes []NodeEntry `json:"nodes"`
+}
+
 // PendingRequest is a node's request to join, in OpenClaw's shape and field order.
 type PendingRequest struct {
 	RequestID string `json:"requestId"`

@@ -68,7 +68,7 @@ func TestDevicePairingRoundTrip(t *testing.T) {
 		list.Paired[0].Roles[0] != "node" || list.Paired[0].Tokens[0].LastUsedAtMs == 0 {
 		t.Fatalf("paired devices %+v", list.Paired)
 	}
-	var nodes NodeList
+	var nodes db.NodeList
 	op.mustCall("node.list", map[string]any{}, &nodes)
 	if len(nodes.Nodes) != 1 || nodes.Nodes[0].DisplayName != "Lab 2" || !nodes.Nodes[0].Connected {
 		t.Fatalf("node.list %+v", nodes)

@@ -159,7 +159,7 @@ var methods = map[string]method{
 		if err != nil {
 			return nil, err
 		}
-		return NodeList{TS: c.now().UnixMilli(), Nodes: nodes}, nil
+		return db.NodeList{TS: c.now().UnixMilli(), Nodes: nodes}, nil
 	}},
 	"node.describe": {scope: scopeRead, params: nodeIDParams, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
 		var p struct{ NodeID string }

@@ -30,7 +30,7 @@ func TestRESTImportExport(t *testing.T) {
 	if !dry.DryRun || dry.PairedAdded != 1 || dry.PendingAdded != 2 {
 		t.Fatalf("dry run %+v", dry)
 	}
-	var nodes NodeList
+	var nodes db.NodeList
 	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
 	if len(nodes.Nodes) != 0 {
 		t.Fatal("a dry run imported")
@@ -104,7 +104,7 @@ func TestAutoImportAndMirror(t *testing.T) {
 	if !strings.Contains(ts.log.String(), "imported legacy files into the new database") {
 		t.Fatalf("no auto-import in the log:\n%s", ts.log)
 	}
-	var nodes NodeList
+	var nodes db.NodeList
 	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
 	if len(nodes.Nodes) != 1 || nodes.Nodes[0].DisplayName != "Den iPad" {
 		t.Fatalf("auto-imported nodes %+v", nodes)

@@ -103,7 +103,7 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 	if raw := string(hello.Payload); !strings.Contains(raw, `"auth":{"deviceToken":"`) || !strings.Contains(raw, `"scopes":[]`) {
 		t.Fatalf("hello-ok %s", raw)
 	}
-	var list NodeList
+	var list db.NodeList
 	op.mustCall("node.list", map[string]any{}, &list)
 	if len(list.Nodes) != 1 || !list.Nodes[0].Connected || list.Nodes[0].NodeID != d.id {
 		t.Fatalf("node.list %+v", list)

@@ -7,36 +7,19 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-// NodeEntry is one node as node.list and node.describe show it (and the
-// CLI reads it): the paired record, with what its live session says on
-// top while it is connected. Field order follows OpenClaw's.
-type NodeEntry struct {
-	NodeID string `json:"nodeId"`
-	db.NodeMeta
-	ConnectedAtMs int64 `json:"connectedAtMs,omitempty"`
-	Paired        bool  `json:"paired"`
-	Connected     bool  `json:"connected"`
-}
-
-// NodeList is node.list's answer.
-type NodeList struct {
-	TS    int64       `json:"ts"`
-	Nodes []NodeEntry `json:"nodes"`
-}
-
 type nodeDescription struct {
 	TS int64 `json:"ts"`
-	NodeEntry
+	db.NodeEntry
 }
 
 // nodeEntries lists every paired node of the profile.
-func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]NodeEntry, error) {
+func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]db.NodeEntry, error) {
 	nodes, err := p.Store.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h := s.hub(p)
-	out := make([]NodeEntry, 0, len(nodes))
+	out := make([]db.NodeEntry, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, h.entry(n))
 	}
@@ -45,14 +28,14 @@ func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]NodeEntry, erro
 
 // entry shapes a paired node, overlaying its newest live session. The
 // operator's display name wins over the one the node connected with.
-func (h *hub) entry(n db.Node) NodeEntry {
+func (h *hub) entry(n db.Node) db.NodeEntry {
 	h.mu.Lock()
 	var live *wsConn
 	if sessions := h.live[n.NodeID]; len(sessions) > 0 {
 		live = sessions[len(sessions)-1]
 	}
 	h.mu.Unlock()
-	e := NodeEntry{NodeID: n.NodeID, NodeMeta: n.NodeMeta, Paired: true}
+	e := db.NodeEntry{NodeID: n.NodeID, NodeMeta: n.NodeMeta, Paired: true}
 	if live != nil {
 		e.NodeMeta = fillMeta(live.sess.node, n.NodeMeta)
 		if n.DisplayName != "" {

@@ -63,7 +63,7 @@ func TestRealOpenClawReleasesManageNodes(t *testing.T) {
 			if out := cli.ok(t, "nodes", "status"); !strings.HasPrefix(out, "Known: 1 · Paired: 1 · Connected: 0\n") {
 				t.Fatalf("nodes status:\n%s", out)
 			}
-			var status NodeList
+			var status db.NodeList
 			cli.okJSON(t, &status, "nodes", "status", "--json")
 			if n := status.Nodes; len(n) != 1 || n[0].NodeID != "kitchen-ipad" || n[0].DisplayName != "Kitchen iPad" || !n[0].Paired || n[0].Connected {
 				t.Fatalf("nodes status --json: %+v", status)
@@ -282,7 +282,7 @@ func TestRealOpenClawNodeHostPairs(t *testing.T) {
 				t.Helper()
 				for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 					keep()
-					var nodes NodeList
+					var nodes db.NodeList
 					ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
 					if len(nodes.Nodes) == 1 && nodes.Nodes[0].NodeID == identity.DeviceID && nodes.Nodes[0].Connected {
 						break
@@ -291,7 +291,7 @@ func TestRealOpenClawNodeHostPairs(t *testing.T) {
 						fail("node %s not connected as paired within 90 s: %+v", identity.DeviceID, nodes)
 					}
 				}
-				var status NodeList
+				var status db.NodeList
 				cli.okJSON(t, &status, "nodes", "status", "--json")
 				if n := status.Nodes; len(n) != 1 || n[0].NodeID != identity.DeviceID || !n[0].Paired || !n[0].Connected {
 					fail("nodes status --json: %+v", status)

@@ -225,7 +225,7 @@ func TestRealOpenClawCLI(t *testing.T) {
 	if err != nil || n.DisplayName != "Living Room iPad" {
 		t.Fatalf("after the CLI's rename: %+v %v", n, err)
 	}
-	var status NodeList
+	var status db.NodeList
 	cli.okJSON(t, &status, "nodes", "status", "--json")
 	if len(status.Nodes) != 1 || status.Nodes[0].DisplayName != "Living Room iPad" || !status.Nodes[0].Paired || status.Nodes[0].Connected {
 		t.Fatalf("nodes status --json: %+v", status)

@@ -119,7 +119,7 @@ func TestRESTPairingFlow(t *testing.T) {
 		t.Fatalf("verify = %d %s", vr.status, vr.body)
 	}
 
-	var nodes NodeList
+	var nodes db.NodeList
 	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
 	if len(nodes.Nodes) != 1 || nodes.Nodes[0].Connected || strings.Contains(string(ts.api(t, "GET", base+"/nodes", testToken, "").body), approval.Node.Token) {
 		t.Fatalf("nodes %+v (must carry no token)", nodes)

@@ -106,7 +106,7 @@ func TestNodePairsItselfEndToEnd(t *testing.T) {
 	if !hello.OK {
 		t.Fatalf("paired connect: %+v", hello.Error)
 	}
-	var list NodeList
+	var list db.NodeList
 	op.mustCall("node.list", map[string]any{}, &list)
 	if len(list.Nodes) != 1 || !list.Nodes[0].Connected || list.Nodes[0].ConnectedAtMs == 0 || !list.Nodes[0].Paired {
 		t.Fatalf("node.list %+v", list)
