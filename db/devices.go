@@ -145,8 +145,10 @@ func (s *Store) AdoptRequest(ctx context.Context, requestID string, in RequestIn
 			return err
 		}
 		if err != nil || r.status != StatusPending || r.NodeID != in.NodeID || r.TS < s.expiredBefore(s.nowMs()) {
-			res, err = s.openRequest(ctx, tx, PendingRequest{NodeID: in.NodeID, NodeMeta: in.NodeMeta, Silent: in.Silent}, by, admit.check())
-			return err
+			if res, err = s.openRequest(ctx, tx, PendingRequest{NodeID: in.NodeID, NodeMeta: in.NodeMeta, Silent: in.Silent}, by, admit.check()); err != nil {
+				return err
+			}
+			return s.opened(ctx, tx, in, &res, by)
 		}
 		args := append(metaArgs(in.NodeMeta), nullBool(in.Silent), requestID)
 		if _, err := s.w.exec(ctx, tx, `UPDATE requests SET display_name = ?, platform = ?, version = ?,
@@ -156,7 +158,7 @@ func (s *Store) AdoptRequest(ctx context.Context, requestID string, in RequestIn
 		}
 		r.NodeMeta, r.Silent = in.NodeMeta, in.Silent
 		res = RequestResult{Status: StatusPending, Request: r.PendingRequest, Created: true}
-		return nil
+		return s.opened(ctx, tx, in, &res, by)
 	})
 	if admit.refused != nil {
 		return RequestResult{}, admit.refused

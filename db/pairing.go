@@ -134,12 +134,32 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		admit.refused = nil
 		var err error
 		res, err = s.openRequest(ctx, tx, PendingRequest{NodeID: in.NodeID, NodeMeta: in.NodeMeta, Silent: in.Silent}, by, admit.check())
-		return err
+		if err != nil {
+			return err
+		}
+		return s.opened(ctx, tx, in, &res, by)
 	})
 	if admit.refused != nil {
 		return RequestResult{}, admit.refused
 	}
 	return res, err
+}
+
+// opened tells the face who awaits the node's pending request, then
+// approves a request just created, in its own transaction, when the
+// input says the policy applies.
+func (s *Store) opened(ctx context.Context, tx *sql.Tx, in RequestInput, res *RequestResult, by Origin) error {
+	if in.Awaiting != nil {
+		in.Awaiting(res.Request.RequestID)
+	}
+	if !in.AutoApprove || !res.Created {
+		return nil
+	}
+	if _, err := s.approve(ctx, tx, res.Request.RequestID, "", Origin{Actor: "policy", Source: by.Source}); err != nil {
+		return err
+	}
+	res.Status = StatusApproved
+	return nil
 }
 
 // faceAdmit carries a face's Admit (a flood limit) into a transaction.
@@ -273,38 +293,45 @@ func (s *Store) ApproveNamed(ctx context.Context, requestID, displayName string,
 	}
 	var out Approval
 	err := s.writeTx(ctx, "approve", func(tx *sql.Tx) error {
-		now := s.nowMs()
-		r, err := s.loadPending(ctx, tx, requestID, now)
-		if err != nil {
-			return err
-		}
-		node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now, PublicKey: r.PublicKey}
-		var renamed bool
-		var oldName sql.NullString
-		err = s.w.queryRow(ctx, tx, qNodeForApproval, r.NodeID).
-			Scan(&node.CreatedAtMs, &oldName, &renamed)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if renamed {
-			node.DisplayName = oldName.String
-		}
-		if name != "" {
-			node.DisplayName, renamed = name, true
-		}
-		args := append([]any{node.NodeID, hashToken(node.Token), s.seal.seal(node.NodeID, node.Token), renamed},
-			metaArgs(node.NodeMeta)...)
-		args = append(args, node.CreatedAtMs, node.ApprovedAtMs, nullString(node.PublicKey))
-		if _, err := s.w.exec(ctx, tx, qUpsertNode, args...); err != nil {
-			return err
-		}
-		if err := s.decide(ctx, tx, r, DecisionApproved, now, now, by); err != nil {
-			return err
-		}
-		out = Approval{RequestID: r.RequestID, Node: node}
-		return nil
+		var err error
+		out, err = s.approve(ctx, tx, requestID, name, by)
+		return err
 	})
 	return out, err
+}
+
+// approve approves a pending request in tx: a fresh token, the request's
+// metadata and key, name (when not empty) as an operator's rename.
+func (s *Store) approve(ctx context.Context, tx *sql.Tx, requestID, name string, by Origin) (Approval, error) {
+	now := s.nowMs()
+	r, err := s.loadPending(ctx, tx, requestID, now)
+	if err != nil {
+		return Approval{}, err
+	}
+	node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now, PublicKey: r.PublicKey}
+	var renamed bool
+	var oldName sql.NullString
+	err = s.w.queryRow(ctx, tx, qNodeForApproval, r.NodeID).
+		Scan(&node.CreatedAtMs, &oldName, &renamed)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Approval{}, err
+	}
+	if renamed {
+		node.DisplayName = oldName.String
+	}
+	if name != "" {
+		node.DisplayName, renamed = name, true
+	}
+	args := append([]any{node.NodeID, hashToken(node.Token), s.seal.seal(node.NodeID, node.Token), renamed},
+		metaArgs(node.NodeMeta)...)
+	args = append(args, node.CreatedAtMs, node.ApprovedAtMs, nullString(node.PublicKey))
+	if _, err := s.w.exec(ctx, tx, qUpsertNode, args...); err != nil {
+		return Approval{}, err
+	}
+	if err := s.decide(ctx, tx, r, DecisionApproved, now, now, by); err != nil {
+		return Approval{}, err
+	}
+	return Approval{RequestID: r.RequestID, Node: node}, nil
 }
 
 // Reject decides a request against the node (node.pair.reject). An existing

@@ -428,3 +428,54 @@ func TestCounts(t *testing.T) {
 		t.Fatalf("counts after expiry %+v", c)
 	}
 }
+
+// The auto-approval policy is a pairing rule: the request and its
+// approval are one transaction, with both events, and a request the node
+// already had pending is returned as it was.
+func TestAutoApproveIsOneTransaction(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	held := mustRequest(t, s, RequestInput{NodeID: "held"})
+	silent := true
+	again, err := s.Request(t.Context(), RequestInput{NodeID: "held", Silent: &silent, AutoApprove: true}, Origin{Actor: "node", Source: "10.0.0.9"})
+	if err != nil || again.Created || again.Status != StatusPending || again.Request.RequestID != held.Request.RequestID {
+		t.Fatalf("a pending request is not auto-approved on repeat: %+v %v", again, err)
+	}
+	before := len(allEvents(t, s))
+	var awaited string
+	awaiting := func(id string) {
+		if n := len(allEvents(t, s)); n != before {
+			t.Errorf("Awaiting called after %d events were committed, want before any", n-before)
+		}
+		awaited = id
+	}
+	res, err := s.Request(t.Context(), RequestInput{NodeID: "trusted", Silent: &silent, AutoApprove: true, Awaiting: awaiting}, Origin{Actor: "node", Source: "10.0.0.9"})
+	if err != nil || !res.Created || res.Status != StatusApproved {
+		t.Fatalf("auto-approved request = %+v, %v", res, err)
+	}
+	if awaited != res.Request.RequestID {
+		t.Fatalf("Awaiting got %q, want the request %q", awaited, res.Request.RequestID)
+	}
+	evs := allEvents(t, s)[before:]
+	if got := eventNames(evs); !slices.Equal(got, []string{EventRequested, EventResolved + ":approved"}) {
+		t.Fatalf("events %v, want the request and its approval", got)
+	}
+	if evs[1].Actor != "policy" || evs[1].Source != "10.0.0.9" || evs[1].Seq != evs[0].Seq+1 {
+		t.Fatalf("approval event %+v after %+v", evs[1], evs[0])
+	}
+	token, err := s.Token(t.Context(), "trusted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Verify(t.Context(), "trusted", token); err != nil || !v.OK {
+		t.Fatalf("the auto-approved node's token does not verify: %+v %v", v, err)
+	}
+	// Refused inside the transaction (the admit hook), nothing is written.
+	refused := errorf(CodeRateLimited, "slow down")
+	if _, err := s.Request(t.Context(), RequestInput{NodeID: "flood", Silent: &silent, AutoApprove: true, Admit: func() error { return refused }}, Origin{}); err != refused {
+		t.Fatalf("refused request: %v", err)
+	}
+	if n := len(allEvents(t, s)); n != before+2 {
+		t.Fatalf("%d events after a refused request, want %d", n, before+2)
+	}
+}

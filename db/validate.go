@@ -22,6 +22,17 @@ type RequestInput struct {
 	// Admit, when set, is asked before a new request is written (not when
 	// the node's pending request is returned); its error refuses it.
 	Admit func() error
+	// AutoApprove says the profile's policy approves a new request at
+	// once (autoApprove.silentCidrs): it is created and approved in one
+	// transaction, with both events. A request the node already had
+	// pending is returned as it is.
+	AutoApprove bool
+	// Awaiting, when set, is called inside the transaction with the id of
+	// the node's pending request (new, adopted or kept), before anything
+	// about it commits: a face registers there who waits for its
+	// resolution, so that not even an auto-approval passes unseen. It
+	// may be called again if the transaction is retried.
+	Awaiting func(requestID string)
 }
 
 // normalize trims the node id and checks every bound.
