@@ -45,6 +45,9 @@ const (
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	// CodeMethodNotAllowed: the path exists, the method does not.
 	CodeMethodNotAllowed Code = "method_not_allowed"
+	// CodeNotPaired: the device must be approved (again) before it may
+	// connect as a node.
+	CodeNotPaired Code = "not_paired"
 )
 
 // Error is pairgate's one error type: a Code, a Message safe to show to

@@ -34,6 +34,12 @@ type NodeEntry struct {
 	Connected     bool  `json:"connected"`
 }
 
+// NodeDescription is node.describe's answer.
+type NodeDescription struct {
+	TS int64 `json:"ts"`
+	NodeEntry
+}
+
 // NodeList is node.list's answer.
 type NodeList struct {
 	TS    int64       `json:"ts"`

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // benchConn is a lean operator connection for benchmarks: no strict
@@ -41,7 +42,7 @@ type benchRes struct {
 	ID      string          `json:"id"`
 	OK      bool            `json:"ok"`
 	Payload json.RawMessage `json:"payload"`
-	Error   *rpcError       `json:"error"`
+	Error   *rpc.Error      `json:"error"`
 }
 
 // call sends one request and waits for its answer (skipping events).

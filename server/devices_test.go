@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 func TestDevicePairingRoundTrip(t *testing.T) {
@@ -18,12 +19,12 @@ func TestDevicePairingRoundTrip(t *testing.T) {
 	held, _ := ts.dialHost(t, d, hostConnect{displayName: "Build Box", family: "Desktop"})
 
 	// The request is announced as a device request too.
-	var requested pendingDevice
-	json.Unmarshal(op.event(eventDeviceRequested, 5*time.Second).Payload, &requested)
+	var requested rpc.PendingDevice
+	json.Unmarshal(op.event(rpc.EventDeviceRequested, 5*time.Second).Payload, &requested)
 	if requested.DeviceID != d.id || requested.PublicKey == "" || requested.Role != "node" || requested.RequestID == "" || requested.TS == 0 {
 		t.Fatalf("device.pair.requested %+v", requested)
 	}
-	var list deviceListing
+	var list rpc.DeviceListing
 	op.mustCall("device.pair.list", map[string]any{}, &list)
 	if len(list.Pending) != 1 || len(list.Paired) != 0 || string(mustJSON(list.Pending[0])) != string(mustJSON(requested)) {
 		t.Fatalf("device.pair.list %+v", list)
@@ -32,8 +33,8 @@ func TestDevicePairingRoundTrip(t *testing.T) {
 	// Approve with a name, as `openclaw devices approve <id> <name>` does.
 	f := op.call("device.pair.approve", map[string]any{"requestId": requested.RequestID, "displayName": "Lab"})
 	var approved struct {
-		RequestID string       `json:"requestId"`
-		Device    pairedDevice `json:"device"`
+		RequestID string           `json:"requestId"`
+		Device    rpc.PairedDevice `json:"device"`
 	}
 	json.Unmarshal(f.Payload, &approved)
 	if !f.OK || approved.RequestID != requested.RequestID || approved.Device.DeviceID != d.id || approved.Device.DisplayName != "Lab" ||
@@ -41,7 +42,7 @@ func TestDevicePairingRoundTrip(t *testing.T) {
 		t.Fatalf("device.pair.approve %s %+v", f.Payload, f.Error)
 	}
 	var resolved map[string]any
-	json.Unmarshal(op.event(eventDeviceResolved, 5*time.Second).Payload, &resolved)
+	json.Unmarshal(op.event(rpc.EventDeviceResolved, 5*time.Second).Payload, &resolved)
 	if resolved["requestId"] != requested.RequestID || resolved["deviceId"] != d.id || resolved["decision"] != "approved" {
 		t.Fatalf("device.pair.resolved %+v", resolved)
 	}
@@ -77,9 +78,9 @@ func TestDevicePairingRoundTrip(t *testing.T) {
 	// Reject another device's request.
 	other := newDevice()
 	ts.dialHost(t, other, hostConnect{})
-	var second pendingDevice
+	var second rpc.PendingDevice
 	for second.DeviceID != other.id {
-		json.Unmarshal(op.event(eventDeviceRequested, 5*time.Second).Payload, &second)
+		json.Unmarshal(op.event(rpc.EventDeviceRequested, 5*time.Second).Payload, &second)
 	}
 	var rejected map[string]string
 	op.mustCall("device.pair.reject", map[string]any{"requestId": second.RequestID}, &rejected)

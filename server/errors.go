@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,31 +23,28 @@ type errorDetail struct {
 	Details any    `json:"details,omitempty"`
 }
 
-// apiError is a refusal of the HTTP layer itself (auth, limits, bodies).
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Message }
-
-// rpcStatus maps the dispatcher's WS codes to HTTP statuses.
-var rpcStatus = map[string]int{
-	codeInvalidRequest: http.StatusBadRequest,
-	codeNotPaired:      http.StatusUnauthorized,
-	codeUnavailable:    http.StatusServiceUnavailable,
-}
-
-// httpStatus maps each store error code to its HTTP status, in one place.
+// httpStatus maps each domain error code to its HTTP status, in one place.
 var httpStatus = map[db.Code]int{
-	db.CodeInvalid:     http.StatusBadRequest,
-	db.CodeNotFound:    http.StatusNotFound,
-	db.CodeConflict:    http.StatusConflict,
-	db.CodeExpired:     http.StatusGone,
-	db.CodeLimit:       http.StatusServiceUnavailable,
-	db.CodeUnavailable: http.StatusServiceUnavailable,
-	db.CodeInternal:    http.StatusInternalServerError,
+	db.CodeInvalid:              http.StatusBadRequest,
+	db.CodeNotFound:             http.StatusNotFound,
+	db.CodeConflict:             http.StatusConflict,
+	db.CodeExpired:              http.StatusGone,
+	db.CodeLimit:                http.StatusServiceUnavailable,
+	db.CodeUnavailable:          http.StatusServiceUnavailable,
+	db.CodeInternal:             http.StatusInternalServerError,
+	db.CodeUnauthorized:         http.StatusUnauthorized,
+	db.CodeForbidden:            http.StatusForbidden,
+	db.CodeRateLimited:          http.StatusTooManyRequests,
+	db.CodeTooLarge:             http.StatusRequestEntityTooLarge,
+	db.CodeTimeout:              http.StatusRequestTimeout,
+	db.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	db.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	db.CodeNotPaired:            http.StatusUnauthorized,
+}
+
+// apiError is a refusal of the HTTP layer itself, in the domain's codes.
+func apiError(code db.Code, format string, args ...any) *db.Error {
+	return &db.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // handleError writes every error as errorBody. Internal causes are
@@ -56,8 +54,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, detail := errorResponse(err)
-	if re := (*rpcError)(nil); errors.As(err, &re) && re.retryAfter > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(re.retryAfter.Seconds())))
+	var de *db.Error
+	if errors.As(err, &de) && de.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(de.RetryAfter.Seconds())))
+	}
+	if status == http.StatusUnauthorized {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
 	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
@@ -70,25 +72,19 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 // errorResponse is the one table from errors to statuses and bodies. It
-// unwraps: echo's own errors and ours are found however deeply wrapped
-// (echo v4's default handler misses wrapped ones).
+// unwraps: echo's own errors (unknown route, wrong method) and ours are
+// found however deeply wrapped (echo v4's default handler misses wrapped
+// ones).
 func errorResponse(err error) (int, errorDetail) {
 	var he *echo.HTTPError
-	var se *db.Error
-	var ae *apiError
-	var re *rpcError
+	var de *db.Error
 	switch {
-	case errors.As(err, &ae):
-		return ae.Status, errorDetail{Code: ae.Code, Message: ae.Message}
-	case errors.As(err, &re):
-		status := rpcStatus[re.Code]
-		if re.status != 0 {
-			status = re.status
+	case errors.As(err, &de):
+		status, ok := httpStatus[de.Code]
+		if !ok {
+			status = http.StatusInternalServerError
 		}
-		// (legacy) OpenClaw's "Error: " prefix stays on the WebSocket only.
-		return status, errorDetail{Code: statusCode(status), Message: strings.TrimPrefix(re.Message, "Error: "), Details: re.Details}
-	case errors.As(err, &se):
-		return httpStatus[se.Code], errorDetail{Code: string(se.Code), Message: se.Message, Details: se.Details}
+		return status, errorDetail{Code: string(de.Code), Message: de.Message, Details: de.Details}
 	case errors.As(err, &he):
 		detail := errorDetail{Code: statusCode(he.Code), Message: http.StatusText(he.Code)}
 		if msg, ok := he.Message.(string); ok {
@@ -104,9 +100,8 @@ func statusOf(err error) int {
 	return status
 }
 
-// statusCode names an HTTP status in the style of the store's codes:
-// 404 → not_found. Every 400 is "invalid", the store's code for bad input,
-// whichever layer found it.
+// statusCode names the status of one of echo's own errors in the style of
+// the domain's codes: 404 → not_found, 405 → method_not_allowed.
 func statusCode(status int) string {
 	if status == http.StatusBadRequest {
 		return string(db.CodeInvalid)

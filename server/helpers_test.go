@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // testClock is the server's clock in tests: real time unless pinned.
@@ -158,7 +159,7 @@ type frame struct {
 	ID      string          `json:"id"`
 	OK      bool            `json:"ok"`
 	Payload json.RawMessage `json:"payload"`
-	Error   *rpcError       `json:"error"`
+	Error   *rpc.Error      `json:"error"`
 	Event   string          `json:"event"`
 	Seq     int64           `json:"seq"`
 }

@@ -50,7 +50,7 @@ func (s *Server) handleImport(c echo.Context) error {
 	}
 	paired, pending, err := importMembers(body)
 	if err != nil {
-		return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
+		return apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}
 	st, err := db.ReadLegacy(paired, pending)
 	if err != nil {
@@ -107,7 +107,7 @@ func boolQuery(c echo.Context, name string) (bool, error) {
 	case "true":
 		return true, nil
 	}
-	return false, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: name + " must be true or false"}
+	return false, apiError(db.CodeInvalid, "%s must be true or false", name)
 }
 
 // autoImport brings in the legacy files of a profile whose database was
@@ -135,23 +135,24 @@ func autoImport(ctx context.Context, p *Profile, log *slog.Logger) {
 // mirror keeps a profile's legacy files current (mirrorLegacyFiles): it
 // exports after committed changes, at most every mirrorEvery, and once
 // more when stopped.
-func (h *hub) mirror(ctx context.Context) {
+func (s *Server) mirror(ctx context.Context, p *Profile) {
 	export := func() {
-		if _, err := h.profile.Store.Export(context.WithoutCancel(ctx), h.profile.Config.NodesDir(), false); err != nil {
-			h.log.Error("mirroring the legacy files failed", "profile", h.profile.Config.Name, "err", err)
+		if _, err := p.Store.Export(context.WithoutCancel(ctx), p.Config.NodesDir(), false); err != nil {
+			s.log.Error("mirroring the legacy files failed", "profile", p.Config.Name, "err", err)
 		}
 	}
+	changed := p.hub.Changed()
 	export()
 	for {
 		select {
 		case <-ctx.Done():
 			select {
-			case <-h.changed:
+			case <-changed:
 				export()
 			default:
 			}
 			return
-		case <-h.changed:
+		case <-changed:
 			export()
 		}
 		select { // coalesce: the next export waits at least mirrorEvery

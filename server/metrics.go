@@ -103,3 +103,27 @@ func (m *metrics) handler() echo.HandlerFunc {
 	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return echo.WrapHandler(h)
 }
+
+// called observes a dispatcher call (rpc.Hooks).
+func (m *metrics) called(method string, ok bool, took time.Duration) {
+	m.calls.WithLabelValues(method, strconv.FormatBool(ok)).Observe(took.Seconds())
+}
+
+// verified counts a token verification (rpc.Hooks).
+func (m *metrics) verified(profile string, ok bool) {
+	result := "failed"
+	if ok {
+		result = "ok"
+	}
+	m.verifies.WithLabelValues(profile, result).Inc()
+}
+
+// sessions follows the open WebSocket sessions (ws.Options).
+func (m *metrics) sessions(profile, role string, delta int) {
+	m.wsClients.WithLabelValues(profile, role).Add(float64(delta))
+}
+
+// decided counts a resolution the hub delivered (ws.Options).
+func (m *metrics) decided(profile, decision string) {
+	m.decisions.WithLabelValues(profile, decision).Inc()
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // atDir serves the one profile "default" from dir, so that a second
@@ -38,14 +40,24 @@ func verifiesOver(t *testing.T, ts *testServer, nodeID, token string) bool {
 	return v.OK
 }
 
+// helloGrant is hello-ok's auth member as OpenClaw's node hosts read it.
+type helloGrant struct {
+	DeviceToken string   `json:"deviceToken"`
+	Role        string   `json:"role"`
+	Scopes      []string `json:"scopes"`
+	IssuedAtMs  int64    `json:"issuedAtMs"`
+}
+
 // helloAuthOf decodes hello-ok's auth member (nil when absent).
-func helloAuthOf(t *testing.T, f frame) *helloAuth {
+func helloAuthOf(t *testing.T, f frame) *helloGrant {
 	t.Helper()
 	if !f.OK {
 		t.Fatalf("connect refused: %+v", f.Error)
 	}
-	var h helloOK
-	json.Unmarshal(f.Payload, &h)
+	var h struct{ Auth *helloGrant }
+	if err := json.Unmarshal(f.Payload, &h); err != nil {
+		t.Fatalf("hello-ok: %v", err)
+	}
 	return h.Auth
 }
 
@@ -159,7 +171,7 @@ func TestNodeHostPairsAtConnectEndToEnd(t *testing.T) {
 	// device, and it is sent back through approval.
 	ts.mustAPI(t, 204, "DELETE", base+"/nodes/"+d.id, "", nil)
 	c, hello := ts.dialHost(t, d, hostConnect{deviceToken: grant.DeviceToken})
-	if hello.OK || hello.Error.Code != codeNotPaired || hello.Error.Message != "pairing required: device is not approved yet" {
+	if hello.OK || hello.Error.Code != rpc.CodeNotPaired || hello.Error.Message != "pairing required: device is not approved yet" {
 		t.Fatalf("removed node's token: %+v", hello)
 	}
 	var details struct {
@@ -263,11 +275,9 @@ func TestV1NodeIsNotToldToReconnectForATokenItCannotCollect(t *testing.T) {
 	ts := startServer(t)
 	d := newDevice()
 	c, _ := ts.dialHost(t, d, hostConnect{sig: "v1"})
-	h := ts.hub(ts.byName["default"])
+	h := ts.byName["default"].hub
 	held := func(requestID string) bool {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return len(h.awaiting[requestID]) > 0
+		return slices.ContainsFunc(h.Sessions(), func(s rpc.Session) bool { return s.PendingRequest == requestID })
 	}
 	opened := pendingOver(t, ts)
 	if len(opened) != 1 || held(opened[0].RequestID) {
@@ -289,7 +299,10 @@ func TestV1NodeIsNotToldToReconnectForATokenItCannotCollect(t *testing.T) {
 	ts.mustAPI(t, 200, "POST", base+"/requests/"+res.Request.RequestID+"/approve", "", nil)
 	// It learns its token privately and stays connected (no 1012: a v1
 	// reconnect could not collect the token from hello-ok).
-	var got privateResolution
+	var got struct {
+		db.Resolution
+		Token string `json:"token"`
+	}
 	json.Unmarshal(c.event(db.EventResolved, 5*time.Second).Payload, &got)
 	var v db.Verification
 	c.mustCall("node.pair.verify", map[string]any{"nodeId": d.id, "token": got.Token}, &v)

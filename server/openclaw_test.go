@@ -16,6 +16,7 @@ import (
 
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/fixture"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // realCLI is one real `openclaw` CLI release (2026.1.29 is the one the
@@ -255,16 +256,14 @@ func TestRealOpenClawNodeHost(t *testing.T) {
 		cancel()
 		cmd.Wait()
 	}()
-	h := ts.hub(ts.byName["default"])
-	nodeSession := func() (session, bool) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for c := range h.conns {
-			if c.sess.role == roleNode {
-				return c.sess, true
+	h := ts.byName["default"].hub
+	nodeSession := func() (rpc.Session, bool) {
+		for _, sess := range h.Sessions() {
+			if sess.Role == rpc.RoleNode {
+				return sess, true
 			}
 		}
-		return session{}, false
+		return rpc.Session{}, false
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	sess, ok := nodeSession()
@@ -279,12 +278,12 @@ func TestRealOpenClawNodeHost(t *testing.T) {
 	if err != nil || json.Unmarshal(raw, &identity) != nil {
 		t.Fatalf("the node host's identity: %v %s", err, raw)
 	}
-	if sess.nodeID != identity.DeviceID || sess.paired {
-		t.Fatalf("node session %q (paired %v), want a pairing session of device %q", sess.nodeID, sess.paired, identity.DeviceID)
+	if sess.NodeID != identity.DeviceID || sess.Paired {
+		t.Fatalf("node session %q (paired %v), want a pairing session of device %q", sess.NodeID, sess.Paired, identity.DeviceID)
 	}
 	// It stays: no refusal, no reconnect loop.
 	time.Sleep(2 * time.Second)
-	if again, ok := nodeSession(); !ok || again.nodeID != sess.nodeID || strings.Contains(ts.log.String(), "refused") || ts.activeConns() != 1 {
+	if again, ok := nodeSession(); !ok || again.NodeID != sess.NodeID || strings.Contains(ts.log.String(), "refused") || ts.activeConns() != 1 {
 		t.Fatalf("the node host's session did not hold (%v, %d connections)\nserver log:\n%s", ok, ts.activeConns(), ts.log)
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
+	"github.com/pairgate/pairgate/server/ws"
 )
 
 // Profile is one served gateway profile: its configuration, its store and
@@ -28,6 +30,10 @@ type Profile struct {
 	// shortToken says the operator token is shorter than minOperatorToken.
 	shortToken bool
 	lock       *db.StateLock
+	// rpc is the profile as the dispatcher sees it, hub its live
+	// WebSocket state; New sets both.
+	rpc *rpc.Profile
+	hub *ws.Hub
 }
 
 // minOperatorToken is the shortest operator token accepted without a

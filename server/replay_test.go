@@ -3,9 +3,6 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -13,50 +10,16 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db/fixture"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // gatewayToken is the shared token of the recorded gateway.
 const gatewayToken = "legacy-test-token-0123456789"
 
-type record struct {
-	T     int64           `json:"t"`
-	Conn  int             `json:"conn"`
-	Label string          `json:"label"`
-	Dir   string          `json:"dir"`
-	Note  string          `json:"note"`
-	Frame json.RawMessage `json:"frame"`
+// record is one recorded frame.
+type record = fixture.Record
 
-	file  string
-	order int
-}
-
-func (r record) key() string {
-	if r.Label != "" {
-		return r.file + "#" + r.Label
-	}
-	return fmt.Sprintf("%s#%d", r.file, r.Conn)
-}
-
-func loadRecords(t *testing.T, pattern string) []record {
-	t.Helper()
-	files := fixture.Glob(t, pattern)
-	var out []record
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-			var r record
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			r.file, r.order = filepath.Base(f), len(out)
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func loadRecords(t *testing.T, pattern string) []record { return fixture.Records(t, pattern) }
 
 type wireFrame struct {
 	Type   string          `json:"type"`
@@ -65,45 +28,7 @@ type wireFrame struct {
 	Event  string          `json:"event"`
 	Params json.RawMessage `json:"params"`
 	OK     bool            `json:"ok"`
-	Error  *rpcError       `json:"error"`
-}
-
-func TestRecordedSignedConnectsVerify(t *testing.T) {
-	recs := loadRecords(t, "frames-*.jsonl")
-	recs = append(recs, loadRecords(t, filepath.Join("mock-gateway-probe", "frames-*.jsonl"))...)
-	nonces := map[string]string{}
-	verified := 0
-	for _, r := range recs {
-		var f wireFrame
-		json.Unmarshal(r.Frame, &f)
-		if r.Dir == "s2c" && f.Event == "connect.challenge" {
-			var p struct{ Nonce string }
-			json.Unmarshal(mustField(r.Frame, "payload"), &p)
-			nonces[r.key()] = p.Nonce
-			continue
-		}
-		if r.Dir != "c2s" || f.Method != "connect" {
-			continue
-		}
-		cp, herr := parseConnect(f.Params)
-		if herr != nil || cp.Device == nil {
-			continue
-		}
-		signedAt := time.UnixMilli(cp.Device.SignedAt)
-		if herr := verifyDevice(cp, nonces[r.key()], signedAt, deviceSignatureWindow); herr != nil {
-			t.Errorf("%s: recorded connect does not verify: %s", r.key(), herr.err.Message)
-			continue
-		}
-		verified++
-		// Any change to what was signed breaks it.
-		cp.Scopes = append(slices.Clone(cp.Scopes), "operator.extra")
-		if herr := verifyDevice(cp, nonces[r.key()], signedAt, deviceSignatureWindow); herr == nil || herr.err.Message != "device signature invalid" {
-			t.Errorf("%s: a tampered connect verified", r.key())
-		}
-	}
-	if verified < 26 {
-		t.Fatalf("verified %d recorded signed connects, want at least 26", verified)
-	}
+	Error  *rpc.Error      `json:"error"`
 }
 
 func mustField(raw json.RawMessage, name string) json.RawMessage {
@@ -209,7 +134,7 @@ func TestReplayRecordedGateway(t *testing.T) {
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].T < recs[j].T })
 	last := map[string]int{}
 	for i, r := range recs {
-		last[r.key()] = i
+		last[r.Key()] = i
 	}
 
 	var nextNonce string
@@ -229,7 +154,7 @@ func TestReplayRecordedGateway(t *testing.T) {
 	for i, r := range recs {
 		var f wireFrame
 		json.Unmarshal(r.Frame, &f)
-		k := r.key()
+		k := r.Key()
 		switch {
 		case r.Dir == "s2c" && f.Event == "connect.challenge":
 			json.Unmarshal(mustField(mustField(r.Frame, "payload"), "nonce"), &nextNonce)
@@ -239,7 +164,7 @@ func TestReplayRecordedGateway(t *testing.T) {
 			}
 			c.challenge()
 			conns[k] = c
-		case r.Dir == "s2c" && strings.HasPrefix(f.Event, "node.pair.") && strings.Contains(r.file, "listener"):
+		case r.Dir == "s2c" && strings.HasPrefix(f.Event, "node.pair.") && strings.Contains(r.File, "listener"):
 			listenerEvents = append(listenerEvents, r.Frame)
 		case r.Dir == "c2s" && f.Type == "req":
 			c := conns[k]
@@ -323,7 +248,7 @@ func TestReplayRecordedGateway(t *testing.T) {
 // recordedReply finds the recorded response to request id on a connection.
 func recordedReply(rest []record, key, id string) (wireFrame, json.RawMessage) {
 	for _, r := range rest {
-		if r.key() != key || r.Dir != "s2c" {
+		if r.Key() != key || r.Dir != "s2c" {
 			continue
 		}
 		var f wireFrame

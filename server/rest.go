@@ -9,13 +9,13 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // maxBody bounds every request body the API reads.
@@ -26,9 +26,16 @@ const ctxProfile = "pairgate.profile"
 
 // restSession is the dispatcher's view of an authenticated REST caller: the
 // profile's operator token grants every scope.
-func (s *Server) restSession(c echo.Context, p *Profile) *session {
-	return &session{profile: p, role: roleOperator, scopes: []string{scopeAdmin},
-		remoteIP: c.RealIP(), actor: "rest", now: s.now}
+func restSession(c echo.Context, p *Profile) *rpc.Session {
+	return &rpc.Session{Profile: p.rpc, Role: rpc.RoleOperator, Scopes: []string{rpc.ScopeAdmin},
+		RemoteIP: c.RealIP(), Actor: "rest"}
+}
+
+// verifierSession is the dispatcher's view of a caller of verify that
+// presented no operator token: it may verify a node's token and nothing
+// else.
+func verifierSession(c echo.Context, p *Profile) *rpc.Session {
+	return &rpc.Session{Profile: p.rpc, Role: rpc.RoleVerifier, RemoteIP: c.RealIP(), Actor: "rest"}
 }
 
 func bearer(c echo.Context) string {
@@ -42,29 +49,17 @@ func bearer(c echo.Context) string {
 // limited answers 429 with Retry-After while the caller's address is
 // locked out of class on profile.
 func (s *Server) limited(c echo.Context, profile, class string) error {
-	if retry, locked := s.limiter.blocked(limitKey{profile, class, c.RealIP()}); locked {
-		secs := int(retry.Seconds() + 0.999)
-		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
-			Message: fmt.Sprintf("too many failed attempts with a wrong %s from this address; retry in %ds", class, secs)}
+	if retry, locked := s.guard.Locked(profile, class, c.RealIP()); locked {
+		return rpc.LockedError(class, retry)
 	}
 	return nil
-}
-
-// authFailed counts a failed attempt and logs it, and the lockout it
-// starts: profile, class and address, never the token.
-func (s *Server) authFailed(profile, class, remote string) {
-	s.log.Warn("authentication failed", "profile", profile, "class", class, "remote", remote)
-	if s.limiter.fail(limitKey{profile, class, remote}) {
-		s.log.Warn("too many failed attempts: locked out", "profile", profile, "class", class, "remote", remote, "for", lockout)
-	}
 }
 
 // profileParam resolves :profile (404 naming the known ones).
 func (s *Server) profileParam(c echo.Context, own *Profile) (*Profile, error) {
 	p := s.profileAt(own, c.Param("profile"))
 	if p == nil {
-		return nil, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: s.unknownProfile(own, c.Param("profile"))}
+		return nil, apiError(db.CodeNotFound, "%s", s.unknownProfile(own, c.Param("profile")))
 	}
 	return p, nil
 }
@@ -92,7 +87,7 @@ func (s *Server) requireOperator(own *Profile) echo.MiddlewareFunc {
 			if err != nil {
 				return err
 			}
-			if err := s.limited(c, p.Config.Name, classOperator); err != nil {
+			if err := s.limited(c, p.Config.Name, rpc.ClassOperator); err != nil {
 				return err
 			}
 			if err := s.checkBearer(c, p); err != nil {
@@ -107,15 +102,11 @@ func (s *Server) requireOperator(own *Profile) echo.MiddlewareFunc {
 func (s *Server) checkBearer(c echo.Context, p *Profile) error {
 	token := bearer(c)
 	if token == "" {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
-		return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
-			Message: fmt.Sprintf("missing operator token: send Authorization: Bearer <the operator token of profile %q>", p.Config.Name)}
+		return apiError(db.CodeUnauthorized, "missing operator token: send Authorization: Bearer <the operator token of profile %q>", p.Config.Name)
 	}
 	if !p.Authorized(token) {
-		s.authFailed(p.Config.Name, classOperator, c.RealIP())
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
-		return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
-			Message: fmt.Sprintf("wrong operator token for profile %q", p.Config.Name)}
+		s.guard.Failed(p.Config.Name, rpc.ClassOperator, c.RealIP())
+		return apiError(db.CodeUnauthorized, "wrong operator token for profile %q", p.Config.Name)
 	}
 	return nil
 }
@@ -131,7 +122,7 @@ func readObject(c echo.Context) (json.RawMessage, error) {
 		return nil, err
 	}
 	if err := db.CheckJSONObject(body); err != nil {
-		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "invalid JSON body: " + err.Error()}
+		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}
 	return body, nil
 }
@@ -145,13 +136,11 @@ func readBody(c echo.Context, limit int64, timeout time.Duration) ([]byte, error
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
-			Message: fmt.Sprintf("request body larger than %d bytes", limit)}
+		return nil, apiError(db.CodeTooLarge, "request body larger than %d bytes", limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, &apiError{Status: http.StatusRequestTimeout, Code: "timeout",
-			Message: fmt.Sprintf("the request body did not arrive within %s", timeout)}
+		return nil, apiError(db.CodeTimeout, "the request body did not arrive within %s", timeout)
 	case err != nil:
-		return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "cannot read the request body"}
+		return nil, apiError(db.CodeInvalid, "cannot read the request body")
 	}
 	rc.SetReadDeadline(time.Time{})
 	return body, nil
@@ -169,21 +158,22 @@ func params(kv ...string) json.RawMessage {
 // mergeParams adds path values to a body object (a body may not set them).
 func mergeParams(body json.RawMessage, kv ...string) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
-	json.Unmarshal(body, &m)
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
+	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		if _, ok := m[kv[i]]; ok {
-			return nil, &apiError{Status: http.StatusBadRequest, Code: "invalid",
-				Message: fmt.Sprintf("%s comes from the path; remove it from the body", kv[i])}
+			return nil, apiError(db.CodeInvalid, "%s comes from the path; remove it from the body", kv[i])
 		}
 		m[kv[i]] = mustJSON(kv[i+1])
 	}
 	return mustJSON(m), nil
 }
 
-// rpc runs one dispatcher method for a REST caller and writes its payload.
-func (s *Server) rpc(c echo.Context, method string, raw json.RawMessage, status int) error {
+// call runs one dispatcher method for a REST caller and writes its payload.
+func (s *Server) call(c echo.Context, method string, raw json.RawMessage, status int) error {
 	p := profileOf(c)
-	out, err := s.call(c.Request().Context(), s.restSession(c, p), method, raw)
+	out, err := s.dispatch.Call(c.Request().Context(), restSession(c, p), method, raw)
 	if err != nil {
 		return err
 	}
@@ -203,7 +193,7 @@ type profileInfo struct {
 // handleProfiles lists the profiles the bearer token opens.
 func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := s.limited(c, anyProfile, classOperator); err != nil {
+		if err := s.limited(c, rpc.AnyProfile, rpc.ClassOperator); err != nil {
 			return err
 		}
 		token := bearer(c)
@@ -216,15 +206,13 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			out = append(out, profileInfo{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: s.hub(p).connectedNodes()})
+			out = append(out, profileInfo{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: p.hub.ConnectedNodes()})
 		}
 		if len(out) == 0 {
 			if token != "" {
-				s.authFailed(anyProfile, classOperator, c.RealIP())
+				s.guard.Failed(rpc.AnyProfile, rpc.ClassOperator, c.RealIP())
 			}
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
-			return &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
-				Message: "send Authorization: Bearer <operator token>; the answer lists the profiles it opens"}
+			return apiError(db.CodeUnauthorized, "send Authorization: Bearer <operator token>; the answer lists the profiles it opens")
 		}
 		return c.JSON(http.StatusOK, map[string]any{"profiles": out})
 	}
@@ -253,8 +241,7 @@ func (s *Server) handleCreateRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := profileOf(c)
-	out, err := s.call(c.Request().Context(), s.restSession(c, p), "node.pair.request", body)
+	out, err := s.dispatch.Call(c.Request().Context(), restSession(c, profileOf(c)), "node.pair.request", body)
 	if err != nil {
 		return err
 	}
@@ -266,19 +253,19 @@ func (s *Server) handleCreateRequest(c echo.Context) error {
 }
 
 func (s *Server) handleApprove(c echo.Context) error {
-	return s.rpc(c, "node.pair.approve", params("requestId", c.Param("requestId")), http.StatusOK)
+	return s.call(c, "node.pair.approve", params("requestId", c.Param("requestId")), http.StatusOK)
 }
 
 func (s *Server) handleReject(c echo.Context) error {
-	return s.rpc(c, "node.pair.reject", params("requestId", c.Param("requestId")), http.StatusOK)
+	return s.call(c, "node.pair.reject", params("requestId", c.Param("requestId")), http.StatusOK)
 }
 
 func (s *Server) handleNodes(c echo.Context) error {
-	return s.rpc(c, "node.list", nil, http.StatusOK)
+	return s.call(c, "node.list", nil, http.StatusOK)
 }
 
 func (s *Server) handleNode(c echo.Context) error {
-	return s.rpc(c, "node.describe", params("nodeId", c.Param("nodeId")), http.StatusOK)
+	return s.call(c, "node.describe", params("nodeId", c.Param("nodeId")), http.StatusOK)
 }
 
 func (s *Server) handleRename(c echo.Context) error {
@@ -290,11 +277,11 @@ func (s *Server) handleRename(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.rpc(c, "node.rename", raw, http.StatusOK)
+	return s.call(c, "node.rename", raw, http.StatusOK)
 }
 
 func (s *Server) handleRemove(c echo.Context) error {
-	return s.rpc(c, "node.pair.remove", params("nodeId", c.Param("nodeId")), http.StatusNoContent)
+	return s.call(c, "node.pair.remove", params("nodeId", c.Param("nodeId")), http.StatusNoContent)
 }
 
 // handleVerify checks a node's token. Nodes call it without an operator
@@ -308,16 +295,20 @@ func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := s.limited(c, p.Config.Name, classNode); err != nil {
+		if err := s.limited(c, p.Config.Name, rpc.ClassNode); err != nil {
 			return err
 		}
 		if err := requireJSON(c); err != nil {
 			return err
 		}
+		sess := verifierSession(c, p)
 		operator := p.Authorized(bearer(c))
+		if operator {
+			sess = restSession(c, p)
+		}
 		fail := func() {
 			if !operator {
-				s.authFailed(p.Config.Name, classNode, c.RealIP())
+				s.guard.Failed(p.Config.Name, rpc.ClassNode, c.RealIP())
 			}
 		}
 		body, err := readObject(c)
@@ -325,7 +316,7 @@ func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
 			fail()
 			return err
 		}
-		out, err := s.call(c.Request().Context(), s.restSession(c, p), "node.pair.verify", body)
+		out, err := s.dispatch.Call(c.Request().Context(), sess, "node.pair.verify", body)
 		if err != nil {
 			if statusOf(err) < 500 {
 				fail()
@@ -343,8 +334,7 @@ func (s *Server) handleVerify(own *Profile) echo.HandlerFunc {
 func requireJSON(c echo.Context) error {
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
 	if err != nil || mt != echo.MIMEApplicationJSON {
-		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
-			Message: "send the body as Content-Type: application/json"}
+		return apiError(db.CodeUnsupportedMediaType, "send the body as Content-Type: application/json")
 	}
 	return nil
 }
@@ -363,12 +353,19 @@ func (s *Server) handleRPC(c echo.Context) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Method == "" {
-		return &apiError{Status: http.StatusBadRequest, Code: "invalid",
-			Message: `want {"method": "<name>", "params": {...}} and nothing else`}
+		return apiError(db.CodeInvalid, `want {"method": "<name>", "params": {...}} and nothing else`)
 	}
-	out, err := s.call(c.Request().Context(), s.restSession(c, profileOf(c)), req.Method, req.Params)
+	out, err := s.dispatch.Call(c.Request().Context(), restSession(c, profileOf(c)), req.Method, req.Params)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ok": true, "payload": out})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only maps of strings and raw JSON reach here
+	}
+	return b
 }

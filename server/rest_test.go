@@ -126,7 +126,7 @@ func TestRESTPairingFlow(t *testing.T) {
 	}
 	var renamed db.Renamed
 	ts.mustAPI(t, 200, "PATCH", base+"/nodes/kitchen-ipad", `{"displayName":"  Den iPad "}`, &renamed)
-	var one nodeDescription
+	var one db.NodeDescription
 	ts.mustAPI(t, 200, "GET", base+"/nodes/kitchen-ipad", "", &one)
 	if renamed.DisplayName != "Den iPad" || one.DisplayName != "Den iPad" {
 		t.Fatalf("rename %+v node %+v", renamed, one)

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
 )
 
 // routes shows the whole HTTP surface in one place. own is the profile of
@@ -23,7 +24,7 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/ui/", handleUI)
 	e.GET("/ui/:file", handleUI)
 
-	// WebSocket (OpenClaw gateway protocol v3).
+	// WebSocket (OpenClaw gateway protocol v3 and v4), served by server/ws.
 	e.GET("/", func(c echo.Context) error { return s.serveWS(c, own, s.rootProfile(own)) })
 	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, own, s.profileAt(own, c.Param("profile"))) })
 
@@ -83,9 +84,9 @@ func (s *Server) serveWS(c echo.Context, own, p *Profile) error {
 	if p == nil {
 		name := c.Param("profile")
 		if name == "" {
-			return echo.NewHTTPError(http.StatusNotFound, "no profile is served at /: name one with /ws/NAME; known: "+strings.Join(s.profileNames(), ", "))
+			return apiError(db.CodeNotFound, "no profile is served at /: name one with /ws/NAME; known: %s", strings.Join(s.profileNames(), ", "))
 		}
-		return echo.NewHTTPError(http.StatusNotFound, s.unknownProfile(own, name))
+		return apiError(db.CodeNotFound, "%s", s.unknownProfile(own, name))
 	}
 	if !websocket.IsWebSocketUpgrade(c.Request()) {
 		if c.Request().URL.Path == "/" && wantsPage(c.Request()) {
@@ -93,7 +94,9 @@ func (s *Server) serveWS(c echo.Context, own, p *Profile) error {
 		}
 		return echo.NewHTTPError(http.StatusUpgradeRequired, "this endpoint speaks the OpenClaw gateway WebSocket protocol")
 	}
-	return s.handleWS(c, p)
+	// The listener's hostGuard has checked Host and Origin already.
+	s.ws.Serve(c.Response(), c.Request(), p.hub, c.RealIP())
+	return nil
 }
 
 func (s *Server) profileNames() []string {

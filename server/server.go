@@ -1,7 +1,9 @@
-// Package server serves pairgate's profiles over HTTP: health, the
-// OpenClaw WebSocket protocol and (in later parts) REST and Server-Sent
-// Events. It is a thin adapter over the stores in db; echo and gorilla
-// are imported only here.
+// Package server is pairgate's HTTP application: the routes (REST,
+// Server-Sent Events, the WebSocket endpoints, metrics, health, the
+// operator page and the OpenAPI document) and each profile's lifecycle
+// (its store, hub, sweeper, webhooks and legacy-file mirror). Methods are
+// run by server/rpc's dispatcher and WebSocket sessions by server/ws;
+// echo is imported only here.
 package server
 
 import (
@@ -20,8 +22,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/config"
-	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 	"github.com/pairgate/pairgate/server/webhook"
+	"github.com/pairgate/pairgate/server/ws"
 )
 
 // Timeouts of the HTTP server.
@@ -50,135 +53,69 @@ type Options struct {
 	// WriteTimeout bounds each write to a WebSocket or event-stream
 	// client; one that does not take it is dropped (default 10s).
 	WriteTimeout time.Duration
+	// TickInterval is how often every WebSocket session is sent the
+	// protocol's tick (default 30s, as hello-ok announces).
+	TickInterval time.Duration
 	// Webhooks is the webhook retry policy (zero: production).
 	Webhooks WebhookPolicy
 }
 
 // Server serves a set of opened profiles.
 type Server struct {
-	cfg          config.Config
-	profiles     []*Profile
-	byName       map[string]*Profile
-	hubs         map[string]*hub
-	log          *slog.Logger
-	ready        atomic.Bool
-	now          func() time.Time
-	started      time.Time
-	version      string
-	host         string
-	deviceWindow time.Duration
-	nonce        func() string
-	handshake    time.Duration
-	writeWait    time.Duration
-	limiter      *limiter
-	requestRates *rates
-	writeBuffers sync.Pool
-	metrics      *metrics
-	webhooks     map[string]*webhook.Dispatcher
-	hookPolicy   WebhookPolicy
+	cfg      config.Config
+	profiles []*Profile
+	byName   map[string]*Profile
+	log      *slog.Logger
+	now      func() time.Time
+	ready    atomic.Bool
+	guard    *rpc.Guard
+	dispatch *rpc.Dispatcher
+	ws       *ws.Transport
+	host     string
+	metrics  *metrics
+	// writeWait bounds each write to an event stream.
+	writeWait  time.Duration
+	webhooks   map[string]*webhook.Dispatcher
+	hookPolicy WebhookPolicy
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
 	stop    context.CancelFunc
-
-	// Hijacked WebSocket connections, which http.Server.Shutdown does not
-	// track: closed with 1001 and waited for on shutdown.
-	connsMu      sync.Mutex
-	conns        map[*wsConn]struct{}
-	closing      bool
-	connHandlers sync.WaitGroup
-	// connCtx is the context of WebSocket sessions' calls; it outlives the
-	// HTTP handler that upgraded them and ends at shutdown.
-	connCtx     context.Context
-	cancelConns context.CancelFunc
 }
 
 // New returns a server for profiles that OpenProfile has opened. It does
 // not own them: the caller closes them after Run returns.
 func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options) *Server {
 	s := &Server{
-		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, hubs: map[string]*hub{}, log: log,
-		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
-		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
-		writeWait: opts.WriteTimeout, conns: map[*wsConn]struct{}{},
-		metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
-	}
-	if s.nonce == nil {
-		s.nonce = db.NewUUID
-	}
-	if s.writeWait == 0 {
-		s.writeWait = writeWait
-	}
-	if s.handshake == 0 {
-		s.handshake = handshakeTimeout
+		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, log: log, now: opts.Now,
+		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.version == "" {
-		s.version = "dev"
+	if s.writeWait == 0 {
+		s.writeWait = 10 * time.Second
 	}
-	if s.deviceWindow == 0 {
-		s.deviceWindow = deviceSignatureWindow
-	}
-	s.started = s.now()
-	s.connCtx, s.cancelConns = context.WithCancel(context.Background())
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	s.guard = rpc.NewGuard(s.now, log)
+	s.dispatch = rpc.NewDispatcher(s.now, log, s.guard, rpc.Hooks{Called: s.metrics.called, Verified: s.metrics.verified})
 	s.host, _ = os.Hostname()
-	s.limiter = newLimiter(s.now)
-	s.requestRates = newRates(s.now)
+	s.ws = ws.New(ws.Options{
+		Log: log, Dispatcher: s.dispatch, Guard: s.guard, Now: s.now, Version: opts.Version, Host: s.host,
+		DeviceWindow: opts.DeviceSignatureWindow, Nonce: opts.ChallengeNonce,
+		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval,
+		Sessions: s.metrics.sessions, Decided: s.metrics.decided,
+	})
 	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
-		s.hubs[p.Config.Name] = newHub(p, log, s.metrics)
+		p.rpc = &rpc.Profile{
+			Name: p.Config.Name, Store: p.Store, Authorized: p.Authorized, SilentCIDRs: p.Config.SilentCIDRs,
+			RequestsPerAddress: p.Config.RequestsPerAddress, RequestsPerProfile: p.Config.RequestsPerProfile,
+		}
+		p.hub = s.ws.NewHub(p.rpc)
 	}
 	return s
-}
-
-// trackConn registers a WebSocket connection, unless shutting down.
-func (s *Server) trackConn(c *wsConn) bool {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.connHandlers.Add(1)
-	return true
-}
-
-func (s *Server) untrackConn(c *wsConn) {
-	s.connsMu.Lock()
-	delete(s.conns, c)
-	s.connsMu.Unlock()
-	s.connHandlers.Done()
-}
-
-// closeConns closes every WebSocket client with 1001 and waits for their
-// goroutines to finish.
-func (s *Server) closeConns() {
-	s.connsMu.Lock()
-	s.closing = true
-	conns := make([]*wsConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.connsMu.Unlock()
-	for _, c := range conns {
-		c.close(closeGoingAway, "server shutting down")
-	}
-	s.connHandlers.Wait()
-	s.cancelConns()
-}
-
-// logCallError logs failures that are the server's, not the caller's.
-func (s *Server) logCallError(method string, err error) {
-	if code := db.ErrorCode(err); code == db.CodeInternal || code == db.CodeUnavailable {
-		var re *rpcError
-		if !errors.As(err, &re) {
-			s.log.Error("call failed", "method", method, "err", err)
-		}
-	}
 }
 
 // listener is one address the server listens on; profile is set for a
@@ -212,9 +149,9 @@ func (s *Server) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range s.profiles {
 		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
-		wg.Go(func() { s.hub(p).run(bgCtx, outboxEnds[p.Config.Name]) })
+		wg.Go(func() { p.hub.Run(bgCtx, outboxEnds[p.Config.Name]) })
 		if p.Config.MirrorLegacyFiles {
-			wg.Go(func() { s.hub(p).mirror(bgCtx) })
+			wg.Go(func() { s.mirror(bgCtx, p) })
 		}
 		if d := s.webhooks[p.Config.Name]; d != nil {
 			wg.Go(func() { d.Run(bgCtx) })
@@ -260,7 +197,11 @@ func (s *Server) Run(ctx context.Context) error {
 			srv.Close()
 		}
 	}
-	s.closeConns()
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancelClose()
+	if err := s.ws.Close(closeCtx); err != nil {
+		s.log.Warn("WebSocket sessions still running after the shutdown timeout", "err", err)
+	}
 	stopBackground()
 	wg.Wait()
 	s.log.Info("stopped")

@@ -35,7 +35,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	// Subscribe before reading the backlog, so nothing falls between them;
 	// anything seen twice is skipped by seq.
 	live := make(chan db.Event, 256)
-	unsubscribe := s.hub(p).subscribe(live)
+	unsubscribe := p.hub.Subscribe(live)
 	defer unsubscribe()
 	s.metrics.sseClients.WithLabelValues(p.Config.Name).Inc()
 	defer s.metrics.sseClients.WithLabelValues(p.Config.Name).Dec()
@@ -139,8 +139,7 @@ func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, false, &apiError{Status: http.StatusBadRequest, Code: "invalid",
-			Message: "Last-Event-ID / after must be an event id (a whole number ≥ 0)"}
+		return 0, false, apiError(db.CodeInvalid, "Last-Event-ID / after must be an event id (a whole number ≥ 0)")
 	}
 	return n, true, nil
 }

@@ -133,7 +133,7 @@ func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
 	start := time.Now()
 	ts.stop()
 	// Shutdown did not sit out its 10 s grace period (nor the write timeout).
-	if waited := time.Since(start); waited > writeWait-time.Second {
+	if waited := time.Since(start); waited > ts.writeWait-time.Second {
 		t.Fatalf("shutdown waited %v for a client that does not read", waited)
 	}
 	if resp, err := http.Get(ts.url + "/healthz"); err == nil {

@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"fmt"
+
 	"net/http"
 	"strconv"
 	"time"
@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/server/webhook"
 )
 
@@ -29,7 +30,7 @@ func (s *Server) openWebhooks(ctx context.Context) error {
 		}
 		d, err := webhook.New(ctx, webhook.Options{
 			Profile: p.Config.Name, Store: p.Store, Endpoints: p.Config.Webhooks, Log: s.log,
-			Subscribe: s.hub(p).subscribe, Now: s.now, Backoff: s.hookPolicy.Backoff, RetryWindow: s.hookPolicy.RetryWindow,
+			Subscribe: p.hub.Subscribe, Now: s.now, Backoff: s.hookPolicy.Backoff, RetryWindow: s.hookPolicy.RetryWindow,
 		})
 		if err != nil {
 			return err
@@ -59,15 +60,14 @@ func (s *Server) handleRedeliver(c echo.Context) error {
 	if q := c.QueryParam("from"); q != "" {
 		n, err := strconv.ParseInt(q, 10, 64)
 		if err != nil || n < 1 {
-			return &apiError{Status: http.StatusBadRequest, Code: "invalid", Message: "from must be an event seq (a whole number ≥ 1)"}
+			return apiError(db.CodeInvalid, "from must be an event seq (a whole number ≥ 1)")
 		}
 		from = n
 	}
 	p := profileOf(c)
 	d := s.webhooks[p.Config.Name]
 	if d == nil {
-		return &apiError{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("profile %q has no webhooks; declare them under webhooks: in its configuration", p.Config.Name)}
+		return apiError(db.CodeNotFound, "profile %q has no webhooks; declare them under webhooks: in its configuration", p.Config.Name)
 	}
 	st, err := d.Redeliver(c.Request().Context(), c.Param("id"), from)
 	if err != nil {

@@ -1,4 +1,4 @@
-package server
+package rpc
 
 import (
 	"context"
@@ -14,16 +14,16 @@ import (
 
 // Device pairing events, broadcast beside their node.pair.* twins.
 const (
-	eventDeviceRequested = "device.pair.requested"
-	eventDeviceResolved  = "device.pair.resolved"
+	EventDeviceRequested = "device.pair.requested"
+	EventDeviceResolved  = "device.pair.resolved"
 )
 
-// deviceTwin names the device event of each node pairing event.
-var deviceTwin = map[string]string{db.EventRequested: eventDeviceRequested, db.EventResolved: eventDeviceResolved}
+// DeviceTwin names the device event of each node pairing event.
+var DeviceTwin = map[string]string{db.EventRequested: EventDeviceRequested, db.EventResolved: EventDeviceResolved}
 
-// deviceInfo is what device.pair.* show of a node as a device: a device
+// DeviceInfo is what device.pair.* show of a node as a device: a device
 // of role node, with no operator scopes.
-type deviceInfo struct {
+type DeviceInfo struct {
 	DeviceID     string   `json:"deviceId"`
 	PublicKey    string   `json:"publicKey,omitempty"`
 	DisplayName  string   `json:"displayName,omitempty"`
@@ -35,64 +35,62 @@ type deviceInfo struct {
 	RemoteIP     string   `json:"remoteIp,omitempty"`
 }
 
-func nodeDevice(nodeID, publicKey string, m db.NodeMeta) deviceInfo {
-	return deviceInfo{
+func nodeDevice(nodeID, publicKey string, m db.NodeMeta) DeviceInfo {
+	return DeviceInfo{
 		DeviceID: nodeID, PublicKey: publicKey, DisplayName: m.DisplayName, Platform: m.Platform,
-		DeviceFamily: m.DeviceFamily, Role: roleNode, Roles: []string{roleNode}, Scopes: []string{}, RemoteIP: m.RemoteIP,
+		DeviceFamily: m.DeviceFamily, Role: RoleNode, Roles: []string{RoleNode}, Scopes: []string{}, RemoteIP: m.RemoteIP,
 	}
 }
 
-// pendingDevice is a pending request as device.pair.list shows it.
-type pendingDevice struct {
+// PendingDevice is a pending request as device.pair.list shows it.
+type PendingDevice struct {
 	RequestID string `json:"requestId"`
-	deviceInfo
+	DeviceInfo
 	Silent   *bool `json:"silent,omitempty"`
 	IsRepair bool  `json:"isRepair"`
 	TS       int64 `json:"ts"`
 }
 
-func toPendingDevice(r db.PendingRequest) pendingDevice {
-	return pendingDevice{RequestID: r.RequestID, deviceInfo: nodeDevice(r.NodeID, r.PublicKey, r.NodeMeta),
+func toPendingDevice(r db.PendingRequest) PendingDevice {
+	return PendingDevice{RequestID: r.RequestID, DeviceInfo: nodeDevice(r.NodeID, r.PublicKey, r.NodeMeta),
 		Silent: r.Silent, IsRepair: r.IsRepair, TS: r.TS}
 }
 
-// pairedDevice is a paired node as device.pair.list shows it: its token
+// PairedDevice is a paired node as device.pair.list shows it: its token
 // summarised, never shown.
-type pairedDevice struct {
-	deviceInfo
-	Tokens       []tokenSummary `json:"tokens"`
+type PairedDevice struct {
+	DeviceInfo
+	Tokens       []TokenSummary `json:"tokens"`
 	CreatedAtMs  int64          `json:"createdAtMs"`
 	ApprovedAtMs int64          `json:"approvedAtMs"`
 }
 
-type tokenSummary struct {
+type TokenSummary struct {
 	Role         string   `json:"role"`
 	Scopes       []string `json:"scopes"`
 	CreatedAtMs  int64    `json:"createdAtMs"`
 	LastUsedAtMs int64    `json:"lastUsedAtMs,omitempty"`
 }
 
-func toPairedDevice(n db.Node) pairedDevice {
-	return pairedDevice{
-		deviceInfo:  nodeDevice(n.NodeID, n.PublicKey, n.NodeMeta),
-		Tokens:      []tokenSummary{{Role: roleNode, Scopes: []string{}, CreatedAtMs: n.ApprovedAtMs, LastUsedAtMs: n.LastConnectedAtMs}},
+func toPairedDevice(n db.Node) PairedDevice {
+	return PairedDevice{
+		DeviceInfo:  nodeDevice(n.NodeID, n.PublicKey, n.NodeMeta),
+		Tokens:      []TokenSummary{{Role: RoleNode, Scopes: []string{}, CreatedAtMs: n.ApprovedAtMs, LastUsedAtMs: n.LastConnectedAtMs}},
 		CreatedAtMs: n.CreatedAtMs, ApprovedAtMs: n.ApprovedAtMs,
 	}
 }
 
-type deviceListing struct {
-	Pending []pendingDevice `json:"pending"`
-	Paired  []pairedDevice  `json:"paired"`
+type DeviceListing struct {
+	Pending []PendingDevice `json:"pending"`
+	Paired  []PairedDevice  `json:"paired"`
 }
 
-var deviceIDParams = schema{{name: "deviceId", kind: kString, required: true}}
-
-func runDeviceList(ctx context.Context, _ *Server, c *session, _ json.RawMessage) (any, error) {
-	l, err := c.profile.Store.List(ctx)
+func runDeviceList(ctx context.Context, _ *Dispatcher, s *Session, _ json.RawMessage) (any, error) {
+	l, err := s.Profile.Store.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := deviceListing{Pending: make([]pendingDevice, 0, len(l.Pending)), Paired: make([]pairedDevice, 0, len(l.Paired))}
+	out := DeviceListing{Pending: make([]PendingDevice, 0, len(l.Pending)), Paired: make([]PairedDevice, 0, len(l.Paired))}
 	for _, r := range l.Pending {
 		out.Pending = append(out.Pending, toPendingDevice(r))
 	}
@@ -102,44 +100,50 @@ func runDeviceList(ctx context.Context, _ *Server, c *session, _ json.RawMessage
 	return out, nil
 }
 
-func runDeviceApprove(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-	var p struct{ RequestID, DisplayName string }
-	json.Unmarshal(raw, &p)
-	a, err := c.profile.Store.ApproveNamed(ctx, p.RequestID, p.DisplayName, c.origin())
+type deviceApproveArgs struct {
+	RequestID   string `json:"requestId"`
+	DisplayName string `json:"displayName"`
+}
+
+func runDeviceApprove(ctx context.Context, _ *Dispatcher, s *Session, p deviceApproveArgs) (any, error) {
+	a, err := s.Profile.Store.ApproveNamed(ctx, p.RequestID, p.DisplayName, s.Origin())
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"requestId": a.RequestID, "device": toPairedDevice(a.Node)}, nil
 }
 
-func runDeviceReject(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-	var p struct{ RequestID string }
-	json.Unmarshal(raw, &p)
-	r, err := c.profile.Store.Reject(ctx, p.RequestID, c.origin())
+func runDeviceReject(ctx context.Context, _ *Dispatcher, s *Session, p requestIDArgs) (any, error) {
+	r, err := s.Profile.Store.Reject(ctx, p.RequestID, s.Origin())
 	if err != nil {
 		return nil, err
 	}
 	return map[string]string{"requestId": r.RequestID, "deviceId": r.NodeID}, nil
 }
 
-func runDeviceRemove(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
-	var p struct{ DeviceID string }
-	json.Unmarshal(raw, &p)
-	r, err := c.profile.Store.Remove(ctx, p.DeviceID, c.origin())
+type deviceIDArgs struct {
+	DeviceID string `json:"deviceId"`
+}
+
+func runDeviceRemove(ctx context.Context, _ *Dispatcher, s *Session, p deviceIDArgs) (any, error) {
+	r, err := s.Profile.Store.Remove(ctx, p.DeviceID, s.Origin())
 	if err != nil {
 		return nil, unknownDevice(err)
 	}
-	s.hub(c.profile).dropNode(r.NodeID)
+	s.Profile.Live.DropNode(r.NodeID)
 	return map[string]string{"deviceId": r.NodeID}, nil
 }
 
-func runDeviceRename(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-	var p struct{ DeviceID, Label string }
-	json.Unmarshal(raw, &p)
+type deviceRenameArgs struct {
+	DeviceID string `json:"deviceId"`
+	Label    string `json:"label"`
+}
+
+func runDeviceRename(ctx context.Context, _ *Dispatcher, s *Session, p deviceRenameArgs) (any, error) {
 	if strings.TrimSpace(p.Label) == "" {
-		return nil, invalidRequest("label required")
+		return nil, invalid("label required")
 	}
-	r, err := c.profile.Store.Rename(ctx, p.DeviceID, p.Label, c.origin())
+	r, err := s.Profile.Store.Rename(ctx, p.DeviceID, p.Label, s.Origin())
 	if err != nil {
 		return nil, unknownDevice(err)
 	}
@@ -150,21 +154,14 @@ func runDeviceRename(ctx context.Context, _ *Server, c *session, raw json.RawMes
 // unknown device.
 func unknownDevice(err error) error {
 	if db.ErrorCode(err) == db.CodeNotFound {
-		return invalidRequest("unknown deviceId")
+		return invalid("unknown deviceId")
 	}
 	return err
 }
 
-// runNodeReport acknowledges what a node host reports about itself after
-// hello (node.event, inventories of runners, skills and plugin tools):
-// pairgate pairs nodes and runs nothing on them, so it keeps none of it.
-func runNodeReport(context.Context, *Server, *session, json.RawMessage) (any, error) {
-	return map[string]bool{"ok": true}, nil
-}
-
-// deviceEvent is the device.pair.* twin of a node.pair.* event, or nil
+// DeviceEvent is the device.pair.* twin of a node.pair.* event, or nil
 // when it has none (a removal names no request).
-func (h *hub) deviceEvent(ctx context.Context, e db.Event) any {
+func DeviceEvent(ctx context.Context, st *db.Store, e db.Event) any {
 	switch e.Name {
 	case db.EventRequested:
 		var r db.PendingRequest
@@ -172,8 +169,8 @@ func (h *hub) deviceEvent(ctx context.Context, e db.Event) any {
 			return nil
 		}
 		// The key is not in the legacy payload; the store has it.
-		if st, err := h.profile.Store.RequestStatus(ctx, r.RequestID); err == nil {
-			r.PublicKey = st.Request.PublicKey
+		if rs, err := st.RequestStatus(ctx, r.RequestID); err == nil {
+			r.PublicKey = rs.Request.PublicKey
 		}
 		return toPendingDevice(r)
 	case db.EventResolved:

@@ -1,67 +1,44 @@
-package server
+// Package rpc is pairgate's method dispatcher: who is calling (Session),
+// the method table of the OpenClaw gateway protocol with its scopes and
+// params schemas, and the one table from domain error codes to the
+// protocol's. The WebSocket transport (server/ws) and the REST routes
+// (server) both call it; it knows nothing of either.
+package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/netip"
-	"slices"
-	"strconv"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
 )
 
-// Scopes.
-const (
-	scopeAdmin   = "operator.admin"
-	scopePairing = "operator.pairing"
-	scopeRead    = "operator.read"
-)
-
-// Roles.
-const (
-	roleOperator = "operator"
-	roleNode     = "node"
-)
-
-// session is who is calling: an authenticated WS connection or a REST
-// caller. The dispatcher decides by it alone.
-type session struct {
-	profile *Profile
-	role    string
-	scopes  []string
-	// nodeID is the verified device id of a node session; paired says it
-	// presented its pairing token (else it is a pairing session).
-	nodeID string
-	paired bool
-	// tokenDigest is the SHA-256 of the node token a paired session
-	// presented (nil when it came in with the operator token): an import
-	// that re-keys the node ends the session.
-	tokenDigest []byte
-	// pendingRequest is the request a node's connect opened or found,
-	// for a session held until it is decided; openedRequest is set when
-	// this connect opened it.
-	pendingRequest, openedRequest string
-	// node is what a node said about itself in connect.
-	node     db.NodeMeta
-	remoteIP string
-	actor    string
-	now      func() time.Time
-	// conn is the WS connection of the session; nil for REST.
-	conn *wsConn
+// Hooks are what a dispatcher reports to metrics; nil members are skipped.
+type Hooks struct {
+	// Called observes one call's latency and outcome.
+	Called func(method string, ok bool, took time.Duration)
+	// Verified counts a token verification of a profile.
+	Verified func(profile string, ok bool)
 }
 
-func (c *session) origin() db.Origin { return db.Origin{Actor: c.actor, Source: c.remoteIP} }
+// Dispatcher runs methods for sessions.
+type Dispatcher struct {
+	now   func() time.Time
+	log   *slog.Logger
+	guard *Guard
+	hooks Hooks
+}
 
-// hasScope applies the implications: admin implies every scope, pairing
-// implies read.
-func (c *session) hasScope(scope string) bool {
-	if slices.Contains(c.scopes, scopeAdmin) || slices.Contains(c.scopes, scope) {
-		return true
+// NewDispatcher returns a dispatcher on clock now (nil: time.Now) whose
+// node requests spend from guard's rates.
+func NewDispatcher(now func() time.Time, log *slog.Logger, guard *Guard, hooks Hooks) *Dispatcher {
+	if now == nil {
+		now = time.Now
 	}
-	return scope == scopeRead && slices.Contains(c.scopes, scopePairing)
+	return &Dispatcher{now: now, log: log, guard: guard, hooks: hooks}
 }
 
 // method is one entry of the method table.
@@ -69,254 +46,231 @@ type method struct {
 	// scope an operator needs; "" means any operator.
 	scope string
 	// forNode says a node session may call it; nodeOnlyPairing narrows that
-	// to pairing sessions (no token yet).
-	forNode, nodeOnlyPairing bool
-	params                   schema
-	// anyParams says params are not checked (reports pairgate ignores).
-	anyParams bool
-	run       func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error)
+	// to pairing sessions (no token yet); forVerifier lets the
+	// unauthenticated verifier call it.
+	forNode, nodeOnlyPairing, forVerifier bool
+	// params is checked before run; nil means params are not looked at
+	// (reports pairgate ignores).
+	params Schema
+	run    func(ctx context.Context, d *Dispatcher, s *Session, raw json.RawMessage) (any, error)
 }
 
-// methodNames lists the methods in the order hello-ok announces them.
-var methodNames = []string{
+// typed decodes a method's params once, after its schema has passed them,
+// into P.
+func typed[P any](run func(ctx context.Context, d *Dispatcher, s *Session, p P) (any, error)) func(context.Context, *Dispatcher, *Session, json.RawMessage) (any, error) {
+	return func(ctx context.Context, d *Dispatcher, s *Session, raw json.RawMessage) (any, error) {
+		var p P
+		if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return nil, invalid("invalid params: %s", err)
+			}
+		}
+		return run(ctx, d, s, p)
+	}
+}
+
+// Methods lists the methods in the order hello-ok announces them.
+var Methods = []string{
 	"health", "node.pair.request", "node.pair.list", "node.pair.approve", "node.pair.reject",
 	"node.pair.verify", "node.pair.remove", "node.rename", "node.list", "node.describe",
 	"device.pair.list", "device.pair.approve", "device.pair.reject", "device.pair.remove", "device.pair.rename",
 	"node.event", "node.runnerInventory.update", "node.skills.update", "node.pluginTools.update",
 }
 
-// eventNames lists the events hello-ok announces.
-var eventNames = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved, eventDeviceRequested, eventDeviceResolved}
+// Events lists the events hello-ok announces.
+var Events = []string{"connect.challenge", "tick", db.EventRequested, db.EventResolved, EventDeviceRequested, EventDeviceResolved}
 
 var (
-	requestIDParams = schema{{name: "requestId", kind: kString, required: true}}
-	nodeIDParams    = schema{{name: "nodeId", kind: kString, required: true}}
-	noParams        = schema{}
+	requestIDParams = Schema{{Name: "requestId", Kind: String, Required: true}}
+	nodeIDParams    = Schema{{Name: "nodeId", Kind: String, Required: true}}
+	deviceIDParams  = Schema{{Name: "deviceId", Kind: String, Required: true}}
+	noParams        = Schema{}
+)
+
+type (
+	requestIDArgs struct {
+		RequestID string `json:"requestId"`
+	}
+	nodeIDArgs struct {
+		NodeID string `json:"nodeId"`
+	}
+	verifyArgs struct {
+		NodeID string `json:"nodeId"`
+		Token  string `json:"token"`
+	}
+	renameArgs struct {
+		NodeID      string `json:"nodeId"`
+		DisplayName string `json:"displayName"`
+	}
+	requestArgs struct {
+		NodeID string `json:"nodeId"`
+		db.NodeMeta
+		Silent *bool `json:"silent"`
+	}
 )
 
 // methods is the whole method table, served to WS connections and to the
-// REST RPC route alike.
+// REST routes alike.
 var methods = map[string]method{
-	"health": {params: noParams, run: func(_ context.Context, _ *Server, c *session, _ json.RawMessage) (any, error) {
-		return map[string]any{"ok": true, "ts": c.now().UnixMilli()}, nil
+	"health": {params: noParams, run: func(_ context.Context, d *Dispatcher, _ *Session, _ json.RawMessage) (any, error) {
+		return map[string]any{"ok": true, "ts": d.now().UnixMilli()}, nil
 	}},
-	"node.pair.request": {scope: scopePairing, forNode: true, nodeOnlyPairing: true, params: schema{
-		{name: "nodeId", kind: kString, required: true},
-		{name: "displayName", kind: kString}, {name: "platform", kind: kString}, {name: "version", kind: kString},
-		{name: "coreVersion", kind: kString}, {name: "uiVersion", kind: kString}, {name: "deviceFamily", kind: kString},
-		{name: "modelIdentifier", kind: kString}, {name: "caps", kind: kStringList}, {name: "commands", kind: kStringList},
-		{name: "remoteIp", kind: kString}, {name: "silent", kind: kBool},
-	}, run: runRequest},
-	"node.pair.list": {scope: scopePairing, params: noParams, run: func(ctx context.Context, _ *Server, c *session, _ json.RawMessage) (any, error) {
-		return c.profile.Store.List(ctx)
+	"node.pair.request": {scope: ScopePairing, forNode: true, nodeOnlyPairing: true, params: Schema{
+		{Name: "nodeId", Kind: String, Required: true},
+		{Name: "displayName", Kind: String}, {Name: "platform", Kind: String}, {Name: "version", Kind: String},
+		{Name: "coreVersion", Kind: String}, {Name: "uiVersion", Kind: String}, {Name: "deviceFamily", Kind: String},
+		{Name: "modelIdentifier", Kind: String}, {Name: "caps", Kind: StringList}, {Name: "commands", Kind: StringList},
+		{Name: "remoteIp", Kind: String}, {Name: "silent", Kind: Bool},
+	}, run: typed(runRequest)},
+	"node.pair.list": {scope: ScopePairing, params: noParams, run: func(ctx context.Context, _ *Dispatcher, s *Session, _ json.RawMessage) (any, error) {
+		return s.Profile.Store.List(ctx)
 	}},
-	"node.pair.approve": {scope: scopePairing, params: requestIDParams, run: func(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ RequestID string }
-		json.Unmarshal(raw, &p)
-		return c.profile.Store.Approve(ctx, p.RequestID, c.origin())
-	}},
-	"node.pair.reject": {scope: scopePairing, params: requestIDParams, run: func(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ RequestID string }
-		json.Unmarshal(raw, &p)
-		return c.profile.Store.Reject(ctx, p.RequestID, c.origin())
-	}},
-	"node.pair.verify": {scope: scopePairing, forNode: true, params: schema{
-		{name: "nodeId", kind: kString, required: true}, {name: "token", kind: kString, required: true},
-	}, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ NodeID, Token string }
-		json.Unmarshal(raw, &p)
-		if err := c.ownNode(p.NodeID); err != nil {
-			return nil, err
-		}
-		v, err := c.profile.Store.Verify(ctx, p.NodeID, p.Token)
+	"node.pair.approve": {scope: ScopePairing, params: requestIDParams, run: typed(func(ctx context.Context, _ *Dispatcher, s *Session, p requestIDArgs) (any, error) {
+		return s.Profile.Store.Approve(ctx, p.RequestID, s.Origin())
+	})},
+	"node.pair.reject": {scope: ScopePairing, params: requestIDParams, run: typed(func(ctx context.Context, _ *Dispatcher, s *Session, p requestIDArgs) (any, error) {
+		return s.Profile.Store.Reject(ctx, p.RequestID, s.Origin())
+	})},
+	"node.pair.verify": {scope: ScopePairing, forNode: true, forVerifier: true, params: Schema{
+		{Name: "nodeId", Kind: String, Required: true}, {Name: "token", Kind: String, Required: true},
+	}, run: typed(runVerify)},
+	"node.pair.remove": {scope: ScopePairing, params: nodeIDParams, run: typed(func(ctx context.Context, _ *Dispatcher, s *Session, p nodeIDArgs) (any, error) {
+		res, err := s.Profile.Store.Remove(ctx, p.NodeID, s.Origin())
 		if err == nil {
-			result := "failed"
-			if v.OK {
-				result = "ok"
-			}
-			s.metrics.verifies.WithLabelValues(c.profile.Config.Name, result).Inc()
-		}
-		return v, err
-	}},
-	"node.pair.remove": {scope: scopePairing, params: nodeIDParams, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ NodeID string }
-		json.Unmarshal(raw, &p)
-		res, err := c.profile.Store.Remove(ctx, p.NodeID, c.origin())
-		if err == nil {
-			s.hub(c.profile).dropNode(res.NodeID)
+			s.Profile.Live.DropNode(res.NodeID)
 		}
 		return res, err
-	}},
-	"node.rename": {scope: scopePairing, params: schema{
-		{name: "nodeId", kind: kString, required: true}, {name: "displayName", kind: kString, required: true},
-	}, run: func(ctx context.Context, _ *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ NodeID, DisplayName string }
-		json.Unmarshal(raw, &p)
-		return c.profile.Store.Rename(ctx, p.NodeID, p.DisplayName, c.origin())
-	}},
-	"node.list": {scope: scopeRead, params: noParams, run: func(ctx context.Context, s *Server, c *session, _ json.RawMessage) (any, error) {
-		nodes, err := s.nodeEntries(ctx, c.profile)
+	})},
+	"node.rename": {scope: ScopePairing, params: Schema{
+		{Name: "nodeId", Kind: String, Required: true}, {Name: "displayName", Kind: String, Required: true},
+	}, run: typed(func(ctx context.Context, _ *Dispatcher, s *Session, p renameArgs) (any, error) {
+		return s.Profile.Store.Rename(ctx, p.NodeID, p.DisplayName, s.Origin())
+	})},
+	"node.list": {scope: ScopeRead, params: noParams, run: func(ctx context.Context, d *Dispatcher, s *Session, _ json.RawMessage) (any, error) {
+		nodes, err := NodeEntries(ctx, s.Profile)
 		if err != nil {
 			return nil, err
 		}
-		return db.NodeList{TS: c.now().UnixMilli(), Nodes: nodes}, nil
+		return db.NodeList{TS: d.now().UnixMilli(), Nodes: nodes}, nil
 	}},
-	"node.describe": {scope: scopeRead, params: nodeIDParams, run: func(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
-		var p struct{ NodeID string }
-		json.Unmarshal(raw, &p)
-		n, err := c.profile.Store.Node(ctx, p.NodeID)
+	"node.describe": {scope: ScopeRead, params: nodeIDParams, run: typed(func(ctx context.Context, d *Dispatcher, s *Session, p nodeIDArgs) (any, error) {
+		n, err := s.Profile.Store.Node(ctx, p.NodeID)
 		if err != nil {
 			return nil, err
 		}
-		return nodeDescription{TS: c.now().UnixMilli(), NodeEntry: s.hub(c.profile).entry(n)}, nil
-	}},
-	"device.pair.list":            {scope: scopePairing, params: noParams, run: runDeviceList},
-	"device.pair.approve":         {scope: scopePairing, params: schema{{name: "requestId", kind: kString, required: true}, {name: "displayName", kind: kString}}, run: runDeviceApprove},
-	"device.pair.reject":          {scope: scopePairing, params: requestIDParams, run: runDeviceReject},
-	"device.pair.remove":          {scope: scopePairing, params: deviceIDParams, run: runDeviceRemove},
-	"device.pair.rename":          {scope: scopePairing, params: schema{{name: "deviceId", kind: kString, required: true}, {name: "label", kind: kAnyString, required: true}}, run: runDeviceRename},
-	"node.event":                  {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
-	"node.runnerInventory.update": {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
-	"node.skills.update":          {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
-	"node.pluginTools.update":     {scope: scopeAdmin, forNode: true, anyParams: true, run: runNodeReport},
+		return db.NodeDescription{TS: d.now().UnixMilli(), NodeEntry: s.Profile.Live.Entry(n)}, nil
+	})},
+	"device.pair.list":    {scope: ScopePairing, params: noParams, run: runDeviceList},
+	"device.pair.approve": {scope: ScopePairing, params: Schema{{Name: "requestId", Kind: String, Required: true}, {Name: "displayName", Kind: String}}, run: typed(runDeviceApprove)},
+	"device.pair.reject":  {scope: ScopePairing, params: requestIDParams, run: typed(runDeviceReject)},
+	"device.pair.remove":  {scope: ScopePairing, params: deviceIDParams, run: typed(runDeviceRemove)},
+	"device.pair.rename":  {scope: ScopePairing, params: Schema{{Name: "deviceId", Kind: String, Required: true}, {Name: "label", Kind: AnyString, Required: true}}, run: typed(runDeviceRename)},
+	// What a node host reports about itself after hello (node.event,
+	// inventories of runners, skills and plugin tools) is acknowledged:
+	// pairgate pairs nodes and runs nothing on them, so it keeps none of it.
+	"node.event":                  {scope: ScopeAdmin, forNode: true, run: runNodeReport},
+	"node.runnerInventory.update": {scope: ScopeAdmin, forNode: true, run: runNodeReport},
+	"node.skills.update":          {scope: ScopeAdmin, forNode: true, run: runNodeReport},
+	"node.pluginTools.update":     {scope: ScopeAdmin, forNode: true, run: runNodeReport},
 }
 
-// call runs one method for a session: lookup, role and scope checks,
+func runNodeReport(context.Context, *Dispatcher, *Session, json.RawMessage) (any, error) {
+	return map[string]bool{"ok": true}, nil
+}
+
+// Call runs one method for a session: lookup, role and scope checks,
 // strict params, then the store.
-func (s *Server) call(ctx context.Context, c *session, name string, raw json.RawMessage) (any, error) {
+func (d *Dispatcher) Call(ctx context.Context, s *Session, name string, raw json.RawMessage) (any, error) {
 	m, ok := methods[name]
 	if !ok {
-		s.log.Debug("unknown method called", "profile", c.profile.Config.Name, "method", name,
-			"role", c.role, "node", c.nodeID, "remote", c.remoteIP)
-		return nil, invalidRequest("unknown method: %s", name)
+		d.log.Debug("unknown method called", "profile", s.Profile.Name, "method", name,
+			"role", s.Role, "node", s.NodeID, "remote", s.RemoteIP)
+		return nil, invalid("unknown method: %s", name)
 	}
-	if c.role == roleNode {
-		if !m.forNode || (m.nodeOnlyPairing && c.paired) {
-			return nil, invalidRequest("unauthorized role: node")
+	if err := m.allows(s); err != nil {
+		return nil, err
+	}
+	if m.params != nil {
+		if err := m.params.Check(raw); err != nil {
+			return nil, invalid("invalid %s params: %s", name, err)
 		}
-	} else if m.scope != "" && !c.hasScope(m.scope) {
-		e := invalidRequest("missing scope: %s", m.scope)
-		e.status = http.StatusForbidden
-		return nil, e
-	}
-	if err := m.params.check(raw); err != nil && !m.anyParams {
-		return nil, invalidRequest("invalid %s params: %s", name, err)
 	}
 	start := time.Now()
-	out, err := m.run(ctx, s, c, raw)
-	s.metrics.calls.WithLabelValues(name, strconv.FormatBool(err == nil)).Observe(time.Since(start).Seconds())
+	out, err := m.run(ctx, d, s, raw)
+	if d.hooks.Called != nil {
+		d.hooks.Called(name, err == nil, time.Since(start))
+	}
+	if code := db.ErrorCode(err); err != nil && (code == db.CodeInternal || code == db.CodeUnavailable) {
+		d.log.Error("call failed", "profile", s.Profile.Name, "method", name, "err", err)
+	}
 	return out, err
 }
 
-// ownNode refuses a node session acting for another node.
-func (c *session) ownNode(nodeID string) error {
-	if c.role == roleNode && strings.TrimSpace(nodeID) != c.nodeID {
-		return invalidRequest("unauthorized: a node may only act for its own nodeId")
+// allows decides by the session's role and scopes alone.
+func (m method) allows(s *Session) error {
+	switch s.Role {
+	case RoleOperator:
+		if m.scope != "" && !s.HasScope(m.scope) {
+			return forbidden("missing scope: %s", m.scope)
+		}
+		return nil
+	case RoleNode:
+		if !m.forNode || (m.nodeOnlyPairing && s.Paired) {
+			return forbidden("unauthorized role: node")
+		}
+		return nil
+	case RoleVerifier:
+		if !m.forVerifier {
+			return forbidden("unauthorized role: verifier")
+		}
+		return nil
 	}
-	return nil
+	return forbidden("unauthorized role: %s", s.Role)
 }
 
-type requestParams struct {
-	NodeID string `json:"nodeId"`
-	db.NodeMeta
-	Silent *bool `json:"silent"`
+func runVerify(ctx context.Context, d *Dispatcher, s *Session, p verifyArgs) (any, error) {
+	if err := s.ownNode(p.NodeID); err != nil {
+		return nil, err
+	}
+	v, err := s.Profile.Store.Verify(ctx, p.NodeID, p.Token)
+	if err == nil && d.hooks.Verified != nil {
+		d.hooks.Verified(s.Profile.Name, v.OK)
+	}
+	return v, err
 }
 
-func runRequest(ctx context.Context, s *Server, c *session, raw json.RawMessage) (any, error) {
-	var p requestParams
-	json.Unmarshal(raw, &p)
+func runRequest(ctx context.Context, d *Dispatcher, s *Session, p requestArgs) (any, error) {
 	if strings.TrimSpace(p.NodeID) == "" {
-		// (legacy) OpenClaw 2026.1.29 answers a blank nodeId this way; it
-		// is still bad input (400) over HTTP.
-		return nil, &rpcError{Code: codeUnavailable, Message: "Error: nodeId required", status: http.StatusBadRequest}
+		return nil, ErrNodeIDRequired
 	}
-	if err := c.ownNode(p.NodeID); err != nil {
+	if err := s.ownNode(p.NodeID); err != nil {
 		return nil, err
 	}
 	in := db.RequestInput{NodeID: p.NodeID, Silent: p.Silent}
-	if c.role == roleNode {
+	if s.Role == RoleNode {
 		// A node's own request: what it did not say comes from its
 		// connect, and its address is the one it connected from. Only a
 		// new one spends from the request rates.
-		p.NodeMeta = fillMeta(p.NodeMeta, c.node)
-		p.RemoteIP = c.remoteIP
-		in.Admit = func() error { return s.admitRequest(c) }
-		if c.conn != nil {
-			c.conn.heldForPairing.Store(false)
+		p.NodeMeta = FillMeta(p.NodeMeta, s.Node)
+		p.RemoteIP = s.RemoteIP
+		in.Admit = func() error { return d.guard.Admit(s) }
+		if s.Conn != nil {
+			s.Conn.ReleaseHold()
+			in.Awaiting = s.Conn.AwaitResolution
 		}
 	}
 	in.NodeMeta = p.NodeMeta
+	in.AutoApprove = s.autoApproves(in)
 	var res db.RequestResult
 	var err error
-	if c.openedRequest != "" {
-		res, err = c.profile.Store.AdoptRequest(ctx, c.openedRequest, in, c.origin())
-		c.openedRequest = ""
+	if s.OpenedRequest != "" {
+		res, err = s.Profile.Store.AdoptRequest(ctx, s.OpenedRequest, in, s.Origin())
+		s.OpenedRequest = ""
 	} else {
-		res, err = c.profile.Store.Request(ctx, in, c.origin())
+		res, err = s.Profile.Store.Request(ctx, in, s.Origin())
 	}
 	if err != nil {
 		return nil, err
 	}
-	if c.role == roleNode && c.conn != nil {
-		s.hub(c.profile).awaitResolution(c.conn, res.Request.RequestID)
-	}
-	if res.Created && s.autoApproves(c, res.Request) {
-		if _, err := c.profile.Store.Approve(ctx, res.Request.RequestID, db.Origin{Actor: "policy", Source: c.remoteIP}); err != nil {
-			return nil, err
-		}
-		res.Status = db.StatusApproved
-	}
 	return res, nil
-}
-
-// autoApproves says whether a silent request comes from a trusted network
-// of the profile (autoApprove.silentCidrs). The address is the request's
-// remoteIp when set (for node sessions, the connection's own), else the
-// caller's.
-func (s *Server) autoApproves(c *session, req db.PendingRequest) bool {
-	if req.Silent == nil || !*req.Silent || len(c.profile.Config.SilentCIDRs) == 0 {
-		return false
-	}
-	ip := req.RemoteIP
-	if ip == "" {
-		ip = c.remoteIP
-	}
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	addr = addr.Unmap()
-	for _, p := range c.profile.Config.SilentCIDRs {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
-// fillMeta takes what a lacks from b.
-func fillMeta(a, b db.NodeMeta) db.NodeMeta {
-	pick := func(x, y string) string {
-		if x != "" {
-			return x
-		}
-		return y
-	}
-	a.DisplayName = pick(a.DisplayName, b.DisplayName)
-	a.Platform = pick(a.Platform, b.Platform)
-	a.Version = pick(a.Version, b.Version)
-	a.CoreVersion = pick(a.CoreVersion, b.CoreVersion)
-	a.UIVersion = pick(a.UIVersion, b.UIVersion)
-	a.DeviceFamily = pick(a.DeviceFamily, b.DeviceFamily)
-	a.ModelIdentifier = pick(a.ModelIdentifier, b.ModelIdentifier)
-	if a.Caps == nil {
-		a.Caps = b.Caps
-	}
-	if a.Commands == nil {
-		a.Commands = b.Commands
-	}
-	if a.Permissions == nil {
-		a.Permissions = b.Permissions
-	}
-	return a
 }

@@ -1,4 +1,4 @@
-package server
+package rpc
 
 import (
 	"sync"
@@ -19,13 +19,13 @@ const (
 
 // Credential classes of the failed-attempt limiter.
 const (
-	classOperator = "operator token"
-	classNode     = "node token"
+	ClassOperator = "operator token"
+	ClassNode     = "node token"
 )
 
-// anyProfile is the profile of a failure that tried every profile at once
+// AnyProfile is the profile of a failure that tried every profile at once
 // (GET /api/v1/profiles).
-const anyProfile = "*"
+const AnyProfile = "*"
 
 // limitKey is what the limiter counts by.
 type limitKey struct {

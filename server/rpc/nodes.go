@@ -1,4 +1,4 @@
-package server
+package rpc
 
 import (
 	"context"
@@ -7,41 +7,32 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-type nodeDescription struct {
-	TS int64 `json:"ts"`
-	db.NodeEntry
-}
-
-// nodeEntries lists every paired node of the profile.
-func (s *Server) nodeEntries(ctx context.Context, p *Profile) ([]db.NodeEntry, error) {
+// NodeEntries lists every paired node of the profile, live sessions
+// overlaid.
+func NodeEntries(ctx context.Context, p *Profile) ([]db.NodeEntry, error) {
 	nodes, err := p.Store.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h := s.hub(p)
 	out := make([]db.NodeEntry, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, h.entry(n))
+		out = append(out, p.Live.Entry(n))
 	}
 	return out, nil
 }
 
-// entry shapes a paired node, overlaying its newest live session. The
-// operator's display name wins over the one the node connected with.
-func (h *hub) entry(n db.Node) db.NodeEntry {
-	h.mu.Lock()
-	var live *wsConn
-	if sessions := h.live[n.NodeID]; len(sessions) > 0 {
-		live = sessions[len(sessions)-1]
-	}
-	h.mu.Unlock()
+// Entry shapes a paired node as node.list lists it. live is the node's
+// newest live session (nil when it is not connected), connected at
+// connectedAtMs: what it said in connect shows, but the operator's
+// display name wins.
+func Entry(n db.Node, live *Session, connectedAtMs int64) db.NodeEntry {
 	e := db.NodeEntry{NodeID: n.NodeID, NodeMeta: n.NodeMeta, Paired: true}
 	if live != nil {
-		e.NodeMeta = fillMeta(live.sess.node, n.NodeMeta)
+		e.NodeMeta = FillMeta(live.Node, n.NodeMeta)
 		if n.DisplayName != "" {
 			e.DisplayName = n.DisplayName
 		}
-		e.Connected, e.ConnectedAtMs = true, live.connectedAtMs
+		e.Connected, e.ConnectedAtMs = true, connectedAtMs
 	}
 	// caps and commands are always listed, sorted, as OpenClaw lists them.
 	e.Caps, e.Commands = sorted(e.Caps), sorted(e.Commands)
@@ -55,4 +46,31 @@ func sorted(items []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// FillMeta takes what a lacks from b.
+func FillMeta(a, b db.NodeMeta) db.NodeMeta {
+	pick := func(x, y string) string {
+		if x != "" {
+			return x
+		}
+		return y
+	}
+	a.DisplayName = pick(a.DisplayName, b.DisplayName)
+	a.Platform = pick(a.Platform, b.Platform)
+	a.Version = pick(a.Version, b.Version)
+	a.CoreVersion = pick(a.CoreVersion, b.CoreVersion)
+	a.UIVersion = pick(a.UIVersion, b.UIVersion)
+	a.DeviceFamily = pick(a.DeviceFamily, b.DeviceFamily)
+	a.ModelIdentifier = pick(a.ModelIdentifier, b.ModelIdentifier)
+	if a.Caps == nil {
+		a.Caps = b.Caps
+	}
+	if a.Commands == nil {
+		a.Commands = b.Commands
+	}
+	if a.Permissions == nil {
+		a.Permissions = b.Permissions
+	}
+	return a
 }

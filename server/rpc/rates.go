@@ -1,8 +1,6 @@
-package server
+package rpc
 
 import (
-	"fmt"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -66,28 +64,4 @@ func (r *rates) refill(key string, perMinute int, now time.Time) *bucket {
 // any, down to 90% of the bound.
 func (r *rates) evict(now time.Time) {
 	shrink(r.buckets, func(b *bucket) bool { return now.Sub(b.at) >= time.Minute })
-}
-
-// admitRequest spends a new pending request from the profile's rate and
-// its address's (requestRate): a flood of fresh device keys cannot fill
-// the pending list.
-func (s *Server) admitRequest(c *session) error {
-	pc := c.profile.Config
-	addrKey, profileKey := pc.Name+"\x00"+c.remoteIP, pc.Name
-	wait, ok := s.requestRates.take(addrKey, pc.RequestsPerAddress)
-	what := "from this address"
-	if ok {
-		if wait, ok = s.requestRates.take(profileKey, pc.RequestsPerProfile); !ok {
-			s.requestRates.refund(addrKey, pc.RequestsPerAddress)
-			what = "in this profile"
-		}
-	}
-	if ok {
-		return nil
-	}
-	secs := int(wait.Seconds() + 0.999)
-	s.log.Warn("pairing request refused: too many new requests "+what, "profile", pc.Name, "remote", c.remoteIP)
-	return &rpcError{Code: codeUnavailable, status: http.StatusTooManyRequests, retryAfter: time.Duration(secs) * time.Second,
-		Message: fmt.Sprintf("too many new pairing requests %s; retry in %ds", what, secs),
-		Details: map[string]int64{"retryAfterMs": int64(secs) * 1000}}
 }

@@ -1,17 +1,16 @@
-package server
+package ws
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // Protocol limits (spec/protocol.md).
@@ -41,15 +40,16 @@ const (
 	closeRestart   = websocket.CloseServiceRestart
 )
 
-// wsConn is one WebSocket client. Its handler goroutine reads and
+// conn is one WebSocket client. Its reader goroutine reads and
 // dispatches; one writer goroutine owns every data write.
-type wsConn struct {
-	srv           *Server
+type conn struct {
+	t             *Transport
+	hub           *Hub
 	ws            *websocket.Conn
 	send          chan []byte
 	done          chan struct{}
 	closeOnce     sync.Once
-	sess          session
+	sess          rpc.Session
 	connectedAtMs int64
 	// closeCode is the close to send once the queue drains (a refusal).
 	closeCode atomic.Pointer[closeInfo]
@@ -69,61 +69,24 @@ type closeInfo struct {
 	reason string
 }
 
-// handleWS upgrades a request for profile p and serves the connection
-// until it closes. Unknown profiles never reach here (404 before upgrade).
-func (s *Server) handleWS(c echo.Context, p *Profile) error {
-	upgrader := websocket.Upgrader{
-		HandshakeTimeout: s.handshake,
-		// Read with the HTTP server's own buffer (size 0); write through a
-		// shared pool: an idle session holds no write buffer.
-		WriteBufferPool: &s.writeBuffers,
-		// The listener's hostGuard has checked Origin already.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
-	ws, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
-	if err != nil {
-		return nil // the upgrader has answered the client
-	}
-	conn := &wsConn{srv: s, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{}), writer: make(chan struct{})}
-	if !s.trackConn(conn) {
-		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
-		ws.Close()
-		return nil
-	}
-	go func() {
-		defer close(conn.writer)
-		conn.writeLoop()
-	}()
-	// The handshake runs here, on the HTTP handler's goroutine. A session
-	// then gets a fresh goroutine for its reads, and this one returns: it
-	// and what it holds (the request, echo's context, a stack grown by the
-	// handshake) are not kept for the session's life.
-	if !conn.open(s.connCtx, p, c.RealIP()) {
-		conn.finish()
-		return nil
-	}
-	go conn.readLoop(s.connCtx, s.hub(p))
-	return nil
-}
-
 // open sends the challenge and runs the handshake; on success the session
 // is in its hub and hello-ok is queued.
-func (c *wsConn) open(ctx context.Context, p *Profile, remoteIP string) bool {
-	nonce := c.srv.nonce()
+func (c *conn) open(ctx context.Context, remoteIP string) bool {
+	nonce := c.t.o.Nonce()
 	c.enqueue(mustJSON(eventFrame{Type: "event", Event: "connect.challenge",
-		Payload: map[string]any{"nonce": nonce, "ts": c.srv.now().UnixMilli()}}))
+		Payload: map[string]any{"nonce": nonce, "ts": c.t.o.Now().UnixMilli()}}))
 	c.ws.SetReadLimit(maxHandshakeFrame)
-	c.ws.SetReadDeadline(time.Now().Add(c.srv.handshake))
-	helloID, hello, ok := c.handshake(ctx, p, nonce, remoteIP)
+	c.ws.SetReadDeadline(time.Now().Add(c.t.o.HandshakeTimeout))
+	helloID, hello, ok := c.handshake(ctx, nonce, remoteIP)
 	if !ok {
 		return false
 	}
-	// Registered before hello-ok goes out: whatever the client does next
-	// already sees this session (connected, receiving events).
-	c.srv.hub(p).add(c)
-	if c.sess.pendingRequest != "" {
+	// Opened in the hub before hello-ok goes out: whatever the client does
+	// next already sees this session (connected, receiving events).
+	c.hub.open(c)
+	if c.sess.PendingRequest != "" {
 		c.heldForPairing.Store(true)
-		c.srv.hub(p).awaitResolution(c, c.sess.pendingRequest)
+		c.hub.awaitResolution(c, c.sess.PendingRequest)
 	}
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: hello}))
 	return true
@@ -131,9 +94,8 @@ func (c *wsConn) open(ctx context.Context, p *Profile, remoteIP string) bool {
 
 // readLoop reads and answers frames until the connection ends, then
 // takes the session down.
-func (c *wsConn) readLoop(ctx context.Context, h *hub) {
+func (c *conn) readLoop(ctx context.Context) {
 	defer c.finish()
-	defer h.remove(c)
 	c.ws.SetReadLimit(maxPayload)
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
@@ -144,7 +106,7 @@ func (c *wsConn) readLoop(ctx context.Context, h *hub) {
 		}
 		c.ws.SetReadDeadline(time.Now().Add(pongWait))
 		if kind != websocket.TextMessage {
-			c.enqueue(mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidRequest("invalid request frame: %s", errBinaryFrame)}))
+			c.enqueue(mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidFrame(errBinaryFrame)}))
 			continue
 		}
 		c.handleFrame(ctx, data)
@@ -152,19 +114,22 @@ func (c *wsConn) readLoop(ctx context.Context, h *hub) {
 }
 
 // finish closes the connection (unless a refusal is being written, which
-// the writer closes after it), waits for the writer, and untracks it.
-func (c *wsConn) finish() {
+// the writer closes after it), waits for the writer, and takes it out of
+// its hub.
+func (c *conn) finish() {
 	if c.closeCode.Load() == nil {
 		c.close(closeNormal, "")
 	}
 	<-c.writer
-	c.srv.untrackConn(c)
+	c.hub.remove(c)
+	c.t.handlers.Done()
 }
 
 // handshake reads and checks the connect request, or refuses and closes.
 // It returns the request id to answer hello-ok to, the hello-ok, and
 // whether the session is open.
-func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP string) (string, helloOK, bool) {
+func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, helloOK, bool) {
+	p := c.hub.profile
 	kind, data, err := c.ws.ReadMessage()
 	if err != nil {
 		var ne interface{ Timeout() bool }
@@ -179,27 +144,27 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 		return "", helloOK{}, false
 	}
 	if f.Method != "connect" {
-		c.refuse(p, remoteIP, f.ID, connectParams{}, refuse(closePolicy, "invalid handshake: first request must be connect"))
+		c.refuse(remoteIP, f.ID, connectParams{}, refuse(closePolicy, db.CodeInvalid, "invalid handshake: first request must be connect"))
 		return "", helloOK{}, false
 	}
 	cp, herr := parseConnect(f.Params)
 	if herr == nil && cp.Device != nil {
-		herr = verifyDevice(cp, nonce, c.srv.now(), c.srv.deviceWindow)
+		herr = verifyDevice(cp, nonce, c.t.o.Now(), c.t.o.DeviceWindow)
 	}
 	var grant *helloAuth
 	if herr == nil {
-		c.sess, grant, herr = c.srv.authenticate(ctx, p, cp, remoteIP)
+		c.sess, grant, herr = c.t.authenticate(ctx, p, cp, remoteIP)
 	}
 	if herr != nil {
-		c.refuse(p, remoteIP, f.ID, cp, herr)
+		c.refuse(remoteIP, f.ID, cp, herr)
 		return "", helloOK{}, false
 	}
-	c.sess.conn = c
-	c.connectedAtMs = c.srv.now().UnixMilli()
-	c.srv.log.Debug("websocket session opened", "profile", p.Config.Name, "remote", remoteIP,
-		"role", c.sess.role, "client", cp.Client.ID, "version", cp.Client.Version, "protocol", cp.Protocol,
-		"node", c.sess.nodeID, "paired", c.sess.paired, "pendingRequest", c.sess.pendingRequest)
-	hello := c.srv.hello(cp.Protocol)
+	c.sess.Conn = c
+	c.connectedAtMs = c.t.o.Now().UnixMilli()
+	c.t.o.Log.Debug("websocket session opened", "profile", p.Name, "remote", remoteIP,
+		"role", c.sess.Role, "client", cp.Client.ID, "version", cp.Client.Version, "protocol", cp.Protocol,
+		"node", c.sess.NodeID, "paired", c.sess.Paired, "pendingRequest", c.sess.PendingRequest)
+	hello := c.t.hello(cp.Protocol)
 	hello.Auth = grant
 	return f.ID, hello, true
 }
@@ -207,33 +172,33 @@ func (c *wsConn) handshake(ctx context.Context, p *Profile, nonce, remoteIP stri
 // refuse answers a connect with its error, closes after it, and says why
 // and who in the log, so an operator can see why a client cannot get in.
 // The reasons are the protocol's messages, which never hold a token.
-func (c *wsConn) refuse(p *Profile, remoteIP, id string, cp connectParams, e *handshakeError) {
-	c.srv.log.Info("websocket connect refused", "profile", p.Config.Name, "remote", remoteIP, "reason", e.err.Message,
+func (c *conn) refuse(remoteIP, id string, cp connectParams, e *handshakeError) {
+	wire := rpc.WireError(e.err)
+	c.t.o.Log.Info("websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", wire.Message,
 		"client", cp.Client.ID, "version", cp.Client.Version, "mode", cp.Client.Mode, "role", cp.Role,
 		"minProtocol", cp.MinProtocol, "maxProtocol", cp.MaxProtocol)
-	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: e.err}))
+	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: wire}))
 	reason := e.closeReason
 	if reason == "" {
-		reason = e.err.Message
+		reason = wire.Message
 	}
 	c.closeAfterQueue(e.closeCode, reason)
 }
 
 // handleFrame answers one frame after hello.
-func (c *wsConn) handleFrame(ctx context.Context, data []byte) {
+func (c *conn) handleFrame(ctx context.Context, data []byte) {
 	f, err := decodeFrame(data)
 	if err != nil {
 		id := f.ID
 		if id == "" {
 			id = "invalid"
 		}
-		c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: invalidRequest("invalid request frame: %s", err)}))
+		c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: invalidFrame(err)}))
 		return
 	}
-	payload, err := c.srv.call(ctx, &c.sess, f.Method, f.Params)
+	payload, err := c.t.o.Dispatcher.Call(ctx, &c.sess, f.Method, f.Params)
 	if err != nil {
-		c.srv.logCallError(f.Method, err)
-		c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: false, Error: toRPCError(err)}))
+		c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: false, Error: rpc.WireError(err)}))
 		return
 	}
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: payload}))
@@ -242,7 +207,7 @@ func (c *wsConn) handleFrame(ctx context.Context, data []byte) {
 // enqueue hands a frame to the writer without ever blocking: a client
 // with more than maxBufferedBytes (or sendQueue frames) waiting is not
 // reading, and is dropped (1013) so one slow reader never holds up others.
-func (c *wsConn) enqueue(frame []byte) {
+func (c *conn) enqueue(frame []byte) {
 	if c.queued.Add(int64(len(frame))) > maxBufferedBytes {
 		c.dropSlow()
 		return
@@ -257,19 +222,19 @@ func (c *wsConn) enqueue(frame []byte) {
 
 // dropSlow closes a client that does not read. The 1013 close frame
 // reaches it only if its socket has room; either way it is gone.
-func (c *wsConn) dropSlow() {
+func (c *conn) dropSlow() {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
-	c.srv.log.Warn("dropping a client that does not read its frames", "code", closeTryAgain,
+	c.t.o.Log.Warn("dropping a client that does not read its frames", "code", closeTryAgain,
 		"remote", c.ws.RemoteAddr().String(), "queuedBytes", c.queued.Load())
 	c.close(closeTryAgain, "slow consumer: reconnect and re-list")
 }
 
 // closeAfterQueue closes once the frames already queued are written.
-func (c *wsConn) closeAfterQueue(code int, reason string) {
+func (c *conn) closeAfterQueue(code int, reason string) {
 	c.closeCode.Store(&closeInfo{code: code, reason: reason})
 	select {
 	case c.send <- nil: // the writer closes when it reaches this marker
@@ -281,7 +246,7 @@ func (c *wsConn) closeAfterQueue(code int, reason string) {
 // close sends a close frame (best effort, bounded) and tears the
 // connection down; the reader and writer then return. Safe to call from
 // any goroutine, any number of times.
-func (c *wsConn) close(code int, reason string) {
+func (c *conn) close(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, truncateReason(reason)), time.Now().Add(time.Second))
 		close(c.done)
@@ -299,7 +264,7 @@ func truncateReason(reason string) string {
 
 // writeLoop owns data writes: queued frames (ticks come queued from the
 // hub) and pings.
-func (c *wsConn) writeLoop() {
+func (c *conn) writeLoop() {
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
 	for {
@@ -315,13 +280,13 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.writeWait)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.o.WriteTimeout)); err != nil {
 				c.close(closeGoingAway, "")
 				return
 			}
 			continue
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(c.srv.writeWait))
+		c.ws.SetWriteDeadline(time.Now().Add(c.t.o.WriteTimeout))
 		err := c.ws.WriteMessage(websocket.TextMessage, frame)
 		c.queued.Add(-int64(len(frame)))
 		if err != nil {
@@ -383,13 +348,25 @@ type helloPolicy struct {
 	TickIntervalMs   int `json:"tickIntervalMs"`
 }
 
-func (s *Server) hello(protocol int) helloOK {
+func (t *Transport) hello(protocol int) helloOK {
 	return helloOK{
 		Type:     "hello-ok",
 		Protocol: protocol,
-		Server:   helloServer{Version: s.version, Host: s.host, ConnID: db.NewUUID()},
-		Features: helloFeatures{Methods: methodNames, Events: eventNames},
-		Snapshot: helloSnapshot{Presence: []any{}, Health: map[string]any{}, UptimeMs: s.now().Sub(s.started).Milliseconds()},
+		Server:   helloServer{Version: t.o.Version, Host: t.o.Host, ConnID: db.NewUUID()},
+		Features: helloFeatures{Methods: rpc.Methods, Events: rpc.Events},
+		Snapshot: helloSnapshot{Presence: []any{}, Health: map[string]any{}, UptimeMs: t.o.Now().Sub(t.started).Milliseconds()},
 		Policy:   helloPolicy{MaxPayload: maxPayload, MaxBufferedBytes: maxBufferedBytes, TickIntervalMs: int(tickInterval.Milliseconds())},
 	}
 }
+
+// invalidFrame answers a frame that is not a request.
+func invalidFrame(err error) *rpc.Error {
+	return &rpc.Error{Code: rpc.CodeInvalidRequest, Message: "invalid request frame: " + err.Error()}
+}
+
+// ReleaseHold: the node asks with node.pair.request itself (rpc.Conn).
+func (c *conn) ReleaseHold() { c.heldForPairing.Store(false) }
+
+// AwaitResolution registers the connection for the private resolution of
+// requestID (rpc.Conn).
+func (c *conn) AwaitResolution(requestID string) { c.hub.awaitResolution(c, requestID) }

@@ -1,4 +1,4 @@
-package server
+package ws
 
 import (
 	"context"
@@ -7,59 +7,61 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // deviceSignatureWindow is how far signedAt may be from now.
 const deviceSignatureWindow = 10 * time.Minute
 
-var connectSchema = schema{
-	{name: "minProtocol", kind: kInt, required: true},
-	{name: "maxProtocol", kind: kInt, required: true},
-	{name: "client", kind: kObject, required: true, sub: schema{
-		{name: "id", kind: kString, required: true},
-		{name: "displayName", kind: kString},
-		{name: "version", kind: kString, required: true},
-		{name: "buildId", kind: kString},
-		{name: "platform", kind: kString, required: true},
-		{name: "deviceFamily", kind: kString},
-		{name: "modelIdentifier", kind: kString},
-		{name: "timeZone", kind: kString},
-		{name: "mode", kind: kString, required: true},
-		{name: "instanceId", kind: kString},
+var connectSchema = rpc.Schema{
+	{Name: "minProtocol", Kind: rpc.Int, Required: true},
+	{Name: "maxProtocol", Kind: rpc.Int, Required: true},
+	{Name: "client", Kind: rpc.Object, Required: true, Sub: rpc.Schema{
+		{Name: "id", Kind: rpc.String, Required: true},
+		{Name: "displayName", Kind: rpc.String},
+		{Name: "version", Kind: rpc.String, Required: true},
+		{Name: "buildId", Kind: rpc.String},
+		{Name: "platform", Kind: rpc.String, Required: true},
+		{Name: "deviceFamily", Kind: rpc.String},
+		{Name: "modelIdentifier", Kind: rpc.String},
+		{Name: "timeZone", Kind: rpc.String},
+		{Name: "mode", Kind: rpc.String, Required: true},
+		{Name: "instanceId", Kind: rpc.String},
 	}},
-	{name: "caps", kind: kStringList},
-	{name: "commands", kind: kStringList},
+	{Name: "caps", Kind: rpc.StringList},
+	{Name: "commands", Kind: rpc.StringList},
 	// What later node hosts declare about themselves; pairgate keeps none of it.
-	{name: "computerUse", kind: kAny},
-	{name: "workerRuns", kind: kAny},
-	{name: "permissions", kind: kPermissions},
-	{name: "pathEnv", kind: kAnyString},
-	{name: "role", kind: kString},
-	{name: "scopes", kind: kStringList},
-	{name: "device", kind: kObject, sub: schema{
-		{name: "id", kind: kString, required: true},
-		{name: "publicKey", kind: kString, required: true},
-		{name: "signature", kind: kString, required: true},
-		{name: "signedAt", kind: kInt, required: true},
-		{name: "nonce", kind: kString},
+	{Name: "computerUse", Kind: rpc.Any},
+	{Name: "workerRuns", Kind: rpc.Any},
+	{Name: "permissions", Kind: rpc.Permissions},
+	{Name: "pathEnv", Kind: rpc.AnyString},
+	{Name: "role", Kind: rpc.String},
+	{Name: "scopes", Kind: rpc.StringList},
+	{Name: "device", Kind: rpc.Object, Sub: rpc.Schema{
+		{Name: "id", Kind: rpc.String, Required: true},
+		{Name: "publicKey", Kind: rpc.String, Required: true},
+		{Name: "signature", Kind: rpc.String, Required: true},
+		{Name: "signedAt", Kind: rpc.Int, Required: true},
+		{Name: "nonce", Kind: rpc.String},
 	}},
-	{name: "modelCatalog", kind: kAny},
-	{name: "auth", kind: kObject, sub: schema{
-		{name: "token", kind: kAnyString},
-		{name: "bootstrapToken", kind: kAnyString},
-		{name: "deviceToken", kind: kAnyString},
-		{name: "password", kind: kAnyString},
-		{name: "approvalRuntimeToken", kind: kAnyString},
-		{name: "agentRuntimeIdentityToken", kind: kAnyString},
+	{Name: "modelCatalog", Kind: rpc.Any},
+	{Name: "auth", Kind: rpc.Object, Sub: rpc.Schema{
+		{Name: "token", Kind: rpc.AnyString},
+		{Name: "bootstrapToken", Kind: rpc.AnyString},
+		{Name: "deviceToken", Kind: rpc.AnyString},
+		{Name: "password", Kind: rpc.AnyString},
+		{Name: "approvalRuntimeToken", Kind: rpc.AnyString},
+		{Name: "agentRuntimeIdentityToken", Kind: rpc.AnyString},
 	}},
-	{name: "locale", kind: kAnyString},
-	{name: "userAgent", kind: kAnyString},
+	{Name: "locale", Kind: rpc.AnyString},
+	{Name: "userAgent", Kind: rpc.AnyString},
 }
 
 type connectParams struct {
@@ -102,38 +104,40 @@ type deviceParams struct {
 // close code that follows it, with its reason when that is not the
 // error's message.
 type handshakeError struct {
-	err         *rpcError
+	err         error
 	closeCode   int
 	closeReason string
 }
 
-func refuse(code int, format string, args ...any) *handshakeError {
-	return &handshakeError{err: invalidRequest(format, args...), closeCode: code}
+func refuse(code int, errCode db.Code, format string, args ...any) *handshakeError {
+	return &handshakeError{err: &db.Error{Code: errCode, Message: fmt.Sprintf(format, args...)}, closeCode: code}
 }
 
 // parseConnect validates connect params and the protocol range.
 func parseConnect(raw json.RawMessage) (connectParams, *handshakeError) {
 	var p connectParams
 	// Decoded first, as far as it goes, so that even a refusal can say
-	// in the log who was refused.
-	json.Unmarshal(raw, &p)
-	if err := connectSchema.check(raw); err != nil {
-		return p, refuse(closePolicy, "invalid connect params: %s", err)
+	// in the log who was refused; the schema then says what was wrong.
+	decodeErr := json.Unmarshal(raw, &p)
+	if err := connectSchema.Check(raw); err != nil {
+		return p, refuse(closePolicy, db.CodeInvalid, "invalid connect params: %s", err)
+	}
+	if decodeErr != nil {
+		return p, refuse(closePolicy, db.CodeInvalid, "invalid connect params: %s", decodeErr)
 	}
 	if p.Role == "" {
-		p.Role = roleOperator
+		p.Role = rpc.RoleOperator
 	}
-	if p.Role != roleOperator && p.Role != roleNode {
-		return p, refuse(closePolicy, "invalid connect params: at /role: must be equal to one of the allowed values")
+	if p.Role != rpc.RoleOperator && p.Role != rpc.RoleNode {
+		return p, refuse(closePolicy, db.CodeInvalid, "invalid connect params: at /role: must be equal to one of the allowed values")
 	}
 	p.Protocol = min(p.MaxProtocol, maxProtocolVersion)
 	if p.Protocol < max(p.MinProtocol, minProtocolVersion) {
-		e := refuse(closeProtocol, "protocol mismatch")
-		e.err.Details = protocolMismatch{
-			Code: "PROTOCOL_MISMATCH", ClientMinProtocol: p.MinProtocol, ClientMaxProtocol: p.MaxProtocol,
-			ExpectedProtocol: expectedProtocol(p.MinProtocol), MinimumProbeProtocol: minProtocolVersion,
-		}
-		return p, e
+		return p, &handshakeError{closeCode: closeProtocol, err: &db.Error{Code: db.CodeInvalid, Message: "protocol mismatch",
+			Details: protocolMismatch{
+				Code: "PROTOCOL_MISMATCH", ClientMinProtocol: p.MinProtocol, ClientMaxProtocol: p.MaxProtocol,
+				ExpectedProtocol: expectedProtocol(p.MinProtocol), MinimumProbeProtocol: minProtocolVersion,
+			}}}
 	}
 	return p, nil
 }
@@ -217,13 +221,13 @@ func verifyDevice(p connectParams, challenge string, now time.Time, window time.
 	pub, err := decodeB64URL(d.PublicKey)
 	sum := sha256.Sum256(pub)
 	if err != nil || len(pub) != ed25519.PublicKeySize || hex.EncodeToString(sum[:]) != d.ID {
-		return refuse(closePolicy, "device identity mismatch")
+		return refuse(closePolicy, db.CodeUnauthorized, "device identity mismatch")
 	}
 	if age := now.Sub(time.UnixMilli(d.SignedAt)); age > window || age < -window {
-		return refuse(closePolicy, "device signature expired")
+		return refuse(closePolicy, db.CodeUnauthorized, "device signature expired")
 	}
 	if d.Nonce != "" && d.Nonce != challenge {
-		return refuse(closePolicy, "device nonce mismatch")
+		return refuse(closePolicy, db.CodeUnauthorized, "device nonce mismatch")
 	}
 	sig, err := decodeB64URL(d.Signature)
 	if err == nil && slices.ContainsFunc(signaturePayloads(p), func(payload string) bool {
@@ -231,7 +235,7 @@ func verifyDevice(p connectParams, challenge string, now time.Time, window time.
 	}) {
 		return nil
 	}
-	return refuse(closePolicy, "device signature invalid")
+	return refuse(closePolicy, db.CodeUnauthorized, "device signature invalid")
 }
 
 // decodeB64URL accepts base64url with or without padding.
@@ -241,39 +245,39 @@ func decodeB64URL(s string) ([]byte, error) {
 
 // authenticate turns valid connect params into a session, or refuses.
 // A node paired by its device key also gets its token for hello-ok.
-func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams, remoteIP string) (session, *helloAuth, *handshakeError) {
-	sess := session{profile: p, role: cp.Role, remoteIP: remoteIP, actor: "ws", now: s.now}
+func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connectParams, remoteIP string) (rpc.Session, *helloAuth, *handshakeError) {
+	sess := rpc.Session{Profile: p, Role: cp.Role, RemoteIP: remoteIP, Actor: "ws"}
 	// The class the presented credential is limited in: a node's token, or
 	// the operator token (which a legacy node may present too).
-	class := classOperator
-	nodeToken := cp.Role == roleNode && (cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) || cp.Auth.DeviceToken != "")
+	class := rpc.ClassOperator
+	nodeToken := cp.Role == rpc.RoleNode && (cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) || cp.Auth.DeviceToken != "")
 	if nodeToken {
-		class = classNode
+		class = rpc.ClassNode
 	}
-	if cp.Role == roleOperator || cp.Auth.Token != "" || cp.Auth.DeviceToken != "" {
-		if retry, locked := s.limiter.blocked(limitKey{p.Config.Name, class, remoteIP}); locked {
-			return sess, nil, refuse(closePolicy, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
+	if cp.Role == rpc.RoleOperator || cp.Auth.Token != "" || cp.Auth.DeviceToken != "" {
+		if retry, locked := t.o.Guard.Locked(p.Name, class, remoteIP); locked {
+			return sess, nil, refuse(closePolicy, db.CodeRateLimited, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
 		}
 	}
-	if cp.Role == roleOperator {
+	if cp.Role == rpc.RoleOperator {
 		if !p.Authorized(cp.Auth.Token) {
-			s.authFailed(p.Config.Name, classOperator, remoteIP)
-			return sess, nil, refuse(closePolicy, "unauthorized: gateway token mismatch")
+			t.o.Guard.Failed(p.Name, rpc.ClassOperator, remoteIP)
+			return sess, nil, refuse(closePolicy, db.CodeUnauthorized, "unauthorized: gateway token mismatch")
 		}
-		sess.scopes = cp.Scopes
-		if len(sess.scopes) == 0 {
-			sess.scopes = []string{scopeAdmin}
+		sess.Scopes = cp.Scopes
+		if len(sess.Scopes) == 0 {
+			sess.Scopes = []string{rpc.ScopeAdmin}
 		}
 		return sess, nil, nil
 	}
 
 	// A node: its identity is its verified device.
 	if cp.Device == nil {
-		return sess, nil, refuse(closePolicy, "unauthorized: a node must present its device identity")
+		return sess, nil, refuse(closePolicy, db.CodeUnauthorized, "unauthorized: a node must present its device identity")
 	}
-	sess.nodeID = cp.Device.ID
-	sess.actor = "node"
-	sess.node = db.NodeMeta{
+	sess.NodeID = cp.Device.ID
+	sess.Actor = "node"
+	sess.Node = db.NodeMeta{
 		DisplayName: cp.Client.DisplayName, Platform: cp.Client.Platform, Version: cp.Client.Version,
 		DeviceFamily: cp.Client.DeviceFamily, ModelIdentifier: cp.Client.ModelIdentifier,
 		Caps: cp.Caps, Commands: cp.Commands, Permissions: cp.Permissions,
@@ -281,15 +285,16 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 	if p.Authorized(cp.Auth.Token) {
 		// (legacy) OpenClaw nodes connect with the gateway token; a holder
 		// of the operator token is trusted as the node it says it is.
-		sess.paired = s.isPaired(ctx, p, sess.nodeID)
-		if sess.paired {
-			if err := p.Store.MarkConnected(ctx, sess.nodeID, remoteIP, sess.origin()); err != nil {
-				return sess, nil, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
+		_, err := p.Store.Node(ctx, sess.NodeID)
+		sess.Paired = err == nil
+		if sess.Paired {
+			if err := p.Store.MarkConnected(ctx, sess.NodeID, remoteIP, sess.Origin()); err != nil {
+				return sess, nil, &handshakeError{err: err, closeCode: closeTryAgain}
 			}
 		}
 		return sess, nil, nil
 	}
-	meta := sess.node
+	meta := sess.Node
 	meta.RemoteIP = remoteIP
 	key := cp.Device.PublicKey
 	if cp.Device.Nonce == "" {
@@ -301,23 +306,23 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 	// A new request opened at connect spends from the request rates, as
 	// a node's node.pair.request does.
 	adm, err := p.Store.AdmitNode(ctx, db.NodeConnect{
-		NodeID: sess.nodeID, PublicKey: key,
+		NodeID: sess.NodeID, PublicKey: key,
 		Tokens: []string{cp.Auth.Token, cp.Auth.DeviceToken}, NodeMeta: meta,
-		Admit: func() error { return s.admitRequest(&sess) },
-	}, sess.origin())
+		Admit: func() error { return t.o.Guard.Admit(&sess) },
+	}, sess.Origin())
 	if err != nil {
-		return sess, nil, &handshakeError{err: toRPCError(err), closeCode: closeTryAgain}
+		return sess, nil, &handshakeError{err: err, closeCode: closeTryAgain}
 	}
 	switch {
 	case adm.Mismatch:
 		// A token that does not verify (removed, or replaced by a later
 		// approval): refused, and asked to pair again, as OpenClaw does.
-		s.authFailed(p.Config.Name, classNode, remoteIP)
+		t.o.Guard.Failed(p.Name, rpc.ClassNode, remoteIP)
 		return sess, nil, pairingRequired(*adm.Request)
 	case adm.Paired:
-		sess.paired, sess.tokenDigest = true, adm.TokenDigest
+		sess.Paired, sess.TokenDigest = true, adm.TokenDigest
 		if adm.Token != "" {
-			return sess, &helloAuth{DeviceToken: adm.Token, Role: roleNode, Scopes: []string{}, IssuedAtMs: adm.IssuedAtMs}, nil
+			return sess, &helloAuth{DeviceToken: adm.Token, Role: rpc.RoleNode, Scopes: []string{}, IssuedAtMs: adm.IssuedAtMs}, nil
 		}
 	default:
 		// Held open as a pairing session until its request is decided:
@@ -327,12 +332,12 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 		// with node.pair.request. A client that asks so itself completes
 		// the request its connect opened.
 		if key != "" {
-			sess.pendingRequest = adm.Request.RequestID
+			sess.PendingRequest = adm.Request.RequestID
 		}
 		if adm.Created {
-			sess.openedRequest = adm.Request.RequestID
-			s.log.Info("node asks to pair at connect", "profile", p.Config.Name, "remote", remoteIP,
-				"node", sess.nodeID, "requestId", adm.Request.RequestID, "repair", adm.Request.IsRepair,
+			sess.OpenedRequest = adm.Request.RequestID
+			t.o.Log.Info("node asks to pair at connect", "profile", p.Name, "remote", remoteIP,
+				"node", sess.NodeID, "requestId", adm.Request.RequestID, "repair", adm.Request.IsRepair,
 				"client", cp.Client.ID, "version", cp.Client.Version)
 		}
 	}
@@ -344,16 +349,11 @@ func (s *Server) authenticate(ctx context.Context, p *Profile, cp connectParams,
 func pairingRequired(req db.PendingRequest) *handshakeError {
 	const message = "pairing required: device is not approved yet"
 	return &handshakeError{
-		err: &rpcError{Code: codeNotPaired, Message: message, Details: map[string]any{
+		err: &db.Error{Code: db.CodeNotPaired, Message: message, Details: map[string]any{
 			"code": "PAIRING_REQUIRED", "reason": "not-paired", "requestId": req.RequestID, "deviceId": req.NodeID,
-			"requestedRole": roleNode, "requestedScopes": []string{},
+			"requestedRole": rpc.RoleNode, "requestedScopes": []string{},
 		}},
 		closeCode:   closePolicy,
 		closeReason: message + " (requestId: " + req.RequestID + ")",
 	}
-}
-
-func (s *Server) isPaired(ctx context.Context, p *Profile, nodeID string) bool {
-	_, err := p.Store.Node(ctx, nodeID)
-	return err == nil
 }

@@ -1,16 +1,16 @@
-package server
+package ws
 
 import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
 )
 
 // outboxPoll is how often a hub looks for events written by other
@@ -18,58 +18,71 @@ import (
 // it at once.
 const outboxPoll = 250 * time.Millisecond
 
-// hub is one profile's live state: its WS connections, the paired nodes
-// that are connected, and the fan-out of outbox events to them.
-type hub struct {
-	profile *Profile
-	log     *slog.Logger
-	metrics *metrics
+// Hub is one profile's live state: its WebSocket connections (the one
+// registry of them), the paired nodes that are connected, and the fan-out
+// of outbox events to them and to subscribers.
+type Hub struct {
+	profile *rpc.Profile
+	t       *Transport
 
-	mu    sync.Mutex
-	conns map[*wsConn]struct{}
+	mu sync.Mutex
+	// conns holds every connection of the profile from its upgrade on;
+	// true once its handshake opened a session.
+	conns map[*conn]bool
 	// live holds the paired sessions of each connected node.
-	live map[string][]*wsConn
+	live map[string][]*conn
 	// awaiting maps a request id to the pairing sessions waiting for it.
-	awaiting map[string][]*wsConn
-	// subscribers get every event (SSE).
+	awaiting map[string][]*conn
+	// subscribers get every event (SSE, webhooks).
 	subscribers map[chan db.Event]struct{}
 	// changed is signalled (coalesced) after each delivered event, for the
 	// legacy-file mirror.
 	changed chan struct{}
 }
 
-func newHub(p *Profile, log *slog.Logger, m *metrics) *hub {
-	return &hub{
-		profile: p, log: log, metrics: m,
-		conns: map[*wsConn]struct{}{}, live: map[string][]*wsConn{}, awaiting: map[string][]*wsConn{},
-		subscribers: map[chan db.Event]struct{}{}, changed: make(chan struct{}, 1),
+// track registers a connection just upgraded, unless the transport is
+// closing.
+func (h *Hub) track(c *conn) bool {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	if h.t.closing {
+		return false
+	}
+	h.t.handlers.Add(1)
+	h.mu.Lock()
+	h.conns[c] = false
+	h.mu.Unlock()
+	return true
+}
+
+// open makes a connection's session part of the profile's live state.
+func (h *Hub) open(c *conn) {
+	h.t.o.Sessions(h.profile.Name, c.sess.Role, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c] = true
+	if c.sess.Role == rpc.RoleNode && c.sess.Paired {
+		h.live[c.sess.NodeID] = append(h.live[c.sess.NodeID], c)
 	}
 }
 
-func (s *Server) hub(p *Profile) *hub { return s.hubs[p.Config.Name] }
-
-func (h *hub) add(c *wsConn) {
-	h.metrics.wsClients.WithLabelValues(h.profile.Config.Name, c.sess.role).Inc()
+// remove forgets a connection that has ended.
+func (h *Hub) remove(c *conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.conns[c] = struct{}{}
-	if c.sess.role == roleNode && c.sess.paired {
-		h.live[c.sess.nodeID] = append(h.live[c.sess.nodeID], c)
-	}
-}
-
-func (h *hub) remove(c *wsConn) {
-	h.metrics.wsClients.WithLabelValues(h.profile.Config.Name, c.sess.role).Dec()
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	opened := h.conns[c]
 	delete(h.conns, c)
-	if c.sess.role == roleNode {
-		h.live[c.sess.nodeID] = slices.DeleteFunc(h.live[c.sess.nodeID], func(x *wsConn) bool { return x == c })
-		if len(h.live[c.sess.nodeID]) == 0 {
-			delete(h.live, c.sess.nodeID)
+	if !opened {
+		return
+	}
+	h.t.o.Sessions(h.profile.Name, c.sess.Role, -1)
+	if c.sess.Role == rpc.RoleNode {
+		h.live[c.sess.NodeID] = slices.DeleteFunc(h.live[c.sess.NodeID], func(x *conn) bool { return x == c })
+		if len(h.live[c.sess.NodeID]) == 0 {
+			delete(h.live, c.sess.NodeID)
 		}
 		for id, waiting := range h.awaiting {
-			if waiting = slices.DeleteFunc(waiting, func(x *wsConn) bool { return x == c }); len(waiting) == 0 {
+			if waiting = slices.DeleteFunc(waiting, func(x *conn) bool { return x == c }); len(waiting) == 0 {
 				delete(h.awaiting, id)
 			} else {
 				h.awaiting[id] = waiting
@@ -78,9 +91,33 @@ func (h *hub) remove(c *wsConn) {
 	}
 }
 
+// sessions lists the connections with an open session that pick selects.
+func (h *Hub) sessions(pick func(*conn) bool) []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*conn
+	for c, opened := range h.conns {
+		if opened && pick(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// all lists every connection, open or still in its handshake.
+func (h *Hub) all() []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
 // awaitResolution makes a node's pairing session the recipient of the
 // private resolution of its request.
-func (h *hub) awaitResolution(c *wsConn, requestID string) {
+func (h *Hub) awaitResolution(c *conn, requestID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !slices.Contains(h.awaiting[requestID], c) {
@@ -88,8 +125,9 @@ func (h *hub) awaitResolution(c *wsConn, requestID string) {
 	}
 }
 
-// dropNode closes the live sessions of a node whose pairing was removed.
-func (h *hub) dropNode(nodeID string) {
+// DropNode closes the live sessions of a node whose pairing was removed
+// (rpc.Live).
+func (h *Hub) DropNode(nodeID string) {
 	h.mu.Lock()
 	sessions := slices.Clone(h.live[nodeID])
 	h.mu.Unlock()
@@ -98,9 +136,10 @@ func (h *hub) dropNode(nodeID string) {
 	}
 }
 
-// subscribe registers a channel that receives every event of the profile
-// (for SSE); the returned function unregisters it.
-func (h *hub) subscribe(ch chan db.Event) func() {
+// Subscribe registers a channel that receives every event of the profile
+// (SSE, webhooks) without ever blocking the hub; the returned function
+// unregisters it.
+func (h *Hub) Subscribe(ch chan db.Event) func() {
 	h.mu.Lock()
 	h.subscribers[ch] = struct{}{}
 	h.mu.Unlock()
@@ -111,16 +150,16 @@ func (h *hub) subscribe(ch chan db.Event) func() {
 	}
 }
 
-// run tails the outbox after seq from (its end when the server started,
+// Run tails the outbox after seq from (its end when the server started,
 // read before any subscriber could read the outbox itself: what a
 // subscriber's own read misses, the hub delivers) until ctx is done,
 // delivering each event once, in seq order.
-func (h *hub) run(ctx context.Context, from int64) {
+func (h *Hub) Run(ctx context.Context, from int64) {
 	st := h.profile.Store
 	last := from
 	poll := time.NewTicker(outboxPoll)
 	defer poll.Stop()
-	tick := time.NewTicker(tickInterval)
+	tick := time.NewTicker(h.t.o.TickInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -136,7 +175,7 @@ func (h *hub) run(ctx context.Context, from int64) {
 			events, err := st.EventsAfter(ctx, last, 512)
 			if err != nil {
 				if ctx.Err() == nil {
-					h.log.Error("read outbox", "profile", h.profile.Config.Name, "err", err)
+					h.t.o.Log.Error("read outbox", "profile", h.profile.Name, "err", err)
 				}
 				break
 			}
@@ -154,26 +193,22 @@ func (h *hub) run(ctx context.Context, from int64) {
 // deliver sends one event: pairing events to operators holding
 // operator.pairing, a resolution privately to the node waiting for it
 // (with its token on approval), and everything to subscribers.
-func (h *hub) deliver(ctx context.Context, e db.Event) {
-	h.mu.Lock()
-	var operators []*wsConn
+func (h *Hub) deliver(ctx context.Context, e db.Event) {
+	var operators []*conn
 	if e.Name == db.EventRequested || e.Name == db.EventResolved {
-		for c := range h.conns {
-			if c.sess.role == roleOperator && c.sess.hasScope(scopePairing) {
-				operators = append(operators, c)
-			}
-		}
+		operators = h.sessions(func(c *conn) bool { return c.sess.Role == rpc.RoleOperator && c.sess.HasScope(rpc.ScopePairing) })
 	}
-	var waiting []*wsConn
+	h.mu.Lock()
+	var waiting []*conn
 	var res db.Resolution
 	if e.Name == db.EventResolved && json.Unmarshal(e.Payload, &res) == nil {
-		h.metrics.decisions.WithLabelValues(h.profile.Config.Name, res.Decision).Inc()
+		h.t.o.Decided(h.profile.Name, res.Decision)
 		if res.RequestID != "" {
 			waiting = h.awaiting[res.RequestID]
 			delete(h.awaiting, res.RequestID)
 		}
 	}
-	var sessions []*wsConn
+	var sessions []*conn
 	if e.Name == db.EventImported && importChangedPairings(e.Payload) {
 		for _, cs := range h.live {
 			sessions = append(sessions, cs...)
@@ -189,8 +224,8 @@ func (h *hub) deliver(ctx context.Context, e db.Event) {
 		frame := mustJSON(eventFrame{Type: "event", Event: e.Name, Payload: e.Payload, Seq: e.Seq})
 		// The device twin goes without seq: the outbox numbers one event.
 		var twin []byte
-		if dev := h.deviceEvent(ctx, e); dev != nil {
-			twin = mustJSON(eventFrame{Type: "event", Event: deviceTwin[e.Name], Payload: dev})
+		if dev := rpc.DeviceEvent(ctx, h.profile.Store, e); dev != nil {
+			twin = mustJSON(eventFrame{Type: "event", Event: rpc.DeviceTwin[e.Name], Payload: dev})
 		}
 		for _, c := range operators {
 			c.enqueue(frame)
@@ -225,16 +260,16 @@ func importChangedPairings(payload json.RawMessage) bool {
 // dropStale closes the sessions whose pairing is gone or whose token is
 // no longer the one they presented: an import (REST, or the CLI's from
 // another process) changes pairings behind the live sessions' backs.
-func (h *hub) dropStale(ctx context.Context, sessions []*wsConn) {
+func (h *Hub) dropStale(ctx context.Context, sessions []*conn) {
 	for _, c := range sessions {
-		token, err := h.profile.Store.Token(ctx, c.sess.nodeID)
+		token, err := h.profile.Store.Token(ctx, c.sess.NodeID)
 		switch {
 		case db.ErrorCode(err) == db.CodeNotFound:
 			c.close(closePolicy, "pairing removed")
 		case err != nil:
-			h.log.Error("cannot check a live session after an import", "profile", h.profile.Config.Name, "node", c.sess.nodeID, "err", err)
-		case c.sess.tokenDigest != nil:
-			if digest := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(digest[:], c.sess.tokenDigest) != 1 {
+			h.t.o.Log.Error("cannot check a live session after an import", "profile", h.profile.Name, "node", c.sess.NodeID, "err", err)
+		case c.sess.TokenDigest != nil:
+			if digest := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(digest[:], c.sess.TokenDigest) != 1 {
 				c.close(closePolicy, "pairing token replaced")
 			}
 		}
@@ -247,12 +282,12 @@ type privateResolution struct {
 	Token string `json:"token,omitempty"`
 }
 
-func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, waiting []*wsConn) {
+func (h *Hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, waiting []*conn) {
 	p := privateResolution{Resolution: res}
 	if res.Decision == db.DecisionApproved {
 		token, err := h.profile.Store.Token(ctx, res.NodeID)
 		if err != nil {
-			h.log.Error("cannot hand the new token to its node", "profile", h.profile.Config.Name, "node", res.NodeID, "err", err)
+			h.t.o.Log.Error("cannot hand the new token to its node", "profile", h.profile.Name, "node", res.NodeID, "err", err)
 		}
 		p.Token = token
 	}
@@ -275,30 +310,43 @@ func (h *hub) notifyNode(ctx context.Context, e db.Event, res db.Resolution, wai
 }
 
 // tick sends every session of the hub the protocol's tick event.
-func (h *hub) tick() {
-	frame := mustJSON(eventFrame{Type: "event", Event: "tick", Payload: map[string]int64{"ts": time.Now().UnixMilli()}})
-	h.mu.Lock()
-	conns := make([]*wsConn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
+func (h *Hub) tick() {
+	frame := mustJSON(eventFrame{Type: "event", Event: "tick", Payload: map[string]int64{"ts": h.t.o.Now().UnixMilli()}})
+	for _, c := range h.sessions(func(*conn) bool { return true }) {
 		c.enqueue(frame)
 	}
 }
 
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only our own frame types reach here
-	}
-	return b
-}
-
-// connectedNodes counts the paired nodes with a live session.
-func (h *hub) connectedNodes() int {
+// ConnectedNodes counts the paired nodes with a live session.
+func (h *Hub) ConnectedNodes() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.live)
+}
+
+// Changed is signalled (coalesced) after each delivered event.
+func (h *Hub) Changed() <-chan struct{} { return h.changed }
+
+// Entry shapes a paired node, overlaying its newest live session
+// (rpc.Live).
+func (h *Hub) Entry(n db.Node) db.NodeEntry {
+	h.mu.Lock()
+	var live *conn
+	if sessions := h.live[n.NodeID]; len(sessions) > 0 {
+		live = sessions[len(sessions)-1]
+	}
+	h.mu.Unlock()
+	if live == nil {
+		return rpc.Entry(n, nil, 0)
+	}
+	return rpc.Entry(n, &live.sess, live.connectedAtMs)
+}
+
+// Sessions is a snapshot of the hub's open sessions.
+func (h *Hub) Sessions() []rpc.Session {
+	var out []rpc.Session
+	for _, c := range h.sessions(func(*conn) bool { return true }) {
+		out = append(out, c.sess)
+	}
+	return out
 }

@@ -1,0 +1,72 @@
+package rpc
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// Guard keeps callers in check on every face: failed credentials lock an
+// address out of one profile's credential class for a while, and new
+// pending requests spend from per-address and per-profile rates.
+type Guard struct {
+	log      *slog.Logger
+	failures *limiter
+	requests *rates
+}
+
+// NewGuard returns a guard on clock now.
+func NewGuard(now func() time.Time, log *slog.Logger) *Guard {
+	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now)}
+}
+
+// Locked reports whether addr is locked out of profile's credential
+// class, and for how long still.
+func (g *Guard) Locked(profile, class, addr string) (time.Duration, bool) {
+	return g.failures.blocked(limitKey{profile, class, addr})
+}
+
+// Failed counts a failed attempt and logs it, and the lockout it starts:
+// profile, class and address, never the credential.
+func (g *Guard) Failed(profile, class, addr string) {
+	g.log.Warn("authentication failed", "profile", profile, "class", class, "remote", addr)
+	if g.failures.fail(limitKey{profile, class, addr}) {
+		g.log.Warn("too many failed attempts: locked out", "profile", profile, "class", class, "remote", addr, "for", lockout)
+	}
+}
+
+// LockedError is the refusal of a locked-out caller, retry rounded up to
+// whole seconds.
+func LockedError(class string, retry time.Duration) error {
+	secs := wholeSeconds(retry)
+	return &db.Error{Code: db.CodeRateLimited, RetryAfter: time.Duration(secs) * time.Second,
+		Message: fmt.Sprintf("too many failed attempts with a wrong %s from this address; retry in %ds", class, secs)}
+}
+
+func wholeSeconds(d time.Duration) int { return int(d.Seconds() + 0.999) }
+
+// Admit spends a new pending request from the profile's rate and its
+// caller's address's: a flood of fresh device keys cannot fill the
+// pending list.
+func (g *Guard) Admit(s *Session) error {
+	p := s.Profile
+	addrKey := p.Name + "\x00" + s.RemoteIP
+	wait, ok := g.requests.take(addrKey, p.RequestsPerAddress)
+	what := "from this address"
+	if ok {
+		if wait, ok = g.requests.take(p.Name, p.RequestsPerProfile); !ok {
+			g.requests.refund(addrKey, p.RequestsPerAddress)
+			what = "in this profile"
+		}
+	}
+	if ok {
+		return nil
+	}
+	secs := wholeSeconds(wait)
+	g.log.Warn("pairing request refused: too many new requests "+what, "profile", p.Name, "remote", s.RemoteIP)
+	return &db.Error{Code: db.CodeRateLimited, RetryAfter: time.Duration(secs) * time.Second,
+		Message: fmt.Sprintf("too many new pairing requests %s; retry in %ds", what, secs),
+		Details: map[string]int64{"retryAfterMs": int64(secs) * 1000}}
+}

@@ -1,0 +1,192 @@
+// Package ws is pairgate's WebSocket transport of the OpenClaw gateway
+// protocol: the handshake (challenge, connect, device signatures), one
+// reader and one writer goroutine per connection, and a hub per profile
+// that keeps its sessions and fans the outbox's events out to them.
+// Methods are run by the dispatcher of server/rpc. It serves plain
+// net/http requests; routing is the caller's.
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/rpc"
+)
+
+// DeviceSignatureWindow is how far a device's signedAt may be from now
+// by default.
+const DeviceSignatureWindow = 10 * time.Minute
+
+// Options configure a Transport; zero members take their defaults.
+type Options struct {
+	Log        *slog.Logger
+	Dispatcher *rpc.Dispatcher
+	Guard      *rpc.Guard
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// Version and Host are announced in hello-ok.
+	Version, Host string
+	// DeviceWindow is how old a device signature may be (default
+	// DeviceSignatureWindow). Only tests replaying recorded connects widen it.
+	DeviceWindow time.Duration
+	// Nonce makes the connect.challenge nonces (default: random UUIDs).
+	Nonce func() string
+	// HandshakeTimeout bounds the wait for connect (default 10s).
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write to a client; one that does not take
+	// it is dropped (default 10s).
+	WriteTimeout time.Duration
+	// TickInterval is how often every session is sent the protocol's
+	// tick event (default 30s; hello-ok announces 30s).
+	TickInterval time.Duration
+	// Sessions is told of each session opened (+1) and closed (-1), and
+	// Decided of each resolution delivered, for metrics (nil: nothing).
+	Sessions func(profile, role string, delta int)
+	Decided  func(profile, decision string)
+}
+
+// Transport serves the WebSocket protocol for a set of profile hubs.
+type Transport struct {
+	o            Options
+	started      time.Time
+	writeBuffers sync.Pool
+
+	mu       sync.Mutex
+	hubs     []*Hub
+	closing  bool
+	handlers sync.WaitGroup
+	// ctx is the context of sessions' calls: it outlives the HTTP handler
+	// that upgraded them and ends when Close has closed them all.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New returns a transport.
+func New(o Options) *Transport {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Nonce == nil {
+		o.Nonce = db.NewUUID
+	}
+	if o.DeviceWindow == 0 {
+		o.DeviceWindow = DeviceSignatureWindow
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = handshakeTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = writeWait
+	}
+	if o.TickInterval == 0 {
+		o.TickInterval = tickInterval
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.Sessions == nil {
+		o.Sessions = func(string, string, int) {}
+	}
+	if o.Decided == nil {
+		o.Decided = func(string, string) {}
+	}
+	t := &Transport{o: o, started: o.Now()}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
+}
+
+// NewHub returns the hub of profile p; it becomes p's Live.
+func (t *Transport) NewHub(p *rpc.Profile) *Hub {
+	h := &Hub{
+		profile: p, t: t,
+		conns: map[*conn]bool{}, live: map[string][]*conn{}, awaiting: map[string][]*conn{},
+		subscribers: map[chan db.Event]struct{}{}, changed: make(chan struct{}, 1),
+	}
+	p.Live = h
+	t.mu.Lock()
+	t.hubs = append(t.hubs, h)
+	t.mu.Unlock()
+	return h
+}
+
+// Serve upgrades r to a WebSocket session of h's profile, from remoteIP,
+// and returns once the handshake is done; the session then runs on its
+// own goroutines until it ends or Close. The caller has checked the
+// request's Host and Origin.
+func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remoteIP string) {
+	upgrader := websocket.Upgrader{
+		HandshakeTimeout: t.o.HandshakeTimeout,
+		// Read with the HTTP server's own buffer (size 0); write through a
+		// shared pool: an idle session holds no write buffer.
+		WriteBufferPool: &t.writeBuffers,
+		CheckOrigin:     func(*http.Request) bool { return true },
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	c := &conn{t: t, hub: h, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{}), writer: make(chan struct{})}
+	if !h.track(c) {
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	go func() {
+		defer close(c.writer)
+		c.writeLoop()
+	}()
+	// The handshake runs here, on the HTTP handler's goroutine. A session
+	// then gets a fresh goroutine for its reads, and this one returns: it
+	// and what it holds (the request, a stack grown by the handshake) are
+	// not kept for the session's life.
+	if !c.open(t.ctx, remoteIP) {
+		c.finish()
+		return
+	}
+	go c.readLoop(t.ctx)
+}
+
+// Close refuses new connections, closes every one (1001) and waits for
+// their goroutines, or for ctx.
+func (t *Transport) Close(ctx context.Context) error {
+	t.mu.Lock()
+	t.closing = true
+	hubs := t.hubs
+	t.mu.Unlock()
+	for _, h := range hubs {
+		for _, c := range h.all() {
+			c.close(closeGoingAway, "server shutting down")
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		t.handlers.Wait()
+		close(done)
+	}()
+	defer t.cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Conns counts the connections the transport holds, open or still in
+// their handshake.
+func (t *Transport) Conns() int {
+	t.mu.Lock()
+	hubs := t.hubs
+	t.mu.Unlock()
+	n := 0
+	for _, h := range hubs {
+		n += len(h.all())
+	}
+	return n
+}
