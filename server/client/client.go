@@ -49,19 +49,15 @@ func New(base, token string, hc *http.Client) (*Client, error) {
 func (c *Client) URL() string { return c.base }
 
 // endpoint is the one place paths are built: each segment is escaped on
-// its own, so an id holding "/", "?" or "%" stays one segment, and "."
-// and ".." stay names instead of moving up the path.
+// its own (url.PathEscape), so an id holding "?", "%" or a space stays
+// one segment. (One holding "/" is sent as %2F, which the server does not
+// decode yet; "." and ".." go as they are, which pairgate routes as
+// names.)
 func (c *Client) endpoint(query url.Values, segments ...string) string {
 	var b strings.Builder
 	b.WriteString(c.base)
 	for _, s := range segments {
-		b.WriteByte('/')
-		switch s {
-		case ".", "..":
-			b.WriteString(strings.Repeat("%2E", len(s)))
-		default:
-			b.WriteString(url.PathEscape(s))
-		}
+		b.WriteString("/" + url.PathEscape(s))
 	}
 	if len(query) > 0 {
 		b.WriteString("?" + query.Encode())
@@ -112,6 +108,16 @@ func (c *Client) exchange(ctx context.Context, method, target string, body any) 
 }
 
 func (c *Client) send(ctx context.Context, method, target string, body any) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, target, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.http.Do(req)
+}
+
+// newRequest is a request with the operator token and, with a body, the
+// body as JSON.
+func (c *Client) newRequest(ctx context.Context, method, target string, body any) (*http.Request, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -130,7 +136,7 @@ func (c *Client) send(ctx context.Context, method, target string, body any) (*ht
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	return c.http.Do(req)
+	return req, nil
 }
 
 func (c *Client) decode(raw []byte, into any) error {

