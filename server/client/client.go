@@ -20,8 +20,8 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-// maxAnswer bounds what is read of one answer (an export of a large
-// profile is the largest).
+// maxAnswer bounds what is read of one answer (the lists of a large
+// profile are the largest).
 const maxAnswer = 64 << 20
 
 // Client calls one pairgate server with one operator token.
@@ -49,10 +49,10 @@ func New(base, token string, hc *http.Client) (*Client, error) {
 func (c *Client) URL() string { return c.base }
 
 // endpoint is the one place paths are built: each segment is escaped on
-// its own (url.PathEscape), so an id holding "?", "%" or a space stays
-// one segment. (One holding "/" is sent as %2F, which the server does not
-// decode yet; "." and ".." go as they are, which pairgate routes as
-// names.)
+// its own (url.PathEscape), so an id holding "?", "#", "%" or a space
+// stays one segment. "." and ".." go as they are: pairgate routes them as
+// names. An id holding "/" goes as %2F, which the server's handlers do
+// not decode yet.
 func (c *Client) endpoint(query url.Values, segments ...string) string {
 	var b strings.Builder
 	b.WriteString(c.base)
