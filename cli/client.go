@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"net/http"
@@ -18,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/client"
 )
 
 // clientFlags are the flags of every command that talks to a server.
@@ -37,30 +36,34 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 	}
 }
 
-// client talks to one served profile over the REST API.
-type client struct {
-	base        string // server URL
-	token       string
-	tokenSource string
+// conn is the command line's connection to one served profile.
+type conn struct {
+	api         *client.Client
+	tokenSource string // where the operator token was read from
 	profile     string // served profile name
-	http        *http.Client
 }
 
-// newClient resolves the server and the operator token. name is the
+// newConn resolves the server and the operator token. name is the
 // served profile's name when the command line gives one (--profile, or a
 // /ws/NAME URL), else "".
-func (f clientFlags) newClient(env Env) (c *client, name string, err error) {
+func (f clientFlags) newConn(env Env) (c *conn, name string, err error) {
 	base, urlProfile, err := serverBase(serverURL(env, *f.url))
 	if err != nil {
 		return nil, "", err
 	}
-	c = &client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
 	name = *f.name
 	if name == "" {
 		name = urlProfile
 	}
-	c.token, c.tokenSource, err = f.operatorToken(env, name)
-	return c, name, err
+	token, source, err := f.operatorToken(env, name)
+	if err != nil {
+		return nil, name, err
+	}
+	api, err := client.New(base, token, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, name, &usageError{msg: "bad --url: " + err.Error()}
+	}
+	return &conn{api: api, tokenSource: source}, name, nil
 }
 
 // serverBase turns --url into the REST API's base: ws:// and wss:// (the
@@ -130,73 +133,59 @@ func (f clientFlags) operatorToken(env Env, name string) (token, source string, 
 	return t, p.OperatorTokenPath(), nil
 }
 
-// servedProfile is one entry of GET /api/v1/profiles.
-type servedProfile struct {
-	Name      string `json:"name"`
-	StateDir  string `json:"stateDir"`
-	Pending   int    `json:"pending"`
-	Paired    int    `json:"paired"`
-	Connected int    `json:"connected"`
-}
-
 // connect resolves server, token and profile. A profile named on the
 // command line is the server's profile of that name; otherwise it is the
 // served profile whose state directory the flags and environment choose,
 // or, when none was chosen and the token opens a single profile, that one.
-func (f clientFlags) connect(ctx context.Context, env Env) (*client, error) {
-	c, name, err := f.newClient(env)
+func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
+	c, name, err := f.newConn(env)
 	if err != nil {
 		return nil, err
 	}
-	var list struct {
-		Profiles []servedProfile `json:"profiles"`
+	profiles, err := c.api.Profiles(ctx)
+	if db.ErrorCode(err) == db.CodeUnauthorized {
+		return nil, c.refusedToken(ctx, f.profile(env).StateDir)
 	}
-	if err := c.do(ctx, http.MethodGet, "/api/v1/profiles", nil, &list); err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
-			return nil, c.refusedToken(ctx, f.profile(env).StateDir)
-		}
-		return nil, err
+	if err != nil {
+		return nil, c.explain(err)
 	}
-	served := make([]string, len(list.Profiles))
-	for i, sp := range list.Profiles {
+	served := make([]string, len(profiles))
+	for i, sp := range profiles {
 		served[i] = fmt.Sprintf("%s (%s)", sp.Name, sp.StateDir)
 	}
 	if name != "" {
-		for _, sp := range list.Profiles {
+		for _, sp := range profiles {
 			if sp.Name == name {
 				c.profile = sp.Name
 				return c, nil
 			}
 		}
-		return nil, fmt.Errorf("the server at %s serves no profile named %q that this token opens; it opens: %s", c.base, name, strings.Join(served, ", "))
+		return nil, fmt.Errorf("the server at %s serves no profile named %q that this token opens; it opens: %s", c.api.URL(), name, strings.Join(served, ", "))
 	}
 	p := f.profile(env)
-	for _, sp := range list.Profiles {
+	for _, sp := range profiles {
 		if filepath.Clean(sp.StateDir) == filepath.Clean(p.StateDir) {
 			c.profile = sp.Name
 			return c, nil
 		}
 	}
 	chosen := *f.stateDir != "" || env.Getenv("OPENCLAW_STATE_DIR") != ""
-	if !chosen && len(list.Profiles) == 1 {
-		c.profile = list.Profiles[0].Name
+	if !chosen && len(profiles) == 1 {
+		c.profile = profiles[0].Name
 		return c, nil
 	}
 	return nil, fmt.Errorf("the server at %s serves no profile with state directory %s; this token opens: %s (name one with --profile NAME)",
-		c.base, p.StateDir, strings.Join(served, ", "))
+		c.api.URL(), p.StateDir, strings.Join(served, ", "))
 }
 
 // refusedToken explains a refused operator token: where it was read from,
 // and which profiles the server has (GET /readyz names them without a
 // token), since a token file of a state directory the server does not
 // serve is the usual cause.
-func (c *client) refusedToken(ctx context.Context, stateDir string) error {
-	msg := fmt.Sprintf("the server at %s refused the operator token read from %s", c.base, c.tokenSource)
-	var ready struct {
-		Profiles map[string]string `json:"profiles"`
-	}
-	if c.do(ctx, http.MethodGet, "/readyz", nil, &ready) != nil || len(ready.Profiles) == 0 {
+func (c *conn) refusedToken(ctx context.Context, stateDir string) error {
+	msg := c.refused().Error()
+	ready, err := c.api.Ready(ctx)
+	if err != nil || len(ready.Profiles) == 0 {
 		return errors.New(msg)
 	}
 	names := slices.Sorted(maps.Keys(ready.Profiles))
@@ -207,59 +196,22 @@ func (c *client) refusedToken(ctx context.Context, stateDir string) error {
 	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them", msg, strings.Join(names, ", "))
 }
 
-// apiError is an error answer of the server.
-type apiError struct {
-	status  int
-	message string
+func (c *conn) refused() error {
+	return fmt.Errorf("the server at %s refused the operator token read from %s", c.api.URL(), c.tokenSource)
 }
 
-func (e *apiError) Error() string { return e.message }
-
-// do makes one API call; path is absolute or relative to the profile.
-func (c *client) do(ctx context.Context, method, path string, body, into any) error {
-	if !strings.HasPrefix(path, "/") {
-		path = "/api/v1/profiles/" + url.PathEscape(c.profile) + "/" + path
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return &usageError{msg: "bad --url: " + err.Error()}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.base)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Message string } `json:"error"`
-		}
-		json.Unmarshal(raw, &e)
-		msg := e.Error.Message
-		if msg == "" {
-			msg = resp.Status
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			msg = fmt.Sprintf("the server at %s refused the operator token read from %s", c.base, c.tokenSource)
-		}
-		return &apiError{status: resp.StatusCode, message: msg}
-	}
-	if into == nil || resp.StatusCode == http.StatusNoContent {
+// explain words a failed call for the operator: the server's refusal by
+// its code, a server that does not answer by where it was looked for.
+func (c *conn) explain(err error) error {
+	switch {
+	case err == nil:
 		return nil
+	case client.IsUnreachable(err):
+		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL())
+	case db.ErrorCode(err) == db.CodeUnauthorized:
+		return c.refused()
 	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("unexpected answer from %s: %v", c.base, err)
-	}
-	return nil
+	return err
 }
 
 // failed prefixes a command's failure the way OpenClaw's CLI does:

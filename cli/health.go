@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"time"
+
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/client"
 )
 
 func runHealth(ctx context.Context, env Env, args []string) error {
@@ -19,24 +21,25 @@ func runHealth(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	url := &base
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(*url, "/")+"/readyz", nil)
+	api, err := client.New(base, "", nil)
 	if err != nil {
 		return &usageError{msg: "health: bad --url: " + err.Error()}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("no pairgate answers at %s (%v); start one with `pairgate serve`", *url, err)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ready, err := api.Ready(ctx)
+	if client.IsUnreachable(err) {
+		return fmt.Errorf("no pairgate answers at %s (%v); start one with `pairgate serve`", base, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	fmt.Fprintln(env.Stdout, strings.TrimSpace(string(body)))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("not ready (%s)", resp.Status)
+	if ready.Profiles != nil {
+		b, _ := json.Marshal(ready) // a map of strings and a bool always marshal
+		fmt.Fprintln(env.Stdout, string(b))
 	}
-	return nil
+	var refused *db.Error
+	if errors.As(err, &refused) {
+		return fmt.Errorf("not ready (%s)", refused.Message)
+	}
+	return err
 }
 
 // serverURL picks the server: --url, then $PAIRGATE_URL, then the default.

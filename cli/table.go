@@ -6,10 +6,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
-	"unsafe"
+
+	"golang.org/x/term"
 )
 
 // defaultWidth is the table width when the output is not a terminal (and
@@ -22,10 +22,9 @@ func terminalWidth(env Env, w io.Writer) int {
 	if n, err := strconv.Atoi(env.Getenv("COLUMNS")); err == nil && n > 20 {
 		return n
 	}
-	if f, ok := w.(*os.File); ok {
-		var ws struct{ rows, cols, x, y uint16 }
-		if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws))); errno == 0 && ws.cols > 20 {
-			return int(ws.cols)
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
+			return cols
 		}
 	}
 	return defaultWidth

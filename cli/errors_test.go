@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The CLI words a refusal by the server's error code: a wrong token (code
+// unauthorized) names where the token came from; after ten of them the
+// address is locked out (code rate_limited) and the server's own message,
+// with its wait, is what the operator reads, even with the right token.
+func TestCLIWordsRefusalsByCode(t *testing.T) {
+	dir := t.TempDir()
+	const token = "operator-token-0123456789abcdef0123"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/gw\n    token: %s\n", dir, token)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	getenv := testEnv(t, map[string]string{"PAIRGATE_URL": srv.url})
+
+	for i := range 10 {
+		code, _, errs := cliRun(getenv, "nodes", "rename", "--node", "x", "--name", "y", "--profile", "default", "--token", "wrong")
+		want := "nodes rename failed: the server at " + srv.url + " refused the operator token read from --token; it serves the profiles default, and this token opens none of them\n"
+		if code != exitFailed || errs != want {
+			t.Fatalf("attempt %d: exit %d\n%s\nwant 1 and\n%s", i+1, code, errs, want)
+		}
+	}
+	code, out, errs := cliRun(getenv, "nodes", "pending", "--profile", "default", "--token", token)
+	want := "nodes pending failed: too many failed attempts with a wrong operator token from this address; retry in 300s\n"
+	if code != exitFailed || out != "" || errs != want {
+		t.Fatalf("locked out: exit %d\nstdout %q\nstderr %q\nwant 1 and %q", code, out, errs, want)
+	}
+	// health needs no token and is not locked out.
+	if code, out, _ := cliRun(getenv, "health"); code != exitOK || !strings.Contains(out, `"default":"ok"`) {
+		t.Fatalf("health during the lockout: %d %s", code, out)
+	}
+}
