@@ -185,7 +185,7 @@ func TestRESTOddIDsStayOneSegment(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
 	api := ts.client(t, testToken)
-	for _, id := range []string{"..", ".", "x?y=1", "#1", "100%", "sp ace", "ü", "a%2Fb"} {
+	for _, id := range []string{"..", ".", "x?y=1", "#1", "100%", "sp ace", "ü", "a%2Fb", "a/b", "/", "%2F"} {
 		res, err := api.Request(ctx, "default", client.NodeRequest{NodeID: id})
 		if err != nil {
 			t.Fatalf("request %q: %v", id, err)

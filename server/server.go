@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/server/rpc"
 	"github.com/pairgate/pairgate/server/webhook"
 	"github.com/pairgate/pairgate/server/ws"
@@ -242,7 +244,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
-	e.Use(s.metrics.middleware, noStoreAPI, bodyDeadline)
+	e.Use(s.metrics.middleware, noStoreAPI, bodyDeadline, unescapeParams)
 	s.routes(e, profile)
 	return e
 }
@@ -283,6 +285,27 @@ func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 		if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
 			http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		}
+		return next(c)
+	}
+}
+
+// unescapeParams decodes path parameters routed on the escaped path: echo
+// routes on URL.RawPath when the path holds an escaped "/" (so a%2Fb stays
+// one segment) and then hands the parameters over still escaped.
+func unescapeParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().URL.RawPath == "" {
+			return next(c)
+		}
+		values := c.ParamValues()
+		for i, v := range values {
+			u, err := url.PathUnescape(v)
+			if err != nil {
+				return apiError(db.CodeInvalid, "bad escape in the path: %q", v)
+			}
+			values[i] = u
+		}
+		c.SetParamValues(values...)
 		return next(c)
 	}
 }
