@@ -26,6 +26,12 @@ const (
 	// writeAttempts is how often a transaction that met SQLITE_BUSY (a
 	// checkpoint, a long writer in another process) is tried again.
 	writeAttempts = 5
+	// maxUnsynced bounds the lazy writes committed since the last fsync:
+	// once reached, the next transaction is synchronous=FULL whatever it
+	// holds. With at most two events a lazy write, a power loss can take
+	// at most 2×maxUnsynced event seqs, fewer than the gap Open leaves
+	// (seqGap), so no seq is ever handed out twice.
+	maxUnsynced = 256
 )
 
 // write is one caller's write, waiting for its transaction.
@@ -33,6 +39,11 @@ type write struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx) error
 	done chan error // buffered: the committer never blocks on a caller
+	// lazy says the write may be acknowledged before its fsync
+	// (synchronous=NORMAL): a new pending request or a connect, whose
+	// loss in a power cut costs only the node's retry. A transaction
+	// holds lazy writes only, or is FULL.
+	lazy bool
 }
 
 // committer batches writes into shared transactions.
@@ -51,10 +62,18 @@ type committer struct {
 	// batches and writes count committed transactions and the writes in
 	// them.
 	batches, writes atomic.Int64
+
+	// Only the committer goroutine touches these: the connection's
+	// synchronous setting, and the lazy writes committed since the last
+	// FULL commit (whose fsync made them durable too).
+	lazyMode bool
+	unsynced int
 }
 
 func newCommitter(db *sql.DB, onCommit func()) *committer {
-	c := &committer{db: db, onCommit: onCommit, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	// The first commit is FULL: it makes the WAL file (a new one after a
+	// clean close) durable before any lazy commit relies on it.
+	c := &committer{db: db, onCommit: onCommit, wake: make(chan struct{}, 1), stop: make(chan struct{}), unsynced: maxUnsynced}
 	c.stopped.Add(1)
 	go c.run()
 	return c
@@ -86,8 +105,8 @@ func (c *committer) close() {
 // rolled back). A caller whose context ends before its write ran gets the
 // context's error and its write never runs; once it ran, the caller waits
 // for the commit, so its answer is always the truth.
-func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool) error {
+	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -109,11 +128,20 @@ func (c *committer) queued() int {
 	return len(c.queue)
 }
 
-// take removes up to n queued writes.
-func (c *committer) take(n int) []*write {
+// take removes up to n queued writes from the front of the queue; with
+// lazyOnly, it stops at the first write that is not lazy.
+func (c *committer) take(n int, lazyOnly bool) []*write {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n = min(n, len(c.queue))
+	if lazyOnly {
+		for i, w := range c.queue[:n] {
+			if !w.lazy {
+				n = i
+				break
+			}
+		}
+	}
 	taken := append([]*write(nil), c.queue[:n]...)
 	c.queue = c.queue[n:]
 	return taken
@@ -125,7 +153,7 @@ func (c *committer) run() {
 		select {
 		case <-c.wake:
 			for {
-				batch := c.take(1)
+				batch := c.take(1, false)
 				if len(batch) == 0 {
 					break
 				}
@@ -142,10 +170,11 @@ func (c *committer) run() {
 // every write of the batch.
 func (c *committer) commit(first *write) {
 	batch := []*write{first}
+	lazy := first.lazy && c.unsynced < maxUnsynced
 	var results []error
 	var err error
 	for attempt := 1; attempt <= writeAttempts; attempt++ {
-		batch, results, err = c.tryBatch(batch, attempt == 1)
+		batch, results, err = c.tryBatch(batch, attempt == 1, lazy)
 		if !isBusy(err) {
 			break
 		}
@@ -157,6 +186,11 @@ func (c *committer) commit(first *write) {
 	if err == nil {
 		c.batches.Add(1)
 		c.writes.Add(int64(len(batch)))
+		if lazy {
+			c.unsynced += len(batch)
+		} else {
+			c.unsynced = 0
+		}
 		c.onCommit()
 	}
 	for i, w := range batch {
@@ -172,7 +206,10 @@ func (c *committer) commit(first *write) {
 // set (a first attempt), new ones as they arrive. It returns the batch it
 // ran, each write's own result, and the transaction's error (BUSY means:
 // run the whole batch again).
-func (c *committer) tryBatch(batch []*write, grow bool) ([]*write, []error, error) {
+func (c *committer) tryBatch(batch []*write, grow, lazy bool) ([]*write, []error, error) {
+	if err := c.setLazy(lazy); err != nil {
+		return batch, nil, err
+	}
 	// The transaction must not end with one caller's context: a
 	// cancelled caller's statement fails inside its savepoint instead.
 	tx, err := c.db.BeginTx(context.Background(), nil)
@@ -188,14 +225,43 @@ func (c *committer) tryBatch(batch []*write, grow bool) ([]*write, []error, erro
 			return batch, nil, err
 		}
 		results = append(results, res)
-		if grow && i == len(batch)-1 && len(batch) < maxBatch && time.Since(start) < maxHold {
-			batch = append(batch, c.take(maxBatch-len(batch))...)
+		if room := c.room(len(batch), lazy); grow && i == len(batch)-1 && room > 0 && time.Since(start) < maxHold {
+			batch = append(batch, c.take(room, lazy)...)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return batch, nil, err
 	}
 	return batch, results, nil
+}
+
+// room is how many more writes a transaction of n may take: maxBatch,
+// and for a lazy one, what keeps the unsynced writes within maxUnsynced.
+func (c *committer) room(n int, lazy bool) int {
+	room := maxBatch - n
+	if lazy {
+		room = min(room, maxUnsynced-c.unsynced-n)
+	}
+	return room
+}
+
+// setLazy switches the writer connection between synchronous=NORMAL (a
+// commit is durable at the next fsync: a later FULL commit or a
+// checkpoint) and FULL (durable when COMMIT returns). Set between
+// transactions, on the one writer connection.
+func (c *committer) setLazy(lazy bool) error {
+	if lazy == c.lazyMode {
+		return nil
+	}
+	mode := "FULL"
+	if lazy {
+		mode = "NORMAL"
+	}
+	if _, err := c.db.Exec("PRAGMA synchronous=" + mode); err != nil {
+		return err
+	}
+	c.lazyMode = lazy
+	return nil
 }
 
 // runSavepoint runs one write inside its own savepoint. The write's own

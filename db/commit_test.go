@@ -160,3 +160,77 @@ func TestGroupCommitClose(t *testing.T) {
 		t.Fatalf("write after Close = %v", err)
 	}
 }
+
+// The durability policy: new pending requests and connects commit with
+// synchronous=NORMAL, never more than maxUnsynced of them before an
+// fsync; any decision commits FULL (and so syncs those before it).
+func TestLazyWritesAreBoundedAndDecisionsFull(t *testing.T) {
+	s := openStore(t, newClock())
+	ctx := t.Context()
+	if s.commit.unsynced != 0 {
+		t.Fatalf("the first commit of a store (its key check) was not FULL: %d unsynced", s.commit.unsynced)
+	}
+	synchronous := func() int {
+		t.Helper()
+		var mode int
+		if err := s.write.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		return mode // 1 NORMAL, 2 FULL
+	}
+	first := mustRequest(t, s, RequestInput{NodeID: "n0"})
+	if synchronous() != 1 || s.commit.unsynced != 1 {
+		t.Fatalf("after a request: synchronous=%d unsynced=%d, want NORMAL and 1", synchronous(), s.commit.unsynced)
+	}
+	if _, err := s.Approve(ctx, first.Request.RequestID, Origin{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if synchronous() != 2 || s.commit.unsynced != 0 {
+		t.Fatalf("after an approval: synchronous=%d unsynced=%d, want FULL and 0", synchronous(), s.commit.unsynced)
+	}
+	// A request the policy approves at once is a decision.
+	if _, err := s.Request(ctx, RequestInput{NodeID: "auto", AutoApprove: true}, Origin{}); err != nil || synchronous() != 2 {
+		t.Fatalf("auto-approved request: %v, synchronous=%d", err, synchronous())
+	}
+	// However many requests come alone, an fsync comes every maxUnsynced.
+	var fulls int
+	for i := range maxUnsynced + 10 {
+		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("flood-%d", i)})
+		if s.commit.unsynced > maxUnsynced {
+			t.Fatalf("%d unsynced writes, bound %d", s.commit.unsynced, maxUnsynced)
+		}
+		if s.commit.unsynced == 0 {
+			fulls++
+		}
+	}
+	if fulls != 1 {
+		t.Fatalf("%d FULL commits in %d lone requests, want 1", fulls, maxUnsynced+10)
+	}
+}
+
+// After an unclean end (a WAL left behind) Open moves the seq past what a
+// power cut could have taken, so no seq is handed out twice; after a clean
+// close, seqs go on without a gap.
+func TestOpenSkipsLostSeqs(t *testing.T) {
+	if seqGap < 2*maxUnsynced {
+		t.Fatalf("seqGap %d is below the %d seqs a power cut can take", seqGap, 2*maxUnsynced)
+	}
+	dir := t.TempDir()
+	clk := newClock()
+	s := openStoreAt(t, dir, clk)
+	mustRequest(t, s, RequestInput{NodeID: "a"})
+	s.Close()
+	s = openStoreAt(t, dir, clk)
+	mustRequest(t, s, RequestInput{NodeID: "b"})
+	last, err := s.LastSeq(t.Context())
+	if err != nil || last != 2 {
+		t.Fatalf("after a clean close: last seq %d (%v), want 2", last, err)
+	}
+	// The store stays open (as a killed process leaves its WAL) while a
+	// second one opens the same files.
+	other := openStoreAt(t, dir, clk)
+	mustRequest(t, other, RequestInput{NodeID: "c"})
+	if next, _ := other.LastSeq(t.Context()); next != last+seqGap+1 {
+		t.Fatalf("first seq after an open beside a WAL %d, want %d", next, last+seqGap+1)
+	}
+}

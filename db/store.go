@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -100,6 +101,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
 		return nil, err
 	}
+	// A WAL left behind means the last writer did not close cleanly (or
+	// another process has the database open): it may have lost lazy
+	// commits, and their seqs.
+	wal, statErr := os.Stat(opts.Path + "-wal")
+	walLeft := statErr == nil && wal.Size() > 0
 	s.write, s.read, err = openPools(opts.Path, readers)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
@@ -125,7 +131,36 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if walLeft {
+		if err := s.skipLostSeqs(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// seqGap is how far Open moves the events' seq on after an unclean end:
+// past every seq a power cut may have taken from the process before with
+// its lazy commits (at most two events each, maxUnsynced of them), so
+// that a seq an event stream or a webhook receiver has seen is never
+// given to another event. A gap in seq is harmless: readers ask for what
+// comes after a seq. The first commit of a process is FULL (committer),
+// so the WAL file that tells of an unclean end is itself durable.
+const seqGap = 1024
+
+func (s *Store) skipLostSeqs(ctx context.Context) error {
+	return s.writeTx(ctx, "reserve event seqs", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'events'`, seqGap)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)`, seqGap)
+		return err
+	})
 }
 
 func orDefault(d, def time.Duration) time.Duration {
