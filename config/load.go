@@ -330,7 +330,10 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 				"perProfile": func(k string, n *yaml.Node) { p.RequestsPerProfile = w.integer(k, n) },
 			})
 		},
-		"webhooks": func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
+		"webhooks":         func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
+		"replicas":         func(k string, n *yaml.Node) { p.Replicas = w.replicas(k, n) },
+		"restoreIfMissing": func(k string, n *yaml.Node) { p.RestoreIfMissing = w.boolean(k, n) },
+		"keyFile":          func(k string, n *yaml.Node) { p.KeyFile = expandHome(w.str(k, n), w.getenv) },
 	})
 	if w.err == nil && p.Name == "" {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")
