@@ -38,7 +38,10 @@ type Options struct {
 	// tokens sealed under a lost one (`pairgate new-key`). It never
 	// replaces an existing key file.
 	NewKey bool
-	Logger *slog.Logger
+	// Replicated says Litestream streams the database: the store then
+	// runs no checkpoint of its own (sqlite.go, openPools).
+	Replicated bool
+	Logger     *slog.Logger
 }
 
 // OptionsFor returns the store options of a configured profile.
@@ -50,6 +53,7 @@ func OptionsFor(p config.Profile) Options {
 		MaxPending:       p.MaxPending,
 		DecidedRetention: p.DecidedRetention,
 		EventRetention:   p.EventRetention,
+		Replicated:       p.Replicated(),
 	}
 }
 
@@ -100,7 +104,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
 		return nil, err
 	}
-	s.write, s.read, err = openPools(opts.Path, readers)
+	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
 	}
