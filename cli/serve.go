@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db/replica"
 	"github.com/pairgate/pairgate/server"
 )
 
@@ -46,6 +48,16 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 
+	// Replication stops after the profiles closed (deferred first, run
+	// last): its final sync must not hold the files under their store.
+	var replicator *replica.Replicator
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := replicator.Close(closeCtx); err != nil {
+			log.Error("final replication sync", "err", err)
+		}
+	}()
 	var profiles []*server.Profile
 	defer func() {
 		for _, p := range profiles {
@@ -55,6 +67,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		}
 	}()
 	for _, pc := range cfg.Profiles {
+		if _, err := replica.RestoreIfMissing(ctx, pc, log); err != nil {
+			return err
+		}
 		p, err := server.OpenProfile(ctx, pc, log, nil)
 		if err != nil {
 			return err
@@ -62,7 +77,10 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		profiles = append(profiles, p)
 		log.Info("profile ready", "profile", pc.Name, "stateDir", pc.StateDir, "operatorToken", pc.OperatorTokenSource())
 	}
-	err = server.New(cfg, profiles, log, server.Options{Version: version()}).Run(ctx)
+	if replicator, err = replica.Start(ctx, cfg.Profiles, log, replica.Options{}); err != nil {
+		return err
+	}
+	err = server.New(cfg, profiles, log, server.Options{Version: version(), Replication: replicator.Status}).Run(ctx)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/replica"
 	"github.com/pairgate/pairgate/server/webhook"
 )
 
@@ -52,6 +53,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Webhooks is the webhook retry policy (zero: production).
 	Webhooks WebhookPolicy
+	// Replication reports a profile's replication (db/replica), shown in
+	// /readyz and /metrics; nil when nothing is replicated.
+	Replication func(profile string) (replica.Status, bool)
 }
 
 // Server serves a set of opened profiles.
@@ -76,6 +80,7 @@ type Server struct {
 	metrics      *metrics
 	webhooks     map[string]*webhook.Dispatcher
 	hookPolicy   WebhookPolicy
+	replication  func(profile string) (replica.Status, bool)
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
@@ -101,7 +106,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		now: opts.Now, version: opts.Version, deviceWindow: opts.DeviceSignatureWindow,
 		nonce: opts.ChallengeNonce, handshake: opts.HandshakeTimeout,
 		writeWait: opts.WriteTimeout, conns: map[*wsConn]struct{}{},
-		metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
+		metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks, replication: opts.Replication,
 	}
 	if s.nonce == nil {
 		s.nonce = db.NewUUID
