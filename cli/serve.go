@@ -15,7 +15,7 @@ import (
 	"github.com/pairgate/pairgate/server"
 )
 
-func runServe(ctx context.Context, env Env, args []string) error {
+func runServe(ctx context.Context, env Env, args []string) (err error) {
 	fs := newFlags(env, "serve", "[--config FILE] [--listen ADDR]")
 	configPath := fs.String("config", env.Getenv("PAIRGATE_CONFIG"), "configuration `file` (YAML); default $PAIRGATE_CONFIG, else one profile \"default\" at $OPENCLAW_STATE_DIR or ~/.openclaw")
 	listen := fs.String("listen", "", "listen `address`, overriding the configuration and $PAIRGATE_LISTEN (default "+config.DefaultListen+")")
@@ -54,8 +54,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := replicator.Close(closeCtx); err != nil {
-			log.Error("final replication sync", "err", err)
+		if cerr := replicator.Close(closeCtx); cerr != nil && err == nil {
+			err = fmt.Errorf("replication: the final sync failed (%w): the replica may lack the last changes; start the server again to send them before moving a profile", cerr)
 		}
 	}()
 	var profiles []*server.Profile
