@@ -225,3 +225,19 @@ func TestKilledReplicatedServerMovesToAnotherHost(t *testing.T) {
 		})
 	}
 }
+
+func TestServeRefusesABadReplicaURL(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	if err := os.WriteFile(path, []byte("profiles:\n  - name: default\n    stateDir: "+stateDir+"\n    replicas:\n      - url: s3://AKIAEXAMPLE:hunter2@backups/pairgate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	code := Run(context.Background(), []string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, testEnv(t, nil), strings.NewReader(""), &bytes.Buffer{}, &errb)
+	if code != exitConfig || !strings.Contains(errb.String(), "profiles[0].replicas[0].url: holds credentials; remove them from the URL") || strings.Contains(errb.String(), "hunter2") {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	if _, err := os.Stat(stateDir); err == nil {
+		t.Fatal("a refused start created the state directory")
+	}
+}

@@ -101,7 +101,7 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		rc := p.Replicas[0]
 		client, err := newClient(ctx, rc.URL)
 		if err != nil {
-			return nil, &config.Error{Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: "correct the URL"}
+			return nil, &config.Error{Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: "check the bucket, path, endpoint and region, and the S3 credentials in the environment"}
 		}
 		plog := log.With("profile", p.Name, "replica", rc.RedactedURL())
 		db := litestream.NewDB(p.DatabasePath())
