@@ -241,3 +241,29 @@ func TestServeRefusesABadReplicaURL(t *testing.T) {
 		t.Fatal("a refused start created the state directory")
 	}
 }
+
+func TestRestoreRefuses(t *testing.T) {
+	served := filepath.Join(t.TempDir(), "served")
+	replicaURL := "file://" + filepath.Join(t.TempDir(), "replica")
+	startServe(t, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": served}))
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no replica", []string{"--state-dir", t.TempDir()}, exitUsage, "restore: no replica: give --from URL"},
+		{"bad url", []string{"--state-dir", t.TempDir(), "--from", "ftp://h/x"}, exitUsage, `restore: --from: "ftp://h/x" is not a replica URL (s3:// or file://)`},
+		{"bad timestamp", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "yesterday"}, exitUsage, `restore: --timestamp "yesterday" is not an RFC 3339 time`},
+		{"served", []string{"--state-dir", served, "--from", replicaURL}, exitFailed, "a served database is never restored over"},
+		{"empty replica", []string{"--state-dir", t.TempDir(), "--from", replicaURL}, exitFailed, "holds no backup of a database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Run(context.Background(), append([]string{"restore"}, tc.args...), testEnv(t, nil), strings.NewReader(""), &out, &errb)
+			if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("exit %d, want %d saying %q:\n%s%s", code, tc.code, tc.want, out.String(), errb.String())
+			}
+		})
+	}
+}
