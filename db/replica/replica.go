@@ -20,8 +20,8 @@ import (
 )
 
 // DefaultInterval is how often a profile's new WAL frames are sent to its
-// replica when nothing else wakes the sync: the replication window's usual
-// upper bound.
+// replica: the replication window's usual upper bound, less than a
+// second plus one upload.
 const DefaultInterval = time.Second
 
 // maxBackoff bounds the wait between failed syncs.
@@ -138,33 +138,24 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 	return r, nil
 }
 
-// run syncs whenever Litestream sees the WAL change, and at least every
-// interval, backing off while the replica fails.
+// run syncs every interval (a sync with nothing new costs no upload),
+// backing off while the replica fails. Like Litestream's own replica
+// monitor it never syncs back to back: under a steady stream of writes,
+// one upload a second carries them all, instead of an upload (and its
+// fsyncs) per commit.
 func (s *stream) run(ctx context.Context, now func() time.Time) {
-	wait := time.Duration(0)
+	wait, backoff := time.Duration(0), s.interval // the first sync at once
 	for {
-		notify := s.db.Notify()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
 		if err := s.syncOnce(ctx, now); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			wait = min(max(2*wait, s.interval), maxBackoff)
+			wait, backoff = backoff, min(2*backoff, maxBackoff)
 			continue
 		}
-		wait = s.interval
-		select {
-		case <-ctx.Done():
-			return
-		case <-notify:
-			wait = 0
-		case <-time.After(s.interval):
-			wait = 0
-		}
+		wait, backoff = s.interval, s.interval
 	}
 }
 
