@@ -249,3 +249,41 @@ func TestRestoreIfMissing(t *testing.T) {
 	defer restoredStore.Close()
 	verifyAll(t, restoredStore, tokens)
 }
+
+// A restore as of a time brings the state of then: what was approved
+// before it, and nothing after.
+func TestRestoreAsOfATime(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	url := "file://" + t.TempDir() + "/p"
+	p := profileAt(t, "p", url)
+	st := openStore(t, p)
+	r, err := Start(ctx, []config.Profile{p}, log, Options{Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := pair(t, st, "before", 3)
+	waitSynced(t, r, "p", time.Now())
+	asOf := time.Now()
+	time.Sleep(20 * time.Millisecond) // the later changes carry later times
+	after := pair(t, st, "after", 3)
+	waitSynced(t, r, "p", time.Now())
+	st.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	other := profileAt(t, "p", url)
+	other.KeyFile = p.KeyPath()
+	if err := Restore(ctx, url, other.DatabasePath(), asOf, log); err != nil {
+		t.Fatal(err)
+	}
+	restored := openStore(t, other)
+	defer restored.Close()
+	verifyAll(t, restored, before)
+	for id, token := range after {
+		if v, err := restored.Verify(ctx, id, token); err != nil || v.OK {
+			t.Fatalf("%s, approved after the restore's time, is there: %+v %v", id, v, err)
+		}
+	}
+}
