@@ -127,13 +127,13 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		return nil, fmt.Errorf("replication: %w", err)
 	}
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for name, s := range r.dbs {
+	for _, s := range r.dbs {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			s.run(ctx, r.now)
 		}()
-		s.log.Info("replicating", "profile", name)
+		s.log.Info("replicating")
 	}
 	return r, nil
 }
