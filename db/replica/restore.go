@@ -39,7 +39,11 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	log.Info("restoring", "database", path, "asOf", at)
+	if at.IsZero() {
+		log.Info("restoring the newest state", "database", path)
+	} else {
+		log.Info("restoring the state as of a time", "database", path, "asOf", at)
+	}
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".restoring")
 	// A restore interrupted earlier left its file: it was never the database.
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
