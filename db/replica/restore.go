@@ -62,7 +62,7 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 		}
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	if err := syncFile(tmp); err != nil {
 		return err
 	}
 	// Litestream's bookkeeping beside a database that is gone describes
@@ -111,4 +111,18 @@ func RestoreIfMissing(ctx context.Context, p config.Profile, log *slog.Logger) (
 	}
 	log.Info("restored the database from its replica", "profile", p.Name, "replica", url, "database", p.DatabasePath())
 	return true, nil
+}
+
+// syncFile makes a restored file private and durable before it is linked
+// into place.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	return f.Sync()
 }
