@@ -32,19 +32,13 @@ func (r Replica) RedactedURL() string {
 func (p Profile) Replicated() bool { return len(p.Replicas) > 0 }
 
 func (w *walker) replicas(at string, n *yaml.Node) []Replica {
-	if n.Kind != yaml.SequenceNode {
-		w.fail(at, fmt.Sprintf("want a list (line %d)", n.Line), "write one '- url: …' entry")
-		return nil
-	}
-	var out []Replica
-	for i, item := range n.Content {
+	return listOf(w, at, n, "write one '- url: …' entry", func(at string, item *yaml.Node) Replica {
 		var r Replica
-		w.mapping(fmt.Sprintf("%s[%d]", at, i), item, map[string]func(string, *yaml.Node){
+		w.mapping(at, item, map[string]func(string, *yaml.Node){
 			"url": func(k string, n *yaml.Node) { r.URL = w.str(k, n) },
 		})
-		out = append(out, r)
-	}
-	return out
+		return r
+	})
 }
 
 const replicaURLFix = "write e.g. url: s3://bucket/pairgate/NAME?endpoint=https://s3.example (credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or url: file:///var/backups/pairgate/NAME"
@@ -65,32 +59,11 @@ func (p Profile) validateReplicas(at string, seen map[string]string) error {
 	}
 	for j, r := range p.Replicas {
 		key := fmt.Sprintf("%s.replicas[%d].url", at, j)
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			return keyError(key, "is not a URL", replicaURLFix)
+		if problem, fix := r.check(); problem != "" {
+			return keyError(key, problem, fix)
 		}
-		if u.User != nil {
-			return keyError(key, "holds credentials", "remove them from the URL: give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS shared credentials file), never in the configuration")
-		}
-		switch u.Scheme {
-		case "s3":
-			if u.Host == "" {
-				return keyError(key, fmt.Sprintf("%s names no bucket", r.RedactedURL()), replicaURLFix)
-			}
-			if e := u.Query().Get("endpoint"); e != "" {
-				if eu, err := url.Parse(e); err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
-					return keyError(key, "its endpoint is not an http(s) URL", "write e.g. ?endpoint=https://s3.example")
-				}
-			}
-		case "file":
-			if u.Host != "" || !filepath.IsAbs(u.Path) || u.RawQuery != "" {
-				return keyError(key, fmt.Sprintf("%s is not a file URL of an absolute directory", r.RedactedURL()), "write three slashes: file:///var/backups/pairgate/"+p.Name)
-			}
-			if within(filepath.Clean(u.Path), p.StateDir) {
-				return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
-			}
-		default:
-			return keyError(key, fmt.Sprintf("%q is not a replica URL (s3:// or file://)", r.RedactedURL()), replicaURLFix)
+		if u, _ := url.Parse(r.URL); u.Scheme == "file" && within(filepath.Clean(u.Path), p.StateDir) {
+			return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
 		}
 		if other, dup := seen[r.URL]; dup {
 			return keyError(key, "is also "+other, "give each profile its own replica path: two databases in one replica overwrite each other")
@@ -98,6 +71,42 @@ func (p Profile) validateReplicas(at string, seen map[string]string) error {
 		seen[r.URL] = key
 	}
 	return nil
+}
+
+// Check says what is wrong with the replica's URL, if anything.
+func (r Replica) Check() error {
+	if problem, fix := r.check(); problem != "" {
+		return fmt.Errorf("%s; %s", problem, fix)
+	}
+	return nil
+}
+
+func (r Replica) check() (problem, fix string) {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "is not a URL", replicaURLFix
+	}
+	if u.User != nil {
+		return "holds credentials", "remove them from the URL: give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS shared credentials file), never in the configuration"
+	}
+	switch u.Scheme {
+	case "s3":
+		if u.Host == "" {
+			return fmt.Sprintf("%s names no bucket", r.RedactedURL()), replicaURLFix
+		}
+		if e := u.Query().Get("endpoint"); e != "" {
+			if eu, err := url.Parse(e); err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
+				return "its endpoint is not an http(s) URL", "write e.g. ?endpoint=https://s3.example"
+			}
+		}
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) || u.RawQuery != "" {
+			return fmt.Sprintf("%s is not a file URL of an absolute directory", r.RedactedURL()), "write three slashes: file:///var/backups/pairgate/NAME"
+		}
+	default:
+		return fmt.Sprintf("%q is not a replica URL (s3:// or file://)", r.RedactedURL()), replicaURLFix
+	}
+	return "", ""
 }
 
 // within reports whether path is dir or lies under it.
