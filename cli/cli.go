@@ -55,6 +55,7 @@ func commands() []command {
 		{"export", "write a profile's legacy paired.json / pending.json", runExport},
 		{"migrate", "apply (or with --status, show) database migrations of a profile", runMigrate},
 		{"new-key", "make a new pairing.key for a profile whose key is lost", runNewKey},
+		{"restore", "restore a profile's database from its replica (Litestream)", runRestore},
 		{"health", "ask a running server whether it is ready", runHealth},
 		{"version", "print the version", runVersion},
 	}
@@ -129,6 +130,7 @@ var examples = map[string]string{
 	"export":         "pairgate export --to /tmp/nodes-backup\n  pairgate export --redact-tokens --profile work",
 	"migrate":        "pairgate migrate --status\n  pairgate migrate --state-dir /srv/gateway",
 	"new-key":        "pairgate new-key --profile work",
+	"restore":        "pairgate restore --profile work\n  pairgate restore --state-dir /var/lib/pairgate/work --from s3://backups/pairgate/work?endpoint=https://s3.example\n  pairgate restore --state-dir /tmp/yesterday --from file:///backups/work --timestamp 2026-12-01T10:00:00Z",
 	"health":         "pairgate health\n  pairgate health --url http://127.0.0.1:18790",
 	"version":        "pairgate version",
 	"profiles":       "pairgate profiles\n  pairgate profiles --json --token \"$TOKEN\"",

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db/replica"
 	"github.com/pairgate/pairgate/server"
 )
 
-func runServe(ctx context.Context, env Env, args []string) error {
+func runServe(ctx context.Context, env Env, args []string) (err error) {
 	fs := newFlags(env, "serve", "[--config FILE] [--listen ADDR]")
 	configPath := fs.String("config", env.Getenv("PAIRGATE_CONFIG"), "configuration `file` (YAML); default $PAIRGATE_CONFIG, else one profile \"default\" at $OPENCLAW_STATE_DIR or ~/.openclaw")
 	listen := fs.String("listen", "", "listen `address`, overriding the configuration and $PAIRGATE_LISTEN (default "+config.DefaultListen+")")
@@ -46,6 +48,16 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 
+	// Replication stops after the profiles closed (deferred first, run
+	// last): its final sync must not hold the files under their store.
+	var replicator *replica.Replicator
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cerr := replicator.Close(closeCtx); cerr != nil && err == nil {
+			err = fmt.Errorf("replication: the final sync failed (%w): the replica may lack the last changes; start the server again to send them before moving a profile", cerr)
+		}
+	}()
 	var profiles []*server.Profile
 	defer func() {
 		for _, p := range profiles {
@@ -55,6 +67,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		}
 	}()
 	for _, pc := range cfg.Profiles {
+		if _, err := replica.RestoreIfMissing(ctx, pc, log); err != nil {
+			return err
+		}
 		p, err := server.OpenProfile(ctx, pc, log, nil)
 		if err != nil {
 			return err
@@ -62,7 +77,10 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		profiles = append(profiles, p)
 		log.Info("profile ready", "profile", pc.Name, "stateDir", pc.StateDir, "operatorToken", pc.OperatorTokenSource())
 	}
-	err = server.New(cfg, profiles, log, server.Options{Version: version()}).Run(ctx)
+	if replicator, err = replica.Start(ctx, cfg.Profiles, log, replica.Options{}); err != nil {
+		return err
+	}
+	err = server.New(cfg, profiles, log, server.Options{Version: version(), Replication: replicator.Status}).Run(ctx)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return nil

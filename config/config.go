@@ -91,6 +91,15 @@ type Profile struct {
 	MirrorLegacyFiles bool
 	// Webhooks receive the profile's events (config/webhooks.go).
 	Webhooks []Webhook
+	// Replicas receive the profile's database continuously; with
+	// RestoreIfMissing, serve restores a missing database from the first
+	// (config/replicas.go).
+	Replicas         []Replica
+	RestoreIfMissing bool
+	// KeyFile, when set, is where the profile's pairing.key lives instead
+	// of the state directory: a secret the operator keeps apart, since a
+	// replica holds the database but never the key.
+	KeyFile string
 }
 
 // NodesDir is the directory that holds everything pairgate keeps for the profile.
@@ -99,8 +108,14 @@ func (p Profile) NodesDir() string { return filepath.Join(p.StateDir, "nodes") }
 // DatabasePath is the SQLite database, the source of truth.
 func (p Profile) DatabasePath() string { return filepath.Join(p.NodesDir(), "pairing.sqlite") }
 
-// KeyPath is the key that seals pairing tokens at rest.
-func (p Profile) KeyPath() string { return filepath.Join(p.NodesDir(), "pairing.key") }
+// KeyPath is the key that seals pairing tokens at rest: keyFile, else
+// <stateDir>/nodes/pairing.key.
+func (p Profile) KeyPath() string {
+	if p.KeyFile != "" {
+		return p.KeyFile
+	}
+	return filepath.Join(p.NodesDir(), "pairing.key")
+}
 
 // OperatorTokenPath is where a generated operator token is kept.
 func (p Profile) OperatorTokenPath() string { return filepath.Join(p.NodesDir(), "operator.token") }
@@ -208,6 +223,7 @@ func (c Config) Validate() error {
 	}
 	names := map[string]bool{}
 	dirs := map[string]string{}
+	replicaURLs := map[string]string{}
 	listens := map[string]string{c.Listen: "listen"}
 	for i, p := range c.Profiles {
 		at := func(key string) string { return fmt.Sprintf("profiles[%d].%s", i, key) }
@@ -260,6 +276,9 @@ func (c Config) Validate() error {
 			return keyError(at("retention.events"), "a retention cannot be negative", "use a duration such as 720h")
 		}
 		if err := p.validateWebhooks(fmt.Sprintf("profiles[%d]", i)); err != nil {
+			return err
+		}
+		if err := p.validateReplicas(fmt.Sprintf("profiles[%d]", i), replicaURLs); err != nil {
 			return err
 		}
 	}

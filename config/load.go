@@ -300,6 +300,19 @@ func (w *walker) boolean(key string, n *yaml.Node) bool {
 	return false
 }
 
+// listOf walks a list, handing each entry and its key path (at[i]) to item.
+func listOf[T any](w *walker, at string, n *yaml.Node, fix string, item func(at string, n *yaml.Node) T) []T {
+	if n.Kind != yaml.SequenceNode {
+		w.fail(at, fmt.Sprintf("want a list (line %d)", n.Line), fix)
+		return nil
+	}
+	var out []T
+	for i, entry := range n.Content {
+		out = append(out, item(fmt.Sprintf("%s[%d]", at, i), entry))
+	}
+	return out
+}
+
 func (w *walker) profile(at string, n *yaml.Node) Profile {
 	p := NewProfile("", "")
 	var stateDir string
@@ -330,7 +343,10 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 				"perProfile": func(k string, n *yaml.Node) { p.RequestsPerProfile = w.integer(k, n) },
 			})
 		},
-		"webhooks": func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
+		"webhooks":         func(k string, n *yaml.Node) { p.Webhooks = w.webhooks(k, n) },
+		"replicas":         func(k string, n *yaml.Node) { p.Replicas = w.replicas(k, n) },
+		"restoreIfMissing": func(k string, n *yaml.Node) { p.RestoreIfMissing = w.boolean(k, n) },
+		"keyFile":          func(k string, n *yaml.Node) { p.KeyFile = expandHome(w.str(k, n), w.getenv) },
 	})
 	if w.err == nil && p.Name == "" {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")

@@ -99,23 +99,17 @@ func (w Webhook) RedactedURL() string {
 const secretFix = "write secret: whsec_<base64 of 24 to 64 random bytes> (e.g. whsec_$(openssl rand -base64 32)), or secretFile: a file holding it"
 
 func (w *walker) webhooks(at string, n *yaml.Node) []Webhook {
-	if n.Kind != yaml.SequenceNode {
-		w.fail(at, fmt.Sprintf("want a list (line %d)", n.Line), "write one '- url: …' entry per endpoint")
-		return nil
-	}
-	var out []Webhook
-	for i, item := range n.Content {
+	return listOf(w, at, n, "write one '- url: …' entry per endpoint", func(at string, item *yaml.Node) Webhook {
 		hook := Webhook{Timeout: DefaultWebhookTimeout}
-		w.mapping(fmt.Sprintf("%s[%d]", at, i), item, map[string]func(string, *yaml.Node){
+		w.mapping(at, item, map[string]func(string, *yaml.Node){
 			"url":        func(k string, n *yaml.Node) { hook.URL = w.str(k, n) },
 			"secret":     func(k string, n *yaml.Node) { hook.Secret = w.str(k, n) },
 			"secretFile": func(k string, n *yaml.Node) { hook.SecretFile = expandHome(w.str(k, n), w.getenv) },
 			"events":     func(k string, n *yaml.Node) { hook.Events = w.strs(k, n) },
 			"timeout":    func(k string, n *yaml.Node) { hook.Timeout = w.duration(k, n) },
 		})
-		out = append(out, hook)
-	}
-	return out
+		return hook
+	})
 }
 
 // validateWebhooks checks a profile's endpoints; at is the profile's key path.

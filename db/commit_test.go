@@ -234,3 +234,33 @@ func TestOpenSkipsLostSeqs(t *testing.T) {
 		t.Fatalf("first seq after an open beside a WAL %d, want %d", next, last+seqGap+1)
 	}
 }
+
+// A restored database misses what its source committed after the last
+// sync: its seq moves on to now in microseconds, past any seq the source
+// handed out.
+func TestAfterRestoreMovesSeqsOn(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	s := openStoreAt(t, dir, clk)
+	mustRequest(t, s, RequestInput{NodeID: "a"})
+	s.Close()
+	now := time.Now()
+	if err := AfterRestore(t.Context(), testOptions(dir, clk).Path, now); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, dir, clk)
+	mustRequest(t, s, RequestInput{NodeID: "b"})
+	if last, _ := s.LastSeq(t.Context()); last != now.UnixMicro()+1 {
+		t.Fatalf("first seq after a restore %d, want %d", last, now.UnixMicro()+1)
+	}
+	// A seq already past it is kept.
+	s.Close()
+	if err := AfterRestore(t.Context(), testOptions(dir, clk).Path, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, dir, clk)
+	mustRequest(t, s, RequestInput{NodeID: "c"})
+	if last, _ := s.LastSeq(t.Context()); last != now.UnixMicro()+2 {
+		t.Fatalf("seq after a second restore %d, want %d", last, now.UnixMicro()+2)
+	}
+}

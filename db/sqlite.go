@@ -35,8 +35,14 @@ func DSN(path string, readOnly bool) string {
 	return (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String()
 }
 
-// openPools opens the single writer connection and the read pool.
-func openPools(path string, readers int) (write, read *sql.DB, err error) {
+// openPools opens the single writer connection and the read pool. A
+// replicated database leaves checkpoints to Litestream (db/replica), as
+// Litestream asks of the applications that embed it: the writer's
+// automatic checkpoint would otherwise race Litestream's WAL reading, and
+// each checkpoint that restarts the WAL behind its back costs the replica
+// a full snapshot. Litestream checkpoints itself (PASSIVE from 1000 pages
+// or every minute) once it has copied the frames.
+func openPools(path string, readers int, replicated bool) (write, read *sql.DB, err error) {
 	// SQLite would create the file 0644; made 0600 here first, the -wal and
 	// -shm files inherit its mode.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -44,7 +50,11 @@ func openPools(path string, readers int) (write, read *sql.DB, err error) {
 		return nil, nil, err
 	}
 	f.Close()
-	write, err = sql.Open("sqlite", DSN(path, false))
+	dsn := DSN(path, false)
+	if replicated {
+		dsn += "&_pragma=wal_autocheckpoint(0)"
+	}
+	write, err = sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, nil, err
 	}

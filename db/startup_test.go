@@ -69,7 +69,7 @@ func TestStartupIntegrity(t *testing.T) {
 	t.Run("key missing with sealed tokens", func(t *testing.T) {
 		d := copyStore(t, dir)
 		os.Remove(filepath.Join(d, "pairing.key"))
-		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database holds the tokens of 1 paired node(s) sealed under it; restore the original pairing.key from a backup; or, if it is lost for good, run `pairgate new-key`")
+		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database holds the tokens of 1 paired node(s) sealed under it; restore the original pairing.key from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key`")
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		d := copyStore(t, dir)

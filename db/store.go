@@ -39,7 +39,10 @@ type Options struct {
 	// tokens sealed under a lost one (`pairgate new-key`). It never
 	// replaces an existing key file.
 	NewKey bool
-	Logger *slog.Logger
+	// Replicated says Litestream streams the database: the store then
+	// runs no checkpoint of its own (sqlite.go, openPools).
+	Replicated bool
+	Logger     *slog.Logger
 }
 
 // OptionsFor returns the store options of a configured profile.
@@ -51,6 +54,7 @@ func OptionsFor(p config.Profile) Options {
 		MaxPending:       p.MaxPending,
 		DecidedRetention: p.DecidedRetention,
 		EventRetention:   p.EventRetention,
+		Replicated:       p.Replicated(),
 	}
 }
 
@@ -106,7 +110,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// commits, and their seqs.
 	wal, statErr := os.Stat(opts.Path + "-wal")
 	walLeft := statErr == nil && wal.Size() > 0
-	s.write, s.read, err = openPools(opts.Path, readers)
+	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
 	}
@@ -151,16 +155,50 @@ const seqGap = 1024
 
 func (s *Store) skipLostSeqs(ctx context.Context) error {
 	return s.writeTx(ctx, "reserve event seqs", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'events'`, seqGap)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)`, seqGap)
-		return err
+		return moveSeqOn(ctx, tx, "seq + ?", seqGap)
 	})
+}
+
+// moveSeqOn sets the events' seq (the last one handed out) to expr of the
+// current one and arg.
+func moveSeqOn(ctx context.Context, tx *sql.Tx, expr string, arg int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = `+expr+` WHERE name = 'events'`, arg)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) SELECT 'events', `+expr+` FROM (SELECT 0 AS seq)`, arg)
+	return err
+}
+
+// AfterRestore prepares a database restored from a replica, before it is
+// put in place: its source may have committed for a while after the
+// replica's last sync, and those events' seqs may have reached event
+// streams and webhook receivers. The seq moves on to now in microseconds
+// (at least): no store hands out a seq a microsecond, so it passes every
+// seq the source could have reached since it was itself restored or
+// created.
+func AfterRestore(ctx context.Context, path string, now time.Time) error {
+	conn, err := sql.Open("sqlite", DSN(path, false))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetMaxOpenConns(1)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("restored database %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	if err := moveSeqOn(ctx, tx, "max(seq, ?)", now.UnixMicro()); err != nil {
+		return fmt.Errorf("restored database %s: %w", path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("restored database %s: %w", path, err)
+	}
+	return conn.Close()
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -129,7 +129,7 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&paired); err != nil {
 		return fmt.Errorf("token key: %w", err)
 	}
-	restore := fmt.Sprintf("restore the original %s from a backup; or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
+	restore := fmt.Sprintf("restore the original %s from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
 	created := false
 	switch {
 	case key != nil && opts.NewKey:

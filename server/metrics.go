@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/replica"
 )
 
 // metrics are the server's Prometheus metrics, on a registry of its own.
@@ -25,7 +26,7 @@ type metrics struct {
 	sseClients  *prometheus.GaugeVec
 }
 
-func newMetrics(profiles []*Profile) *metrics {
+func newMetrics(profiles []*Profile, replication func(string) (replica.Status, bool)) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		httpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -61,8 +62,36 @@ func newMetrics(profiles []*Profile) *metrics {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pairgate_paired_nodes", Help: "Paired nodes.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
 		}, countOf(p.Store, func(c db.Counts) int { return c.Paired })))
+		if replication != nil {
+			m.registerReplication(p.Config.Name, replication)
+		}
 	}
 	return m
+}
+
+// registerReplication adds a replicated profile's replica state.
+func (m *metrics) registerReplication(profile string, replication func(string) (replica.Status, bool)) {
+	if _, ok := replication(profile); !ok {
+		return
+	}
+	labels := prometheus.Labels{"profile": profile}
+	of := func(pick func(replica.Status) float64) func() float64 {
+		return func() float64 {
+			st, _ := replication(profile)
+			return pick(st)
+		}
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_replication_lag_seconds", Help: "Age of the newest change known to be on the replica: what a host death would lose now.", ConstLabels: labels,
+		}, of(func(st replica.Status) float64 { return float64(st.LagMs) / 1000 })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_replication_last_sync_timestamp_seconds", Help: "When the last successful sync to the replica began (0: none yet).", ConstLabels: labels,
+		}, of(func(st replica.Status) float64 { return float64(st.SyncedAtMs) / 1000 })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pairgate_replication_errors_total", Help: "Failed syncs to the replica.", ConstLabels: labels,
+		}, of(func(st replica.Status) float64 { return float64(st.Errors) })),
+	)
 }
 
 func countOf(st *db.Store, pick func(db.Counts) int) func() float64 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/replica"
 )
 
 // routes shows the whole HTTP surface in one place. own is the profile of
@@ -116,6 +117,9 @@ func (s *Server) handleHealthz(c echo.Context) error {
 type readiness struct {
 	OK       bool              `json:"ok"`
 	Profiles map[string]string `json:"profiles"`
+	// Replication is each replicated profile's replica state; it does not
+	// make the server unready (serving goes on while a replica is down).
+	Replication map[string]replica.Status `json:"replication,omitempty"`
 }
 
 // handleReadyz answers 200 when every profile's store answers and the
@@ -128,6 +132,15 @@ func (s *Server) handleReadyz(c echo.Context) error {
 			status, r.OK = "unavailable", false
 		}
 		r.Profiles[p.Config.Name] = status
+		if s.replication == nil {
+			continue
+		}
+		if st, ok := s.replication(p.Config.Name); ok {
+			if r.Replication == nil {
+				r.Replication = map[string]replica.Status{}
+			}
+			r.Replication[p.Config.Name] = st
+		}
 	}
 	if !s.ready.Load() {
 		r.Profiles["server"] = "shutting down"

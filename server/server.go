@@ -25,6 +25,7 @@ import (
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/server/rpc"
+	"github.com/pairgate/pairgate/db/replica"
 	"github.com/pairgate/pairgate/server/webhook"
 	"github.com/pairgate/pairgate/server/ws"
 )
@@ -60,6 +61,9 @@ type Options struct {
 	TickInterval time.Duration
 	// Webhooks is the webhook retry policy (zero: production).
 	Webhooks WebhookPolicy
+	// Replication reports a profile's replication (db/replica), shown in
+	// /readyz and /metrics; nil when nothing is replicated.
+	Replication func(profile string) (replica.Status, bool)
 }
 
 // Server serves a set of opened profiles.
@@ -79,6 +83,8 @@ type Server struct {
 	writeWait  time.Duration
 	webhooks   map[string]*webhook.Dispatcher
 	hookPolicy WebhookPolicy
+	// replication reports a profile's replication (nil: none).
+	replication func(profile string) (replica.Status, bool)
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
@@ -90,7 +96,8 @@ type Server struct {
 func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options) *Server {
 	s := &Server{
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, log: log, now: opts.Now,
-		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles), hookPolicy: opts.Webhooks,
+		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
+		replication: opts.Replication,
 	}
 	if s.now == nil {
 		s.now = time.Now

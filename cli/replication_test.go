@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/replica"
+	"github.com/pairgate/pairgate/db/replica/replicatest"
+)
+
+// writeReplicatedConfig writes a configuration serving one profile from
+// stateDir, replicated to url, its key kept at keyFile.
+func writeReplicatedConfig(t *testing.T, stateDir, keyFile, url string, restoreIfMissing bool) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	doc := fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s\n    keyFile: %s\n    restoreIfMissing: %v\n    replicas:\n      - url: %q\n", stateDir, keyFile, restoreIfMissing, url)
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// approveNodes asks and approves n nodes over REST, returning the tokens
+// of the approvals acknowledged.
+func approveNodes(t *testing.T, api, token, prefix string, n int) map[string]string {
+	t.Helper()
+	acked := map[string]string{}
+	for i := range n {
+		node := fmt.Sprintf("%s-%03d", prefix, i)
+		resp, err := post(api+"/requests", token, `{"nodeId":"`+node+`"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req db.RequestResult
+		json.NewDecoder(resp.Body).Decode(&req)
+		resp.Body.Close()
+		resp, err = post(api+"/requests/"+req.Request.RequestID+"/approve", token, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a db.Approval
+		err = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("approve %s: %d %v", node, resp.StatusCode, err)
+		}
+		acked[node] = a.Node.Token
+	}
+	return acked
+}
+
+// replicationStatus reads the profile's replication from /readyz.
+func replicationStatus(t *testing.T, url string) replica.Status {
+	t.Helper()
+	resp, err := http.Get(url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Replication map[string]replica.Status `json:"replication"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := r.Replication["default"]
+	if !ok {
+		t.Fatal("/readyz shows no replication for the profile")
+	}
+	return st
+}
+
+// waitReplicated polls /readyz until a sync that began at or after since
+// succeeded, within a minute (a replica that never catches up fails).
+func waitReplicated(t *testing.T, url string, since time.Time) replica.Status {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := replicationStatus(t, url)
+		if st.State == "ok" && st.SyncedAtMs >= since.UnixMilli() {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not catch up within a minute: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func verifyOverREST(api, node, token string) (bool, error) {
+	req, _ := http.NewRequest("POST", api+"/verify", strings.NewReader(`{"nodeId":"`+node+`","token":"`+token+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var v db.Verification
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return false, fmt.Errorf("status %d: %w", resp.StatusCode, err)
+	}
+	return v.OK, nil
+}
+
+// TestKilledReplicatedServerMovesToAnotherHost serves a replicated profile
+// in a process of its own, approves 200 nodes, waits until /readyz says a
+// sync that began after the last acknowledgement succeeded, approves some
+// more, and kills the process with SIGKILL. Another state directory (the
+// "other host") is restored from the replica — with `pairgate restore`
+// from a file replica, by restoreIfMissing from an S3 one — and refused
+// while its key is missing or wrong; served with the right key, every
+// approval acknowledged before the confirmed sync verifies. How many of
+// the later ones survived is the measured loss window.
+func TestKilledReplicatedServerMovesToAnotherHost(t *testing.T) {
+	s3 := replicatest.S3(t)
+	for _, tc := range []struct {
+		kind string
+		url  string
+	}{
+		{"file", "file://" + filepath.Join(t.TempDir(), "replica")},
+		{"s3", s3("hosts/default")},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			keyFile := filepath.Join(t.TempDir(), "default.key")
+			stateDir := filepath.Join(t.TempDir(), "gw")
+			t.Setenv("PAIRGATE_CONFIG", writeReplicatedConfig(t, stateDir, keyFile, tc.url, false))
+			cmd, url := startServerProcess(t, stateDir)
+			token, err := config.ReadTokenFile(filepath.Join(stateDir, "nodes", "operator.token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			api := url + "/api/v1/profiles/default"
+			synced := approveNodes(t, api, token, "synced", 200)
+			lastAck := time.Now()
+			st := waitReplicated(t, url, lastAck)
+			window := approveNodes(t, api, token, "window", 20)
+			atKill := replicationStatus(t, url)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+
+			// The other host: the operator copied the key to its own place.
+			otherKey := filepath.Join(t.TempDir(), "default.key")
+			otherDir := filepath.Join(t.TempDir(), "gw")
+			restoreIfMissing := tc.kind == "s3"
+			getenv := testEnv(t, map[string]string{"PAIRGATE_CONFIG": writeReplicatedConfig(t, otherDir, otherKey, tc.url, restoreIfMissing)})
+			if !restoreIfMissing {
+				var out, errb bytes.Buffer
+				if code := Run(context.Background(), []string{"restore", "--state-dir", otherDir, "--from", tc.url}, getenv, strings.NewReader(""), &out, &errb); code != 0 {
+					t.Fatalf("restore: exit %d\n%s%s", code, out.String(), errb.String())
+				}
+				if !strings.Contains(out.String(), "The key is not in the replica: copy the profile's pairing.key from the old host") {
+					t.Fatalf("restore does not say what to do about the key:\n%s", out.String())
+				}
+				// Never over an existing database.
+				errb.Reset()
+				if code := Run(context.Background(), []string{"restore", "--state-dir", otherDir, "--from", tc.url}, getenv, strings.NewReader(""), &out, &errb); code != 1 || !strings.Contains(errb.String(), "a database is already there") {
+					t.Fatalf("restore over a database: exit %d\n%s", code, errb.String())
+				}
+			}
+			// No key: refused, naming the key to restore.
+			var errb bytes.Buffer
+			code := Run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0"}, getenv, strings.NewReader(""), &bytes.Buffer{}, &errb)
+			if code != exitConfig || !strings.Contains(errb.String(), otherKey+" is missing") {
+				t.Fatalf("serve without the key: exit %d\n%s", code, errb.String())
+			}
+			// A wrong key: refused too.
+			if err := os.WriteFile(otherKey, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			errb.Reset()
+			code = Run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0"}, getenv, strings.NewReader(""), &bytes.Buffer{}, &errb)
+			if code != exitConfig || !strings.Contains(errb.String(), "does not open the tokens") {
+				t.Fatalf("serve with a wrong key: exit %d\n%s", code, errb.String())
+			}
+			key, err := os.ReadFile(keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(otherKey, key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			srv := startServe(t, getenv)
+			otherAPI := srv.url + "/api/v1/profiles/default"
+			for node, token := range synced {
+				if ok, err := verifyOverREST(otherAPI, node, token); err != nil || !ok {
+					t.Fatalf("%s was approved and synced before the kill, and does not verify on the other host (%v)", node, err)
+				}
+			}
+			kept := 0
+			for node, token := range window {
+				if ok, _ := verifyOverREST(otherAPI, node, token); ok {
+					kept++
+				}
+			}
+			t.Logf("%s: all %d approvals synced before the kill verify on the other host; of %d approved after the confirmed sync (lag %d ms, %d errors, at the kill), %d survived",
+				tc.kind, len(synced), len(window), atKill.LagMs, atKill.Errors, kept)
+			if st.TXID == 0 {
+				t.Fatalf("status %+v", st)
+			}
+			// The restored profile replicates on; /metrics shows it.
+			waitReplicated(t, srv.url, time.Now())
+			resp, err := http.Get(srv.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, m := range []string{"pairgate_replication_lag_seconds{profile=\"default\"}", "pairgate_replication_last_sync_timestamp_seconds{profile=\"default\"}", "pairgate_replication_errors_total{profile=\"default\"} 0"} {
+				if !strings.Contains(string(body), m) {
+					t.Fatalf("/metrics has no %s", m)
+				}
+			}
+		})
+	}
+}
+
+func TestServeRefusesABadReplicaURL(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	if err := os.WriteFile(path, []byte("profiles:\n  - name: default\n    stateDir: "+stateDir+"\n    replicas:\n      - url: s3://AKIAEXAMPLE:hunter2@backups/pairgate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	code := Run(context.Background(), []string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, testEnv(t, nil), strings.NewReader(""), &bytes.Buffer{}, &errb)
+	if code != exitConfig || !strings.Contains(errb.String(), "profiles[0].replicas[0].url: holds credentials; remove them from the URL") || strings.Contains(errb.String(), "hunter2") {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	if _, err := os.Stat(stateDir); err == nil {
+		t.Fatal("a refused start created the state directory")
+	}
+}
+
+func TestRestoreRefuses(t *testing.T) {
+	served := filepath.Join(t.TempDir(), "served")
+	replicaURL := "file://" + filepath.Join(t.TempDir(), "replica")
+	startServe(t, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": served}))
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no replica", []string{"--state-dir", t.TempDir()}, exitUsage, "restore: no replica: give --from URL"},
+		{"bad url", []string{"--state-dir", t.TempDir(), "--from", "ftp://h/x"}, exitUsage, `restore: --from: "ftp://h/x" is not a replica URL (s3:// or file://)`},
+		{"bad timestamp", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "yesterday"}, exitUsage, `restore: --timestamp "yesterday" is not an RFC 3339 time`},
+		{"served", []string{"--state-dir", served, "--from", replicaURL}, exitFailed, "a served database is never restored over"},
+		{"empty replica", []string{"--state-dir", t.TempDir(), "--from", replicaURL}, exitFailed, "holds no backup of a database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Run(context.Background(), append([]string{"restore"}, tc.args...), testEnv(t, nil), strings.NewReader(""), &out, &errb)
+			if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+				t.Fatalf("exit %d, want %d saying %q:\n%s%s", code, tc.code, tc.want, out.String(), errb.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,116 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Replica is a destination a profile's database is streamed to (by
+// Litestream, db/replica).
+type Replica struct {
+	// URL is s3://bucket/path[?endpoint=…&region=…] or file:///dir.
+	// S3 credentials never appear in it: they come from the environment
+	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the AWS shared files.
+	URL string
+}
+
+// RedactedURL is the URL without its query (S3 options may hold an
+// encryption key), for logs, /readyz and metrics.
+func (r Replica) RedactedURL() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// Replicated reports whether the profile streams its database anywhere.
+func (p Profile) Replicated() bool { return len(p.Replicas) > 0 }
+
+func (w *walker) replicas(at string, n *yaml.Node) []Replica {
+	return listOf(w, at, n, "write one '- url: …' entry", func(at string, item *yaml.Node) Replica {
+		var r Replica
+		w.mapping(at, item, map[string]func(string, *yaml.Node){
+			"url": func(k string, n *yaml.Node) { r.URL = w.str(k, n) },
+		})
+		return r
+	})
+}
+
+const replicaURLFix = "write e.g. url: s3://bucket/pairgate/NAME?endpoint=https://s3.example (credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or url: file:///var/backups/pairgate/NAME"
+
+// validateReplicas checks a profile's replica and key settings; at is the
+// profile's key path. seen maps each replica URL already taken to its key.
+func (p Profile) validateReplicas(at string, seen map[string]string) error {
+	if p.KeyFile != "" && !filepath.IsAbs(p.KeyFile) {
+		return keyError(at+".keyFile", fmt.Sprintf("%q is not an absolute path", p.KeyFile), "write the absolute path of the profile's 32-byte key, e.g. /etc/pairgate/keys/"+p.Name+".key")
+	}
+	if p.RestoreIfMissing && !p.Replicated() {
+		return keyError(at+".restoreIfMissing", "there is no replica to restore from", "add a replicas entry, or remove restoreIfMissing")
+	}
+	if len(p.Replicas) > 1 {
+		// Litestream 0.5 streams one database to one replica (0.3's several
+		// replicas per database were dropped upstream).
+		return keyError(at+".replicas", fmt.Sprintf("%d replicas are given; Litestream streams a database to one", len(p.Replicas)), "keep one, and copy it further with the storage's own replication (e.g. S3 bucket replication)")
+	}
+	for j, r := range p.Replicas {
+		key := fmt.Sprintf("%s.replicas[%d].url", at, j)
+		if problem, fix := r.check(); problem != "" {
+			return keyError(key, problem, fix)
+		}
+		if u, _ := url.Parse(r.URL); u.Scheme == "file" && within(filepath.Clean(u.Path), p.StateDir) {
+			return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
+		}
+		if other, dup := seen[r.URL]; dup {
+			return keyError(key, "is also "+other, "give each profile its own replica path: two databases in one replica overwrite each other")
+		}
+		seen[r.URL] = key
+	}
+	return nil
+}
+
+// Check says what is wrong with the replica's URL, if anything.
+func (r Replica) Check() error {
+	if problem, fix := r.check(); problem != "" {
+		return fmt.Errorf("%s; %s", problem, fix)
+	}
+	return nil
+}
+
+func (r Replica) check() (problem, fix string) {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "is not a URL", replicaURLFix
+	}
+	if u.User != nil {
+		return "holds credentials", "remove them from the URL: give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS shared credentials file), never in the configuration"
+	}
+	switch u.Scheme {
+	case "s3":
+		if u.Host == "" {
+			return fmt.Sprintf("%s names no bucket", r.RedactedURL()), replicaURLFix
+		}
+		if e := u.Query().Get("endpoint"); e != "" {
+			if eu, err := url.Parse(e); err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
+				return "its endpoint is not an http(s) URL", "write e.g. ?endpoint=https://s3.example"
+			}
+		}
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) || u.RawQuery != "" {
+			return fmt.Sprintf("%s is not a file URL of an absolute directory", r.RedactedURL()), "write three slashes: file:///var/backups/pairgate/NAME"
+		}
+	default:
+		return fmt.Sprintf("%q is not a replica URL (s3:// or file://)", r.RedactedURL()), replicaURLFix
+	}
+	return "", ""
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}

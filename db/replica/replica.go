@@ -1,0 +1,238 @@
+// Package replica streams each profile's database to its replica with
+// Litestream while the server runs, reports how far each replica is
+// behind, and restores a database from a replica. It knows nothing of
+// HTTP: the server asks it for a Status per profile.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	_ "github.com/benbjohnson/litestream/file" // file:// replicas
+	_ "github.com/benbjohnson/litestream/s3"   // s3:// replicas
+
+	"github.com/pairgate/pairgate/config"
+)
+
+// DefaultInterval is how often a profile's new WAL frames are sent to its
+// replica: the replication window's usual upper bound, less than a
+// second plus one upload.
+const DefaultInterval = time.Second
+
+// maxBackoff bounds the wait between failed syncs.
+const maxBackoff = 30 * time.Second
+
+// Options tune the replicator; zero values take the defaults.
+type Options struct {
+	// Interval is the time between syncs (DefaultInterval).
+	Interval time.Duration
+	// Now is the clock that stamps Status (time.Now).
+	Now func() time.Time
+}
+
+// Status is one profile's replication state.
+type Status struct {
+	// URL is the replica, without query (config.Replica.RedactedURL).
+	URL string `json:"url"`
+	// State is "starting" (no sync yet), "ok" (the last sync succeeded)
+	// or "failing" (the last sync failed; LastError says why).
+	State string `json:"state"`
+	// SyncedAtMs is when the last successful sync began: every change
+	// committed before it is on the replica. 0 before the first.
+	SyncedAtMs int64 `json:"syncedAtMs"`
+	// LagMs is how old SyncedAtMs is: the most a host death would lose
+	// now. Since the start while no sync has succeeded.
+	LagMs int64 `json:"lagMs"`
+	// Errors counts failed syncs since the start; LastError is the last
+	// failure (with no credentials: they are never in the URL).
+	Errors    int64  `json:"errors"`
+	LastError string `json:"lastError,omitempty"`
+	// TXID is the replica's position (Litestream's transaction id).
+	TXID uint64 `json:"txid"`
+}
+
+// Replicator streams the replicated profiles of one server.
+type Replicator struct {
+	store  *litestream.Store
+	dbs    map[string]*stream
+	now    func() time.Time
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// stream is one profile's database and its replica.
+type stream struct {
+	db       *litestream.DB
+	url      string
+	interval time.Duration
+	log      *slog.Logger
+
+	mu        sync.Mutex
+	startedAt time.Time
+	syncedAt  time.Time
+	errors    int64
+	lastErr   string
+	txid      uint64
+}
+
+// Start begins streaming every replicated profile's database (opened and
+// migrated by the server first). It returns nil, nil when no profile is
+// replicated. The server's own store must be closed before Close, which
+// runs the final sync: Litestream may not close while the application
+// still holds the file (POSIX locks are per process).
+func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opts Options) (*Replicator, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Replicator{dbs: map[string]*stream{}, now: opts.Now}
+	var dbs []*litestream.DB
+	for i, p := range profiles {
+		if !p.Replicated() {
+			continue
+		}
+		rc := p.Replicas[0]
+		client, err := newClient(ctx, rc.URL)
+		if err != nil {
+			return nil, &config.Error{Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: "check the bucket, path, endpoint and region, and the S3 credentials in the environment"}
+		}
+		plog := log.With("profile", p.Name, "replica", rc.RedactedURL())
+		db := litestream.NewDB(p.DatabasePath())
+		db.MonitorInterval = opts.Interval
+		replica := litestream.NewReplicaWithClient(db, client)
+		// The stream below drives the uploads itself, so that every
+		// failure is counted and every success dated.
+		replica.MonitorEnabled = false
+		db.Replica = replica
+		dbs = append(dbs, db)
+		r.dbs[p.Name] = &stream{db: db, url: rc.RedactedURL(), interval: opts.Interval, log: plog, startedAt: opts.Now()}
+	}
+	if len(dbs) == 0 {
+		return nil, nil
+	}
+	r.store = litestream.NewStore(dbs, litestream.DefaultCompactionLevels)
+	r.store.Logger = log
+	for _, s := range r.dbs {
+		s.db.SetLogger(s.log) // NewStore gave each the default logger
+	}
+	if err := r.store.Open(ctx); err != nil {
+		r.store.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("replication: %w", err)
+	}
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, s := range r.dbs {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			s.run(ctx, r.now)
+		}()
+		s.log.Info("replicating")
+	}
+	return r, nil
+}
+
+// run syncs every interval (a sync with nothing new costs no upload),
+// backing off while the replica fails. Like Litestream's own replica
+// monitor it never syncs back to back: under a steady stream of writes,
+// one upload a second carries them all, instead of an upload (and its
+// fsyncs) per commit.
+func (s *stream) run(ctx context.Context, now func() time.Time) {
+	wait, backoff := time.Duration(0), s.interval // the first sync at once
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if err := s.syncOnce(ctx, now); err != nil {
+			wait, backoff = backoff, min(2*backoff, maxBackoff)
+			continue
+		}
+		wait, backoff = s.interval, s.interval
+	}
+}
+
+// syncOnce copies the WAL's committed frames into Litestream's files and
+// uploads them: everything committed before it began is then on the
+// replica.
+func (s *stream) syncOnce(ctx context.Context, now func() time.Time) error {
+	began := now()
+	err := s.db.SyncAndWait(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.errors++
+			s.lastErr = err.Error()
+			s.log.Warn("replication failed; retrying", "err", err, "failures", s.errors)
+		}
+		return err
+	}
+	s.syncedAt, s.lastErr = began, ""
+	s.txid = uint64(s.db.Replica.Pos().TXID)
+	return nil
+}
+
+// Status reports a profile's replication; ok is false when the profile is
+// not replicated. A nil Replicator replicates nothing.
+func (r *Replicator) Status(profile string) (st Status, ok bool) {
+	if r == nil {
+		return Status{}, false
+	}
+	s, ok := r.dbs[profile]
+	if !ok {
+		return Status{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st = Status{URL: s.url, State: "ok", Errors: s.errors, LastError: s.lastErr, TXID: s.txid}
+	since := s.syncedAt
+	switch {
+	case s.lastErr != "":
+		st.State = "failing"
+	case s.syncedAt.IsZero():
+		st.State = "starting"
+	}
+	if s.syncedAt.IsZero() {
+		since = s.startedAt
+	} else {
+		st.SyncedAtMs = s.syncedAt.UnixMilli()
+	}
+	st.LagMs = max(r.now().Sub(since).Milliseconds(), 0)
+	return st, true
+}
+
+// Close stops the streams, then syncs each database a last time and
+// closes it. Call it after the server's store is closed. A nil Replicator
+// closes nothing.
+func (r *Replicator) Close(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	r.cancel()
+	r.wg.Wait()
+	err := r.store.Close(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// newClient opens the replica client of a URL (s3:// or file://).
+func newClient(ctx context.Context, url string) (litestream.ReplicaClient, error) {
+	client, err := litestream.NewReplicaClientFromURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Init(ctx); err != nil {
+		return nil, err
+	}
+	return client, nil
+}

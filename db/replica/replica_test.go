@@ -1,0 +1,289 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/replica/replicatest"
+)
+
+var byTest = db.Origin{Actor: "test"}
+
+// syncLog collects log lines from several goroutines.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func profileAt(t *testing.T, name, url string) config.Profile {
+	p := config.NewProfile(name, t.TempDir())
+	p.Replicas = []config.Replica{{URL: url}}
+	if err := p.EnsureNodesDir(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func openStore(t *testing.T, p config.Profile) *db.Store {
+	t.Helper()
+	opts := db.OptionsFor(p)
+	opts.Migrate = true
+	s, err := db.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// pair requests and approves n nodes, returning their tokens by node id.
+func pair(t *testing.T, s *db.Store, prefix string, n int) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	tokens := map[string]string{}
+	for i := range n {
+		id := fmt.Sprintf("%s-%03d", prefix, i)
+		req, err := s.Request(ctx, db.RequestInput{NodeID: id}, byTest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.Approve(ctx, req.Request.RequestID, byTest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[id] = a.Node.Token
+	}
+	return tokens
+}
+
+// waitSynced polls the status until a sync that began at or after since
+// succeeded (bounded: a replica that never catches up fails the test).
+func waitSynced(t *testing.T, r *Replicator, profile string, since time.Time) Status {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, ok := r.Status(profile)
+		if !ok {
+			t.Fatalf("no status for %s", profile)
+		}
+		if st.SyncedAtMs >= since.UnixMilli() && st.State == "ok" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not catch up: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func verifyAll(t *testing.T, s *db.Store, tokens map[string]string) {
+	t.Helper()
+	for id, token := range tokens {
+		v, err := s.Verify(context.Background(), id, token)
+		if err != nil || !v.OK {
+			t.Fatalf("node %s does not verify after the restore: %+v %v", id, v, err)
+		}
+	}
+}
+
+func TestReplicateThenRestore(t *testing.T) {
+	s3 := replicatest.S3(t)
+	for _, tc := range []struct{ kind, url string }{
+		{"file", "file://" + t.TempDir() + "/default"},
+		{"s3", s3("fleet/default")},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			ctx := context.Background()
+			logs := &syncLog{}
+			log := slog.New(slog.NewTextHandler(logs, nil))
+			p := profileAt(t, "default", tc.url)
+			st := openStore(t, p)
+			r, err := Start(ctx, []config.Profile{p}, log, Options{Interval: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens := pair(t, st, "node", 40)
+			acked := time.Now()
+			status := waitSynced(t, r, "default", acked)
+			if status.TXID == 0 || status.Errors != 0 || status.URL != p.Replicas[0].RedactedURL() {
+				t.Fatalf("status %+v", status)
+			}
+			// The restore reads the replica while the source still runs,
+			// as after a host died: nothing was closed cleanly.
+			other := profileAt(t, "default", tc.url)
+			other.KeyFile = p.KeyPath() // the operator copied the key
+			if err := Restore(ctx, tc.url, other.DatabasePath(), time.Time{}, log); err != nil {
+				t.Fatal(err)
+			}
+			restored := openStore(t, other)
+			verifyAll(t, restored, tokens)
+			restored.Close()
+
+			// A second restore never overwrites the first.
+			if err := Restore(ctx, tc.url, other.DatabasePath(), time.Time{}, log); !errors.Is(err, ErrExists) {
+				t.Fatalf("restore over a database: %v", err)
+			}
+			st.Close()
+			if err := r.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(logs.String(), "test-secret-key") {
+				t.Fatal("the log shows the S3 secret")
+			}
+		})
+	}
+}
+
+// Close syncs a last time: a change committed just before a clean stop is
+// on the replica although no sync ran since.
+func TestCloseSyncsTheLastChanges(t *testing.T) {
+	ctx := context.Background()
+	url := "file://" + t.TempDir() + "/p"
+	p := profileAt(t, "p", url)
+	st := openStore(t, p)
+	// An interval longer than the test: only Close can sync.
+	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSynced(t, r, "p", time.Time{})
+	tokens := pair(t, st, "late", 3)
+	st.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := profileAt(t, "p", url)
+	other.KeyFile = p.KeyPath()
+	if err := Restore(ctx, url, other.DatabasePath(), time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	restored := openStore(t, other)
+	defer restored.Close()
+	verifyAll(t, restored, tokens)
+}
+
+func TestFailingReplicaIsReported(t *testing.T) {
+	ctx := context.Background()
+	// The replica directory's place is taken by a file: every upload fails.
+	blocked := filepath.Join(t.TempDir(), "blocked")
+	if err := os.WriteFile(blocked, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := profileAt(t, "p", "file://"+blocked)
+	st := openStore(t, p)
+	defer st.Close()
+	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	pair(t, st, "n", 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _ := r.Status("p")
+		if status.State == "failing" && status.Errors > 0 && status.LastError != "" && status.SyncedAtMs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a failing replica is not reported: %+v", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := r.Status("other"); ok {
+		t.Fatal("a status for a profile that is not replicated")
+	}
+}
+
+func TestRestoreIfMissing(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	url := "file://" + t.TempDir() + "/p"
+	p := profileAt(t, "p", url)
+	p.RestoreIfMissing = true
+	// An empty replica: a new profile starts empty.
+	if restored, err := RestoreIfMissing(ctx, p, log); restored || err != nil {
+		t.Fatalf("empty replica: restored %v, %v", restored, err)
+	}
+	st := openStore(t, p)
+	r, err := Start(ctx, []config.Profile{p}, log, Options{Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := pair(t, st, "n", 2)
+	waitSynced(t, r, "p", time.Now())
+	// The database exists: nothing to do.
+	if restored, err := RestoreIfMissing(ctx, p, log); restored || err != nil {
+		t.Fatalf("existing database: restored %v, %v", restored, err)
+	}
+	st.Close()
+	r.Close(ctx)
+
+	other := profileAt(t, "p", url)
+	other.RestoreIfMissing, other.KeyFile = true, p.KeyPath()
+	if restored, err := RestoreIfMissing(ctx, other, log); !restored || err != nil {
+		t.Fatalf("missing database: restored %v, %v", restored, err)
+	}
+	restoredStore := openStore(t, other)
+	defer restoredStore.Close()
+	verifyAll(t, restoredStore, tokens)
+}
+
+// A restore as of a time brings the state of then: what was approved
+// before it, and nothing after.
+func TestRestoreAsOfATime(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	url := "file://" + t.TempDir() + "/p"
+	p := profileAt(t, "p", url)
+	st := openStore(t, p)
+	r, err := Start(ctx, []config.Profile{p}, log, Options{Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := pair(t, st, "before", 3)
+	waitSynced(t, r, "p", time.Now())
+	asOf := time.Now()
+	time.Sleep(20 * time.Millisecond) // the later changes carry later times
+	after := pair(t, st, "after", 3)
+	waitSynced(t, r, "p", time.Now())
+	st.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	other := profileAt(t, "p", url)
+	other.KeyFile = p.KeyPath()
+	if err := Restore(ctx, url, other.DatabasePath(), asOf, log); err != nil {
+		t.Fatal(err)
+	}
+	restored := openStore(t, other)
+	defer restored.Close()
+	verifyAll(t, restored, before)
+	for id, token := range after {
+		if v, err := restored.Verify(ctx, id, token); err != nil || v.OK {
+			t.Fatalf("%s, approved after the restore's time, is there: %+v %v", id, v, err)
+		}
+	}
+}
