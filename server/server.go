@@ -24,8 +24,8 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
-	"github.com/pairgate/pairgate/server/rpc"
 	"github.com/pairgate/pairgate/db/replica"
+	"github.com/pairgate/pairgate/server/rpc"
 	"github.com/pairgate/pairgate/server/webhook"
 	"github.com/pairgate/pairgate/server/ws"
 )
