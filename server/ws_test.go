@@ -630,3 +630,46 @@ func TestTickReachesEverySession(t *testing.T) {
 		}
 	}
 }
+
+// hello-ok is the first frame after the challenge even while events flow:
+// a session opens in its hub and gets hello-ok queued in one step, so no
+// event can go out before it (pairgate-load's client, and others, read
+// the next frame as the answer to connect).
+func TestHelloOKComesBeforeAnyEvent(t *testing.T) {
+	ts := startServer(t)
+	st := ts.byName["default"].Store
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("busy-%d", i)}, db.Origin{Actor: "test"}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 50 {
+		ws, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.ReadMessage() // challenge
+		if err := ws.WriteJSON(map[string]any{"type": "req", "id": "c", "method": "connect", "params": connectFrame("operator", testToken, nil)}); err != nil {
+			t.Fatal(err)
+		}
+		var first struct{ Type, ID, Event string }
+		if err := ws.ReadJSON(&first); err != nil {
+			t.Fatal(err)
+		}
+		ws.Close()
+		if first.Type != "res" || first.ID != "c" {
+			t.Fatalf("connect %d: the first frame after the challenge is %+v, want hello-ok", i, first)
+		}
+	}
+}

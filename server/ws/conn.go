@@ -81,14 +81,7 @@ func (c *conn) open(ctx context.Context, remoteIP string) bool {
 	if !ok {
 		return false
 	}
-	// Opened in the hub before hello-ok goes out: whatever the client does
-	// next already sees this session (connected, receiving events).
-	c.hub.open(c)
-	if c.sess.PendingRequest != "" {
-		c.heldForPairing.Store(true)
-		c.hub.awaitResolution(c, c.sess.PendingRequest)
-	}
-	c.enqueue(mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: hello}))
+	c.hub.open(c, mustJSON(resFrame{Type: "res", ID: helloID, OK: true, Payload: hello}))
 	return true
 }
 

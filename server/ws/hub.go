@@ -56,13 +56,23 @@ func (h *Hub) track(c *conn) bool {
 }
 
 // open makes a connection's session part of the profile's live state.
-func (h *Hub) open(c *conn) {
+//
+// hello (hello-ok) is queued under the hub's lock, as the session opens:
+// whatever the client does next already sees this session (connected,
+// receiving events), and no event can be queued before its hello-ok.
+func (h *Hub) open(c *conn, hello []byte) {
 	h.t.o.Sessions(h.profile.Name, c.sess.Role, 1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	c.enqueue(hello)
 	h.conns[c] = true
 	if c.sess.Role == rpc.RoleNode && c.sess.Paired {
 		h.live[c.sess.NodeID] = append(h.live[c.sess.NodeID], c)
+	}
+	if c.sess.PendingRequest != "" {
+		// Held until its request is decided (notifyNode).
+		c.heldForPairing.Store(true)
+		h.awaiting[c.sess.PendingRequest] = append(h.awaiting[c.sess.PendingRequest], c)
 	}
 }
 

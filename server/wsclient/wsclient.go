@@ -71,10 +71,13 @@ func Dial(ctx context.Context, url, token string) (*Conn, error) {
 		ws.Close()
 		return nil, err
 	}
+	// hello-ok answers the connect; events (a tick) may come first.
 	var hello frame
-	if err := ws.ReadJSON(&hello); err != nil {
-		ws.Close()
-		return nil, fmt.Errorf("read hello: %w", err)
+	for hello.Type != "res" {
+		if err := ws.ReadJSON(&hello); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("read hello: %w", err)
+		}
 	}
 	if !hello.OK {
 		ws.Close()
