@@ -636,7 +636,9 @@ func TestTickReachesEverySession(t *testing.T) {
 // event can go out before it (pairgate-load's client, and others, read
 // the next frame as the answer to connect).
 func TestHelloOKComesBeforeAnyEvent(t *testing.T) {
-	ts := startServer(t)
+	// A tick every millisecond to every open session, and requests
+	// flowing: an event that could slip in before hello-ok would.
+	ts := startServer(t, func(s *serverSetup) { s.opts.TickInterval = time.Millisecond })
 	st := ts.byName["default"].Store
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -654,7 +656,7 @@ func TestHelloOKComesBeforeAnyEvent(t *testing.T) {
 		}
 	})
 	defer func() { close(stop); wg.Wait() }()
-	for i := range 50 {
+	for i := range 200 {
 		ws, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
 		if err != nil {
 			t.Fatal(err)
