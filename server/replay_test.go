@@ -19,8 +19,6 @@ const gatewayToken = "legacy-test-token-0123456789"
 // record is one recorded frame.
 type record = fixture.Record
 
-func loadRecords(t *testing.T, pattern string) []record { return fixture.Records(t, pattern) }
-
 type wireFrame struct {
 	Type   string          `json:"type"`
 	ID     string          `json:"id"`
@@ -130,7 +128,7 @@ func shapeDiff(want, got any, path string) []string {
 // the same error code and message, the same keys (ids, tokens, nonces and
 // times aside). Ids and tokens pairgate makes up are mapped as they appear.
 func TestReplayRecordedGateway(t *testing.T) {
-	recs := loadRecords(t, "frames-*.jsonl")
+	recs := fixture.Records(t, "frames-*.jsonl")
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].T < recs[j].T })
 	last := map[string]int{}
 	for i, r := range recs {

@@ -23,9 +23,11 @@ func NewGuard(now func() time.Time, log *slog.Logger) *Guard {
 }
 
 // Locked reports whether addr is locked out of profile's credential
-// class, and for how long still.
+// class, and for how long still, rounded up to whole seconds (as every
+// refusal says it).
 func (g *Guard) Locked(profile, class, addr string) (time.Duration, bool) {
-	return g.failures.blocked(limitKey{profile, class, addr})
+	retry, locked := g.failures.blocked(limitKey{profile, class, addr})
+	return time.Duration(wholeSeconds(retry)) * time.Second, locked
 }
 
 // Failed counts a failed attempt and logs it, and the lockout it starts:
@@ -37,12 +39,10 @@ func (g *Guard) Failed(profile, class, addr string) {
 	}
 }
 
-// LockedError is the refusal of a locked-out caller, retry rounded up to
-// whole seconds.
+// LockedError is the REST refusal of a caller Locked for retry.
 func LockedError(class string, retry time.Duration) error {
-	secs := wholeSeconds(retry)
-	return &db.Error{Code: db.CodeRateLimited, RetryAfter: time.Duration(secs) * time.Second,
-		Message: fmt.Sprintf("too many failed attempts with a wrong %s from this address; retry in %ds", class, secs)}
+	return &db.Error{Code: db.CodeRateLimited, RetryAfter: retry,
+		Message: fmt.Sprintf("too many failed attempts with a wrong %s from this address; retry in %ds", class, int(retry.Seconds()))}
 }
 
 func wholeSeconds(d time.Duration) int { return int(d.Seconds() + 0.999) }

@@ -256,7 +256,7 @@ func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connect
 	}
 	if cp.Role == rpc.RoleOperator || cp.Auth.Token != "" || cp.Auth.DeviceToken != "" {
 		if retry, locked := t.o.Guard.Locked(p.Name, class, remoteIP); locked {
-			return sess, nil, refuse(closePolicy, db.CodeRateLimited, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()+0.999))
+			return sess, nil, refuse(closePolicy, db.CodeRateLimited, "unauthorized: too many failed attempts; retry in %ds", int(retry.Seconds()))
 		}
 	}
 	if cp.Role == rpc.RoleOperator {

@@ -72,7 +72,7 @@ func (h *Hub) open(c *conn, hello []byte) {
 	if c.sess.PendingRequest != "" {
 		// Held until its request is decided (notifyNode).
 		c.heldForPairing.Store(true)
-		h.awaiting[c.sess.PendingRequest] = append(h.awaiting[c.sess.PendingRequest], c)
+		h.await(c, c.sess.PendingRequest)
 	}
 }
 
@@ -130,6 +130,11 @@ func (h *Hub) all() []*conn {
 func (h *Hub) awaitResolution(c *conn, requestID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.await(c, requestID)
+}
+
+// await is awaitResolution with h.mu held.
+func (h *Hub) await(c *conn, requestID string) {
 	if !slices.Contains(h.awaiting[requestID], c) {
 		h.awaiting[requestID] = append(h.awaiting[requestID], c)
 	}
