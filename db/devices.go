@@ -62,7 +62,7 @@ func (s *Store) AdmitNode(ctx context.Context, in NodeConnect, by Origin) (Admis
 	}
 	var out Admission
 	admit := &faceAdmit{ask: in.Admit}
-	err := s.lazyTx(ctx, "admit node", func(tx *sql.Tx) error {
+	err := s.lazyTx(ctx, "admit node", true, func(tx *sql.Tx) error {
 		out, admit.refused = Admission{}, nil
 		var digest, sealed []byte
 		var pinned sql.NullString
@@ -138,7 +138,7 @@ func (s *Store) AdoptRequest(ctx context.Context, requestID string, in RequestIn
 	}
 	var res RequestResult
 	admit := &faceAdmit{ask: in.Admit}
-	err := s.requestTx(in)(ctx, "request pairing", func(tx *sql.Tx) error {
+	err := s.lazyTx(ctx, "request pairing", !in.AutoApprove, func(tx *sql.Tx) error {
 		admit.refused = nil
 		r, err := scanRequest(s.w.queryRow(ctx, tx, qRequestByID, requestID))
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {

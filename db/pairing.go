@@ -130,7 +130,9 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 	}
 	var res RequestResult
 	admit := &faceAdmit{ask: in.Admit}
-	err := s.requestTx(in)(ctx, "request pairing", func(tx *sql.Tx) error {
+	// Lazy unless the policy approves it in the same transaction: a
+	// decision is durable when acknowledged.
+	err := s.lazyTx(ctx, "request pairing", !in.AutoApprove, func(tx *sql.Tx) error {
 		admit.refused = nil
 		var err error
 		res, err = s.openRequest(ctx, tx, PendingRequest{NodeID: in.NodeID, NodeMeta: in.NodeMeta, Silent: in.Silent}, by, admit.check())
@@ -143,16 +145,6 @@ func (s *Store) Request(ctx context.Context, in RequestInput, by Origin) (Reques
 		return RequestResult{}, admit.refused
 	}
 	return res, err
-}
-
-// requestTx is how a request is committed: lazily (before its own fsync)
-// unless the policy approves it in the same transaction — a decision is
-// durable when acknowledged.
-func (s *Store) requestTx(in RequestInput) func(context.Context, string, func(*sql.Tx) error) error {
-	if in.AutoApprove {
-		return s.writeTx
-	}
-	return s.lazyTx
 }
 
 // opened tells the face who awaits the node's pending request, then
@@ -429,7 +421,7 @@ const ConnectLogEvery = time.Minute
 // event it writes is for the audit log only, and coalesced to at most one
 // per node every ConnectLogEvery, so a node cannot flood the log.
 func (s *Store) MarkConnected(ctx context.Context, nodeID, remoteIP string, by Origin) error {
-	return s.lazyTx(ctx, "mark connected", func(tx *sql.Tx) error {
+	return s.lazyTx(ctx, "mark connected", true, func(tx *sql.Tx) error {
 		return s.markConnected(ctx, tx, nodeID, remoteIP, by)
 	})
 }

@@ -128,15 +128,15 @@ var errClosed = errors.New("store closed")
 // write at once. fn must be safe to run again: it sees a fresh
 // transaction each time.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return classify(s.commit.do(ctx, fn, false), what)
+	return s.lazyTx(ctx, what, false, fn)
 }
 
-// lazyTx is writeTx for a write that may be acknowledged before its
-// fsync: a new pending request or a node's connect (see committer). kill
-// -9 cannot lose it (the WAL is in the OS's cache); a power cut before the
-// next fsync can, which costs the node a retry.
-func (s *Store) lazyTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return classify(s.commit.do(ctx, fn, true), what)
+// lazyTx is writeTx that, when lazy is set, may acknowledge the write
+// before its fsync: for a new pending request or a node's connect (see
+// committer). kill -9 cannot lose it (the WAL is in the OS's cache); a
+// power cut before the next fsync can, which costs the node a retry.
+func (s *Store) lazyTx(ctx context.Context, what string, lazy bool, fn func(tx *sql.Tx) error) error {
+	return classify(s.commit.do(ctx, fn, lazy), what)
 }
 
 // readTx runs fn in one read transaction on the read pool: a consistent
