@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/config"
-	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/replica"
 	"github.com/pairgate/pairgate/db/replica/replicatest"
+	"github.com/pairgate/pairgate/server/client"
 )
 
 // writeReplicatedConfig writes a configuration serving one profile from
@@ -34,27 +34,18 @@ func writeReplicatedConfig(t *testing.T, stateDir, keyFile, url string, restoreI
 
 // approveNodes asks and approves n nodes over REST, returning the tokens
 // of the approvals acknowledged.
-func approveNodes(t *testing.T, api, token, prefix string, n int) map[string]string {
+func approveNodes(t *testing.T, api *client.Client, prefix string, n int) map[string]string {
 	t.Helper()
 	acked := map[string]string{}
 	for i := range n {
 		node := fmt.Sprintf("%s-%03d", prefix, i)
-		resp, err := post(api+"/requests", token, `{"nodeId":"`+node+`"}`)
+		req, err := api.Request(t.Context(), "default", client.NodeRequest{NodeID: node})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("request %s: %v", node, err)
 		}
-		var req db.RequestResult
-		json.NewDecoder(resp.Body).Decode(&req)
-		resp.Body.Close()
-		resp, err = post(api+"/requests/"+req.Request.RequestID+"/approve", token, "")
+		a, err := api.Approve(t.Context(), "default", req.Request.RequestID)
 		if err != nil {
-			t.Fatal(err)
-		}
-		var a db.Approval
-		err = json.NewDecoder(resp.Body).Decode(&a)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("approve %s: %d %v", node, resp.StatusCode, err)
+			t.Fatalf("approve %s: %v", node, err)
 		}
 		acked[node] = a.Node.Token
 	}
@@ -62,33 +53,26 @@ func approveNodes(t *testing.T, api, token, prefix string, n int) map[string]str
 }
 
 // replicationStatus reads the profile's replication from /readyz.
-func replicationStatus(t *testing.T, url string) replica.Status {
+func replicationStatus(t *testing.T, api *client.Client) replica.Status {
 	t.Helper()
-	resp, err := http.Get(url + "/readyz")
+	r, err := api.Ready(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Replication map[string]replica.Status `json:"replication"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	st, ok := r.Replication["default"]
-	if !ok {
-		t.Fatal("/readyz shows no replication for the profile")
+	var st replica.Status
+	if err := json.Unmarshal(r.Replication["default"], &st); err != nil {
+		t.Fatalf("/readyz shows no replication for the profile: %v", err)
 	}
 	return st
 }
 
 // waitReplicated polls /readyz until a sync that began at or after since
 // succeeded, within a minute (a replica that never catches up fails).
-func waitReplicated(t *testing.T, url string, since time.Time) replica.Status {
+func waitReplicated(t *testing.T, api *client.Client, since time.Time) replica.Status {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st := replicationStatus(t, url)
+		st := replicationStatus(t, api)
 		if st.State == "ok" && st.SyncedAtMs >= since.UnixMilli() {
 			return st
 		}
@@ -99,19 +83,13 @@ func waitReplicated(t *testing.T, url string, since time.Time) replica.Status {
 	}
 }
 
-func verifyOverREST(api, node, token string) (bool, error) {
-	req, _ := http.NewRequest("POST", api+"/verify", strings.NewReader(`{"nodeId":"`+node+`","token":"`+token+`"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+func newAPI(t *testing.T, url, token string) *client.Client {
+	t.Helper()
+	api, err := client.New(url, token, nil)
 	if err != nil {
-		return false, err
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var v db.Verification
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return false, fmt.Errorf("status %d: %w", resp.StatusCode, err)
-	}
-	return v.OK, nil
+	return api
 }
 
 // TestKilledReplicatedServerMovesToAnotherHost serves a replicated profile
@@ -141,12 +119,12 @@ func TestKilledReplicatedServerMovesToAnotherHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			api := url + "/api/v1/profiles/default"
-			synced := approveNodes(t, api, token, "synced", 200)
+			api := newAPI(t, url, token)
+			synced := approveNodes(t, api, "synced", 200)
 			lastAck := time.Now()
-			st := waitReplicated(t, url, lastAck)
-			window := approveNodes(t, api, token, "window", 20)
-			atKill := replicationStatus(t, url)
+			st := waitReplicated(t, api, lastAck)
+			window := approveNodes(t, api, "window", 20)
+			atKill := replicationStatus(t, api)
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
 
@@ -192,15 +170,15 @@ func TestKilledReplicatedServerMovesToAnotherHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv := startServe(t, getenv)
-			otherAPI := srv.url + "/api/v1/profiles/default"
+			otherAPI := newAPI(t, srv.url, "")
 			for node, token := range synced {
-				if ok, err := verifyOverREST(otherAPI, node, token); err != nil || !ok {
+				if v, err := otherAPI.Verify(t.Context(), "default", node, token); err != nil || !v.OK {
 					t.Fatalf("%s was approved and synced before the kill, and does not verify on the other host (%v)", node, err)
 				}
 			}
 			kept := 0
 			for node, token := range window {
-				if ok, _ := verifyOverREST(otherAPI, node, token); ok {
+				if v, _ := otherAPI.Verify(t.Context(), "default", node, token); v.OK {
 					kept++
 				}
 			}
@@ -209,8 +187,12 @@ func TestKilledReplicatedServerMovesToAnotherHost(t *testing.T) {
 			if st.TXID == 0 {
 				t.Fatalf("status %+v", st)
 			}
-			// The restored profile replicates on; /metrics shows it.
-			waitReplicated(t, srv.url, time.Now())
+			// The restored profile replicates on; pairgate health and
+			// /metrics show it.
+			waitReplicated(t, otherAPI, time.Now())
+			if code, out, errs := cliRun(getenv, "health", "--url", srv.url); code != 0 || !strings.Contains(out, `"replication":{"default":{`) {
+				t.Fatalf("health: exit %d\n%s%s", code, out, errs)
+			}
 			resp, err := http.Get(srv.url + "/metrics")
 			if err != nil {
 				t.Fatal(err)

@@ -7,10 +7,13 @@ import (
 )
 
 // Readiness is the answer of /readyz: each profile's state ("ok",
-// "unavailable"), and "server": "shutting down" while it stops.
+// "unavailable"), and "server": "shutting down" while it stops; for each
+// replicated profile its replica's state (db/replica.Status, left raw so
+// the client does not bring in the replication engine).
 type Readiness struct {
-	OK       bool              `json:"ok"`
-	Profiles map[string]string `json:"profiles"`
+	OK          bool                       `json:"ok"`
+	Profiles    map[string]string          `json:"profiles"`
+	Replication map[string]json.RawMessage `json:"replication,omitempty"`
 }
 
 // Ready asks whether the server and each of its profiles can serve; it
