@@ -224,6 +224,7 @@ func (c Config) Validate() error {
 	names := map[string]bool{}
 	dirs := map[string]string{}
 	replicaURLs := map[string]string{}
+	keys := map[string]string{}
 	listens := map[string]string{c.Listen: "listen"}
 	for i, p := range c.Profiles {
 		at := func(key string) string { return fmt.Sprintf("profiles[%d].%s", i, key) }
@@ -278,6 +279,11 @@ func (c Config) Validate() error {
 		if err := p.validateWebhooks(fmt.Sprintf("profiles[%d]", i)); err != nil {
 			return err
 		}
+		key := filepath.Clean(p.KeyPath())
+		if other := keys[key]; other != "" {
+			return keyError(at("keyFile"), fmt.Sprintf("%s is also the key of profile %q", key, other), "give each profile its own key file")
+		}
+		keys[key] = p.Name
 		if err := p.validateReplicas(fmt.Sprintf("profiles[%d]", i), replicaURLs); err != nil {
 			return err
 		}

@@ -42,6 +42,8 @@ func TestReplicaValidationNamesKeyAndFix(t *testing.T) {
 		{"two", rep("file:///b1\n      - url: file:///b2"), "config f: profiles[0].replicas: 2 replicas are given; Litestream streams a database to one"},
 		{"shared", rep("file:///b") + "  - name: c\n    replicas:\n      - url: file:///b\n", "config f: profiles[1].replicas[0].url: is also profiles[0].replicas[0].url; give each profile its own replica path"},
 		{"restore without replica", "profiles:\n  - name: a\n    restoreIfMissing: true\n", "config f: profiles[0].restoreIfMissing: there is no replica to restore from"},
+		{"shared keyFile", "profiles:\n  - name: a\n    stateDir: /srv/a\n    keyFile: /k/a.key\n  - name: b\n    stateDir: /srv/b\n    keyFile: /k/a.key\n", `config f: profiles[1].keyFile: /k/a.key is also the key of profile "a"; give each profile its own key file`},
+		{"keyFile is another's default", "profiles:\n  - name: a\n    stateDir: /srv/a\n  - name: b\n    stateDir: /srv/b\n    keyFile: /srv/a/nodes/pairing.key\n", `config f: profiles[1].keyFile: /srv/a/nodes/pairing.key is also the key of profile "a"`},
 		{"relative keyFile", "profiles:\n  - name: a\n    keyFile: keys/a\n", `config f: profiles[0].keyFile: "keys/a" is not an absolute path`},
 		{"unknown key", rep("file:///b\n        interval: 1s"), "config f: profiles[0].replicas[0].interval: unknown key"},
 		{"not a list", "profiles:\n  - name: a\n    replicas: file:///b\n", "config f: profiles[0].replicas: want a list"},

@@ -179,8 +179,7 @@ func TestRESTPairingFlow(t *testing.T) {
 }
 
 // Ids that are not plain path segments reach the store whole: the client
-// escapes each segment, and the server reads it back. (Not yet an id
-// holding "/": the server does not decode %2F in a path parameter.)
+// escapes each segment, and the server reads it back, "/" included.
 func TestRESTOddIDsStayOneSegment(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()

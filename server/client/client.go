@@ -51,8 +51,7 @@ func (c *Client) URL() string { return c.base }
 // endpoint is the one place paths are built: each segment is escaped on
 // its own (url.PathEscape), so an id holding "?", "#", "%" or a space
 // stays one segment. "." and ".." go as they are: pairgate routes them as
-// names. An id holding "/" goes as %2F, which the server's handlers do
-// not decode yet.
+// names. An id holding "/" goes as %2F (the server decodes it back).
 func (c *Client) endpoint(query url.Values, segments ...string) string {
 	var b strings.Builder
 	b.WriteString(c.base)
