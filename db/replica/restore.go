@@ -45,11 +45,20 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 		log.Info("restoring the state as of a time", "database", path, "asOf", at)
 	}
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".restoring")
-	// A restore interrupted earlier left its file: it was never the database.
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A restore interrupted earlier left its files (db.AfterRestore opens
+	// the file in WAL mode): they were never the database.
+	removeTemp := func() error {
+		for _, f := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := removeTemp(); err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer removeTemp()
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = tmp
 	opt.Timestamp = at
