@@ -81,14 +81,21 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	return printMigrations(ctx, env, p)
 }
 
+// lockStateDir takes a profile's state-directory lock; busy explains a
+// lock held by a server.
+func lockStateDir(p config.Profile, busy string) (*db.StateLock, error) {
+	lock, err := db.LockStateDir(p.LockPath())
+	if errors.Is(err, db.ErrLocked) {
+		return nil, fmt.Errorf("%w\n(%s)", err, busy)
+	}
+	return lock, err
+}
+
 // openLocked opens a profile's store as the holder of its state-directory
 // lock, migrating it, and closes it again. busy explains a lock held by a
 // server; option, when set, adjusts the options.
 func openLocked(ctx context.Context, p config.Profile, busy string, option func(*db.Options)) error {
-	lock, err := db.LockStateDir(p.LockPath())
-	if errors.Is(err, db.ErrLocked) {
-		return fmt.Errorf("%w\n(%s)", err, busy)
-	}
+	lock, err := lockStateDir(p, busy)
 	if err != nil {
 		return err
 	}

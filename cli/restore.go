@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/config"
-	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/replica"
 )
 
@@ -50,10 +49,7 @@ func runRestore(ctx context.Context, env Env, args []string) error {
 	if err := p.EnsureNodesDir(); err != nil {
 		return err
 	}
-	lock, err := db.LockStateDir(p.LockPath())
-	if errors.Is(err, db.ErrLocked) {
-		return fmt.Errorf("%w\n(a served database is never restored over: stop that server, and restore into a state directory without a database)", err)
-	}
+	lock, err := lockStateDir(p, "a served database is never restored over: stop that server, and restore into a state directory without a database")
 	if err != nil {
 		return err
 	}
