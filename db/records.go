@@ -34,6 +34,15 @@ type NodeEntry struct {
 	Connected     bool  `json:"connected"`
 }
 
+// ServedProfile is one served profile as GET /api/v1/profiles lists it:
+// its counts and its connected nodes.
+type ServedProfile struct {
+	Name     string `json:"name"`
+	StateDir string `json:"stateDir"`
+	Counts
+	Connected int `json:"connected"`
+}
+
 // NodeDescription is node.describe's answer.
 type NodeDescription struct {
 	TS int64 `json:"ts"`

@@ -183,13 +183,6 @@ func (s *Server) call(c echo.Context, method string, raw json.RawMessage, status
 	return c.JSON(status, out)
 }
 
-type profileInfo struct {
-	Name     string `json:"name"`
-	StateDir string `json:"stateDir"`
-	db.Counts
-	Connected int `json:"connected"`
-}
-
 // handleProfiles lists the profiles the bearer token opens.
 func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -197,7 +190,7 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 			return err
 		}
 		token := bearer(c)
-		out := []profileInfo{}
+		out := []db.ServedProfile{}
 		for _, p := range s.profiles {
 			if (own != nil && p != own) || !p.Authorized(token) {
 				continue
@@ -206,7 +199,7 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			out = append(out, profileInfo{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: p.hub.ConnectedNodes()})
+			out = append(out, db.ServedProfile{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: p.hub.ConnectedNodes()})
 		}
 		if len(out) == 0 {
 			if token != "" {

@@ -7,18 +7,10 @@ import (
 	"github.com/pairgate/pairgate/db"
 )
 
-// ServedProfile is one profile the token opens, with its counts.
-type ServedProfile struct {
-	Name     string `json:"name"`
-	StateDir string `json:"stateDir"`
-	db.Counts
-	Connected int `json:"connected"`
-}
-
 // Profiles lists the profiles the client's token opens (GET /api/v1/profiles).
-func (c *Client) Profiles(ctx context.Context) ([]ServedProfile, error) {
+func (c *Client) Profiles(ctx context.Context) ([]db.ServedProfile, error) {
 	var res struct {
-		Profiles []ServedProfile `json:"profiles"`
+		Profiles []db.ServedProfile `json:"profiles"`
 	}
 	err := c.call(ctx, http.MethodGet, c.api(nil, "profiles"), nil, &res)
 	return res.Profiles, err
