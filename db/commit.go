@@ -49,12 +49,19 @@ type write struct {
 // committer batches writes into shared transactions.
 type committer struct {
 	db *sql.DB
-	// onCommit is called after each committed transaction.
-	onCommit func()
+	// onCommit is called after each committed transaction, before its
+	// writers are answered, with the events it committed (seq order).
+	onCommit func([]Event)
 
-	mu      sync.Mutex
-	queue   []*write // waiting for a transaction
-	closed  bool
+	mu     sync.Mutex
+	queue  []*write // waiting for a transaction
+	closed bool
+	// busy says a goroutine (a lone caller, or the committer goroutine)
+	// is running transactions on the writer connection.
+	busy bool
+	// inline counts transactions run on a caller's goroutine, which close
+	// waits for.
+	inline  sync.WaitGroup
 	wake    chan struct{} // capacity 1: something was queued
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -63,14 +70,18 @@ type committer struct {
 	// them.
 	batches, writes atomic.Int64
 
-	// Only the committer goroutine touches these: the connection's
+	// Only the goroutine holding busy touches these: the connection's
 	// synchronous setting, and the lazy writes committed since the last
 	// FULL commit (whose fsync made them durable too).
 	lazyMode bool
 	unsynced int
+	// events are those of the open transaction's writes so far
+	// (appendEvent records them; a write rolled back to its savepoint
+	// takes its own back).
+	events []Event
 }
 
-func newCommitter(db *sql.DB, onCommit func()) *committer {
+func newCommitter(db *sql.DB, onCommit func([]Event)) *committer {
 	// The first commit is FULL: it makes the WAL file (a new one after a
 	// clean close) durable before any lazy commit relies on it.
 	c := &committer{db: db, onCommit: onCommit, wake: make(chan struct{}, 1), stop: make(chan struct{}), unsynced: maxUnsynced}
@@ -92,6 +103,7 @@ func (c *committer) close() {
 	close(c.stop)
 	c.mu.Unlock()
 	c.stopped.Wait()
+	c.inline.Wait()
 	c.mu.Lock()
 	for _, w := range c.queue {
 		w.done <- errClosed
@@ -105,6 +117,12 @@ func (c *committer) close() {
 // rolled back). A caller whose context ends before its write ran gets the
 // context's error and its write never runs; once it ran, the caller waits
 // for the commit, so its answer is always the truth.
+//
+// A write that finds the writer idle runs its transaction on the caller's
+// own goroutine (taking in what queues meanwhile): a lone writer pays no
+// hand-off to the committer goroutine and back, which on a shared
+// machine costs more than the write itself. Writes that find a
+// transaction in flight queue for the committer goroutine.
 func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool) error {
 	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
 	c.mu.Lock()
@@ -112,13 +130,60 @@ func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool
 		c.mu.Unlock()
 		return errClosed
 	}
+	if !c.busy && len(c.queue) == 0 {
+		c.busy = true
+		c.inline.Add(1)
+		c.mu.Unlock()
+		c.commit(w)
+		c.release()
+		c.inline.Done()
+		return <-w.done
+	}
 	c.queue = append(c.queue, w)
 	c.mu.Unlock()
+	c.signal()
+	return <-w.done
+}
+
+// signal wakes the committer goroutine.
+func (c *committer) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return <-w.done
+}
+
+// acquire makes the caller the one running transactions on the writer
+// connection, if nobody is and a write is queued; it returns the first
+// queued write.
+func (c *committer) acquire() *write {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy || len(c.queue) == 0 {
+		return nil
+	}
+	c.busy = true
+	w := c.queue[0]
+	c.queue = c.queue[1:]
+	return w
+}
+
+// release gives the writer connection up, and hands what queued in the
+// meantime to the committer goroutine.
+func (c *committer) release() {
+	c.mu.Lock()
+	c.busy = false
+	more := len(c.queue) > 0
+	c.mu.Unlock()
+	if more {
+		c.signal()
+	}
+}
+
+// record notes an event the open transaction wrote. Only write functions
+// call it, on the goroutine holding busy.
+func (c *committer) record(e Event) {
+	c.events = append(c.events, e)
 }
 
 // queued is how many writes wait for a transaction.
@@ -153,11 +218,12 @@ func (c *committer) run() {
 		select {
 		case <-c.wake:
 			for {
-				batch := c.take(1, false)
-				if len(batch) == 0 {
+				w := c.acquire()
+				if w == nil {
 					break
 				}
-				c.commit(batch[0])
+				c.commit(w)
+				c.release()
 			}
 		case <-c.stop:
 			return
@@ -191,8 +257,9 @@ func (c *committer) commit(first *write) {
 		} else {
 			c.unsynced = 0
 		}
-		c.onCommit()
+		c.onCommit(c.events)
 	}
+	c.events = nil
 	for i, w := range batch {
 		if err != nil {
 			w.done <- err
@@ -216,10 +283,11 @@ func (c *committer) tryBatch(batch []*write, grow, lazy bool) ([]*write, []error
 	if err != nil {
 		return batch, nil, err
 	}
+	c.events = nil
 	start := time.Now()
 	results := make([]error, 0, len(batch))
 	for i := 0; i < len(batch); i++ {
-		res, err := runSavepoint(tx, batch[i])
+		res, err := c.runSavepoint(tx, batch[i])
 		if err != nil {
 			tx.Rollback()
 			return batch, nil, err
@@ -268,17 +336,19 @@ func (c *committer) setLazy(lazy bool) error {
 // failure rolls back to the savepoint and is that write's result; a
 // failure of the savepoint statements themselves, or SQLITE_BUSY from
 // the write, fails the transaction.
-func runSavepoint(tx *sql.Tx, w *write) (result, txErr error) {
+func (c *committer) runSavepoint(tx *sql.Tx, w *write) (result, txErr error) {
 	if err := w.ctx.Err(); err != nil {
 		return err, nil // its caller gave up before it ran: skip it
 	}
 	if _, err := tx.Exec(`SAVEPOINT write`); err != nil {
 		return nil, err
 	}
+	mark := len(c.events)
 	if err := w.fn(tx); err != nil {
 		if isBusy(err) {
 			return nil, err
 		}
+		c.events = c.events[:mark]
 		if _, rbErr := tx.Exec(`ROLLBACK TO write`); rbErr != nil {
 			return nil, errors.Join(err, rbErr)
 		}

@@ -31,6 +31,10 @@ type Event struct {
 	Payload json.RawMessage `json:"payload"`
 	Actor   string          `json:"actor"`
 	Source  string          `json:"source,omitempty"`
+	// Request is the stored request of an EventRequested handed over by
+	// this process's commit (OnCommit): it holds what the legacy payload
+	// does not (the device key). Nil when the event was read back.
+	Request *PendingRequest `json:"-"`
 }
 
 // Resolution is the payload of EventResolved, in OpenClaw's shape.
@@ -68,7 +72,16 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, ts int64, name stri
 	if err != nil {
 		return 0, err
 	}
-	return res.LastInsertId()
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	e := Event{Seq: seq, TS: ts, Name: name, Payload: b, Actor: by.Actor, Source: by.Source}
+	if r, ok := payload.(PendingRequest); ok {
+		e.Request = &r
+	}
+	s.commit.record(e)
+	return seq, nil
 }
 
 // EventsAfter returns up to limit events with seq > after, oldest first.

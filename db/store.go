@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -67,9 +68,10 @@ type Store struct {
 	seal   *sealer
 	now    func() time.Time
 	log    *slog.Logger
-	// committed gets a signal (coalesced) after every committed write, so
-	// the event fan-out reads the outbox at once instead of at its next poll.
+	// committed gets a signal (coalesced) after every committed write.
 	committed chan struct{}
+	// onCommit, when set, is handed each commit's events (OnCommit).
+	onCommit atomic.Pointer[func([]Event)]
 
 	ttlMs              int64
 	maxPending         int
@@ -118,12 +120,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.commit = newCommitter(s.write, func() {
-		select {
-		case s.committed <- struct{}{}:
-		default:
-		}
-	})
+	s.commit = newCommitter(s.write, s.published)
 	if s.w, err = newPrepared(ctx, s.write, writeStatements); err == nil {
 		s.r, err = newPrepared(ctx, s.read, readStatements)
 	}
@@ -232,6 +229,31 @@ func (s *Store) Close() error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return classify(s.read.PingContext(ctx), "ping")
+}
+
+// OnCommit registers fn to be handed the events of each transaction this
+// process commits, in seq order, after the COMMIT and before its writers
+// are answered: whoever learns of a write from its answer finds its
+// events already handed on. fn runs on the writer's goroutine, holding up
+// every other write, so it must be quick and must not write to the store.
+// Other processes' events are not handed over (read EventsAfter); nil
+// unregisters.
+func (s *Store) OnCommit(fn func([]Event)) {
+	if fn == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&fn)
+}
+
+func (s *Store) published(events []Event) {
+	if fn := s.onCommit.Load(); fn != nil && len(events) > 0 {
+		(*fn)(events)
+	}
+	select {
+	case s.committed <- struct{}{}:
+	default:
+	}
 }
 
 // Committed signals after writes of this process commit. Several commits

@@ -164,6 +164,9 @@ func unknownDevice(err error) error {
 func DeviceEvent(ctx context.Context, st *db.Store, e db.Event) any {
 	switch e.Name {
 	case db.EventRequested:
+		if e.Request != nil {
+			return toPendingDevice(*e.Request)
+		}
 		var r db.PendingRequest
 		if json.Unmarshal(e.Payload, &r) != nil {
 			return nil

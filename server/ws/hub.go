@@ -38,6 +38,11 @@ type Hub struct {
 	// changed is signalled (coalesced) after each delivered event, for the
 	// legacy-file mirror.
 	changed chan struct{}
+
+	// deliverMu orders deliveries (a commit's events, the outbox poll);
+	// last is the seq of the last event delivered.
+	deliverMu sync.Mutex
+	last      int64
 }
 
 // track registers a connection just upgraded, unless the transport is
@@ -165,13 +170,21 @@ func (h *Hub) Subscribe(ch chan db.Event) func() {
 	}
 }
 
-// Run tails the outbox after seq from (its end when the server started,
-// read before any subscriber could read the outbox itself: what a
-// subscriber's own read misses, the hub delivers) until ctx is done,
-// delivering each event once, in seq order.
+// Run delivers the profile's events after seq from (the outbox's end when
+// the server started, read before any subscriber could read the outbox
+// itself: what a subscriber's own read misses, the hub delivers) until
+// ctx is done, each once, in seq order. This process's commits hand their
+// events over as they commit (db.Store.OnCommit), so they reach the
+// connections before the writer's answer does; what other processes
+// write (the CLI's offline commands, an import) is read from the outbox
+// every outboxPoll.
 func (h *Hub) Run(ctx context.Context, from int64) {
 	st := h.profile.Store
-	last := from
+	h.deliverMu.Lock()
+	h.last = from
+	h.deliverMu.Unlock()
+	st.OnCommit(func(events []db.Event) { h.committed(ctx, events) })
+	defer st.OnCommit(nil)
 	poll := time.NewTicker(outboxPoll)
 	defer poll.Stop()
 	tick := time.NewTicker(h.t.o.TickInterval)
@@ -182,25 +195,48 @@ func (h *Hub) Run(ctx context.Context, from int64) {
 			return
 		case <-tick.C:
 			h.tick()
-			continue
-		case <-st.Committed():
 		case <-poll.C:
+			h.deliverMu.Lock()
+			h.catchUp(ctx)
+			h.deliverMu.Unlock()
 		}
-		for {
-			events, err := st.EventsAfter(ctx, last, 512)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.t.o.Log.Error("read outbox", "profile", h.profile.Name, "err", err)
-				}
-				break
+	}
+}
+
+// committed delivers the events of one of this process's commits. Events
+// before them that the hub has not delivered (another process's, found
+// when the seqs do not follow on) are read from the outbox first.
+func (h *Hub) committed(ctx context.Context, events []db.Event) {
+	h.deliverMu.Lock()
+	defer h.deliverMu.Unlock()
+	if events[0].Seq != h.last+1 {
+		h.catchUp(ctx)
+	}
+	for _, e := range events {
+		if e.Seq > h.last {
+			h.deliver(ctx, e)
+			h.last = e.Seq
+		}
+	}
+}
+
+// catchUp delivers what the outbox holds after the last delivered event;
+// h.deliverMu is held.
+func (h *Hub) catchUp(ctx context.Context) {
+	for {
+		events, err := h.profile.Store.EventsAfter(ctx, h.last, 512)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.t.o.Log.Error("read outbox", "profile", h.profile.Name, "err", err)
 			}
-			for _, e := range events {
-				h.deliver(ctx, e)
-				last = e.Seq
-			}
-			if len(events) < 512 {
-				break
-			}
+			return
+		}
+		for _, e := range events {
+			h.deliver(ctx, e)
+			h.last = e.Seq
+		}
+		if len(events) < 512 {
+			return
 		}
 	}
 }
