@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,17 +47,34 @@ type conn struct {
 	t             *Transport
 	hub           *Hub
 	ws            *websocket.Conn
-	send          chan []byte
+	cork          *corkConn // under ws
 	done          chan struct{}
 	closeOnce     sync.Once
 	sess          rpc.Session
 	connectedAtMs int64
 	// closeCode is the close to send once the queue drains (a refusal).
 	closeCode atomic.Pointer[closeInfo]
-	// queued counts the bytes waiting in send.
-	queued atomic.Int64
 	// writer closes when the writer goroutine has returned.
 	writer chan struct{}
+	// kick wakes the writer goroutine (capacity 1).
+	kick chan struct{}
+
+	// The outgoing frames. Whoever finds nobody writing takes the socket
+	// and writes everything queued: the writer goroutine when kicked, or
+	// the reader with its answer, so a call's answer (and the events its
+	// own write produced) leave without a hand-off to another goroutine.
+	wmu sync.Mutex
+	out [][]byte
+	// outBytes counts the bytes in out.
+	outBytes int
+	// writing says a goroutine holds the socket for data frames.
+	writing bool
+	// inCall says the reader is answering a frame: it writes what queues
+	// meanwhile together with its answer, so that needs no kick.
+	inCall bool
+	// closeAt, when not negative, is how many frames of out leave before
+	// the connection closes with closeCode (closeAfterQueue).
+	closeAt int
 	// heldForPairing says the session is a node waiting for the request
 	// its connect opened or found, to be closed 1012 when it is approved
 	// or expires; a client that calls node.pair.request itself learns the
@@ -98,11 +116,16 @@ func (c *conn) readLoop(ctx context.Context) {
 			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		c.wmu.Lock()
+		c.inCall = true
+		c.wmu.Unlock()
+		var answer []byte
 		if kind != websocket.TextMessage {
-			c.enqueue(mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidFrame(errBinaryFrame)}))
-			continue
+			answer = mustJSON(resFrame{Type: "res", ID: "invalid", OK: false, Error: invalidFrame(errBinaryFrame)})
+		} else {
+			answer = c.handleFrame(ctx, data)
 		}
-		c.handleFrame(ctx, data)
+		c.write(answer)
 	}
 }
 
@@ -179,38 +202,126 @@ func (c *conn) refuse(remoteIP, id string, cp connectParams, e *handshakeError) 
 }
 
 // handleFrame answers one frame after hello.
-func (c *conn) handleFrame(ctx context.Context, data []byte) {
+func (c *conn) handleFrame(ctx context.Context, data []byte) []byte {
 	f, err := decodeFrame(data)
 	if err != nil {
 		id := f.ID
 		if id == "" {
 			id = "invalid"
 		}
-		c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: invalidFrame(err)}))
-		return
+		return mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: invalidFrame(err)})
 	}
 	payload, err := c.t.o.Dispatcher.Call(ctx, &c.sess, f.Method, f.Params)
 	if err != nil {
-		c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: false, Error: rpc.WireError(err)}))
-		return
+		return mustJSON(resFrame{Type: "res", ID: f.ID, OK: false, Error: rpc.WireError(err)})
 	}
-	c.enqueue(mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: payload}))
+	return mustJSON(resFrame{Type: "res", ID: f.ID, OK: true, Payload: payload})
 }
 
-// enqueue hands a frame to the writer without ever blocking: a client
-// with more than maxBufferedBytes (or sendQueue frames) waiting is not
-// reading, and is dropped (1013) so one slow reader never holds up others.
+// enqueue queues a frame without ever blocking: a client with more than
+// maxBufferedBytes (or sendQueue frames) waiting is not reading, and is
+// dropped (1013) so one slow reader never holds up others.
 func (c *conn) enqueue(frame []byte) {
-	if c.queued.Add(int64(len(frame))) > maxBufferedBytes {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.wmu.Lock()
+	if c.closeAt >= 0 {
+		c.wmu.Unlock()
+		return // closing: nothing more leaves
+	}
+	if len(c.out) >= sendQueue || c.outBytes+len(frame) > maxBufferedBytes {
+		c.wmu.Unlock()
 		c.dropSlow()
 		return
 	}
-	select {
-	case <-c.done:
-	case c.send <- frame:
-	default:
-		c.dropSlow()
+	c.out = append(c.out, frame)
+	c.outBytes += len(frame)
+	kick := !c.writing && !c.inCall
+	c.wmu.Unlock()
+	if kick {
+		c.wake()
 	}
+}
+
+func (c *conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// write writes the frames queued and then answer (when not nil) unless
+// another goroutine is writing, which then takes them. It ends the
+// reader's call (inCall). It returns false once nothing more will be
+// written: a write failed, or the connection closed after the frames
+// closeAfterQueue left before its close.
+func (c *conn) write(answer []byte) bool {
+	c.wmu.Lock()
+	c.inCall = false
+	if answer != nil && c.closeAt < 0 {
+		c.out = append(c.out, answer)
+		c.outBytes += len(answer)
+	}
+	if c.writing {
+		c.wmu.Unlock()
+		return true
+	}
+	c.writing = true
+	for {
+		frames, closeAt := c.out, c.closeAt
+		c.out, c.outBytes = nil, 0
+		if closeAt >= 0 {
+			frames = frames[:closeAt]
+			c.closeAt = 0
+		}
+		c.wmu.Unlock()
+		if len(frames) > 0 && !c.writeFrames(frames) {
+			return false
+		}
+		if closeAt >= 0 {
+			c.closeQueued()
+			return false
+		}
+		c.wmu.Lock()
+		if len(c.out) == 0 && c.closeAt < 0 {
+			c.writing = false
+			c.wmu.Unlock()
+			return true
+		}
+	}
+}
+
+// writeFrames writes frames, several in one system call; on failure it
+// closes the connection and returns false.
+func (c *conn) writeFrames(frames [][]byte) bool {
+	c.ws.SetWriteDeadline(time.Now().Add(c.t.o.WriteTimeout))
+	if len(frames) > 1 {
+		c.cork.hold()
+	}
+	var err error
+	for _, f := range frames {
+		if err = c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			break
+		}
+	}
+	if len(frames) > 1 {
+		err = errors.Join(err, c.cork.flush())
+	}
+	if err == nil {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// The client's socket stayed full for the whole write timeout: it
+		// does not read (its reader may be blocked here, answering it).
+		c.dropSlow()
+	} else {
+		c.close(closeGoingAway, "")
+	}
+	return false
 }
 
 // dropSlow closes a client that does not read. The 1013 close frame
@@ -222,17 +333,28 @@ func (c *conn) dropSlow() {
 	default:
 	}
 	c.t.o.Log.Warn("dropping a client that does not read its frames", "code", closeTryAgain,
-		"remote", c.ws.RemoteAddr().String(), "queuedBytes", c.queued.Load())
+		"remote", c.ws.RemoteAddr().String(), "queuedBytes", c.queuedBytes())
 	c.close(closeTryAgain, "slow consumer: reconnect and re-list")
+}
+
+// queuedBytes is how many bytes wait to be written.
+func (c *conn) queuedBytes() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.outBytes
 }
 
 // closeAfterQueue closes once the frames already queued are written.
 func (c *conn) closeAfterQueue(code int, reason string) {
 	c.closeCode.Store(&closeInfo{code: code, reason: reason})
-	select {
-	case c.send <- nil: // the writer closes when it reaches this marker
-	default:
-		c.close(code, reason)
+	c.wmu.Lock()
+	if c.closeAt < 0 {
+		c.closeAt = len(c.out)
+	}
+	kick := !c.writing && !c.inCall
+	c.wmu.Unlock()
+	if kick {
+		c.wake()
 	}
 }
 
@@ -255,21 +377,17 @@ func truncateReason(reason string) string {
 	return reason
 }
 
-// writeLoop owns data writes: queued frames (ticks come queued from the
-// hub) and pings.
+// writeLoop writes what is queued when kicked (events, ticks, and
+// frames queued outside a call), and pings.
 func (c *conn) writeLoop() {
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
 	for {
-		var frame []byte
 		select {
 		case <-c.done:
 			return
-		case frame = <-c.send:
-			if frame == nil {
-				if ci := c.closeCode.Load(); ci != nil {
-					c.close(ci.code, ci.reason)
-				}
+		case <-c.kick:
+			if !c.write(nil) {
 				return
 			}
 		case <-ping.C:
@@ -277,15 +395,15 @@ func (c *conn) writeLoop() {
 				c.close(closeGoingAway, "")
 				return
 			}
-			continue
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(c.t.o.WriteTimeout))
-		err := c.ws.WriteMessage(websocket.TextMessage, frame)
-		c.queued.Add(-int64(len(frame)))
-		if err != nil {
-			c.close(closeGoingAway, "")
-			return
-		}
+	}
+}
+
+// closeQueued closes with the code closeAfterQueue left, once the frames
+// before it are written.
+func (c *conn) closeQueued() {
+	if ci := c.closeCode.Load(); ci != nil {
+		c.close(ci.code, ci.reason)
 	}
 }
 

@@ -127,11 +127,12 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remote
 		WriteBufferPool: &t.writeBuffers,
 		CheckOrigin:     func(*http.Request) bool { return true },
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	cw := &corkWriter{ResponseWriter: w}
+	ws, err := upgrader.Upgrade(cw, r, nil)
 	if err != nil {
 		return // the upgrader has answered the client
 	}
-	c := &conn{t: t, hub: h, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{}), writer: make(chan struct{})}
+	c := &conn{t: t, hub: h, ws: ws, cork: cw.conn, done: make(chan struct{}), writer: make(chan struct{}), kick: make(chan struct{}, 1), closeAt: -1}
 	if !h.track(c) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
