@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,9 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`{"type":"req","id":"1","method":"a","method":"b"}`))
 	f.Add([]byte(`{"type":"req","id":"","method":"m"}`))
+	f.Add([]byte(` { "type" : "req" , "id":"2","method":"x", "params" : [ 1 , {"a":null} ] } `))
+	f.Add([]byte(`{"type":"req","id":"a\"b","method":"m","params":{"k":"\u0041"}}`))
+	f.Add([]byte(`{"type":"req","id":"1","method":"m","params":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := decodeFrame(data)
 		if err == nil && (fr.Type != "req" || fr.ID == "" || fr.Method == "") {
@@ -29,6 +33,13 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		if err != nil && err.Error() == "" {
 			t.Fatal("refusal without a reason")
+		}
+		// The fast way vouches only for what the strict way reads alike.
+		if quick, ok := quickFrame(data); ok {
+			strict, err := strictFrame(data)
+			if err != nil || strict.Type != quick.Type || strict.ID != quick.ID || strict.Method != quick.Method || !bytes.Equal(strict.Params, quick.Params) {
+				t.Fatalf("quickFrame read %q as %+v; strictly: %+v, %v", data, quick, strict, err)
+			}
 		}
 	})
 }
