@@ -44,13 +44,13 @@ type recorder struct {
 	mu   sync.Mutex
 	lat  []time.Duration
 	errs atomic.Int64
-	last atomic.Value // error
+	last atomic.Pointer[error]
 }
 
 func (r *recorder) add(d time.Duration, err error) {
 	if err != nil {
 		r.errs.Add(1)
-		r.last.Store(err)
+		r.last.Store(&err)
 		return
 	}
 	r.mu.Lock()
@@ -71,8 +71,8 @@ func (r *recorder) report(w io.Writer, what string, elapsed time.Duration) {
 	}
 	fmt.Fprintf(w, "%-8s %d ok  %.0f/s  errors %d\n", what, len(lat), float64(len(lat))/elapsed.Seconds(), r.errs.Load())
 	fmt.Fprintf(w, "latency  p50 %s  p90 %s  p99 %s\n", round(pct(50)), round(pct(90)), round(pct(99)))
-	if err, ok := r.last.Load().(error); ok {
-		fmt.Fprintln(w, "error   ", err)
+	if err := r.last.Load(); err != nil {
+		fmt.Fprintln(w, "error   ", *err)
 	}
 }
 

@@ -5,6 +5,7 @@
 package wsclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -33,15 +35,22 @@ type frame struct {
 }
 
 // Conn is one operator session. Call is safe for concurrent use.
+//
+// A Conn has no reader goroutine: a caller waiting for its answer reads
+// the connection itself (one at a time), handing answers to other
+// callers as they come, so an answer reaches its caller without a
+// hand-off between goroutines. Events are skipped unread; nothing reads
+// while no call is waiting.
 type Conn struct {
 	ws     *websocket.Conn
 	wmu    sync.Mutex
 	nextID atomic.Int64
+	// reading is held (capacity 1) by the caller that reads.
+	reading chan struct{}
 
 	mu      sync.Mutex
 	waiting map[string]chan frame
-	err     error // set when the reader stops
-	done    chan struct{}
+	err     error // set when reading failed: the connection is done
 }
 
 // Dial connects to url (ws://HOST:PORT/ or …/ws/NAME) and completes the
@@ -86,17 +95,26 @@ func Dial(ctx context.Context, url, token string) (*Conn, error) {
 		}
 		return nil, errors.New("connect refused")
 	}
-	c := &Conn{ws: ws, waiting: map[string]chan frame{}, done: make(chan struct{})}
-	go c.read()
-	return c, nil
+	return &Conn{ws: ws, waiting: map[string]chan frame{}, reading: make(chan struct{}, 1)}, nil
 }
 
-// read hands each answer to its caller; events are dropped.
-func (c *Conn) read() {
-	defer close(c.done)
+// eventPrefix starts every event frame the server writes (Go writes a
+// struct's fields in order, type first).
+var eventPrefix = []byte(`{"type":"event"`)
+
+// readOne reads frames until an answer comes, and hands it to its caller
+// (ch, when it is the caller's own). The caller holds c.reading.
+func (c *Conn) readOne(ctx context.Context) {
+	// A read is not cut short when ctx ends: the answer it waits for is on
+	// its way (the server answers every call). A second later, it is not.
+	deadline, ok := ctx.Deadline()
+	if ok {
+		deadline = deadline.Add(time.Second)
+	}
+	c.ws.SetReadDeadline(deadline)
 	for {
-		var f frame
-		if err := c.ws.ReadJSON(&f); err != nil {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
 			c.mu.Lock()
 			c.err = err
 			for id, ch := range c.waiting {
@@ -106,7 +124,11 @@ func (c *Conn) read() {
 			c.mu.Unlock()
 			return
 		}
-		if f.Type != "res" {
+		if bytes.HasPrefix(data, eventPrefix) {
+			continue
+		}
+		var f frame
+		if json.Unmarshal(data, &f) != nil || f.Type != "res" {
 			continue
 		}
 		c.mu.Lock()
@@ -115,6 +137,7 @@ func (c *Conn) read() {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- f
+			return
 		}
 	}
 }
@@ -136,32 +159,47 @@ func (c *Conn) Call(ctx context.Context, method string, params, out any) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case f, ok := <-ch:
-		if !ok {
-			return fmt.Errorf("connection closed: %w", c.err)
-		}
-		if !f.OK {
-			if f.Error != nil {
-				return f.Error
+	for {
+		select {
+		case f, ok := <-ch:
+			return answer(method, f, ok, c, out)
+		case c.reading <- struct{}{}:
+			select {
+			case f, ok := <-ch: // came while another caller read
+				<-c.reading
+				return answer(method, f, ok, c, out)
+			default:
 			}
-			return fmt.Errorf("%s failed", method)
+			c.readOne(ctx)
+			<-c.reading
+		case <-ctx.Done():
+			c.mu.Lock()
+			delete(c.waiting, id)
+			c.mu.Unlock()
+			return ctx.Err()
 		}
-		if out != nil {
-			return json.Unmarshal(f.Payload, out)
-		}
-		return nil
-	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.waiting, id)
-		c.mu.Unlock()
-		return ctx.Err()
 	}
 }
 
-// Close closes the connection and waits for its reader.
+func answer(method string, f frame, ok bool, c *Conn, out any) error {
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return fmt.Errorf("connection closed: %w", c.err)
+	}
+	if !f.OK {
+		if f.Error != nil {
+			return f.Error
+		}
+		return fmt.Errorf("%s failed", method)
+	}
+	if out != nil {
+		return json.Unmarshal(f.Payload, out)
+	}
+	return nil
+}
+
+// Close closes the connection.
 func (c *Conn) Close() error {
-	err := c.ws.Close()
-	<-c.done
-	return err
+	return c.ws.Close()
 }
