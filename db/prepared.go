@@ -39,8 +39,13 @@ func (p *prepared) close() error {
 	return errors.Join(errs...)
 }
 
-// exec runs query in tx.
+// exec runs query in tx. The statement does not watch ctx: a write runs
+// to the end of its savepoint once begun (the committer skips a write
+// whose caller gave up before it ran), and watching costs the driver a
+// goroutine per statement (modernc.org/sqlite interrupts through one),
+// several times the statement itself on a busy machine.
 func (p *prepared) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st, ok := p.stmts[query]; ok {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -56,7 +61,10 @@ func (p *prepared) query(ctx context.Context, tx *sql.Tx, query string, args ...
 }
 
 // queryRow runs a one-row query in tx, or on the pool when tx is nil.
+// Like exec, it does not watch ctx: one-row queries are index lookups,
+// over before an interrupt could matter.
 func (p *prepared) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	st, ok := p.stmts[query]
 	switch {
 	case ok && tx != nil:
