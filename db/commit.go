@@ -59,6 +59,8 @@ type committer struct {
 	// busy says a goroutine (a lone caller, or the committer goroutine)
 	// is running transactions on the writer connection.
 	busy bool
+	// pubMu orders the publishing of commits (onCommit, then the answers).
+	pubMu sync.Mutex
 	// inline counts transactions run on a caller's goroutine, which close
 	// waits for.
 	inline  sync.WaitGroup
@@ -135,7 +137,6 @@ func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool
 		c.inline.Add(1)
 		c.mu.Unlock()
 		c.commit(w)
-		c.release()
 		c.inline.Done()
 		return <-w.done
 	}
@@ -212,6 +213,19 @@ func (c *committer) take(n int, lazyOnly bool) []*write {
 	return taken
 }
 
+// fullQueued says whether a write that is not lazy waits among the next
+// ones a transaction could take.
+func (c *committer) fullQueued() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.queue[:min(len(c.queue), maxBatch-1)] {
+		if !w.lazy {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *committer) run() {
 	defer c.stopped.Done()
 	for {
@@ -223,7 +237,6 @@ func (c *committer) run() {
 					break
 				}
 				c.commit(w)
-				c.release()
 			}
 		case <-c.stop:
 			return
@@ -236,7 +249,10 @@ func (c *committer) run() {
 // every write of the batch.
 func (c *committer) commit(first *write) {
 	batch := []*write{first}
-	lazy := first.lazy && c.unsynced < maxUnsynced
+	// A decision waiting behind a lazy write makes the transaction FULL:
+	// the lazy writes then share its fsync instead of taking a commit of
+	// their own before it.
+	lazy := first.lazy && c.unsynced < maxUnsynced && !c.fullQueued()
 	var results []error
 	var err error
 	for attempt := 1; attempt <= writeAttempts; attempt++ {
@@ -257,9 +273,18 @@ func (c *committer) commit(first *write) {
 		} else {
 			c.unsynced = 0
 		}
-		c.onCommit(c.events)
 	}
+	events := c.events
 	c.events = nil
+	// The next transaction may begin while this one's events are handed
+	// on and its writers answered; publishing holds pubMu, taken before
+	// the writer connection is let go, so commits publish in their order.
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.release()
+	if err == nil {
+		c.onCommit(events)
+	}
 	for i, w := range batch {
 		if err != nil {
 			w.done <- err
