@@ -26,6 +26,9 @@ const (
 	writeWait         = 10 * time.Second
 	// sendQueue frames may wait for a slow reader before it is dropped.
 	sendQueue = 64
+	// callHold is how long frames queued during a call wait for its
+	// answer to leave with them.
+	callHold = 2 * time.Millisecond
 )
 
 // errBinaryFrame refuses a binary frame: the protocol is JSON text.
@@ -70,8 +73,10 @@ type conn struct {
 	// writing says a goroutine holds the socket for data frames.
 	writing bool
 	// inCall says the reader is answering a frame: it writes what queues
-	// meanwhile together with its answer, so that needs no kick.
+	// meanwhile together with its answer, so that needs no kick; held
+	// kicks the writer anyway should the call take longer than callHold.
 	inCall bool
+	held   *time.Timer
 	// closeAt, when not negative, is how many frames of out leave before
 	// the connection closes with closeCode (closeAfterQueue).
 	closeAt int
@@ -125,7 +130,7 @@ func (c *conn) readLoop(ctx context.Context) {
 		} else {
 			answer = c.handleFrame(ctx, data)
 		}
-		c.write(answer)
+		c.endCall(answer)
 	}
 }
 
@@ -240,6 +245,23 @@ func (c *conn) enqueue(frame []byte) {
 	c.out = append(c.out, frame)
 	c.outBytes += len(frame)
 	kick := !c.writing && !c.inCall
+	if !c.writing && c.inCall && c.held == nil {
+		// The reader writes it with its answer; should the call last,
+		// the writer goroutine does.
+		c.held = time.AfterFunc(callHold, c.releaseHeld)
+	}
+	c.wmu.Unlock()
+	if kick {
+		c.wake()
+	}
+}
+
+// releaseHeld kicks the writer for frames queued during a call that is
+// taking long.
+func (c *conn) releaseHeld() {
+	c.wmu.Lock()
+	c.held = nil
+	kick := !c.writing && len(c.out) > 0
 	c.wmu.Unlock()
 	if kick {
 		c.wake()
@@ -253,18 +275,34 @@ func (c *conn) wake() {
 	}
 }
 
-// write writes the frames queued and then answer (when not nil) unless
-// another goroutine is writing, which then takes them. It ends the
-// reader's call (inCall). It returns false once nothing more will be
-// written: a write failed, or the connection closed after the frames
-// closeAfterQueue left before its close.
-func (c *conn) write(answer []byte) bool {
+// endCall ends the reader's call: it writes what queued during the call
+// and then answer, unless the writer goroutine is writing, which then
+// takes them.
+func (c *conn) endCall(answer []byte) {
 	c.wmu.Lock()
 	c.inCall = false
-	if answer != nil && c.closeAt < 0 {
+	if c.held != nil {
+		c.held.Stop()
+		c.held = nil
+	}
+	if c.closeAt < 0 {
 		c.out = append(c.out, answer)
 		c.outBytes += len(answer)
 	}
+	c.writeLocked()
+}
+
+// write writes the frames queued unless another goroutine is writing,
+// which then takes them. It returns false once nothing more will be
+// written: a write failed, or the connection closed after the frames
+// closeAfterQueue left before its close.
+func (c *conn) write() bool {
+	c.wmu.Lock()
+	return c.writeLocked()
+}
+
+// writeLocked is write with c.wmu held; it lets go of it.
+func (c *conn) writeLocked() bool {
 	if c.writing {
 		c.wmu.Unlock()
 		return true
@@ -387,7 +425,7 @@ func (c *conn) writeLoop() {
 		case <-c.done:
 			return
 		case <-c.kick:
-			if !c.write(nil) {
+			if !c.write() {
 				return
 			}
 		case <-ping.C:
