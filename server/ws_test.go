@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -673,5 +674,61 @@ func TestHelloOKComesBeforeAnyEvent(t *testing.T) {
 		if first.Type != "res" || first.ID != "c" {
 			t.Fatalf("connect %d: the first frame after the challenge is %+v, want hello-ok", i, first)
 		}
+	}
+}
+
+// Frames queued for a connection while its own call is under way leave
+// with the call's answer, or after callHold if the call lasts: a call held
+// up by a busy store does not hold up the connection's events.
+func TestEventsDuringALongCallAreNotHeldBack(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.TickInterval = 50 * time.Millisecond })
+	op := ts.operator(t, "/", testToken)
+	// Another process holds the database's write lock.
+	other, err := sql.Open("sqlite", db.DSN(ts.byName["default"].Config.DatabasePath(), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			lock.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}
+	defer release()
+	answered := make(chan frame, 1)
+	go func() { answered <- op.call("node.pair.request", map[string]any{"nodeId": "waits"}) }()
+	time.Sleep(100 * time.Millisecond) // the call is under way, blocked on the lock
+	for drained := false; !drained; {
+		select {
+		case <-op.events:
+		default:
+			drained = true
+		}
+	}
+	// Ticks come every 50 ms; the call stays blocked for as long as the
+	// lock is held.
+	select {
+	case f := <-op.events:
+		if f.Event != "tick" {
+			t.Fatalf("event %s during the call, want tick", f.Event)
+		}
+	case f := <-answered:
+		t.Fatalf("the call was answered while the lock was held: %+v", f)
+	case <-time.After(2 * time.Second):
+		t.Fatal("no tick reached a connection while its call waited for the store")
+	}
+	release()
+	if f := <-answered; !f.OK {
+		t.Fatalf("the call failed once the lock was released: %s", f.Error)
 	}
 }
