@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
-// Group commit. Every write of this process goes through one committer
-// goroutine that owns the writer connection. Writes that arrive while a
-// transaction is open join it, each inside its own SAVEPOINT (so one
-// write's error rolls back only that write); one COMMIT, one fsync,
-// acknowledges them all, and no caller is answered before the COMMIT that
-// holds its write has returned. A lone write waits for nobody: the
-// committer takes what is queued and never waits for more.
+// Group commit. Every write of this process runs on the one writer
+// connection, which one goroutine at a time holds (busy): a write that
+// finds it idle runs its transaction on its caller's goroutine, and the
+// committer goroutine takes the writes that queue meanwhile. Writes that
+// arrive while a transaction is open join it, each inside its own
+// SAVEPOINT (so one write's error rolls back only that write); one COMMIT,
+// one fsync, acknowledges them all, and no caller is answered before the
+// COMMIT that holds its write has returned and its events were handed on.
+// A lone write waits for nobody: a transaction takes what is queued and
+// never waits for more.
 const (
 	// maxBatch bounds the writes of one transaction.
 	maxBatch = 64
