@@ -59,6 +59,8 @@ type conn struct {
 	closeCode atomic.Pointer[closeInfo]
 	// writer closes when the writer goroutine has returned.
 	writer chan struct{}
+	// dropping says dropSlow has begun closing the connection.
+	dropping atomic.Bool
 	// kick wakes the writer goroutine (capacity 1).
 	kick chan struct{}
 
@@ -364,15 +366,22 @@ func (c *conn) writeFrames(frames [][]byte) bool {
 
 // dropSlow closes a client that does not read. The 1013 close frame
 // reaches it only if its socket has room; either way it is gone.
+//
+// The close runs on a goroutine of its own: its close frame may wait up
+// to a second for the full socket, and the caller may be publishing a
+// commit, which every writer waits for.
 func (c *conn) dropSlow() {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
+	if !c.dropping.CompareAndSwap(false, true) {
+		return
+	}
 	c.t.o.Log.Warn("dropping a client that does not read its frames", "code", closeTryAgain,
 		"remote", c.ws.RemoteAddr().String(), "queuedBytes", c.queuedBytes())
-	c.close(closeTryAgain, "slow consumer: reconnect and re-list")
+	go c.close(closeTryAgain, "slow consumer: reconnect and re-list")
 }
 
 // queuedBytes is how many bytes wait to be written.

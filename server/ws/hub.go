@@ -316,12 +316,12 @@ func (h *Hub) dropStale(ctx context.Context, sessions []*conn) {
 		token, err := h.profile.Store.Token(ctx, c.sess.NodeID)
 		switch {
 		case db.ErrorCode(err) == db.CodeNotFound:
-			c.close(closePolicy, "pairing removed")
+			go c.close(closePolicy, "pairing removed") // not on the publishing goroutine (dropSlow)
 		case err != nil:
 			h.t.o.Log.Error("cannot check a live session after an import", "profile", h.profile.Name, "node", c.sess.NodeID, "err", err)
 		case c.sess.TokenDigest != nil:
 			if digest := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(digest[:], c.sess.TokenDigest) != 1 {
-				c.close(closePolicy, "pairing token replaced")
+				go c.close(closePolicy, "pairing token replaced")
 			}
 		}
 	}
