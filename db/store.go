@@ -68,8 +68,6 @@ type Store struct {
 	seal   *sealer
 	now    func() time.Time
 	log    *slog.Logger
-	// committed gets a signal (coalesced) after every committed write.
-	committed chan struct{}
 	// onCommit, when set, is handed each commit's events (OnCommit).
 	onCommit atomic.Pointer[func([]Event)]
 
@@ -83,7 +81,6 @@ type Store struct {
 // its schema, and loads (creating if needed) the sealing key.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
-		committed:          make(chan struct{}, 1),
 		now:                opts.Now,
 		log:                opts.Logger,
 		ttlMs:              orDefault(opts.TTL, config.DefaultTTL).Milliseconds(),
@@ -250,15 +247,6 @@ func (s *Store) published(events []Event) {
 	if fn := s.onCommit.Load(); fn != nil && len(events) > 0 {
 		(*fn)(events)
 	}
-	select {
-	case s.committed <- struct{}{}:
-	default:
-	}
 }
-
-// Committed signals after writes of this process commit. Several commits
-// may share one signal; there is one consumer (the profile's event hub).
-// Other processes' writes are found by polling EventsAfter.
-func (s *Store) Committed() <-chan struct{} { return s.committed }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
