@@ -343,6 +343,19 @@ func TestScopes(t *testing.T) {
 	pairing.mustCall("node.list", map[string]any{}, nil) // pairing implies read
 	admin := ts.operator(t, "/", testToken)              // no scopes: admin
 	admin.mustCall("node.pair.list", map[string]any{}, nil)
+	// Pairing events go to the sessions holding operator.pairing (admin
+	// implies it), not to the read-only one.
+	admin.mustCall("node.pair.request", map[string]any{"nodeId": "scoped"}, nil)
+	pairing.event(db.EventRequested, 5*time.Second)
+	admin.event(db.EventRequested, 5*time.Second)
+	// The read-only session's answer comes after anything the request
+	// queued for it.
+	read.mustCall("node.list", map[string]any{}, nil)
+	select {
+	case f := <-read.events:
+		t.Fatalf("a read-only operator got %s", f.Event)
+	default:
+	}
 }
 
 func TestProfileRoutingAndIsolation(t *testing.T) {

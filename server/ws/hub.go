@@ -29,6 +29,10 @@ type Hub struct {
 	// conns holds every connection of the profile from its upgrade on;
 	// true once its handshake opened a session.
 	conns map[*conn]bool
+	// pairing holds the operator sessions that get pairing events
+	// (operator.pairing): a commit's events go to them without a walk
+	// over every connection (most are nodes).
+	pairing map[*conn]struct{}
 	// live holds the paired sessions of each connected node.
 	live map[string][]*conn
 	// awaiting maps a request id to the pairing sessions waiting for it.
@@ -71,6 +75,9 @@ func (h *Hub) open(c *conn, hello []byte) {
 	defer h.mu.Unlock()
 	c.enqueue(hello)
 	h.conns[c] = true
+	if c.sess.Role == rpc.RoleOperator && c.sess.HasScope(rpc.ScopePairing) {
+		h.pairing[c] = struct{}{}
+	}
 	if c.sess.Role == rpc.RoleNode && c.sess.Paired {
 		h.live[c.sess.NodeID] = append(h.live[c.sess.NodeID], c)
 	}
@@ -91,6 +98,7 @@ func (h *Hub) remove(c *conn) {
 		return
 	}
 	h.t.o.Sessions(h.profile.Name, c.sess.Role, -1)
+	delete(h.pairing, c)
 	if c.sess.Role == rpc.RoleNode {
 		h.live[c.sess.NodeID] = slices.DeleteFunc(h.live[c.sess.NodeID], func(x *conn) bool { return x == c })
 		if len(h.live[c.sess.NodeID]) == 0 {
@@ -245,11 +253,14 @@ func (h *Hub) catchUp(ctx context.Context) {
 // operator.pairing, a resolution privately to the node waiting for it
 // (with its token on approval), and everything to subscribers.
 func (h *Hub) deliver(ctx context.Context, e db.Event) {
+	h.mu.Lock()
 	var operators []*conn
 	if e.Name == db.EventRequested || e.Name == db.EventResolved {
-		operators = h.sessions(func(c *conn) bool { return c.sess.Role == rpc.RoleOperator && c.sess.HasScope(rpc.ScopePairing) })
+		operators = make([]*conn, 0, len(h.pairing))
+		for c := range h.pairing {
+			operators = append(operators, c)
+		}
 	}
-	h.mu.Lock()
 	var waiting []*conn
 	var res db.Resolution
 	if e.Name == db.EventResolved && json.Unmarshal(e.Payload, &res) == nil {

@@ -105,7 +105,7 @@ func New(o Options) *Transport {
 func (t *Transport) NewHub(p *rpc.Profile) *Hub {
 	h := &Hub{
 		profile: p, t: t,
-		conns: map[*conn]bool{}, live: map[string][]*conn{}, awaiting: map[string][]*conn{},
+		conns: map[*conn]bool{}, pairing: map[*conn]struct{}{}, live: map[string][]*conn{}, awaiting: map[string][]*conn{},
 		subscribers: map[chan db.Event]struct{}{}, changed: make(chan struct{}, 1),
 	}
 	p.Live = h
