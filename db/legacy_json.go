@@ -223,6 +223,15 @@ func childPath(path, name string) string {
 // after it; the error names the path. It keeps nothing of data, so its
 // memory stays a small multiple of len(data) whatever the shape.
 func CheckJSONObject(data []byte) error {
+	if QuickObject(data, nil) {
+		return nil
+	}
+	return checkJSONObjectStrictly(data)
+}
+
+// checkJSONObjectStrictly is CheckJSONObject token by token: slower, and
+// it says what is wrong and where.
+func checkJSONObjectStrictly(data []byte) error {
 	p := newJParser(data, false)
 	v, err := p.value(0)
 	if err == nil {

@@ -27,14 +27,14 @@ var quickCases = []struct {
 	{`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":0,"k11":1,"k12":2,"k13":3,"k14":4,"k15":5,"k16":6,"k2":7}`, false},
 }
 
-func TestQuickObjectAgreesWithCheckJSONObject(t *testing.T) {
+func TestQuickObjectAgreesWithTheStrictCheck(t *testing.T) {
 	for _, c := range quickCases {
 		sure := QuickObject([]byte(c.in), nil)
 		if sure != c.sure {
 			t.Errorf("QuickObject(%.60q) = %v, want %v", c.in, sure, c.sure)
 		}
-		if err := CheckJSONObject([]byte(c.in)); sure && err != nil {
-			t.Errorf("QuickObject vouched for %.60q, which CheckJSONObject refuses: %v", c.in, err)
+		if err := checkJSONObjectStrictly([]byte(c.in)); sure && err != nil {
+			t.Errorf("QuickObject vouched for %.60q, which the strict check refuses: %v", c.in, err)
 		}
 	}
 }
@@ -50,7 +50,7 @@ func TestQuickObjectTopMembers(t *testing.T) {
 	}
 }
 
-// FuzzQuickObject: whatever QuickObject vouches for, CheckJSONObject
+// FuzzQuickObject: whatever QuickObject vouches for, the strict check
 // accepts.
 func FuzzQuickObject(f *testing.F) {
 	for _, c := range quickCases {
@@ -58,8 +58,8 @@ func FuzzQuickObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if QuickObject(data, nil) {
-			if err := CheckJSONObject(data); err != nil {
-				t.Fatalf("QuickObject vouched for %q, which CheckJSONObject refuses: %v", data, err)
+			if err := checkJSONObjectStrictly(data); err != nil {
+				t.Fatalf("QuickObject vouched for %q, which the strict check refuses: %v", data, err)
 			}
 		}
 	})
