@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -25,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/config"
+	"github.com/pairgate/pairgate/internal/syncbuf"
 	"github.com/pairgate/pairgate/server/rpc"
 )
 
@@ -49,24 +49,6 @@ func (c *testClock) Pin(t time.Time) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 const testToken = "operator-token-for-tests"
 
 // testServer is a real Server on 127.0.0.1:0 over real SQLite files.
@@ -75,7 +57,7 @@ type testServer struct {
 	url   string // http://127.0.0.1:PORT
 	ws    string // ws://127.0.0.1:PORT
 	clock *testClock
-	log   *syncBuffer
+	log   *syncbuf.Buffer
 	stop  func()
 }
 
@@ -103,7 +85,7 @@ func startServer(t testing.TB, setups ...func(*serverSetup)) *testServer {
 	for _, f := range setups {
 		f(setup)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	var profiles []*Profile
 	for _, pc := range setup.cfg.Profiles {

@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/syncbuf"
 )
 
 // TestRealOpenClawReleasesManageNodes runs each tested release's real
@@ -140,23 +140,12 @@ func devicesListAndApprove(t *testing.T, cli realCLI, ts *testServer) {
 
 // nodeHost is a running `openclaw node run`.
 type nodeHost struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	out    strings.Builder
+	cancel         context.CancelFunc
+	done           chan struct{}
+	syncbuf.Buffer // its output
 }
 
-func (h *nodeHost) Write(p []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.Write(p)
-}
-
-func (h *nodeHost) output() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.String()
-}
+func (h *nodeHost) output() string { return h.String() }
 
 func (h *nodeHost) exited() bool {
 	select {

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,34 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/replica/replicatest"
+	"github.com/pairgate/pairgate/internal/syncbuf"
 )
 
 var byTest = db.Origin{Actor: "test"}
-
-// syncLog collects log lines from several goroutines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 func profileAt(t *testing.T, name, url string) config.Profile {
 	p := config.NewProfile(name, t.TempDir())
@@ -116,7 +97,7 @@ func TestReplicateThenRestore(t *testing.T) {
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			ctx := context.Background()
-			logs := &syncLog{}
+			logs := &syncbuf.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil))
 			p := profileAt(t, "default", tc.url)
 			st := openStore(t, p)
