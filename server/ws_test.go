@@ -745,3 +745,39 @@ func TestEventsDuringALongCallAreNotHeldBack(t *testing.T) {
 		t.Fatalf("the call failed once the lock was released: %s", f.Error)
 	}
 }
+
+// A burst of events is not a slow reader: when the sweeper expires
+// hundreds of requests in one transaction, every operator that reads gets
+// every event and stays connected.
+func TestEventBurstDoesNotDropReadingOperators(t *testing.T) {
+	ts := startServer(t)
+	st := ts.byName["default"].Store
+	now := time.Now()
+	ts.clock.Pin(now)
+	const n = 300
+	for i := range n {
+		if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("burst-%03d", i)}, db.Origin{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ops []*wsClient
+	for range 4 {
+		ops = append(ops, ts.operator(t, "/", testToken, "operator.pairing"))
+	}
+	ts.clock.Pin(now.Add(6 * time.Minute)) // past the TTL
+	res, err := st.Sweep(context.Background())
+	if err != nil || res.Expired != n {
+		t.Fatalf("sweep %+v, %v; want %d expired", res, err, n)
+	}
+	for i, op := range ops {
+		for range n {
+			op.event(db.EventResolved, 10*time.Second)
+		}
+		if f := op.call("node.pair.list", map[string]any{}); !f.OK {
+			t.Fatalf("operator %d after the burst: %+v", i, f.Error)
+		}
+	}
+	if strings.Contains(ts.log.String(), "does not read its frames") {
+		t.Fatalf("a reading operator was dropped:\n%s", ts.log)
+	}
+}

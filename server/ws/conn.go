@@ -24,8 +24,6 @@ const (
 	pingInterval      = 25 * time.Second
 	pongWait          = 60 * time.Second
 	writeWait         = 10 * time.Second
-	// sendQueue frames may wait for a slow reader before it is dropped.
-	sendQueue = 64
 	// callHold is how long frames queued during a call wait for its
 	// answer to leave with them.
 	callHold = 2 * time.Millisecond
@@ -226,8 +224,12 @@ func (c *conn) handleFrame(ctx context.Context, data []byte) []byte {
 }
 
 // enqueue queues a frame without ever blocking: a client with more than
-// maxBufferedBytes (or sendQueue frames) waiting is not reading, and is
-// dropped (1013) so one slow reader never holds up others.
+// maxBufferedBytes waiting is not reading, and is dropped (1013) so one
+// slow reader never holds up others. The bound is in bytes, as OpenClaw's
+// own gateway bounds a socket's buffered amount: a count of frames would
+// also drop readers that are merely handed a burst (the sweeper expiring
+// hundreds of requests in one transaction queues an event each at once,
+// before the writer has had its turn).
 func (c *conn) enqueue(frame []byte) {
 	select {
 	case <-c.done:
@@ -239,7 +241,7 @@ func (c *conn) enqueue(frame []byte) {
 		c.wmu.Unlock()
 		return // closing: nothing more leaves
 	}
-	if len(c.out) >= sendQueue || c.outBytes+len(frame) > maxBufferedBytes {
+	if c.outBytes+len(frame) > maxBufferedBytes {
 		c.wmu.Unlock()
 		c.dropSlow()
 		return
