@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -123,7 +124,11 @@ func runWS(ctx context.Context, o options, wo wsOptions, out io.Writer) error {
 			cancel()
 			return
 		}
-		defer c.Close()
+		defer func() {
+			if c != nil {
+				c.Close()
+			}
+		}()
 		for i := 0; ; i++ {
 			if limited && !more() || !limited && ctx.Err() != nil {
 				return
@@ -134,6 +139,20 @@ func runWS(ctx context.Context, o options, wo wsOptions, out io.Writer) error {
 				return // the run ended mid-call: not counted
 			}
 			rec.add(time.Since(t), err)
+			var answered *wsclient.Error
+			if err != nil && !errors.As(err, &answered) {
+				// The connection is gone (a 1013 drop, say): connect again,
+				// as OpenClaw's clients do, rather than fail every call.
+				c.Close()
+				if c, err = dial(); err != nil {
+					if ctx.Err() == nil {
+						dialErr.Store(err)
+						cancel()
+					}
+					c = nil
+					return
+				}
+			}
 		}
 	}
 	cycleOp := func(c *wsclient.Conn, i int) error {
