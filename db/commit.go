@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -268,17 +269,22 @@ func (c *committer) commit(first *write) {
 		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
 		}
 	}
+	events := c.events
+	c.events = nil
 	if err == nil {
 		c.batches.Add(1)
 		c.writes.Add(int64(len(batch)))
-		if lazy {
+		switch {
+		case lazy:
 			c.unsynced += len(batch)
-		} else {
+		case slices.Contains(results, nil):
+			// A write succeeded: this COMMIT wrote WAL frames and synced
+			// them, and the lazy ones before them. One whose every write
+			// was refused (rolled back to its savepoint) may write no
+			// frame, and then syncs nothing: it is not counted on.
 			c.unsynced = 0
 		}
 	}
-	events := c.events
-	c.events = nil
 	// The next transaction may begin while this one's events are handed
 	// on and its writers answered; publishing holds pubMu, taken before
 	// the writer connection is let go, so commits publish in their order.

@@ -99,6 +99,55 @@ func TestGroupCommitSharesTransactions(t *testing.T) {
 	}
 }
 
+// TestGroupCommitFirstWriteFails: the first write of a transaction runs
+// without a savepoint; when it fails after changing rows, none of its
+// changes stay, and the writes queued behind it still commit.
+func TestGroupCommitFirstWriteFails(t *testing.T) {
+	s := openStore(t, newClock())
+	running, release, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		first <- s.writeTx(ctx, "fails", func(tx *sql.Tx) error {
+			close(running)
+			<-release
+			if _, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES ('first', x'00', x'00', 1, 1)`); err != nil {
+				return err
+			}
+			return &Error{Code: CodeInvalid, Message: "the first write fails after its insert"}
+		})
+	}()
+	<-running
+	const n = 4
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.writeTx(ctx, "test", func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO nodes (node_id, token_hash, token_sealed, created_at_ms, approved_at_ms) VALUES (?, x'00', x'00', 1, 1)`, fmt.Sprintf("q%d", i))
+				return err
+			})
+		})
+	}
+	waitQueued(t, s, n)
+	close(release)
+	wg.Wait()
+	if err := <-first; ErrorCode(err) != CodeInvalid {
+		t.Fatalf("first write = %v, want its own error", err)
+	}
+	if nodeExists(t, s, "first") {
+		t.Fatal("the failed first write's insert was committed")
+	}
+	for i, err := range errs {
+		if err != nil || !nodeExists(t, s, fmt.Sprintf("q%d", i)) {
+			t.Fatalf("queued write %d: %v", i, err)
+		}
+	}
+	// And a lone write that fails leaves the writer usable.
+	if _, err := s.Approve(ctx, "no-such-request", Origin{Actor: "test"}); ErrorCode(err) != CodeNotFound {
+		t.Fatalf("approving an unknown request: %v", err)
+	}
+	mustRequest(t, s, RequestInput{NodeID: "after"})
+}
+
 // TestGroupCommitCancelledBeforeItRuns: a caller that gives up while its
 // write waits gets its context's error, and the write never happens.
 func TestGroupCommitCancelledBeforeItRuns(t *testing.T) {
@@ -187,6 +236,15 @@ func TestLazyWritesAreBoundedAndDecisionsFull(t *testing.T) {
 	}
 	if synchronous() != 2 || s.commit.unsynced != 0 {
 		t.Fatalf("after an approval: synchronous=%d unsynced=%d, want FULL and 0", synchronous(), s.commit.unsynced)
+	}
+	// A decision that is refused writes nothing, so it syncs nothing: the
+	// lazy request before it stays counted.
+	mustRequest(t, s, RequestInput{NodeID: "n1"})
+	if _, err := s.Approve(ctx, "no-such-request", Origin{Actor: "test"}); ErrorCode(err) != CodeNotFound {
+		t.Fatalf("approving an unknown request: %v", err)
+	}
+	if s.commit.unsynced != 1 {
+		t.Fatalf("after a refused approval: unsynced=%d, want the lazy request's 1", s.commit.unsynced)
 	}
 	// A request the policy approves at once is a decision.
 	if _, err := s.Request(ctx, RequestInput{NodeID: "auto", AutoApprove: true}, Origin{}); err != nil || synchronous() != 2 {
