@@ -3,8 +3,10 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,6 +140,45 @@ func TestSweeperPrunesByRetention(t *testing.T) {
 	mustRequest(t, s, RequestInput{NodeID: "b"})
 	if evs := allEvents(t, s); len(evs) != 1 || evs[0].Seq != 3 {
 		t.Fatalf("events after prune %+v", evs)
+	}
+}
+
+// Pruning walks the tables oldest first, more than one batch of them,
+// and keeps what is still within retention.
+func TestSweeperPrunesOldestFirstInBatches(t *testing.T) {
+	clk := newClock()
+	opts := testOptions(t.TempDir(), clk)
+	opts.DecidedRetention = time.Hour
+	opts.EventRetention = 2 * time.Hour
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const old = sweepBatch + 44
+	for i := range old {
+		id := mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("old-%d", i)}).Request.RequestID
+		if _, err := s.Reject(ctx, id, byCLI); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Hour + time.Millisecond)
+	young := mustRequest(t, s, RequestInput{NodeID: "young"}).Request.RequestID
+	if _, err := s.Reject(ctx, young, byCLI); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Sweep(ctx); err != nil || res.PrunedRequests != old || res.PrunedEvents != 0 {
+		t.Fatalf("sweep %+v, %v; want %d requests pruned and no event", res, err, old)
+	}
+	if _, err := s.RequestStatus(ctx, young); err != nil {
+		t.Fatalf("the young request was pruned: %v", err)
+	}
+	clk.Advance(time.Hour)
+	if res, err := s.Sweep(ctx); err != nil || res.PrunedEvents != 2*old {
+		t.Fatalf("sweep %+v, %v; want %d events pruned", res, err, 2*old)
+	}
+	if evs := allEvents(t, s); len(evs) != 2 || !strings.Contains(string(evs[0].Payload), young) {
+		t.Fatalf("events kept %+v, want the young request's two", evs)
 	}
 }
 

@@ -37,14 +37,19 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	var err error
 	now := s.nowMs()
+	// Pruning walks each table in insertion order, a batch of the oldest
+	// rows at a time, and stops at a batch that holds a row still within
+	// retention: no index by time is kept for it (each would cost every
+	// write a B-tree and a page). A row behind a younger one (an import's
+	// old requests, a clock set back) waits for that one's turn.
 	res.PrunedRequests, err = s.pruneBatches(ctx, "prune requests",
-		`DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests
-			WHERE status <> 'pending' AND decided_at_ms < ? LIMIT ?)`, now-s.decidedRetentionMs)
+		`DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests ORDER BY rowid LIMIT ?2)
+			AND status <> 'pending' AND decided_at_ms < ?1`, now-s.decidedRetentionMs)
 	if err != nil {
 		return res, err
 	}
 	res.PrunedEvents, err = s.pruneBatches(ctx, "prune events",
-		`DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts_ms < ? ORDER BY seq LIMIT ?)`, now-s.eventRetentionMs)
+		`DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND ts_ms < ?1`, now-s.eventRetentionMs)
 	return res, err
 }
 
