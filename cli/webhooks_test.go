@@ -176,10 +176,10 @@ func TestKilledServerRedeliversTheWebhookInFlight(t *testing.T) {
 		t.Fatalf("request after restart: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	// After the kill -9 the store moves seqs on by 1024 (a power cut could
-	// have taken seqs of lazy commits; none may be handed out twice), so
-	// the new event is 1028.
-	want := []string{"1", "2", "3", "3", "1028"}
+	// A kill -9 on a running machine loses nothing the process committed
+	// (its lazy commits are in the page cache), so seqs go on without a
+	// gap: the new event is 4.
+	want := []string{"1", "2", "3", "3", "4"}
 	waitFor(t, "event 3 redelivered, then the new one", func() bool { return len(rcv.received()) >= len(want) })
 	if got := rcv.received(); !slices.Equal(got, want) {
 		t.Fatalf("webhook-ids %v, want %v", got, want)

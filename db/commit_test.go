@@ -266,30 +266,66 @@ func TestLazyWritesAreBoundedAndDecisionsFull(t *testing.T) {
 	}
 }
 
-// After an unclean end (a WAL left behind) Open moves the seq past what a
-// power cut could have taken, so no seq is handed out twice; after a clean
-// close, seqs go on without a gap.
+// After a reboot with a WAL left behind (lazy commits may be lost) Open
+// moves the seq past what a power cut could have taken, so no seq is
+// handed out twice. After a clean close, or beside a WAL left on the same
+// boot (a killed process, another process using the database, Litestream
+// keeping its WAL), seqs go on without a gap: nothing was lost.
 func TestOpenSkipsLostSeqs(t *testing.T) {
 	if seqGap < 2*maxUnsynced {
 		t.Fatalf("seqGap %d is below the %d seqs a power cut can take", seqGap, 2*maxUnsynced)
 	}
 	dir := t.TempDir()
 	clk := newClock()
-	s := openStoreAt(t, dir, clk)
+	boot := "boot-1"
+	open := func() *Store {
+		t.Helper()
+		opts := testOptions(dir, clk)
+		opts.BootID = func() string { return boot }
+		return openWith(t, opts)
+	}
+	lastSeq := func(s *Store) int64 {
+		t.Helper()
+		last, err := s.LastSeq(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	s := open()
 	mustRequest(t, s, RequestInput{NodeID: "a"})
 	s.Close()
-	s = openStoreAt(t, dir, clk)
+	s = open()
 	mustRequest(t, s, RequestInput{NodeID: "b"})
-	last, err := s.LastSeq(t.Context())
-	if err != nil || last != 2 {
-		t.Fatalf("after a clean close: last seq %d (%v), want 2", last, err)
+	if last := lastSeq(s); last != 2 {
+		t.Fatalf("after a clean close: last seq %d, want 2", last)
 	}
 	// The store stays open (as a killed process leaves its WAL) while a
-	// second one opens the same files.
-	other := openStoreAt(t, dir, clk)
+	// second one opens the same files, on the same boot ...
+	other := open()
 	mustRequest(t, other, RequestInput{NodeID: "c"})
-	if next, _ := other.LastSeq(t.Context()); next != last+seqGap+1 {
-		t.Fatalf("first seq after an open beside a WAL %d, want %d", next, last+seqGap+1)
+	if last := lastSeq(other); last != 3 {
+		t.Fatalf("beside a WAL of the same boot: last seq %d, want 3", last)
+	}
+	// ... and after a reboot.
+	boot = "boot-2"
+	third := open()
+	mustRequest(t, third, RequestInput{NodeID: "d"})
+	if last := lastSeq(third); last != 3+seqGap+1 {
+		t.Fatalf("first seq after a reboot beside a WAL %d, want %d", last, 3+seqGap+1)
+	}
+	// That boot is recorded: the next open on it moves nothing.
+	fourth := open()
+	mustRequest(t, fourth, RequestInput{NodeID: "e"})
+	if last := lastSeq(fourth); last != 3+seqGap+2 {
+		t.Fatalf("second open on the new boot: last seq %d, want %d", last, 3+seqGap+2)
+	}
+	// Where the boot cannot be told, a WAL left behind counts as a reboot.
+	boot = ""
+	fifth := open()
+	mustRequest(t, fifth, RequestInput{NodeID: "f"})
+	if last := lastSeq(fifth); last != 3+2*seqGap+3 {
+		t.Fatalf("unknown boot beside a WAL: last seq %d, want %d", last, 3+2*seqGap+3)
 	}
 }
 

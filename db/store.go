@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type Options struct {
 	// runs no checkpoint of its own (sqlite.go, openPools).
 	Replicated bool
 	Logger     *slog.Logger
+	// BootID names the machine's current boot; nil reads Linux's
+	// boot_id. Tests set it to stand for a reboot.
+	BootID func() string
 }
 
 // OptionsFor returns the store options of a configured profile.
@@ -104,9 +108,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
 		return nil, err
 	}
-	// A WAL left behind means the last writer did not close cleanly (or
-	// another process has the database open): it may have lost lazy
-	// commits, and their seqs.
+	// A WAL left behind means the last writer did not close cleanly,
+	// another process has the database open, or Litestream keeps it; lazy
+	// commits, and their seqs, may be lost only if the machine went down
+	// since (skipLostSeqs).
 	wal, statErr := os.Stat(opts.Path + "-wal")
 	walLeft := statErr == nil && wal.Size() > 0
 	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
@@ -129,11 +134,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if walLeft {
-		if err := s.skipLostSeqs(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if err := s.checkBoot(ctx, opts, walLeft); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -147,10 +150,47 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // so the WAL file that tells of an unclean end is itself durable.
 const seqGap = 1024
 
-func (s *Store) skipLostSeqs(ctx context.Context) error {
-	return s.writeTx(ctx, "reserve event seqs", func(tx *sql.Tx) error {
-		return moveSeqOn(ctx, tx, "seq + ?", seqGap)
+// checkBoot moves the seq on when lazy commits may have been lost: a WAL
+// was left behind and the machine has booted since the last writer
+// opened the database (or the boot is unknown). It then records this
+// boot, in a FULL commit before any lazy one of this process. A process
+// killed on a running machine loses nothing it committed: its writes
+// were in the page cache, and the next process reads them from there.
+func (s *Store) checkBoot(ctx context.Context, opts Options, walLeft bool) error {
+	boot := currentBoot(opts)
+	var last string
+	err := s.read.QueryRowContext(ctx, `SELECT boot_id FROM writer_boot WHERE id = 1`).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read the last writer's boot: %w", err)
+	}
+	if boot != "" && boot == last {
+		return nil
+	}
+	return s.writeTx(ctx, "record the boot", func(tx *sql.Tx) error {
+		if walLeft {
+			if err := moveSeqOn(ctx, tx, "seq + ?", seqGap); err != nil {
+				return err
+			}
+		}
+		if boot == "" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO writer_boot (id, boot_id) VALUES (1, ?)`, boot)
+		return err
 	})
+}
+
+// currentBoot names the machine's current boot, or "" where it cannot be
+// told (not Linux): every WAL left behind then counts as a reboot.
+func currentBoot(opts Options) string {
+	if opts.BootID != nil {
+		return opts.BootID()
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // moveSeqOn sets the events' seq (the last one handed out) to expr of the
