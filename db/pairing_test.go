@@ -1,6 +1,7 @@
 package db
 
 import (
+	"database/sql"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -477,5 +478,32 @@ func TestAutoApproveIsOneTransaction(t *testing.T) {
 	}
 	if n := len(allEvents(t, s)); n != before+2 {
 		t.Fatalf("%d events after a refused request, want %d", n, before+2)
+	}
+}
+
+// Absent metadata is stored as NULL, not as the JSON text null: a node
+// without permissions costs nothing to read back. Rows an earlier
+// version wrote with the text still read as absent.
+func TestAbsentMetadataIsNull(t *testing.T) {
+	s := openStore(t, newClock())
+	req := mustRequest(t, s, RequestInput{NodeID: "bare"})
+	if _, err := s.Approve(ctx, req.Request.RequestID, byCLI); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"requests", "nodes"} {
+		var caps, commands, permissions sql.NullString
+		if err := s.read.QueryRow(`SELECT caps, commands, permissions FROM `+table+` WHERE node_id = 'bare'`).Scan(&caps, &commands, &permissions); err != nil {
+			t.Fatal(err)
+		}
+		if caps.Valid || commands.Valid || permissions.Valid {
+			t.Fatalf("%s: caps %v, commands %v, permissions %v; want NULL", table, caps, commands, permissions)
+		}
+	}
+	if _, err := s.write.Exec(`UPDATE nodes SET permissions = 'null', caps = 'null' WHERE node_id = 'bare'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Node(ctx, "bare")
+	if err != nil || n.Permissions != nil || n.Caps != nil {
+		t.Fatalf("node with the text null: %+v, %v", n, err)
 	}
 }

@@ -212,7 +212,7 @@ func nullBool(b *bool) sql.NullBool {
 	return sql.NullBool{Bool: *b, Valid: true}
 }
 
-// jsonColumn stores a string list or a string→bool map as JSON text, NULL
+// jsonColumn stores a string list, a string→bool map or Permissions as JSON text, NULL
 // when nil.
 func jsonColumn(v any) sql.NullString {
 	if isNil(v) {
@@ -232,12 +232,17 @@ func isNil(v any) bool {
 		return x == nil
 	case map[string]bool:
 		return x == nil
+	case Permissions:
+		return x == nil
 	}
 	return false
 }
 
+// fromJSONColumn decodes a JSON column into a zero value. NULL, and the
+// text null that earlier versions stored for absent permissions, leave
+// it as it is, as decoding null would.
 func fromJSONColumn[T any](col sql.NullString, into *T) error {
-	if !col.Valid {
+	if !col.Valid || col.String == "null" {
 		return nil
 	}
 	return json.Unmarshal([]byte(col.String), into)
