@@ -108,16 +108,18 @@ func TestSweeperEmitsOneExpiredEventPerRequest(t *testing.T) {
 	}
 }
 
-func TestSweeperPrunesByRetention(t *testing.T) {
+// retentionStore keeps decided requests an hour and events two.
+func retentionStore(t *testing.T) (*Store, *testClock) {
+	t.Helper()
 	clk := newClock()
 	opts := testOptions(t.TempDir(), clk)
 	opts.DecidedRetention = time.Hour
 	opts.EventRetention = 2 * time.Hour
-	s, err := Open(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	return openWith(t, opts), clk
+}
+
+func TestSweeperPrunesByRetention(t *testing.T) {
+	s, clk := retentionStore(t)
 	id := mustRequest(t, s, RequestInput{NodeID: "a"}).Request.RequestID
 	if _, err := s.Reject(ctx, id, byCLI); err != nil {
 		t.Fatal(err)
@@ -130,7 +132,7 @@ func TestSweeperPrunesByRetention(t *testing.T) {
 	if res, _ := s.Sweep(ctx); res.PrunedRequests != 1 || res.PrunedEvents != 0 {
 		t.Fatalf("sweep %+v, want one request pruned", res)
 	}
-	_, err = s.RequestStatus(ctx, id)
+	_, err := s.RequestStatus(ctx, id)
 	wantCode(t, err, CodeNotFound, "unknown requestId")
 	clk.Advance(time.Hour)
 	if res, _ := s.Sweep(ctx); res.PrunedEvents != 2 {
@@ -146,15 +148,7 @@ func TestSweeperPrunesByRetention(t *testing.T) {
 // Pruning walks the tables oldest first, more than one batch of them,
 // and keeps what is still within retention.
 func TestSweeperPrunesOldestFirstInBatches(t *testing.T) {
-	clk := newClock()
-	opts := testOptions(t.TempDir(), clk)
-	opts.DecidedRetention = time.Hour
-	opts.EventRetention = 2 * time.Hour
-	s, err := Open(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, clk := retentionStore(t)
 	const old = sweepBatch + 44
 	for i := range old {
 		id := mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("old-%d", i)}).Request.RequestID
