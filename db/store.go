@@ -111,7 +111,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// A WAL left behind means the last writer did not close cleanly,
 	// another process has the database open, or Litestream keeps it; lazy
 	// commits, and their seqs, may be lost only if the machine went down
-	// since (skipLostSeqs).
+	// since (checkBoot).
 	wal, statErr := os.Stat(opts.Path + "-wal")
 	walLeft := statErr == nil && wal.Size() > 0
 	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
@@ -141,13 +141,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// seqGap is how far Open moves the events' seq on after an unclean end:
-// past every seq a power cut may have taken from the process before with
-// its lazy commits (at most two events each, maxUnsynced of them), so
-// that a seq an event stream or a webhook receiver has seen is never
-// given to another event. A gap in seq is harmless: readers ask for what
+// seqGap is how far Open moves the events' seq on after a reboot with a
+// WAL left behind: past every seq a power cut may have taken from the
+// process before with its lazy commits (at most two events each,
+// maxUnsynced of them), so that a seq an event stream or a webhook
+// receiver has seen is never given to another event. A gap in seq is harmless: readers ask for what
 // comes after a seq. The first commit of a process is FULL (committer),
-// so the WAL file that tells of an unclean end is itself durable.
+// so the WAL file and the boot it records (checkBoot) are themselves
+// durable.
 const seqGap = 1024
 
 // checkBoot moves the seq on when lazy commits may have been lost: a WAL
