@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"reflect"
 )
 
 // NodeMeta is what a node says about itself when it asks to pair. Every
@@ -212,30 +213,20 @@ func nullBool(b *bool) sql.NullBool {
 	return sql.NullBool{Bool: *b, Valid: true}
 }
 
-// jsonColumn stores a string list, a string→bool map or Permissions as JSON text, NULL
-// when nil.
+// jsonColumn stores a list or map (a string list, Permissions) as JSON
+// text, and NULL when it is nil, whatever its type. (A list of the types
+// once missed Permissions, and every request without permissions stored
+// the text null.)
 func jsonColumn(v any) sql.NullString {
-	if isNil(v) {
+	if rv := reflect.ValueOf(v); (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.IsNil() {
 		return sql.NullString{}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		// String lists and string→bool maps always marshal.
+		// The column types always marshal.
 		panic(err)
 	}
 	return sql.NullString{String: string(b), Valid: true}
-}
-
-func isNil(v any) bool {
-	switch x := v.(type) {
-	case []string:
-		return x == nil
-	case map[string]bool:
-		return x == nil
-	case Permissions:
-		return x == nil
-	}
-	return false
 }
 
 // fromJSONColumn decodes a JSON column into a zero value. NULL, and the
