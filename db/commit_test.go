@@ -99,9 +99,9 @@ func TestGroupCommitSharesTransactions(t *testing.T) {
 	}
 }
 
-// TestGroupCommitFirstWriteFails: the first write of a transaction runs
-// without a savepoint; when it fails after changing rows, none of its
-// changes stay, and the writes queued behind it still commit.
+// TestGroupCommitFirstWriteFails: when the write that opened a
+// transaction fails after changing rows, none of its changes stay, and
+// the writes queued behind it still commit.
 func TestGroupCommitFirstWriteFails(t *testing.T) {
 	s := openStore(t, newClock())
 	running, release, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)

@@ -145,10 +145,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // WAL left behind: past every seq a power cut may have taken from the
 // process before with its lazy commits (at most two events each,
 // maxUnsynced of them), so that a seq an event stream or a webhook
-// receiver has seen is never given to another event. A gap in seq is harmless: readers ask for what
-// comes after a seq. The first commit of a process is FULL (committer),
-// so the WAL file and the boot it records (checkBoot) are themselves
-// durable.
+// receiver has seen is never given to another event. A gap in seq is
+// harmless: readers ask for what comes after a seq. The first commit of a
+// process is FULL (committer), so the WAL file and the boot it records
+// (checkBoot) are themselves durable.
 const seqGap = 1024
 
 // checkBoot moves the seq on when lazy commits may have been lost: a WAL

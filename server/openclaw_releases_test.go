@@ -145,8 +145,6 @@ type nodeHost struct {
 	syncbuf.Buffer // its output
 }
 
-func (h *nodeHost) output() string { return h.String() }
-
 func (h *nodeHost) exited() bool {
 	select {
 	case <-h.done:
@@ -218,14 +216,14 @@ func TestRealOpenClawNodeHostPairs(t *testing.T) {
 			// refused, or when its gateway goes away), as its operator would.
 			keep := func() {
 				if host.exited() {
-					t.Logf("openclaw %s node run exited; starting it again. It printed:\n%s", tc.release, host.output())
+					t.Logf("openclaw %s node run exited; starting it again. It printed:\n%s", tc.release, host.String())
 					host = startNodeHost(t, cli, port)
 					restarts++
 				}
 			}
 			fail := func(format string, args ...any) {
 				t.Helper()
-				t.Fatalf(format+"\nnode host output:\n%s\nserver log:\n%s", append(args, host.output(), ts.log)...)
+				t.Fatalf(format+"\nnode host output:\n%s\nserver log:\n%s", append(args, host.String(), ts.log)...)
 			}
 
 			// Its device identity, made on its first start: a file up to
