@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +88,24 @@ func TestLoadsARealServer(t *testing.T) {
 			t.Fatalf("%s report:\n%s", mode, out.String())
 		}
 	}
+	// A connection that breaks mid-run (here a proxy cuts each of the
+	// first two after 16 KiB) costs the call in flight; the worker
+	// connects again and the run goes on.
+	var out bytes.Buffer
+	args := []string{"--url", "http://" + cuttingProxy(t, addr, 2, 16<<10), "--token", "load-test-token",
+		"--duration", "1m", "--mode", "ws-cycle", "--clients", "2", "--count", "40"}
+	if err := run(context.Background(), args, &out); err != nil {
+		t.Fatalf("through a proxy that cuts: %v\n%s", err, out.String())
+	}
+	var ok, failed int
+	if m := regexp.MustCompile(`cycles +(\d+) ok .* errors (\d+)`).FindStringSubmatch(out.String()); m != nil {
+		ok, _ = strconv.Atoi(m[1])
+		failed, _ = strconv.Atoi(m[2])
+	}
+	if ok < 38 || failed < 1 || ok+failed != 40 {
+		t.Fatalf("through a proxy that cuts two connections once, want 38–39 cycles ok and 1–2 errors:\n%s", out.String())
+	}
+
 	// The WebSocket modes: a fixed count, every call answered.
 	for _, c := range []struct {
 		args []string
@@ -105,4 +125,39 @@ func TestLoadsARealServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cuttingProxy forwards 127.0.0.1 connections to target, and closes each
+// of the first cuts of them once the server has sent it after bytes.
+func cuttingProxy(t *testing.T, target string, cuts, after int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for n := int64(0); ; n++ {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() { io.Copy(server, client); server.Close() }()
+			go func(cut bool) {
+				if cut {
+					io.CopyN(client, server, after)
+				} else {
+					io.Copy(client, server)
+				}
+				client.Close()
+				server.Close()
+			}(n < cuts)
+		}
+	}()
+	return ln.Addr().String()
 }
