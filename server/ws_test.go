@@ -718,8 +718,9 @@ func TestEventsDuringALongCallAreNotHeldBack(t *testing.T) {
 		}
 	}
 	defer release()
-	answered := make(chan frame, 1)
-	go func() { answered <- op.call("node.pair.request", map[string]any{"nodeId": "waits"}) }()
+	// The call's answer is read from op.frames below, on this goroutine.
+	op.send(map[string]any{"type": "req", "id": "waits", "method": "node.pair.request", "params": map[string]any{"nodeId": "waits"}})
+	answered := op.frames
 	time.Sleep(100 * time.Millisecond) // the call is under way, blocked on the lock
 	for drained := false; !drained; {
 		select {
@@ -741,8 +742,13 @@ func TestEventsDuringALongCallAreNotHeldBack(t *testing.T) {
 		t.Fatal("no tick reached a connection while its call waited for the store")
 	}
 	release()
-	if f := <-answered; !f.OK {
-		t.Fatalf("the call failed once the lock was released: %s", f.Error)
+	select {
+	case f := <-answered:
+		if f.ID != "waits" || !f.OK {
+			t.Fatalf("the call's answer once the lock was released: %+v", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call was not answered once the lock was released")
 	}
 }
 
