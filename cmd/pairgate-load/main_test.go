@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -124,6 +126,37 @@ func TestLoadsARealServer(t *testing.T) {
 				t.Fatalf("%v report lacks %q:\n%s", c.args, want, out.String())
 			}
 		}
+		// The server here is this process: its metrics are readable.
+		if !regexp.MustCompile(`\ncpu +server [0-9.]+[µm]?s/op \([0-9]+\.[0-9]{2} cores\)  load tool [0-9.]+[µm]?s/op \([0-9]+\.[0-9]{2} cores\)\n`).MatchString(out.String()) {
+			t.Fatalf("%v report lacks the CPU each side used:\n%s", c.args, out.String())
+		}
+	}
+}
+
+// The CPU line reads the server's process_cpu_seconds_total, and says
+// n/a when it cannot.
+func TestServerCPU(t *testing.T) {
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n")
+	}))
+	defer metrics.Close()
+	if got, err := serverCPU(t.Context(), metrics.URL+"/metrics"); err != nil || got != 12.5 {
+		t.Fatalf("serverCPU = %v, %v; want 12.5", got, err)
+	}
+	if _, err := serverCPU(t.Context(), metrics.URL+"/elsewhere"); err == nil {
+		t.Fatal("serverCPU of a 404 gave no error")
+	}
+	var out bytes.Buffer
+	m := cpuMeter{}
+	m.report(&out, cpuReading{server: 10, self: 1}, cpuReading{server: 12, self: 1.5}, 1000, 2*time.Second)
+	m.report(&out, cpuReading{server: -1, self: 1}, cpuReading{server: 12, self: 1.5}, 1000, 2*time.Second)
+	want := "cpu      server 2ms/op (1.00 cores)  load tool 500µs/op (0.25 cores)\ncpu      server n/a  load tool 500µs/op (0.25 cores)\n"
+	if out.String() != want {
+		t.Fatalf("report:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,13 @@ func (r *recorder) add(d time.Duration, err error) {
 	r.mu.Lock()
 	r.lat = append(r.lat, d)
 	r.mu.Unlock()
+}
+
+// count is how many operations succeeded.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.lat)
 }
 
 func (r *recorder) report(w io.Writer, what string, elapsed time.Duration) {
@@ -116,6 +124,8 @@ func runWS(ctx context.Context, o options, wo wsOptions, out io.Writer) error {
 	main, background := &recorder{}, &recorder{}
 	var wg, bg sync.WaitGroup
 	var dialErr atomic.Value
+	meter := cpuMeter{metrics: strings.TrimSuffix(o.base, "/") + "/metrics"}
+	cpuFrom := meter.read(ctx)
 	start := time.Now()
 	worker := func(n int, rec *recorder, op func(c *wsclient.Conn, i int) error, limited bool) {
 		c, err := dial()
@@ -181,6 +191,7 @@ func runWS(ctx context.Context, o options, wo wsOptions, out io.Writer) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpuTo := meter.read(context.WithoutCancel(ctx))
 	cancel() // the background cycles end with the measured calls
 	bg.Wait()
 	if err, ok := dialErr.Load().(error); ok {
@@ -195,6 +206,9 @@ func runWS(ctx context.Context, o options, wo wsOptions, out io.Writer) error {
 	if wo.cycleClients > 0 {
 		background.report(out, "cycles", elapsed)
 	}
+	// Per op of the measured kind; with --cycle-clients the cycles beside
+	// them are in the same CPU.
+	meter.report(out, cpuFrom, cpuTo, main.count(), elapsed)
 	return nil
 }
 
