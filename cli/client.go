@@ -41,6 +41,9 @@ type conn struct {
 	api         *client.Client
 	tokenSource string // where the operator token was read from
 	profile     string // served profile name
+	// named says the command line named the profile (its calls go to it
+	// without asking which profiles the token opens).
+	named bool
 }
 
 // newConn resolves the server and the operator token. name is the
@@ -134,33 +137,34 @@ func (f clientFlags) operatorToken(env Env, name string) (token, source string, 
 }
 
 // connect resolves server, token and profile. A profile named on the
-// command line is the server's profile of that name; otherwise it is the
-// served profile whose state directory the flags and environment choose,
-// or, when none was chosen and the token opens a single profile, that one.
+// command line is the server's profile of that name, and the command's
+// calls go straight to it: a wrong token counts against that profile
+// only, as the server counts. Otherwise it is the served profile whose
+// state directory the flags and environment choose, or, when none was
+// chosen and the token opens a single profile, that one.
 func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 	c, name, err := f.newConn(env)
 	if err != nil {
 		return nil, err
 	}
-	profiles, err := c.api.Profiles(ctx)
-	if db.ErrorCode(err) == db.CodeUnauthorized {
-		return nil, c.refusedToken(ctx, f.profile(env).StateDir)
+	if name != "" {
+		c.profile, c.named = name, true
+		return c, nil
 	}
-	if err != nil {
-		return nil, c.explain(err)
+	profiles, err := c.api.Profiles(ctx)
+	switch {
+	case db.ErrorCode(err) == db.CodeRateLimited:
+		// Wrong tokens tried against every profile at once lock this
+		// address out of the list; each profile keeps its own count.
+		return nil, fmt.Errorf("%v; a profile named with --profile NAME is counted on its own", err)
+	case db.ErrorCode(err) == db.CodeUnauthorized:
+		return nil, c.refusedToken(ctx, f.profile(env).StateDir)
+	case err != nil:
+		return nil, c.explain(ctx, err)
 	}
 	served := make([]string, len(profiles))
 	for i, sp := range profiles {
 		served[i] = fmt.Sprintf("%s (%s)", sp.Name, sp.StateDir)
-	}
-	if name != "" {
-		for _, sp := range profiles {
-			if sp.Name == name {
-				c.profile = sp.Name
-				return c, nil
-			}
-		}
-		return nil, fmt.Errorf("the server at %s serves no profile named %q that this token opens; it opens: %s", c.api.URL(), name, strings.Join(served, ", "))
 	}
 	p := f.profile(env)
 	for _, sp := range profiles {
@@ -202,16 +206,28 @@ func (c *conn) refused() error {
 
 // explain words a failed call for the operator: the server's refusal by
 // its code, a server that does not answer by where it was looked for.
-func (c *conn) explain(err error) error {
+func (c *conn) explain(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case client.IsUnreachable(err):
 		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL())
+	case db.ErrorCode(err) == db.CodeUnauthorized && c.named:
+		return c.refusedNamed(ctx)
 	case db.ErrorCode(err) == db.CodeUnauthorized:
 		return c.refused()
 	}
 	return err
+}
+
+// refusedNamed explains a token the named profile refused, with the
+// profiles the server has (GET /readyz names them without a token).
+func (c *conn) refusedNamed(ctx context.Context) error {
+	msg := fmt.Sprintf("%s for profile %q", c.refused(), c.profile)
+	if ready, err := c.api.Ready(ctx); err == nil && len(ready.Profiles) > 0 {
+		msg += "; it serves the profiles " + strings.Join(slices.Sorted(maps.Keys(ready.Profiles)), ", ")
+	}
+	return errors.New(msg)
 }
 
 // failed prefixes a command's failure the way OpenClaw's CLI does:

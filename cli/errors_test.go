@@ -22,7 +22,7 @@ func TestCLIWordsRefusalsByCode(t *testing.T) {
 
 	for i := range 10 {
 		code, _, errs := cliRun(getenv, "nodes", "rename", "--node", "x", "--name", "y", "--profile", "default", "--token", "wrong")
-		want := "nodes rename failed: the server at " + srv.url + " refused the operator token read from --token; it serves the profiles default, and this token opens none of them\n"
+		want := "nodes rename failed: the server at " + srv.url + " refused the operator token read from --token for profile \"default\"; it serves the profiles default\n"
 		if code != exitFailed || errs != want {
 			t.Fatalf("attempt %d: exit %d\n%s\nwant 1 and\n%s", i+1, code, errs, want)
 		}

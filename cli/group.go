@@ -87,7 +87,7 @@ func (g group) run(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return failed(name, err)
 	}
-	return failed(name, c.explain(cmd.run(ctx, c, out)))
+	return failed(name, c.explain(ctx, cmd.run(ctx, c, out)))
 }
 
 func (g group) names() []string {

@@ -159,6 +159,32 @@ func TestNodesCommands(t *testing.T) {
 	step("26-unknown-command", 2, home, "nodes", "frobnicate")
 }
 
+// An address locked out of listing the profiles (wrong tokens tried
+// against all of them, as a CLI with a stale token does) still reaches a
+// profile named with --profile and its right token: each profile counts
+// its own failures.
+func TestCLINamedProfileAfterListLockout(t *testing.T) {
+	dir := t.TempDir()
+	const workToken = "work-operator-token-0123456789abcdef"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, workToken)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	env := testEnv(t, map[string]string{"PAIRGATE_URL": srv.url})
+	for range 10 {
+		if code, _, _ := cliRun(env, "nodes", "pending", "--token", "a-stale-token-0123456789abcdef"); code != 1 {
+			t.Fatalf("a stale token: exit %d, want 1", code)
+		}
+	}
+	code, out, errs := cliRun(env, "nodes", "pending", "--token", workToken)
+	if code != 1 || !strings.Contains(errs, "too many failed attempts") || !strings.Contains(errs, "--profile NAME") {
+		t.Fatalf("profile by token after the lockout: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cliRun(env, "nodes", "pending", "--profile", "work", "--token", workToken)
+	if code != 0 || !strings.Contains(out, "No pending pairing requests.") {
+		t.Fatalf("--profile work with its token after the lockout: exit %d\n%s%s", code, out, errs)
+	}
+}
+
 // TestCLIAgainstAnyServer points the CLI at a server whose state
 // directories are not the local ones (a container, another host): the
 // profile is named with --profile, taken from a /ws/NAME URL, or is the

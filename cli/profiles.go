@@ -19,7 +19,7 @@ func runProfiles(ctx context.Context, env Env, args []string) error {
 	}
 	profiles, err := c.api.Profiles(ctx)
 	if err != nil {
-		return failed("profiles", c.explain(err))
+		return failed("profiles", c.explain(ctx, err))
 	}
 	if *cf.json {
 		return printJSON(env.Stdout, profiles)
