@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -46,27 +47,27 @@ type conn struct {
 	named bool
 }
 
-// newConn resolves the server and the operator token. name is the
-// served profile's name when the command line gives one (--profile, or a
-// /ws/NAME URL), else "".
-func (f clientFlags) newConn(env Env) (c *conn, name string, err error) {
+// newConn resolves the server, the local profile (resolveAs) and the
+// operator token. name is the served profile's name when the command
+// line gives one (--profile, or a /ws/NAME URL), else "".
+func (f clientFlags) newConn(env Env) (c *conn, local config.Profile, name string, err error) {
 	base, urlProfile, err := serverBase(serverURL(env, *f.url))
 	if err != nil {
-		return nil, "", err
+		return nil, local, "", err
 	}
-	name = *f.name
-	if name == "" {
-		name = urlProfile
+	name = cmp.Or(*f.name, urlProfile)
+	if local, err = f.resolveAs(env, name); err != nil {
+		return nil, local, name, err
 	}
-	token, source, err := f.operatorToken(env, name)
+	token, source, err := f.operatorToken(env, local)
 	if err != nil {
-		return nil, name, err
+		return nil, local, name, err
 	}
 	api, err := client.New(base, token, &http.Client{Timeout: 30 * time.Second})
 	if err != nil {
-		return nil, name, &usageError{msg: "bad --url: " + err.Error()}
+		return nil, local, name, &usageError{msg: "bad --url: " + err.Error()}
 	}
-	return &conn{api: api, tokenSource: source}, name, nil
+	return &conn{api: api, tokenSource: source}, local, name, nil
 }
 
 // serverBase turns --url into the REST API's base: ws:// and wss:// (the
@@ -95,25 +96,12 @@ func serverBase(raw string) (base, profile string, err error) {
 // operatorToken finds the operator token: --token, $OPENCLAW_GATEWAY_TOKEN,
 // the profile's token in the server's configuration ($PAIRGATE_CONFIG),
 // or the token file the server generated in the local state directory.
-func (f clientFlags) operatorToken(env Env, name string) (token, source string, err error) {
+func (f clientFlags) operatorToken(env Env, p config.Profile) (token, source string, err error) {
 	if *f.token != "" {
 		return *f.token, "--token", nil
 	}
 	if t := env.Getenv("OPENCLAW_GATEWAY_TOKEN"); t != "" {
 		return t, "$OPENCLAW_GATEWAY_TOKEN", nil
-	}
-	p := f.profile(env)
-	if path := env.Getenv("PAIRGATE_CONFIG"); path != "" {
-		cfg, err := config.Load(path, env.Getenv)
-		if err != nil {
-			return "", "", err
-		}
-		for _, c := range cfg.Profiles {
-			if (name != "" && c.Name == name) || (name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir)) {
-				p = c
-				break
-			}
-		}
 	}
 	switch {
 	case p.Token != "":
@@ -143,7 +131,7 @@ func (f clientFlags) operatorToken(env Env, name string) (token, source string, 
 // state directory the flags and environment choose, or, when none was
 // chosen and the token opens a single profile, that one.
 func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
-	c, name, err := f.newConn(env)
+	c, local, name, err := f.newConn(env)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +146,7 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 		// address out of the list; each profile keeps its own count.
 		return nil, fmt.Errorf("%v; a profile named with --profile NAME is counted on its own", err)
 	case db.ErrorCode(err) == db.CodeUnauthorized:
-		return nil, c.refusedToken(ctx, f.profile(env).StateDir)
+		return nil, c.refusedToken(ctx, local.StateDir)
 	case err != nil:
 		return nil, c.explain(ctx, err)
 	}
@@ -166,7 +154,7 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 	for i, sp := range profiles {
 		served[i] = fmt.Sprintf("%s (%s)", sp.Name, sp.StateDir)
 	}
-	p := f.profile(env)
+	p := local
 	for _, sp := range profiles {
 		if filepath.Clean(sp.StateDir) == filepath.Clean(p.StateDir) {
 			c.profile = sp.Name

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -22,16 +23,29 @@ type profileFlags struct {
 
 func addProfileFlags(fs *flag.FlagSet) profileFlags {
 	return profileFlags{
-		stateDir: fs.String("state-dir", "", "the profile's state `directory` (wins over --profile and $OPENCLAW_STATE_DIR)"),
-		name:     fs.String("profile", "", "profile `name`: the server's profile of that name (in $PAIRGATE_CONFIG), else state directory ~/.openclaw-NAME"),
+		stateDir: fs.String("state-dir", "", "the profile's state `directory` (wins over $OPENCLAW_STATE_DIR; not with --profile)"),
+		name:     fs.String("profile", "", "profile `name`: the server's profile of that name (in $PAIRGATE_CONFIG), else state directory ~/.openclaw-NAME; without it or --state-dir, $PAIRGATE_CONFIG's profile default"),
 	}
 }
 
-// resolve picks the profile: its state directory from the flags and
-// environment, its limits from the configuration file ($PAIRGATE_CONFIG)
-// when that declares this state directory.
+// resolve picks the profile the flags and environment choose (resolveAs).
 func (f profileFlags) resolve(env Env) (config.Profile, error) {
-	p := f.profile(env)
+	return f.resolveAs(env, *f.name)
+}
+
+// resolveAs picks the profile named name (--profile, or a /ws/NAME URL),
+// else the one --state-dir, $OPENCLAW_STATE_DIR or the default state
+// directory holds. The configuration file ($PAIRGATE_CONFIG), when it
+// declares that name or directory, gives the profile (its state
+// directory, token, limits); with no directory chosen, its profile
+// "default". Otherwise the profile is that directory with the defaults.
+// A name and --state-dir together are refused: both choose the profile,
+// and one of them would be ignored.
+func (f profileFlags) resolveAs(env Env, name string) (config.Profile, error) {
+	if name != "" && *f.stateDir != "" {
+		return config.Profile{}, &usageError{msg: fmt.Sprintf("--state-dir %s and the profile %q both choose the profile: give one of them", *f.stateDir, name)}
+	}
+	p := config.NewProfile(cmp.Or(name, config.DefaultProfile), config.ResolveStateDir(*f.stateDir, name, env.Getenv))
 	path := env.Getenv("PAIRGATE_CONFIG")
 	if path == "" {
 		return p, nil
@@ -41,19 +55,18 @@ func (f profileFlags) resolve(env Env) (config.Profile, error) {
 		return p, err
 	}
 	for _, c := range cfg.Profiles {
-		if (*f.name != "" && c.Name == *f.name) || (*f.name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir)) {
+		if name != "" && c.Name == name || name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir) {
 			return c, nil
 		}
 	}
-	return p, nil
-}
-
-func (f profileFlags) profile(env Env) config.Profile {
-	name := *f.name
-	if name == "" {
-		name = config.DefaultProfile
+	if name == "" && *f.stateDir == "" && env.Getenv("OPENCLAW_STATE_DIR") == "" {
+		for _, c := range cfg.Profiles {
+			if c.Name == config.DefaultProfile {
+				return c, nil
+			}
+		}
 	}
-	return config.NewProfile(name, config.ResolveStateDir(*f.stateDir, *f.name, env.Getenv))
+	return p, nil
 }
 
 func runMigrate(ctx context.Context, env Env, args []string) error {
@@ -63,7 +76,10 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
-	p := pf.profile(env)
+	p, err := pf.resolve(env)
+	if err != nil {
+		return err
+	}
 	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) && *status {
 		fmt.Fprintf(env.Stdout, "No database at %s yet; `pairgate migrate` or `pairgate serve` creates it.\n", p.DatabasePath())
 		return nil

@@ -8,12 +8,12 @@ import (
 // runProfiles is pairgate profiles: the profiles a server serves for the
 // token, with their counts.
 func runProfiles(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "profiles", "[--json] [--url URL] [--token TOKEN]")
+	fs := newFlags(env, "profiles", "[--json]"+clientSynopsis)
 	cf := addClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, _, err := cf.newConn(env)
+	c, _, _, err := cf.newConn(env)
 	if err != nil {
 		return failed("profiles", err)
 	}

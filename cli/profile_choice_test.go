@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every command chooses its profile the same way: a name (--profile) is
+// the configuration's profile of that name; without one, the
+// configuration's profile at the chosen state directory, or, with none
+// chosen, its profile "default". A name beside --state-dir is refused:
+// which one won used to depend on $PAIRGATE_CONFIG.
+func TestCommandsChooseTheConfiguredProfile(t *testing.T) {
+	dir := t.TempDir()
+	const workToken = "work-operator-token-0123456789abcdef"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: lab\n    stateDir: %s/lab\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, dir, workToken)), 0o600)
+	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": cfg})
+
+	// migrate --profile NAME: the configured directory, not ~/.openclaw-NAME.
+	if code, out, errs := cliRun(env, "migrate", "--profile", "lab"); code != exitOK {
+		t.Fatalf("migrate --profile lab: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lab", "nodes", "pairing.sqlite")); err != nil {
+		t.Fatalf("migrate --profile lab did not migrate the configured state directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(env("HOME"), ".openclaw-lab")); err == nil {
+		t.Fatal("migrate --profile lab made ~/.openclaw-lab")
+	}
+
+	// No flags: the configuration's profile "default", not ~/.openclaw.
+	if code, out, errs := cliRun(env, "migrate"); code != exitOK {
+		t.Fatalf("migrate: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "home", "nodes", "pairing.sqlite")); err != nil {
+		t.Fatalf("migrate with no flags did not migrate the configured default profile: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(env("HOME"), ".openclaw")); err == nil {
+		t.Fatal("migrate with no flags made ~/.openclaw beside a configuration that declares the profile default")
+	}
+
+	// A name and --state-dir together: refused, nothing written.
+	for _, args := range [][]string{
+		{"export", "--profile", "work", "--state-dir", filepath.Join(dir, "lab"), "--to", filepath.Join(dir, "out")},
+		{"import", "--profile", "work", "--state-dir", filepath.Join(dir, "lab"), "--from", filepath.Join(dir, "out")},
+		{"migrate", "--profile", "work", "--state-dir", filepath.Join(dir, "lab")},
+		{"nodes", "pending", "--profile", "work", "--state-dir", filepath.Join(dir, "lab")},
+		{"nodes", "pending", "--url", "ws://127.0.0.1:1/ws/work", "--state-dir", filepath.Join(dir, "lab")},
+	} {
+		code, out, errs := cliRun(env, args...)
+		if code != exitUsage || !strings.Contains(errs, "both choose the profile: give one of them") {
+			t.Fatalf("%v: exit %d, want %d and the refusal\n%s%s", args, code, exitUsage, out, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Fatal("a refused export wrote files")
+	}
+}
+
+// A CLI with $PAIRGATE_CONFIG and no flags talks to the configuration's
+// profile "default" with its token, wherever its state directory is.
+func TestClientUsesTheConfiguredDefaultProfile(t *testing.T) {
+	dir := t.TempDir()
+	const token = "default-operator-token-0123456789abc"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n    token: %s\n  - name: lab\n    stateDir: %s/lab\n", dir, token, dir)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": cfg, "PAIRGATE_URL": srv.url})
+	if code, out, errs := cliRun(env, "nodes", "pending"); code != exitOK || !strings.Contains(out, "No pending pairing requests.") {
+		t.Fatalf("nodes pending with the configuration's default profile: exit %d\n%s%s", code, out, errs)
+	}
+}
