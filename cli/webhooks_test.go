@@ -123,6 +123,30 @@ func TestServeRefusesABadWebhookSecret(t *testing.T) {
 	}
 }
 
+// An operator tokenFile the server cannot use is bad configuration (exit
+// 78), named by its key, as a webhook's secretFile is.
+func TestServeRefusesAnUnusableTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pairgate.yaml")
+	tokenFile := filepath.Join(dir, "operator.token")
+	os.WriteFile(path, []byte("profiles:\n  - name: default\n    stateDir: "+dir+"/state\n    tokenFile: "+tokenFile+"\n"), 0o600)
+	for _, c := range []struct {
+		name, content, want string
+	}{
+		{"missing", "", tokenFile + " cannot be read (no such file or directory)"},
+		{"empty", " \n", tokenFile + " is empty; put the operator token in it"},
+	} {
+		if c.name != "missing" {
+			os.WriteFile(tokenFile, []byte(c.content), 0o600)
+		}
+		code, _, errs := cliRun(testEnv(t, nil), "serve", "--listen", "127.0.0.1:0", "--config", path)
+		want := "pairgate: config " + path + ": profiles[0].tokenFile: " + c.want
+		if code != exitConfig || !strings.HasPrefix(errs, want) {
+			t.Fatalf("%s: exit %d, stderr %q\nwant 78 and %q", c.name, code, errs, want)
+		}
+	}
+}
+
 // A SIGKILL while an event is being delivered loses nothing: after the
 // restart the receiver gets that event again, with the same webhook-id
 // and body, and then the rest, in order.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -148,9 +149,22 @@ func (p Profile) validateWebhooks(at string) error {
 }
 
 // ReadSecrets reads every webhook's secretFile into its Secret and checks
-// it. Only the server calls it: client commands that read the same file
-// for tokens need not be able to read the secrets.
+// it, and checks that every profile's tokenFile holds a token. Only the
+// server calls it: client commands that read the same file for tokens
+// need not be able to read the secrets.
 func (c *Config) ReadSecrets() error {
+	for i, p := range c.Profiles {
+		if p.TokenFile == "" {
+			continue
+		}
+		if _, err := ReadTokenFile(p.TokenFile); err != nil {
+			why := err.Error()
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+				why = fmt.Sprintf("%s cannot be read (%v)", p.TokenFile, errors.Unwrap(err))
+			}
+			return keyError(fmt.Sprintf("profiles[%d].tokenFile", i), why, "make the file readable by pairgate and put the operator token in it, or give token: inline")
+		}
+	}
 	for i := range c.Profiles {
 		for j := range c.Profiles[i].Webhooks {
 			h := &c.Profiles[i].Webhooks[j]
