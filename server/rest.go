@@ -68,11 +68,11 @@ func (s *Server) profileParam(c echo.Context, own *Profile) (*Profile, error) {
 // address only that profile is.
 func (s *Server) unknownProfile(own *Profile, name string) string {
 	if own != nil {
-		where := "on the server's main address"
+		where := "is served on the server's main address, not here"
 		if s.byName[name] == nil {
-			where = "by this server"
+			where = "is not served by this server"
 		}
-		return fmt.Sprintf("this address serves only profile %q (its own listen address); %q is not served %s", own.Config.Name, name, where)
+		return fmt.Sprintf("this address serves only profile %q (its own listen address); %q %s", own.Config.Name, name, where)
 	}
 	return fmt.Sprintf("unknown profile %q; known: %s", name, strings.Join(s.profileNames(), ", "))
 }

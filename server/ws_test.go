@@ -613,7 +613,7 @@ func TestProfileOwnListenAddress(t *testing.T) {
 	// Over REST, the refusal says why.
 	own.url = "http://" + m[1]
 	r := own.api(t, "GET", "/api/v1/profiles/default/pending", testToken, "")
-	if want := `this address serves only profile "work" (its own listen address); "default" is not served on the server's main address`; r.status != 404 || r.errorMessage() != want {
+	if want := `this address serves only profile "work" (its own listen address); "default" is served on the server's main address, not here`; r.status != 404 || r.errorMessage() != want {
 		t.Fatalf("default on work's own address = %d %s, want 404 %q", r.status, r.body, want)
 	}
 	// The start-up log gives the operator page's address.
