@@ -75,6 +75,8 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	switch {
 	case rep.DryRun:
 		fmt.Fprintln(w, "Dry run: nothing was changed.")
+	case !rep.Changed && rep.SkippedExpired+rep.SkippedNodePending > 0:
+		fmt.Fprintln(w, "Nothing changed: what the profile does not hold was skipped (above).")
 	case !rep.Changed:
 		fmt.Fprintln(w, "Nothing to change: the profile already holds all of it.")
 	}

@@ -381,11 +381,15 @@ func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
 		return
 	}
 	var n Node
+	var tokenIsString bool
 	present := r.fields(value, &n.NodeMeta, func(name string, v jvalue) bool {
 		switch name {
 		case "nodeId":
 			r.str(name, v, &n.NodeID)
 		case "token":
+			// Its emptiness is judged only when it is a string (a number
+			// gets its own problem).
+			tokenIsString = v.kind == jString
 			r.str(name, v, &n.Token)
 		case "createdAtMs":
 			r.integer(name, v, &n.CreatedAtMs)
@@ -402,7 +406,7 @@ func readPaired(key string, value jvalue, st *LegacyState, p *problems) {
 	})
 	r.required(present, "nodeId", "token", "createdAtMs", "approvedAtMs")
 	r.id(present, key, "nodeId", n.NodeID)
-	if present["token"] && n.Token == "" {
+	if tokenIsString && n.Token == "" {
 		p.add(PairedFile, r.path+".token", "empty; a paired node needs its token")
 	}
 	r.check(checkString("token", n.Token))

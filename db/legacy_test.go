@@ -73,6 +73,7 @@ func TestLegacyReaderRefusesBadFiles(t *testing.T) {
 		{"key/id mismatch", `{"n1":{"nodeId":"n2","token":"t","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].nodeId: "n2" differs from the key it is filed under`},
 		{"wrong type", `{"node-a":{"nodeId":"node-a","token":"t","createdAtMs":"1","approvedAtMs":2}}`, "{}", `paired.json: $["node-a"].createdAtMs: want number, got string`},
 		{"empty token", `{"n1":{"nodeId":"n1","token":"","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].token: empty; a paired node needs its token`},
+		{"a number for a token: one problem", `{"n1":{"nodeId":"n1","token":5,"createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].token: want string, got number`},
 		{"missing field", `{"n1":{"nodeId":"n1","createdAtMs":1,"approvedAtMs":2}}`, "{}", `paired.json: $["n1"].token: missing`},
 		{"bad list item", good, `{"r":{"requestId":"r","nodeId":"n","caps":["a",1],"ts":1}}`, `pending.json: $["r"].caps[1]: want string, got number`},
 		{"fractional time", good, `{"r":{"requestId":"r","nodeId":"n","ts":1.5}}`, `pending.json: $["r"].ts: want a whole number of milliseconds, got 1.5`},
@@ -88,6 +89,9 @@ func TestLegacyReaderRefusesBadFiles(t *testing.T) {
 			}
 			if ErrorCode(err) != CodeInvalid {
 				t.Fatalf("code %s", ErrorCode(err))
+			}
+			if strings.Contains(tc.name, "one problem") && strings.Count(err.Error(), tc.want[:strings.LastIndex(tc.want, ":")]) != 1 {
+				t.Fatalf("more than one problem for %s:\n%v", tc.want[:strings.LastIndex(tc.want, ":")], err)
 			}
 		})
 	}
