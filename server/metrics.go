@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -120,12 +121,24 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			// The error handler runs after middleware; count what it will send.
 			status = statusOf(err)
 		}
-		m.httpReqs.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		m.httpReqs.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(status)).Inc()
 		if c.Response().Header().Get(echo.HeaderContentType) != "text/event-stream" && route != "/" && route != "/ws/:profile" {
 			m.httpSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 		return err
 	}
+}
+
+// methodLabel is the method as a metric label: a method HTTP defines, or
+// "other". A client may send any token as its method; each label value is
+// a series kept for the life of the process.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 func (m *metrics) handler() echo.HandlerFunc {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -493,6 +494,33 @@ func TestSSEBothWaysAndResume(t *testing.T) {
 		t.Fatalf("extra event %+v", e)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// Every label value is a series kept for the life of the process: a
+// method a client makes up is counted as "other", not as itself (each
+// made-up method of 500 KB used to cost its own series).
+func TestMetricsLabelsAreBounded(t *testing.T) {
+	ts := startServer(t)
+	for i := range 20 {
+		method := fmt.Sprintf("MADEUP%02d", i)
+		if r := ts.api(t, method, "/healthz", "", ""); r.status != http.StatusMethodNotAllowed {
+			t.Fatalf("%s /healthz: %d, want 405", method, r.status)
+		}
+	}
+	body := string(ts.api(t, "GET", "/metrics", "", "").body)
+	if strings.Contains(body, "MADEUP") || !strings.Contains(body, `pairgate_http_requests_total{code="405",method="other",route="/healthz"} 20`) {
+		t.Fatalf("made-up methods in the metrics:\n%s", grepLines(body, "pairgate_http_requests_total"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestMetrics(t *testing.T) {
