@@ -10,8 +10,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
 // hostGuard keeps one listener to the names it answers to. Host must be
@@ -22,6 +25,14 @@ import (
 // that change state, must be allowedOrigins or one of the server's own
 // addresses with the listener's port; it is never judged by Host, which
 // the page controls.
+// refusalLines in refusalWindow is how many lines refused requests (and
+// refused connects, failed tokens) may write; the rest are counted on the
+// next line written.
+const (
+	refusalLines  = 20
+	refusalWindow = 10 * time.Second
+)
+
 type hostGuard struct {
 	own     map[string]bool // host names and IPs of the listener, lower case
 	anyIP   bool            // listening on every address: any IP literal is its own
@@ -29,10 +40,13 @@ type hostGuard struct {
 	allowed map[string]bool // allowedHosts, lower case, without port
 	origins map[string]bool // allowedOrigins, lower case
 	log     *slog.Logger
+	// refusals bounds the lines refused requests write: a client can
+	// send them at will.
+	refusals *loglimit.Limiter
 }
 
 func (s *Server) newHostGuard(configured string, addr net.Addr) *hostGuard {
-	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log}
+	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log, refusals: loglimit.New(refusalLines, refusalWindow)}
 	ap := netip.MustParseAddrPort(addr.String())
 	ip := ap.Addr().Unmap()
 	g.port = strconv.Itoa(int(ap.Port()))
@@ -98,15 +112,17 @@ func (g *hostGuard) originAllowed(origin string) bool {
 func (g *hostGuard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.hostAllowed(r.Host) {
-			g.log.Warn("request refused: foreign Host", "host", r.Host, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
-			refuseRequest(w, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", r.Host))
+			g.refusals.Log(g.log, slog.LevelWarn, "request refused: foreign Host", "host", loglimit.Value(r.Host), "remote", r.RemoteAddr,
+				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path))
+			refuseRequest(w, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", loglimit.Value(r.Host)))
 			return
 		}
 		origin := r.Header.Get("Origin")
 		changes := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
 		if origin != "" && (changes || websocket.IsWebSocketUpgrade(r)) && !g.originAllowed(origin) {
-			g.log.Warn("request refused: foreign Origin", "origin", origin, "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "websocket", websocket.IsWebSocketUpgrade(r))
-			refuseRequest(w, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", origin))
+			g.refusals.Log(g.log, slog.LevelWarn, "request refused: foreign Origin", "origin", loglimit.Value(origin), "remote", r.RemoteAddr,
+				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path), "websocket", websocket.IsWebSocketUpgrade(r))
+			refuseRequest(w, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", loglimit.Value(origin)))
 			return
 		}
 		next.ServeHTTP(w, r)

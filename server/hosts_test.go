@@ -86,3 +86,37 @@ func TestHostAndOriginChecks(t *testing.T) {
 		}
 	}
 }
+
+// A client decides how often a refusal is logged and what it holds: the
+// lines are bounded in number (refusalLines a window) and in size (the
+// Host, Origin and path cut to loglimit.MaxValue).
+func TestRefusalsLogBoundedLines(t *testing.T) {
+	ts := startServer(t)
+	before := len(ts.log.String())
+	host := strings.Repeat("h", 100_000) + ".example"
+	origin := "http://" + strings.Repeat("o", 100_000) + ".example"
+	for i := range 2 * refusalLines {
+		req, _ := http.NewRequest("GET", ts.url+"/healthz", nil)
+		req.Host = host
+		if i%2 == 1 {
+			req, _ = http.NewRequest("POST", ts.url+"/api/v1/profiles/default/verify", strings.NewReader("{}"))
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest && resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("request %d: %d, want 421 or 403", i, resp.StatusCode)
+		}
+	}
+	logged := ts.log.String()[before:]
+	if n := strings.Count(logged, "request refused"); n != refusalLines {
+		t.Fatalf("%d refusal lines for %d refused requests, want %d", n, 2*refusalLines, refusalLines)
+	}
+	if len(logged) > refusalLines*1000 {
+		t.Fatalf("%d bytes logged for %d refusals: the client's values were not cut", len(logged), refusalLines)
+	}
+}

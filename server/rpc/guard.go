@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
 // Guard keeps callers in check on every face: failed credentials lock an
@@ -15,11 +16,14 @@ type Guard struct {
 	log      *slog.Logger
 	failures *limiter
 	requests *rates
+	// failedLines bounds the lines failed attempts write: from many
+	// addresses they are not bounded by the lockout.
+	failedLines *loglimit.Limiter
 }
 
 // NewGuard returns a guard on clock now.
 func NewGuard(now func() time.Time, log *slog.Logger) *Guard {
-	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now)}
+	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now), failedLines: loglimit.New(20, 10*time.Second)}
 }
 
 // Locked reports whether addr is locked out of profile's credential
@@ -33,7 +37,7 @@ func (g *Guard) Locked(profile, class, addr string) (time.Duration, bool) {
 // Failed counts a failed attempt and logs it, and the lockout it starts:
 // profile, class and address, never the credential.
 func (g *Guard) Failed(profile, class, addr string) {
-	g.log.Warn("authentication failed", "profile", profile, "class", class, "remote", addr)
+	g.failedLines.Log(g.log, slog.LevelWarn, "authentication failed", "profile", profile, "class", class, "remote", addr)
 	if g.failures.fail(limitKey{profile, class, addr}) {
 		g.log.Warn("too many failed attempts: locked out", "profile", profile, "class", class, "remote", addr, "for", lockout)
 	}

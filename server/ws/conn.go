@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/loglimit"
 	"github.com/pairgate/pairgate/server/rpc"
 )
 
@@ -195,8 +197,8 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 // The reasons are the protocol's messages, which never hold a token.
 func (c *conn) refuse(remoteIP, id string, cp connectParams, e *handshakeError) {
 	wire := rpc.WireError(e.err)
-	c.t.o.Log.Info("websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", wire.Message,
-		"client", cp.Client.ID, "version", cp.Client.Version, "mode", cp.Client.Mode, "role", cp.Role,
+	c.t.refusals.Log(c.t.o.Log, slog.LevelInfo, "websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", loglimit.Value(wire.Message),
+		"client", loglimit.Value(cp.Client.ID), "version", loglimit.Value(cp.Client.Version), "mode", loglimit.Value(cp.Client.Mode), "role", loglimit.Value(cp.Role),
 		"minProtocol", cp.MinProtocol, "maxProtocol", cp.MaxProtocol)
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: wire}))
 	reason := e.closeReason

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/loglimit"
 	"github.com/pairgate/pairgate/server/rpc"
 )
 
@@ -338,7 +339,7 @@ func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connect
 			sess.OpenedRequest = adm.Request.RequestID
 			t.o.Log.Info("node asks to pair at connect", "profile", p.Name, "remote", remoteIP,
 				"node", sess.NodeID, "requestId", adm.Request.RequestID, "repair", adm.Request.IsRepair,
-				"client", cp.Client.ID, "version", cp.Client.Version)
+				"client", loglimit.Value(cp.Client.ID), "version", loglimit.Value(cp.Client.Version))
 		}
 	}
 	return sess, nil, nil

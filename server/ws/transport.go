@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/loglimit"
 	"github.com/pairgate/pairgate/server/rpc"
 )
 
@@ -56,6 +57,9 @@ type Transport struct {
 	o            Options
 	started      time.Time
 	writeBuffers sync.Pool
+	// refusals bounds the lines refused connects write: a client can
+	// send them at will.
+	refusals *loglimit.Limiter
 
 	mu       sync.Mutex
 	hubs     []*Hub
@@ -96,7 +100,7 @@ func New(o Options) *Transport {
 	if o.Decided == nil {
 		o.Decided = func(string, string) {}
 	}
-	t := &Transport{o: o, started: o.Now()}
+	t := &Transport{o: o, started: o.Now(), refusals: loglimit.New(20, 10*time.Second)}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }

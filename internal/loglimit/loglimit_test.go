@@ -1,0 +1,42 @@
+package loglimit
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValue(t *testing.T) {
+	if got := Value("short"); got != "short" {
+		t.Fatalf("Value(short) = %q", got)
+	}
+	long := strings.Repeat("a", MaxValue-1) + "é" + strings.Repeat("b", 1000) // é straddles the cut
+	got := Value(long)
+	if want := strings.Repeat("a", MaxValue-1) + "…(1201 bytes)"; got != want {
+		t.Fatalf("Value(long) = %q, want %q", got, want)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	now := time.Unix(1000, 0)
+	l := New(2, time.Second)
+	l.now = func() time.Time { return now }
+	for i := range 5 {
+		l.Log(log, slog.LevelWarn, "refused", "i", i)
+	}
+	now = now.Add(time.Second)
+	l.Log(log, slog.LevelWarn, "refused", "i", 5)
+	want := "level=WARN msg=refused i=0\nlevel=WARN msg=refused i=1\nlevel=WARN msg=refused i=5 suppressed=3\n"
+	if buf.String() != want {
+		t.Fatalf("logged:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
