@@ -189,3 +189,37 @@ func TestAdmitNodeKeysARequestMadeForIt(t *testing.T) {
 		t.Fatalf("after approval %+v", got)
 	}
 }
+
+// A repair request that carries no key (a v1 or legacy connect, an
+// operator's request) proves no device: its approval keeps the key pinned
+// before, so the device collects the new token at its next connect and a
+// replayer of an old unsigned request does not unpin it. A request with
+// another key pins that one.
+func TestApprovalWithoutAKeyKeepsThePinnedOne(t *testing.T) {
+	s := openStore(t, newClock())
+	first := mustAdmit(t, s, connectAs("dev1", "KEY1"))
+	mustApprove(t, s, first.Request.RequestID)
+
+	repair := mustRequest(t, s, RequestInput{NodeID: "dev1"})
+	if !repair.Request.IsRepair || repair.Request.PublicKey != "" {
+		t.Fatalf("repair request %+v", repair.Request)
+	}
+	a := mustApprove(t, s, repair.Request.RequestID)
+	if a.Node.PublicKey != "KEY1" {
+		t.Fatalf("a keyless repair's approval answered key %q, want KEY1 kept", a.Node.PublicKey)
+	}
+	if n, err := s.Node(ctx, "dev1"); err != nil || n.PublicKey != "KEY1" {
+		t.Fatalf("after a keyless repair: %+v, %v", n, err)
+	}
+	if got := mustAdmit(t, s, connectAs("dev1", "KEY1")); !got.Paired || got.Token != a.Node.Token {
+		t.Fatalf("the device's connect after the repair: %+v", got)
+	}
+
+	rekey := mustAdmit(t, s, connectAs("dev1", "KEY2"))
+	if rekey.Request == nil || rekey.Request.PublicKey != "KEY2" {
+		t.Fatalf("a connect with another key: %+v", rekey)
+	}
+	if a := mustApprove(t, s, rekey.Request.RequestID); a.Node.PublicKey != "KEY2" {
+		t.Fatalf("approving another key pinned %q", a.Node.PublicKey)
+	}
+}

@@ -275,8 +275,9 @@ func (s *Store) decide(ctx context.Context, tx *sql.Tx, r keptRequest, decision 
 // Approve decides a request in the node's favour (node.pair.approve): the
 // node gets a fresh token (any earlier one stops verifying at once), the
 // request's metadata and its public key (pinned: only a connect signed by
-// it is handed the token); an earlier pairing's createdAtMs and an
-// operator's rename are kept.
+// it is handed the token); an earlier pairing's createdAtMs, an
+// operator's rename, and its pinned key when the request carries none,
+// are kept.
 func (s *Store) Approve(ctx context.Context, requestID string, by Origin) (Approval, error) {
 	return s.ApproveNamed(ctx, requestID, "", by)
 }
@@ -312,11 +313,16 @@ func (s *Store) approve(ctx context.Context, tx *sql.Tx, requestID, name string,
 	}
 	node := Node{NodeID: r.NodeID, Token: NewToken(), NodeMeta: r.NodeMeta, CreatedAtMs: now, ApprovedAtMs: now, PublicKey: r.PublicKey}
 	var renamed bool
-	var oldName sql.NullString
+	var oldName, oldKey sql.NullString
 	err = s.w.queryRow(ctx, tx, qNodeForApproval, r.NodeID).
-		Scan(&node.CreatedAtMs, &oldName, &renamed)
+		Scan(&node.CreatedAtMs, &oldName, &renamed, &oldKey)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Approval{}, err
+	}
+	if node.PublicKey == "" {
+		// A request without a key (a v1 or legacy connect, an operator's
+		// request) keeps the key pinned before: it proves no device.
+		node.PublicKey = oldKey.String
 	}
 	if renamed {
 		node.DisplayName = oldName.String

@@ -7,7 +7,7 @@ const (
 	qCountLive       = `SELECT count(*) FROM requests WHERE status = 'pending' AND ts_ms >= ?`
 	qNodeExists      = `SELECT EXISTS (SELECT 1 FROM nodes WHERE node_id = ?)`
 	qDecide          = `UPDATE requests SET status = ?, decided_at_ms = ?, decided_by = ? WHERE request_id = ? AND status = 'pending'`
-	qNodeForApproval = `SELECT created_at_ms, display_name, display_name_renamed FROM nodes WHERE node_id = ?`
+	qNodeForApproval = `SELECT created_at_ms, display_name, display_name_renamed, public_key FROM nodes WHERE node_id = ?`
 	qVerify          = `SELECT ` + nodeColumns + `, token_hash FROM nodes WHERE node_id = ?`
 	qNodeByID        = `SELECT ` + nodeColumns + ` FROM nodes WHERE node_id = ?`
 	qRequestByID     = `SELECT ` + requestColumns + ` FROM requests WHERE request_id = ?`
@@ -24,7 +24,7 @@ const (
 				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
 				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
 				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
-				public_key = excluded.public_key,
+				public_key = COALESCE(excluded.public_key, nodes.public_key),
 				bins = NULL, last_connected_at_ms = NULL, connect_logged_at_ms = NULL, extra = NULL`
 	qMarkConnected = `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`
 	// qLogConnect marks a connect as logged unless one was within ?2 ms.

@@ -271,6 +271,45 @@ func TestHeldHostAsksAgainWhenItsRequestExpires(t *testing.T) {
 	}
 }
 
+// A v1 signature binds no challenge: sent again on another connection
+// within its window (a captured connect frame, its unsigned fields
+// changed or not) it is refused, so the replayer never holds a session
+// as the device and is never handed its token on approval. A fresh v1
+// signature (a reconnect signs anew) is accepted.
+func TestV1ConnectFrameIsNotReplayable(t *testing.T) {
+	ts := startServer(t)
+	d := newDevice()
+	params := d.connect("", hostConnect{sig: "v1"})
+	first, err := dialWS(t, ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.challenge()
+	if f := first.call("connect", params); !f.OK {
+		t.Fatalf("first use of a v1 connect refused: %+v", f.Error)
+	}
+	for _, tamper := range []func(map[string]any){
+		func(map[string]any) {},
+		func(p map[string]any) { p["client"].(map[string]any)["displayName"] = "d2 (needs repair)" },
+	} {
+		tamper(params)
+		again, err := dialWS(t, ts.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.challenge()
+		if f := again.call("connect", params); f.OK || !strings.Contains(f.Error.Message, "device signature already used") {
+			t.Fatalf("a replayed v1 connect: %+v", f)
+		}
+	}
+	time.Sleep(2 * time.Millisecond) // a new signedAt: another signature
+	if c, hello := ts.dialHost(t, d, hostConnect{sig: "v1"}); !hello.OK {
+		t.Fatalf("a fresh v1 connect of the same device refused: %+v", hello.Error)
+	} else {
+		c.conn.Close()
+	}
+}
+
 func TestV1NodeIsNotToldToReconnectForATokenItCannotCollect(t *testing.T) {
 	ts := startServer(t)
 	d := newDevice()

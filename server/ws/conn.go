@@ -174,6 +174,9 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 	if herr == nil && cp.Device != nil {
 		herr = verifyDevice(cp, nonce, c.t.o.Now(), c.t.o.DeviceWindow)
 	}
+	if herr == nil && cp.Device != nil && cp.Device.Nonce == "" {
+		herr = c.t.firstUse(cp.Device)
+	}
 	var grant *helloAuth
 	if herr == nil {
 		c.sess, grant, herr = c.t.authenticate(ctx, p, cp, remoteIP)

@@ -239,6 +239,20 @@ func verifyDevice(p connectParams, challenge string, now time.Time, window time.
 	return refuse(closePolicy, db.CodeUnauthorized, "device signature invalid")
 }
 
+// firstUse refuses a v1 signature (no challenge bound) that already
+// opened a connection: see seenSignatures.
+func (t *Transport) firstUse(d *deviceParams) *handshakeError {
+	now := t.o.Now()
+	fresh, full := t.seenV1.first(d.ID, d.Signature, time.UnixMilli(d.SignedAt).Add(t.o.DeviceWindow), now)
+	switch {
+	case full:
+		return refuse(closeTryAgain, db.CodeUnavailable, "too many device signatures without a challenge to check; sign the connect.challenge nonce, or retry later")
+	case !fresh:
+		return refuse(closePolicy, db.CodeUnauthorized, "device signature already used: sign each connect anew (the connect.challenge nonce binds it to its connection)")
+	}
+	return nil
+}
+
 // decodeB64URL accepts base64url with or without padding.
 func decodeB64URL(s string) ([]byte, error) {
 	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))

@@ -60,6 +60,8 @@ type Transport struct {
 	// refusals bounds the lines refused connects write: a client can
 	// send them at will.
 	refusals *loglimit.Limiter
+	// seenV1 holds the v1 device signatures already used (firstUse).
+	seenV1 seenSignatures
 
 	mu       sync.Mutex
 	hubs     []*Hub
