@@ -496,6 +496,29 @@ func TestSSEBothWaysAndResume(t *testing.T) {
 	}
 }
 
+// A resume point past the newest event (the database was restored from
+// an older copy, say) gets a stream.reset event carrying the newest seq
+// as its id, then every new event: skipping up to the client's id would
+// have dropped them in silence.
+func TestSSEResumePastTheNewestEventResets(t *testing.T) {
+	ts := startServer(t)
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"before"}`, nil)
+	newest := "1"
+	resumed, closeResumed := openSSE(t, ts, "50")
+	defer closeResumed()
+	e := nextSSE(t, resumed)
+	if e.event != "stream.reset" || e.id != newest || !strings.Contains(e.data, `"newestSeq":1`) || !strings.Contains(e.data, `"resumedAfter":"50"`) {
+		t.Fatalf("first event %+v, want stream.reset with id %s", e, newest)
+	}
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"after-restore"}`, nil)
+	if e := nextSSE(t, resumed); e.event != db.EventRequested || e.id != "2" || !strings.Contains(e.data, "after-restore") {
+		t.Fatalf("the new event after the reset: %+v", e)
+	}
+	if !strings.Contains(ts.log.String(), "an event stream resumed past the newest event") {
+		t.Fatal("the reset is not logged")
+	}
+}
+
 // Every label value is a series kept for the life of the process: a
 // method a client makes up is counted as "other", not as itself (each
 // made-up method of 500 KB used to cost its own series).

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,10 +28,17 @@ func (s *Server) handleEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !resuming { // a new subscriber starts at the live end
-		if after, err = p.Store.LastSeq(c.Request().Context()); err != nil {
-			return err
-		}
+	newest, err := p.Store.LastSeq(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	// A resume point past the newest event comes from another history
+	// (the database was restored or replaced): skipping up to it would
+	// drop every new event in silence. The stream starts at the live end
+	// with a stream.reset event, whose id is the newest seq.
+	reset := resuming && after > newest
+	if !resuming || reset { // a new subscriber starts at the live end
+		after = newest
 	}
 	// Subscribe before reading the backlog, so nothing falls between them;
 	// anything seen twice is skipped by seq.
@@ -69,6 +77,12 @@ func (s *Server) handleEvents(c echo.Context) error {
 	}
 	if send(comment(": pairgate event stream\n\n")) != nil {
 		return nil
+	}
+	if reset {
+		s.log.Warn("an event stream resumed past the newest event: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter(c), "newest", newest)
+		if send(func() error { return writeReset(w, newest, resumedAfter(c)) }) != nil {
+			return nil
+		}
 	}
 
 	ctx := c.Request().Context()
@@ -142,6 +156,27 @@ func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 		return 0, false, apiError(db.CodeInvalid, "Last-Event-ID / after must be an event id (a whole number ≥ 0)")
 	}
 	return n, true, nil
+}
+
+// streamReset is the event that tells a client its resume point is past
+// the newest event: what it knew may be gone, so it re-lists.
+const streamReset = "stream.reset"
+
+func writeReset(w *echo.Response, newest int64, resumedAfter string) error {
+	data, err := json.Marshal(map[string]any{"newestSeq": newest, "resumedAfter": resumedAfter,
+		"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"})
+	if err == nil {
+		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", newest, streamReset, data)
+	}
+	return err
+}
+
+// resumedAfter is the resume point as the client sent it.
+func resumedAfter(c echo.Context) string {
+	if q := c.QueryParam("after"); q != "" {
+		return q
+	}
+	return c.Request().Header.Get("Last-Event-ID")
 }
 
 func writeEvent(w *echo.Response, e db.Event) error {
