@@ -192,7 +192,9 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 		token := bearer(c)
 		out := []db.ServedProfile{}
 		for _, p := range s.profiles {
-			if (own != nil && p != own) || !p.Authorized(token) {
+			// A profile this address is locked out of is not listed: a
+			// right guess must not be confirmed here while it is.
+			if _, locked := s.guard.Locked(p.Config.Name, rpc.ClassOperator, c.RealIP()); locked || (own != nil && p != own) || !p.Authorized(token) {
 				continue
 			}
 			counts, err := p.Store.Counts(c.Request().Context())

@@ -417,6 +417,30 @@ func TestWrongTokenLockout(t *testing.T) {
 	ts.operator(t, "/", testToken)
 }
 
+// While an address is locked out of the operator token, nothing there
+// tells a right guess from a wrong one: the list of profiles leaves the
+// profile out, and a node's connect presenting the operator token fails
+// as a wrong node token does (it used to answer "too many failed
+// attempts" to the right token only).
+func TestOperatorLockoutConfirmsNoGuess(t *testing.T) {
+	ts := startServer(t)
+	for range 10 {
+		ts.api(t, "GET", base+"/pending", "wrong-guess", "")
+	}
+	if r := ts.api(t, "GET", "/api/v1/profiles", testToken, ""); r.status != http.StatusUnauthorized || strings.Contains(string(r.body), `"default"`) {
+		t.Fatalf("the list of profiles during the lockout, with the right token: %d %s", r.status, r.body)
+	}
+	_, wrong := ts.node(t, newDevice(), "a-wrong-guess-0123456789abcdef0123")
+	_, right := ts.node(t, newDevice(), testToken)
+	if wrong.OK || right.OK || wrong.Error.Code != right.Error.Code || wrong.Error.Message != right.Error.Message {
+		t.Fatalf("a node's connect during the operator lockout: wrong guess %+v, right guess %+v", wrong.Error, right.Error)
+	}
+	ts.clock.Pin(time.Now().Add(5*time.Minute + time.Second))
+	if _, hello := ts.node(t, newDevice(), testToken); !hello.OK {
+		t.Fatalf("a legacy node with the operator token after the lockout: %+v", hello.Error)
+	}
+}
+
 func TestEventsFromAnotherProcess(t *testing.T) {
 	ts := startServer(t)
 	op := ts.operator(t, "/", testToken, "operator.pairing")

@@ -262,10 +262,18 @@ func decodeB64URL(s string) ([]byte, error) {
 // A node paired by its device key also gets its token for hello-ok.
 func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connectParams, remoteIP string) (rpc.Session, *helloAuth, *handshakeError) {
 	sess := rpc.Session{Profile: p, Role: cp.Role, RemoteIP: remoteIP, Actor: "ws"}
+	// A legacy node presents the operator token. While this address is
+	// locked out of the operator token, that token proves nothing on a
+	// node's connect: it is judged as a node token (and fails as one), so
+	// that a right guess answers as a wrong one does.
+	operatorToken := cp.Auth.Token != "" && p.Authorized(cp.Auth.Token)
+	if _, locked := t.o.Guard.Locked(p.Name, rpc.ClassOperator, remoteIP); locked && cp.Role == rpc.RoleNode {
+		operatorToken = false
+	}
 	// The class the presented credential is limited in: a node's token, or
-	// the operator token (which a legacy node may present too).
+	// the operator token.
 	class := rpc.ClassOperator
-	nodeToken := cp.Role == rpc.RoleNode && (cp.Auth.Token != "" && !p.Authorized(cp.Auth.Token) || cp.Auth.DeviceToken != "")
+	nodeToken := cp.Role == rpc.RoleNode && (cp.Auth.Token != "" && !operatorToken || cp.Auth.DeviceToken != "")
 	if nodeToken {
 		class = rpc.ClassNode
 	}
@@ -297,7 +305,7 @@ func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connect
 		DeviceFamily: cp.Client.DeviceFamily, ModelIdentifier: cp.Client.ModelIdentifier,
 		Caps: cp.Caps, Commands: cp.Commands, Permissions: cp.Permissions,
 	}
-	if p.Authorized(cp.Auth.Token) {
+	if operatorToken {
 		// (legacy) OpenClaw nodes connect with the gateway token; a holder
 		// of the operator token is trusted as the node it says it is.
 		_, err := p.Store.Node(ctx, sess.NodeID)
