@@ -94,6 +94,10 @@ func ReadLegacy(paired, pending []byte) (LegacyState, error) {
 			p.add(f.name, "$", "the file is %d bytes; the limit is %d", len(f.data), MaxLegacyFile)
 			continue
 		}
+		if err := CheckUTF8JSON(f.data); err != nil {
+			p.addLine(f.name + ": " + err.Error())
+			continue
+		}
 		top, err := eachMember(f.data, func(key string, v jvalue) { f.read(key, v, &st, &p) })
 		switch {
 		case err != nil:

@@ -121,6 +121,9 @@ func readObject(c echo.Context) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := db.CheckUTF8JSON(body); err != nil {
+		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
+	}
 	if err := db.CheckJSONObject(body); err != nil {
 		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}

@@ -283,6 +283,7 @@ func TestStrictFrames(t *testing.T) {
 		{"duplicate nested key", websocket.TextMessage, `{"type":"req","id":"d2","method":"node.pair.request","params":{"nodeId":"a","nodeId":"b"}}`, "d2", "duplicate key"},
 		{"binary", websocket.BinaryMessage, `{"type":"req","id":"b1","method":"node.pair.request","params":{"nodeId":"bin"}}`, "invalid", "binary frames are not accepted"},
 		{"invalid UTF-8", websocket.TextMessage, "{\"type\":\"req\",\"id\":\"u1\",\"method\":\"node.pair.request\",\"params\":{\"nodeId\":\"x\xff\"}}", "u1", "not valid UTF-8"},
+		{"lone surrogate", websocket.TextMessage, `{"type":"req","id":"u2","method":"node.pair.request","params":{"nodeId":"x\ud800"}}`, "u2", "half a UTF-16 surrogate pair"},
 	}
 	for _, tc := range cases {
 		c.conn.WriteMessage(tc.kind, []byte(tc.data))

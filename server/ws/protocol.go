@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/server/rpc"
@@ -73,8 +72,8 @@ func strictFrame(data []byte) (reqFrame, error) {
 	}
 	// Refused rather than read leniently: encoding/json would replace bad
 	// UTF-8 and let the last of two equal keys win.
-	if !utf8.Valid(data) {
-		return f, fmt.Errorf("not valid UTF-8")
+	if err := db.CheckUTF8JSON(data); err != nil {
+		return f, err
 	}
 	if err := db.CheckJSONObject(data); err != nil {
 		return f, err
@@ -102,7 +101,7 @@ func strictFrame(data []byte) (reqFrame, error) {
 // vouches only for what the strict reading below accepts the same way;
 // anything else (including every error) goes the strict way.
 func quickFrame(data []byte) (reqFrame, bool) {
-	if !utf8.Valid(data) {
+	if db.CheckUTF8JSON(data) != nil {
 		return reqFrame{}, false
 	}
 	var f reqFrame
