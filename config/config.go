@@ -236,7 +236,11 @@ func (c Config) Validate() error {
 		}
 		names[p.Name] = true
 		if p.StateDir == "" || !filepath.IsAbs(p.StateDir) {
-			return keyError(at("stateDir"), fmt.Sprintf("%q is not an absolute path", p.StateDir), "write an absolute directory such as /var/lib/pairgate/"+p.Name+" or ~/.openclaw-"+p.Name)
+			home := "~/.openclaw-" + p.Name
+			if p.Name == DefaultProfile {
+				home = "~/.openclaw"
+			}
+			return keyError(at("stateDir"), fmt.Sprintf("%q is not an absolute path", p.StateDir), "write an absolute directory such as /var/lib/pairgate/"+p.Name+" or "+home)
 		}
 		clean := filepath.Clean(p.StateDir)
 		if other, dup := dirs[clean]; dup {

@@ -62,8 +62,24 @@ func TestListenEnvOverride(t *testing.T) {
 		t.Fatalf("listen = %q, %v", cfg.Listen, err)
 	}
 	_, err = Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LISTEN": "bogus"}))
-	if err == nil {
-		t.Fatal("a bad PAIRGATE_LISTEN must be refused")
+	if err == nil || !strings.HasPrefix(err.Error(), "config $PAIRGATE_LISTEN: ") {
+		t.Fatalf("a bad PAIRGATE_LISTEN: %v, want it refused and named", err)
+	}
+}
+
+// A bad value from the environment names its variable, and the fix fits
+// the profile.
+func TestStateDirEnvNamed(t *testing.T) {
+	_, err := Load("", env(map[string]string{"HOME": "/h", "OPENCLAW_STATE_DIR": "relstate"}))
+	want := `config $OPENCLAW_STATE_DIR: "relstate" is not an absolute path; set it to an absolute directory`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("a relative OPENCLAW_STATE_DIR: %v\nwant %q", err, want)
+	}
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	os.WriteFile(path, []byte("profiles:\n  - name: default\n    stateDir: rel\n"), 0o600)
+	_, err = Load(path, env(map[string]string{"HOME": "/h", "OPENCLAW_STATE_DIR": "/from-env"}))
+	if err == nil || !strings.HasSuffix(err.Error(), "or ~/.openclaw") || !strings.Contains(err.Error(), ": profiles[0].stateDir: ") {
+		t.Fatalf("a relative stateDir of profile default: %v, want the fix to name ~/.openclaw", err)
 	}
 }
 
