@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -59,7 +60,16 @@ func (f profileFlags) resolveAs(env Env, name string) (config.Profile, error) {
 			return c, nil
 		}
 	}
-	if name == "" && *f.stateDir == "" && env.Getenv("OPENCLAW_STATE_DIR") == "" {
+	if name != "" {
+		// Most likely a typo: ~/.openclaw-NAME is not what a user of a
+		// configuration means.
+		names := make([]string, len(cfg.Profiles))
+		for i, c := range cfg.Profiles {
+			names[i] = c.Name
+		}
+		return p, fmt.Errorf("$PAIRGATE_CONFIG (%s) has no profile %q; it has %s (a directory it does not list: --state-dir DIR)", path, name, strings.Join(names, ", "))
+	}
+	if *f.stateDir == "" && env.Getenv("OPENCLAW_STATE_DIR") == "" {
 		for _, c := range cfg.Profiles {
 			if c.Name == config.DefaultProfile {
 				return c, nil

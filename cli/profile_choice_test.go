@@ -58,6 +58,17 @@ func TestCommandsChooseTheConfiguredProfile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 		t.Fatal("a refused export wrote files")
 	}
+
+	// A name the configuration lacks is a typo, not ~/.openclaw-NAME.
+	for _, args := range [][]string{{"migrate", "--profile", "wrok"}, {"nodes", "pending", "--profile", "wrok", "--url", "http://127.0.0.1:1"}} {
+		code, out, errs := cliRun(env, args...)
+		if code != exitFailed || !strings.Contains(errs, `has no profile "wrok"; it has default, lab, work`) {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env("HOME"), ".openclaw-wrok")); err == nil {
+		t.Fatal("migrate --profile wrok made ~/.openclaw-wrok")
+	}
 }
 
 // A CLI with $PAIRGATE_CONFIG and no flags talks to the configuration's
