@@ -159,16 +159,25 @@ func TestNodesCommands(t *testing.T) {
 	step("26-unknown-command", 2, home, "nodes", "frobnicate")
 }
 
+// workToken is the operator token of profile work in startWorkServer.
+const workToken = "work-operator-token-0123456789abcdef"
+
+// startWorkServer serves two profiles from dir: default (its token
+// generated in dir/home) and work (workToken), configured in cfg.
+func startWorkServer(t *testing.T) (dir, cfg string, srv *running) {
+	t.Helper()
+	dir = t.TempDir()
+	cfg = filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, workToken)), 0o600)
+	return dir, cfg, startServe(t, testEnv(t, nil), "--config", cfg)
+}
+
 // An address locked out of listing the profiles (wrong tokens tried
 // against all of them, as a CLI with a stale token does) still reaches a
 // profile named with --profile and its right token: each profile counts
 // its own failures.
 func TestCLINamedProfileAfterListLockout(t *testing.T) {
-	dir := t.TempDir()
-	const workToken = "work-operator-token-0123456789abcdef"
-	cfg := filepath.Join(dir, "pairgate.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, workToken)), 0o600)
-	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	_, _, srv := startWorkServer(t)
 	env := testEnv(t, map[string]string{"PAIRGATE_URL": srv.url})
 	for range 10 {
 		if code, _, _ := cliRun(env, "nodes", "pending", "--token", "a-stale-token-0123456789abcdef"); code != 1 {
@@ -191,11 +200,7 @@ func TestCLINamedProfileAfterListLockout(t *testing.T) {
 // only one the token opens; the token comes from $PAIRGATE_CONFIG; and
 // every refusal names its real cause.
 func TestCLIAgainstAnyServer(t *testing.T) {
-	dir := t.TempDir()
-	const workToken = "work-operator-token-0123456789abcdef"
-	cfg := filepath.Join(dir, "pairgate.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, workToken)), 0o600)
-	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	dir, cfg, srv := startWorkServer(t)
 	host := strings.TrimPrefix(srv.url, "http://")
 	resp, err := post(srv.url+"/api/v1/profiles/work/requests", workToken, `{"nodeId":"work-laptop","platform":"linux"}`)
 	if err != nil || resp.StatusCode != 201 {
