@@ -15,7 +15,6 @@ import (
 // which one won used to depend on $PAIRGATE_CONFIG.
 func TestCommandsChooseTheConfiguredProfile(t *testing.T) {
 	dir := t.TempDir()
-	const workToken = "work-operator-token-0123456789abcdef"
 	cfg := filepath.Join(dir, "pairgate.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n  - name: lab\n    stateDir: %s/lab\n  - name: work\n    stateDir: %s/work\n    token: %s\n", dir, dir, dir, workToken)), 0o600)
 	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": cfg})
