@@ -26,11 +26,14 @@ const DefaultProfile = "default"
 
 // Defaults for a profile's limits (see spec/pairing.md).
 const (
-	DefaultTTL              = 5 * time.Minute
-	DefaultMaxPending       = 1000
-	DefaultSweepInterval    = time.Second
-	DefaultDecidedRetention = 7 * 24 * time.Hour
-	DefaultEventRetention   = 30 * 24 * time.Hour
+	DefaultTTL        = 5 * time.Minute
+	DefaultMaxPending = 1000
+	// DefaultMaxConnsPerAddress bounds the WebSocket connections one
+	// source address holds open (about 27 KB each before a handshake).
+	DefaultMaxConnsPerAddress = 1024
+	DefaultSweepInterval      = time.Second
+	DefaultDecidedRetention   = 7 * 24 * time.Hour
+	DefaultEventRetention     = 30 * 24 * time.Hour
 	// New pending requests a minute that nodes may open: from one source
 	// address, and in the whole profile. With the default TTL the profile's
 	// rate cannot fill DefaultMaxPending.
@@ -53,7 +56,10 @@ type Config struct {
 	// LogLevel is the lowest level logged: debug, info (the default),
 	// warn or error.
 	LogLevel string
-	Profiles []Profile
+	// MaxConnsPerAddress bounds the WebSocket connections one source
+	// address holds open; 0 is DefaultMaxConnsPerAddress.
+	MaxConnsPerAddress int
+	Profiles           []Profile
 }
 
 // SlogLevel is LogLevel for log/slog; Validate has checked it.
@@ -206,6 +212,9 @@ func (c Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return keyError("logLevel", fmt.Sprintf("%q is not a log level", c.LogLevel), "use debug, info, warn or error (or set PAIRGATE_LOG_LEVEL)")
+	}
+	if c.MaxConnsPerAddress < 0 || c.MaxConnsPerAddress > 1_000_000 {
+		return keyError("maxConnectionsPerAddress", fmt.Sprintf("%d is out of range", c.MaxConnsPerAddress), fmt.Sprintf("use a number from 1 to 1000000 (the default is %d)", DefaultMaxConnsPerAddress))
 	}
 	for i, o := range c.AllowedOrigins {
 		u, err := url.Parse(o)

@@ -229,3 +229,21 @@ func profileNamed(cfg Config, name string) (Profile, bool) {
 	}
 	return Profile{}, false
 }
+
+func TestMaxConnectionsPerAddress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	for yaml, want := range map[string]string{
+		"maxConnectionsPerAddress: 64\n":      "",
+		"maxConnectionsPerAddress: 0\n":       "maxConnectionsPerAddress: 0 is out of range",
+		"maxConnectionsPerAddress: 2000000\n": "maxConnectionsPerAddress: 2000000 is out of range",
+	} {
+		os.WriteFile(path, []byte(yaml), 0o600)
+		cfg, err := Load(path, env(map[string]string{"HOME": "/h"}))
+		switch {
+		case want == "" && (err != nil || cfg.MaxConnsPerAddress != 64):
+			t.Fatalf("%q: %+v %v", yaml, cfg.MaxConnsPerAddress, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Fatalf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}

@@ -102,7 +102,13 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 		"allowedOrigins": func(k string, n *yaml.Node) { cfg.AllowedOrigins = w.strs(k, n) },
 		"allowedHosts":   func(k string, n *yaml.Node) { cfg.AllowedHosts = w.strs(k, n) },
 		"logLevel":       func(k string, n *yaml.Node) { cfg.LogLevel = w.str(k, n) },
-		"profiles":       func(_ string, n *yaml.Node) { profiles = n },
+		"maxConnectionsPerAddress": func(k string, n *yaml.Node) {
+			cfg.MaxConnsPerAddress = w.integer(k, n)
+			if cfg.MaxConnsPerAddress < 1 && w.err == nil {
+				w.fail(k, fmt.Sprintf("%d is out of range", cfg.MaxConnsPerAddress), fmt.Sprintf("use a number from 1 to 1000000 (the default is %d)", DefaultMaxConnsPerAddress))
+			}
+		},
+		"profiles": func(_ string, n *yaml.Node) { profiles = n },
 	})
 	if w.err != nil {
 		return Config{}, w.err

@@ -47,7 +47,9 @@ func serverHelper(dir string) int {
 				m.HeapInuse>>20, m.StackInuse>>20, m.Sys>>20, runtime.NumGoroutine())
 		}
 	}()
-	if err := New(config.Config{Listen: "127.0.0.1:0", Profiles: []config.Profile{p}}, []*Profile{prof}, log, Options{}).Run(ctx); err != nil {
+	// 10,000 sessions from one address: past the default bound.
+	cfg := config.Config{Listen: "127.0.0.1:0", Profiles: []config.Profile{p}, MaxConnsPerAddress: 20_000}
+	if err := New(cfg, []*Profile{prof}, log, Options{}).Run(ctx); err != nil {
 		return 1
 	}
 	return 0

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,6 +115,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		DeviceWindow: opts.DeviceSignatureWindow, Nonce: opts.ChallengeNonce,
 		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval,
 		Sessions: s.metrics.sessions, Decided: s.metrics.decided,
+		MaxConnsPerAddress: cmp.Or(cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress),
 	})
 	warnWeakTokens(profiles, log)
 	for _, p := range profiles {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -810,5 +811,43 @@ func TestEventBurstDoesNotDropReadingOperators(t *testing.T) {
 	}
 	if strings.Contains(ts.log.String(), "does not read its frames") {
 		t.Fatalf("a reading operator was dropped:\n%s", ts.log)
+	}
+}
+
+// One source address holds at most maxConnectionsPerAddress connections,
+// in their handshake or in a session; the next is refused (429) before
+// any upgrade, and a closed one frees its place.
+func TestConnectionsPerAddressAreBounded(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.MaxConnsPerAddress = 3 })
+	var held []*wsClient
+	for range 3 {
+		c, err := dialWS(t, ts.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	held[0].challenge()
+	held[0].call("connect", connectFrame("operator", testToken, nil)) // one in a session, two in their handshake
+	_, resp, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a fourth connection from the address: %v %+v, want 429", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "too many connections from this address (at most 3)") {
+		t.Fatalf("refusal %q", body)
+	}
+	held[1].conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection did not free its place: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -51,6 +51,7 @@ type conn struct {
 	hub           *Hub
 	ws            *websocket.Conn
 	cork          *corkConn // under ws
+	remoteIP      string    // counted in t.perAddr until finish
 	done          chan struct{}
 	closeOnce     sync.Once
 	sess          rpc.Session
@@ -145,6 +146,7 @@ func (c *conn) finish() {
 	}
 	<-c.writer
 	c.hub.remove(c)
+	c.t.releaseAddr(c.remoteIP)
 	c.t.handlers.Done()
 }
 

@@ -8,6 +8,7 @@ package ws
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -50,6 +51,9 @@ type Options struct {
 	// Decided of each resolution delivered, for metrics (nil: nothing).
 	Sessions func(profile, role string, delta int)
 	Decided  func(profile, decision string)
+	// MaxConnsPerAddress bounds the connections one source address holds
+	// open, in their handshake or in a session (0: no bound).
+	MaxConnsPerAddress int
 }
 
 // Transport serves the WebSocket protocol for a set of profile hubs.
@@ -62,6 +66,9 @@ type Transport struct {
 	refusals *loglimit.Limiter
 	// seenV1 holds the v1 device signatures already used (firstUse).
 	seenV1 seenSignatures
+	// perAddr counts the connections each source address holds.
+	addrMu  sync.Mutex
+	perAddr map[string]int
 
 	mu       sync.Mutex
 	hubs     []*Hub
@@ -102,7 +109,7 @@ func New(o Options) *Transport {
 	if o.Decided == nil {
 		o.Decided = func(string, string) {}
 	}
-	t := &Transport{o: o, started: o.Now(), refusals: loglimit.New(20, 10*time.Second)}
+	t := &Transport{o: o, started: o.Now(), refusals: loglimit.New(20, 10*time.Second), perAddr: map[string]int{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
@@ -126,6 +133,17 @@ func (t *Transport) NewHub(p *rpc.Profile) *Hub {
 // own goroutines until it ends or Close. The caller has checked the
 // request's Host and Origin.
 func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remoteIP string) {
+	if !t.holdAddr(remoteIP) {
+		t.refusals.Log(t.o.Log, slog.LevelWarn, "websocket refused: too many connections from this address", "remote", remoteIP, "max", t.o.MaxConnsPerAddress)
+		http.Error(w, fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", t.o.MaxConnsPerAddress), http.StatusTooManyRequests)
+		return
+	}
+	held := true
+	defer func() {
+		if held {
+			t.releaseAddr(remoteIP)
+		}
+	}()
 	upgrader := websocket.Upgrader{
 		HandshakeTimeout: t.o.HandshakeTimeout,
 		// Read with the HTTP server's own buffer (size 0); write through a
@@ -138,12 +156,13 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remote
 	if err != nil {
 		return // the upgrader has answered the client
 	}
-	c := &conn{t: t, hub: h, ws: ws, cork: cw.conn, done: make(chan struct{}), writer: make(chan struct{}), kick: make(chan struct{}, 1), closeAt: -1}
+	c := &conn{t: t, hub: h, ws: ws, cork: cw.conn, remoteIP: remoteIP, done: make(chan struct{}), writer: make(chan struct{}), kick: make(chan struct{}, 1), closeAt: -1}
 	if !h.track(c) {
 		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		ws.Close()
 		return
 	}
+	held = false // c.finish lets it go
 	go func() {
 		defer close(c.writer)
 		c.writeLoop()
@@ -157,6 +176,27 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remote
 		return
 	}
 	go c.readLoop(t.ctx)
+}
+
+// holdAddr counts a connection from addr, unless addr holds the most
+// allowed already.
+func (t *Transport) holdAddr(addr string) bool {
+	t.addrMu.Lock()
+	defer t.addrMu.Unlock()
+	if max := t.o.MaxConnsPerAddress; max > 0 && t.perAddr[addr] >= max {
+		return false
+	}
+	t.perAddr[addr]++
+	return true
+}
+
+// releaseAddr uncounts a connection holdAddr counted.
+func (t *Transport) releaseAddr(addr string) {
+	t.addrMu.Lock()
+	defer t.addrMu.Unlock()
+	if t.perAddr[addr]--; t.perAddr[addr] <= 0 {
+		delete(t.perAddr, addr)
+	}
 }
 
 // Close refuses new connections, closes every one (1001) and waits for
