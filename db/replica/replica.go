@@ -209,20 +209,44 @@ func (r *Replicator) Status(profile string) (st Status, ok bool) {
 	return st, true
 }
 
-// Close stops the streams, then syncs each database a last time and
-// closes it. Call it after the server's store is closed. A nil Replicator
-// closes nothing.
+// Close stops the streams, then syncs each database a last time, trying
+// again until ctx ends, and closes it. It returns an error unless every
+// final sync succeeded: only then does the replica hold everything the
+// server acknowledged. (Litestream's own close syncs only a replica that
+// synced once since start: one failing from the start was skipped, and
+// the exit was 0.) Call it after the server's store is closed. A nil
+// Replicator closes nothing.
 func (r *Replicator) Close(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
 	r.cancel()
 	r.wg.Wait()
-	err := r.store.Close(ctx)
-	if errors.Is(err, context.Canceled) {
-		return nil
+	var errs []error
+	for name, s := range r.dbs {
+		if err := s.finalSync(ctx, r.now); err != nil {
+			errs = append(errs, fmt.Errorf("profile %q: %w", name, err))
+		}
 	}
-	return err
+	if err := r.store.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// finalSync syncs until one succeeds or ctx ends.
+func (s *stream) finalSync(ctx context.Context, now func() time.Time) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := s.syncOnce(ctx, now)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the final sync to %s failed: %w", s.url, err)
+		case <-time.After(wait):
+		}
+	}
 }
 
 // newClient opens the replica client of a URL (s3:// or file://).

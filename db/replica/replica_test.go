@@ -179,7 +179,14 @@ func TestFailingReplicaIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close(ctx)
+	defer func() {
+		// Its final sync fails too, until the deadline.
+		closeCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if err := r.Close(closeCtx); err == nil {
+			t.Error("Close of a replica that never synced succeeded")
+		}
+	}()
 	pair(t, st, "n", 1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -267,4 +274,51 @@ func TestRestoreAsOfATime(t *testing.T) {
 			t.Fatalf("%s, approved after the restore's time, is there: %+v %v", id, v, err)
 		}
 	}
+}
+
+// A replica that failed from the start is synced at Close too, and Close
+// fails when it cannot be: the server must not exit 0 with acknowledged
+// writes missing from the replica. Once the replica is reachable again,
+// Close succeeds and everything is there.
+func TestCloseFailsWhenTheFinalSyncFails(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	blocked := filepath.Join(dir, "replica")
+	if err := os.WriteFile(blocked, []byte("x"), 0o600); err != nil { // a file where the replica's directory goes
+		t.Fatal(err)
+	}
+	url := "file://" + blocked
+	p := profileAt(t, "p", url)
+	st := openStore(t, p)
+	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := pair(t, st, "n", 2)
+	st.Close()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := r.Close(short); err == nil || !strings.Contains(err.Error(), "the final sync to") {
+		t.Fatalf("Close with a replica failing from the start = %v, want the final sync's failure", err)
+	}
+
+	// Started again with the replica reachable, Close carries it all.
+	os.Remove(blocked)
+	st = openStore(t, p)
+	r, err = Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := profileAt(t, "p", url)
+	other.KeyFile = p.KeyPath()
+	if err := Restore(ctx, url, other.DatabasePath(), time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	restored := openStore(t, other)
+	defer restored.Close()
+	verifyAll(t, restored, tokens)
 }
