@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -65,12 +66,27 @@ func (p Profile) validateReplicas(at string, seen map[string]string) error {
 		if u, _ := url.Parse(r.URL); u.Scheme == "file" && within(filepath.Clean(u.Path), p.StateDir) {
 			return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
 		}
-		if other, dup := seen[r.URL]; dup {
+		place := r.place()
+		if other, dup := seen[place]; dup {
 			return keyError(key, "is also "+other, "give each profile its own replica path: two databases in one replica overwrite each other")
 		}
-		seen[r.URL] = key
+		seen[place] = key
 	}
 	return nil
+}
+
+// place is where the replica is, however its URL spells it: a file URL's
+// clean path; an S3 URL's bucket, clean path and endpoint. Two replicas
+// at one place overwrite each other.
+func (r Replica) place() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return r.URL
+	}
+	if u.Scheme == "file" {
+		return "file:" + filepath.Clean(u.Path)
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host) + path.Clean("/"+u.Path) + " " + strings.TrimRight(u.Query().Get("endpoint"), "/")
 }
 
 // Check says what is wrong with the replica's URL, if anything.

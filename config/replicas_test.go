@@ -41,6 +41,8 @@ func TestReplicaValidationNamesKeyAndFix(t *testing.T) {
 		{"not a URL", rep("\"s3://b/%zz\""), "config f: profiles[0].replicas[0].url: is not a URL"},
 		{"two", rep("file:///b1\n      - url: file:///b2"), "config f: profiles[0].replicas: 2 replicas are given; Litestream streams a database to one"},
 		{"shared", rep("file:///b") + "  - name: c\n    replicas:\n      - url: file:///b\n", "config f: profiles[1].replicas[0].url: is also profiles[0].replicas[0].url; give each profile its own replica path"},
+		{"shared, spelled otherwise", rep("file:///r/b") + "  - name: c\n    replicas:\n      - url: file:///r/./x/..//b/\n", "config f: profiles[1].replicas[0].url: is also profiles[0].replicas[0].url"},
+		{"shared S3 path", rep("s3://Bkt/p/a?endpoint=https://s3.example") + "  - name: c\n    replicas:\n      - url: s3://bkt/p//a/?endpoint=https://s3.example/\n", "config f: profiles[1].replicas[0].url: is also profiles[0].replicas[0].url"},
 		{"restore without replica", "profiles:\n  - name: a\n    restoreIfMissing: true\n", "config f: profiles[0].restoreIfMissing: there is no replica to restore from"},
 		{"shared keyFile", "profiles:\n  - name: a\n    stateDir: /srv/a\n    keyFile: /k/a.key\n  - name: b\n    stateDir: /srv/b\n    keyFile: /k/a.key\n", `config f: profiles[1].keyFile: /k/a.key is also the key of profile "a"; give each profile its own key file`},
 		{"keyFile is another's default", "profiles:\n  - name: a\n    stateDir: /srv/a\n  - name: b\n    stateDir: /srv/b\n    keyFile: /srv/a/nodes/pairing.key\n", `config f: profiles[1].keyFile: /srv/a/nodes/pairing.key is also the key of profile "a"`},
@@ -57,5 +59,25 @@ func TestReplicaValidationNamesKeyAndFix(t *testing.T) {
 				t.Fatalf("the error shows the secret: %s", got)
 			}
 		})
+	}
+}
+
+// Replicas at different places are not one place, however alike.
+func TestReplicaPlaces(t *testing.T) {
+	same := func(a, b string) bool { return Replica{URL: a}.place() == Replica{URL: b}.place() }
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"file:///r/b", "file:///r/b/", true},
+		{"file:///r/b", "file:///r/c", false},
+		{"s3://bkt/p/a", "s3://BKT/p/a/", true},
+		{"s3://bkt/p/a", "s3://bkt/p/b", false},
+		{"s3://bkt/p/a?endpoint=https://one.example", "s3://bkt/p/a?endpoint=https://two.example", false},
+		{"s3://bkt/p/a", "file:///bkt/p/a", false},
+	} {
+		if got := same(c.a, c.b); got != c.same {
+			t.Errorf("%s and %s: same place %v, want %v", c.a, c.b, got, c.same)
+		}
 	}
 }
