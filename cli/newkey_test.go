@@ -40,6 +40,9 @@ func TestServeRefusesALostKeyOrDatabase(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(nodes, "pairing.key")); err == nil {
 		t.Fatal("the refused start made a new key")
 	}
+	if _, err := os.Stat(filepath.Join(nodes, "operator.token")); err == nil {
+		t.Fatal("the refused start generated an operator token (a refusal changes no file)")
+	}
 	if code, out, errs := run("new-key"); code != 0 || !strings.Contains(out, "Wrote a new "+filepath.Join(nodes, "pairing.key")) {
 		t.Fatalf("new-key = %d %s%s", code, out, errs)
 	}

@@ -52,22 +52,24 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
 	p := &Profile{Config: pc, lock: lock}
-	token, err := operatorToken(pc, log)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("profile %q: operator token: %w", pc.Name, err)
-	}
-	p.operatorDigest, p.shortToken = sha256.Sum256([]byte(token)), len(token) < minOperatorToken
 	_, statErr := os.Stat(pc.DatabasePath())
 	created := errors.Is(statErr, fs.ErrNotExist)
 	opts := db.OptionsFor(pc)
 	opts.Migrate = true // we hold the lock
 	opts.Now = now
 	opts.Logger = log.With("profile", pc.Name)
+	// The store first: a store Open refuses (a missing key, a newer
+	// schema) leaves no operator token file generated behind.
 	if p.Store, err = db.Open(ctx, opts); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
+	token, err := operatorToken(pc, log)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("profile %q: operator token: %w", pc.Name, err)
+	}
+	p.operatorDigest, p.shortToken = sha256.Sum256([]byte(token)), len(token) < minOperatorToken
 	if created {
 		autoImport(ctx, p, log)
 	}
