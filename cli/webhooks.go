@@ -69,18 +69,41 @@ func (webhooksListCommand) run(ctx context.Context, c *conn, out output) error {
 // redeliverCommand is pairgate webhooks redeliver ID [--from SEQ].
 type redeliverCommand struct {
 	id   string
-	from int64
+	from seqFlag
+}
+
+// seqFlag is an event seq flag that knows whether it was given: 0 given
+// is refused, not taken for "not given".
+type seqFlag struct {
+	v   int64
+	set bool
+}
+
+func (f *seqFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return strconv.FormatInt(f.v, 10)
+}
+
+func (f *seqFlag) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	f.v, f.set = v, true
+	return nil
 }
 
 func (cmd *redeliverCommand) declare(fs *flag.FlagSet) {
-	fs.Int64Var(&cmd.from, "from", 0, "resume at this event `seq` (default: after the endpoint's cursor)")
+	fs.Var(&cmd.from, "from", "resume at this event `seq` (default: after the endpoint's cursor)")
 }
 
 func (cmd *redeliverCommand) check(args []string) error {
 	switch {
 	case len(args) != 1:
 		return errors.New("give exactly one webhook id (see pairgate webhooks list)")
-	case cmd.from < 0:
+	case cmd.from.set && cmd.from.v < 1:
 		return errors.New("--from must be an event seq ≥ 1")
 	}
 	cmd.id = args[0]
@@ -88,7 +111,7 @@ func (cmd *redeliverCommand) check(args []string) error {
 }
 
 func (cmd *redeliverCommand) run(ctx context.Context, c *conn, out output) error {
-	st, err := c.api.Redeliver(ctx, c.profile, cmd.id, cmd.from)
+	st, err := c.api.Redeliver(ctx, c.profile, cmd.id, cmd.from.v)
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,7 @@ func TestWebhooksCommands(t *testing.T) {
 	step("05-redeliver-no-id", 2, "webhooks", "redeliver")
 	step("06-no-command", 2, "webhooks")
 	step("07-bad-from", 1, "webhooks", "redeliver", id, "--from", "99")
+	step("08-from-zero", 2, "webhooks", "redeliver", id, "--from", "0")
 }
 
 func TestServeRefusesABadWebhookSecret(t *testing.T) {
