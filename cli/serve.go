@@ -77,7 +77,7 @@ func runServe(ctx context.Context, env Env, args []string) (err error) {
 		profiles = append(profiles, p)
 		log.Info("profile ready", "profile", pc.Name, "stateDir", pc.StateDir, "operatorToken", pc.OperatorTokenSource())
 	}
-	if replicator, err = replica.Start(ctx, cfg.Profiles, log, replica.Options{}); err != nil {
+	if replicator, err = replica.Start(ctx, cfg.Profiles, log, replica.Options{ConfigFile: *configPath}); err != nil {
 		return err
 	}
 	err = server.New(cfg, profiles, log, server.Options{Version: version(), Replication: replicator.Status}).Run(ctx)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,8 @@ type Options struct {
 	Interval time.Duration
 	// Now is the clock that stamps Status (time.Now).
 	Now func() time.Time
+	// ConfigFile names the configuration in errors about a replica's URL.
+	ConfigFile string
 }
 
 // Status is one profile's replication state.
@@ -101,7 +105,13 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		rc := p.Replicas[0]
 		client, err := newClient(ctx, rc.URL)
 		if err != nil {
-			return nil, &config.Error{Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: "check the bucket, path, endpoint and region, and the S3 credentials in the environment"}
+			fix := "check the bucket, path, endpoint and region, and the S3 credentials in the environment"
+			if strings.Contains(err.Error(), "RootCAs") && os.Getenv("AWS_CA_BUNDLE") != "" {
+				// The AWS SDK cannot add a CA bundle to the HTTP client
+				// Litestream brings (docs/configuration.md).
+				fix = "unset AWS_CA_BUNDLE for pairgate: Litestream's S3 client cannot take a CA bundle"
+			}
+			return nil, &config.Error{File: opts.ConfigFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: fix}
 		}
 		plog := log.With("profile", p.Name, "replica", rc.RedactedURL())
 		db := litestream.NewDB(p.DatabasePath())

@@ -322,3 +322,17 @@ func TestCloseFailsWhenTheFinalSyncFails(t *testing.T) {
 	defer restored.Close()
 	verifyAll(t, restored, tokens)
 }
+
+// With AWS_CA_BUNDLE set, the AWS SDK cannot give Litestream's S3 client
+// the bundle; the refusal says to unset it, in the configuration file's
+// name.
+func TestCABundleRefusalSaysWhatToDo(t *testing.T) {
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(bundle, []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), 0o600)
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	p := profileAt(t, "p", "s3://bkt/p?endpoint=http://127.0.0.1:1&region=us-east-1")
+	_, err := Start(context.Background(), []config.Profile{p}, slog.New(slog.DiscardHandler), Options{ConfigFile: "/etc/pairgate.yaml"})
+	if err == nil || !strings.HasPrefix(err.Error(), "config /etc/pairgate.yaml: profiles[0].replicas[0].url: ") || !strings.Contains(err.Error(), "unset AWS_CA_BUNDLE") {
+		t.Fatalf("Start with AWS_CA_BUNDLE set = %v", err)
+	}
+}
