@@ -534,3 +534,33 @@ func BenchmarkWebhookDelivery(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// A receiver slower than the endpoint's timeout: the error says the
+// timeout and the key that sets it.
+func TestWebhookTimeoutIsNamed(t *testing.T) {
+	release := make(chan struct{})
+	slow := newReceiver(t, func(int, delivery) int {
+		<-release
+		return http.StatusOK
+	})
+	hook := hookTo(slow)
+	hook.Timeout = 100 * time.Millisecond
+	ts := startServer(t, withWebhooks(WebhookPolicy{Backoff: func(int) time.Duration { return time.Hour }}, hook))
+	t.Cleanup(func() { close(release) })
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"slow"}`, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list struct{ Webhooks []webhook.State }
+		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+		if len(list.Webhooks) == 1 && list.Webhooks[0].LastError != "" {
+			if want := "no answer within 100ms (the endpoint's timeout:)"; list.Webhooks[0].LastError != want {
+				t.Fatalf("last error %q, want %q", list.Webhooks[0].LastError, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure recorded: %+v", list.Webhooks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
