@@ -238,6 +238,7 @@ func TestRestoreRefuses(t *testing.T) {
 		{"bad timestamp", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "yesterday"}, exitUsage, `restore: --timestamp "yesterday" is not an RFC 3339 time`},
 		{"served", []string{"--state-dir", served, "--from", replicaURL}, exitFailed, "a served database is never restored over"},
 		{"empty replica", []string{"--state-dir", t.TempDir(), "--from", replicaURL}, exitFailed, "holds no backup of a database"},
+		{"empty replica as of a time", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "2026-01-01T00:00:00Z"}, exitFailed, "holds no backup of a database as of 2026-01-01T00:00:00Z: give a later --timestamp, or none for the newest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -56,6 +56,9 @@ func runRestore(ctx context.Context, env Env, args []string) error {
 	defer lock.Release()
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	err = replica.Restore(ctx, url, p.DatabasePath(), asOf, log)
+	if errors.Is(err, replica.ErrNoBackup) && !asOf.IsZero() {
+		return fmt.Errorf("%s holds no backup of a database as of %s: give a later --timestamp, or none for the newest (is the URL the one the old host replicated to?)", shown.RedactedURL(), asOf.Format(time.RFC3339))
+	}
 	if errors.Is(err, replica.ErrNoBackup) {
 		return fmt.Errorf("%s holds no backup of a database (is the URL the one the old host replicated to?)", shown.RedactedURL())
 	}
