@@ -248,4 +248,16 @@ func TestRestoreRefuses(t *testing.T) {
 			}
 		})
 	}
+	// A failed restore into a new state directory leaves none behind.
+	fresh := filepath.Join(t.TempDir(), "new-host", "work")
+	if code, _, errs := cliRun(testEnv(t, nil), "restore", "--state-dir", fresh, "--from", replicaURL); code != exitFailed {
+		t.Fatalf("restore from an empty replica: exit %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "nodes")); err == nil {
+		t.Fatal("a failed restore left the nodes directory (and its lock file) it made")
+	}
+	// One into the state directory being served leaves it as it was.
+	if _, err := os.Stat(filepath.Join(served, "nodes", "pairing.lock")); err != nil {
+		t.Fatalf("the served profile's lock file: %v", err)
+	}
 }

@@ -16,7 +16,7 @@ import (
 // runRestore writes a profile's database from its replica into a state
 // directory that has none: a new host taking over a profile, or a host
 // whose disk was lost. The key never travels with the replica.
-func runRestore(ctx context.Context, env Env, args []string) error {
+func runRestore(ctx context.Context, env Env, args []string) (err error) {
 	flags := newFlags(env, "restore", "(--state-dir DIR --from URL | --profile NAME [--from URL]) [--timestamp T]")
 	from := flags.String("from", "", "replica `URL` (s3://bucket/path?endpoint=…, file:///dir); default: the profile's replica in $PAIRGATE_CONFIG")
 	at := flags.String("timestamp", "", "restore the state as of this `time` (RFC 3339, e.g. 2026-12-01T10:00:00Z); default: the newest")
@@ -46,6 +46,8 @@ func runRestore(ctx context.Context, env Env, args []string) error {
 	if err := shown.Check(); err != nil {
 		return &usageError{msg: "restore: --from: " + err.Error()}
 	}
+	_, statErr := os.Stat(p.NodesDir())
+	madeNodes := errors.Is(statErr, fs.ErrNotExist)
 	if err := p.EnsureNodesDir(); err != nil {
 		return err
 	}
@@ -53,7 +55,16 @@ func runRestore(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
+	defer func() {
+		lock.Release()
+		if err != nil && madeNodes {
+			// A failed restore leaves no state directory it made: only
+			// its lock file is in it (Restore writes the database last).
+			os.Remove(p.LockPath())
+			os.Remove(p.NodesDir())
+			os.Remove(p.StateDir) // only if empty: it may have held other files
+		}
+	}()
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	err = replica.Restore(ctx, url, p.DatabasePath(), asOf, log)
 	if errors.Is(err, replica.ErrNoBackup) && !asOf.IsZero() {
