@@ -79,6 +79,21 @@ func waitSynced(t *testing.T, r *Replicator, profile string, since time.Time) St
 	}
 }
 
+// restoreElsewhere restores p's replica at url (as of at; zero: the
+// newest) into a new state directory, with p's key copied, as an operator
+// on another host would, and opens it until the test ends.
+func restoreElsewhere(t *testing.T, p config.Profile, url string, at time.Time) *db.Store {
+	t.Helper()
+	other := profileAt(t, p.Name, url)
+	other.KeyFile = p.KeyPath()
+	if err := Restore(context.Background(), url, other.DatabasePath(), at, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	restored := openStore(t, other)
+	t.Cleanup(func() { restored.Close() })
+	return restored
+}
+
 func verifyAll(t *testing.T, s *db.Store, tokens map[string]string) {
 	t.Helper()
 	for id, token := range tokens {
@@ -155,14 +170,7 @@ func TestCloseSyncsTheLastChanges(t *testing.T) {
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	other := profileAt(t, "p", url)
-	other.KeyFile = p.KeyPath()
-	if err := Restore(ctx, url, other.DatabasePath(), time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	restored := openStore(t, other)
-	defer restored.Close()
-	verifyAll(t, restored, tokens)
+	verifyAll(t, restoreElsewhere(t, p, url, time.Time{}), tokens)
 }
 
 func TestFailingReplicaIsReported(t *testing.T) {
@@ -261,13 +269,7 @@ func TestRestoreAsOfATime(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	other := profileAt(t, "p", url)
-	other.KeyFile = p.KeyPath()
-	if err := Restore(ctx, url, other.DatabasePath(), asOf, log); err != nil {
-		t.Fatal(err)
-	}
-	restored := openStore(t, other)
-	defer restored.Close()
+	restored := restoreElsewhere(t, p, url, asOf)
 	verifyAll(t, restored, before)
 	for id, token := range after {
 		if v, err := restored.Verify(ctx, id, token); err != nil || v.OK {
@@ -313,14 +315,7 @@ func TestCloseFailsWhenTheFinalSyncFails(t *testing.T) {
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	other := profileAt(t, "p", url)
-	other.KeyFile = p.KeyPath()
-	if err := Restore(ctx, url, other.DatabasePath(), time.Time{}, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	restored := openStore(t, other)
-	defer restored.Close()
-	verifyAll(t, restored, tokens)
+	verifyAll(t, restoreElsewhere(t, p, url, time.Time{}), tokens)
 }
 
 // With AWS_CA_BUNDLE set, the AWS SDK cannot give Litestream's S3 client
