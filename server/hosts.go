@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -25,14 +24,6 @@ import (
 // that change state, must be allowedOrigins or one of the server's own
 // addresses with the listener's port; it is never judged by Host, which
 // the page controls.
-// refusalLines in refusalWindow is how many lines refused requests (and
-// refused connects, failed tokens) may write; the rest are counted on the
-// next line written.
-const (
-	refusalLines  = 20
-	refusalWindow = 10 * time.Second
-)
-
 type hostGuard struct {
 	own     map[string]bool // host names and IPs of the listener, lower case
 	anyIP   bool            // listening on every address: any IP literal is its own
@@ -46,7 +37,7 @@ type hostGuard struct {
 }
 
 func (s *Server) newHostGuard(configured string, addr net.Addr) *hostGuard {
-	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log, refusals: loglimit.New(refusalLines, refusalWindow)}
+	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log, refusals: loglimit.New()}
 	ap := netip.MustParseAddrPort(addr.String())
 	ip := ap.Addr().Unmap()
 	g.port = strconv.Itoa(int(ap.Port()))

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
 // Finding 3 of issue #10: Host must name the listener (or allowedHosts),
@@ -88,14 +90,14 @@ func TestHostAndOriginChecks(t *testing.T) {
 }
 
 // A client decides how often a refusal is logged and what it holds: the
-// lines are bounded in number (refusalLines a window) and in size (the
+// lines are bounded in number (loglimit.Lines a window) and in size (the
 // Host, Origin and path cut to loglimit.MaxValue).
 func TestRefusalsLogBoundedLines(t *testing.T) {
 	ts := startServer(t)
 	before := len(ts.log.String())
 	host := strings.Repeat("h", 100_000) + ".example"
 	origin := "http://" + strings.Repeat("o", 100_000) + ".example"
-	for i := range 2 * refusalLines {
+	for i := range 2 * loglimit.Lines {
 		req, _ := http.NewRequest("GET", ts.url+"/healthz", nil)
 		req.Host = host
 		if i%2 == 1 {
@@ -113,10 +115,10 @@ func TestRefusalsLogBoundedLines(t *testing.T) {
 		}
 	}
 	logged := ts.log.String()[before:]
-	if n := strings.Count(logged, "request refused"); n != refusalLines {
-		t.Fatalf("%d refusal lines for %d refused requests, want %d", n, 2*refusalLines, refusalLines)
+	if n := strings.Count(logged, "request refused"); n != loglimit.Lines {
+		t.Fatalf("%d refusal lines for %d refused requests, want %d", n, 2*loglimit.Lines, loglimit.Lines)
 	}
-	if len(logged) > refusalLines*1000 {
-		t.Fatalf("%d bytes logged for %d refusals: the client's values were not cut", len(logged), refusalLines)
+	if len(logged) > loglimit.Lines*1000 {
+		t.Fatalf("%d bytes logged for %d refusals: the client's values were not cut", len(logged), loglimit.Lines)
 	}
 }

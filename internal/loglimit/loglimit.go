@@ -43,9 +43,16 @@ type Limiter struct {
 	suppressed int
 }
 
-// New is a Limiter of burst lines a window.
-func New(burst int, window time.Duration) *Limiter {
-	return &Limiter{Burst: burst, Window: window}
+// Lines in Window is how many lines of one kind a client can cause (a
+// refused request, a refused connect, a failed token).
+const (
+	Lines  = 20
+	Window = 10 * time.Second
+)
+
+// New is a Limiter of Lines a Window.
+func New() *Limiter {
+	return &Limiter{Burst: Lines, Window: Window}
 }
 
 // allow reports whether a line may be written now, and how many were left

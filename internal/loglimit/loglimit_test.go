@@ -28,7 +28,7 @@ func TestLimiter(t *testing.T) {
 		return a
 	}}))
 	now := time.Unix(1000, 0)
-	l := New(2, time.Second)
+	l := &Limiter{Burst: 2, Window: time.Second}
 	l.now = func() time.Time { return now }
 	for i := range 5 {
 		l.Log(log, slog.LevelWarn, "refused", "i", i)

@@ -23,7 +23,7 @@ type Guard struct {
 
 // NewGuard returns a guard on clock now.
 func NewGuard(now func() time.Time, log *slog.Logger) *Guard {
-	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now), failedLines: loglimit.New(20, 10*time.Second)}
+	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now), failedLines: loglimit.New()}
 }
 
 // Locked reports whether addr is locked out of profile's credential

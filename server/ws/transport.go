@@ -109,7 +109,7 @@ func New(o Options) *Transport {
 	if o.Decided == nil {
 		o.Decided = func(string, string) {}
 	}
-	t := &Transport{o: o, started: o.Now(), refusals: loglimit.New(20, 10*time.Second), perAddr: map[string]int{}}
+	t := &Transport{o: o, started: o.Now(), refusals: loglimit.New(), perAddr: map[string]int{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
