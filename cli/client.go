@@ -176,16 +176,25 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 // serve is the usual cause.
 func (c *conn) refusedToken(ctx context.Context, stateDir string) error {
 	msg := c.refused().Error()
-	ready, err := c.api.Ready(ctx)
-	if err != nil || len(ready.Profiles) == 0 {
+	names := c.servedNames(ctx)
+	switch {
+	case names == "":
 		return errors.New(msg)
-	}
-	names := slices.Sorted(maps.Keys(ready.Profiles))
-	if strings.HasPrefix(c.tokenSource, stateDir+string(filepath.Separator)) {
+	case strings.HasPrefix(c.tokenSource, stateDir+string(filepath.Separator)):
 		return fmt.Errorf("%s: it serves no profile at %s, or not with that token; it serves the profiles %s: name one with --profile NAME and give its token (--token, or $PAIRGATE_CONFIG)",
-			msg, stateDir, strings.Join(names, ", "))
+			msg, stateDir, names)
 	}
-	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them", msg, strings.Join(names, ", "))
+	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them", msg, names)
+}
+
+// servedNames lists the server's profiles, sorted, as GET /readyz names
+// them without a token; "" when it cannot tell.
+func (c *conn) servedNames(ctx context.Context) string {
+	ready, err := c.api.Ready(ctx)
+	if err != nil {
+		return ""
+	}
+	return strings.Join(slices.Sorted(maps.Keys(ready.Profiles)), ", ")
 }
 
 func (c *conn) refused() error {
@@ -209,11 +218,11 @@ func (c *conn) explain(ctx context.Context, err error) error {
 }
 
 // refusedNamed explains a token the named profile refused, with the
-// profiles the server has (GET /readyz names them without a token).
+// profiles the server has.
 func (c *conn) refusedNamed(ctx context.Context) error {
 	msg := fmt.Sprintf("%s for profile %q", c.refused(), c.profile)
-	if ready, err := c.api.Ready(ctx); err == nil && len(ready.Profiles) > 0 {
-		msg += "; it serves the profiles " + strings.Join(slices.Sorted(maps.Keys(ready.Profiles)), ", ")
+	if names := c.servedNames(ctx); names != "" {
+		msg += "; it serves the profiles " + names
 	}
 	return errors.New(msg)
 }
