@@ -19,6 +19,9 @@ const maxSeenSignatures = 100_000
 type seenSignatures struct {
 	mu   sync.Mutex
 	seen map[string]time.Time // device id + signature → when it stops verifying anyway
+	// swept is when a full map was last swept: at most once a second, so
+	// that connects meeting a full map do not each walk it.
+	swept time.Time
 }
 
 // first records signature (of device) as used until expires and reports
@@ -34,6 +37,10 @@ func (s *seenSignatures) first(device, signature string, expires, now time.Time)
 		return false, false
 	}
 	if len(s.seen) >= maxSeenSignatures {
+		if now.Sub(s.swept) < time.Second {
+			return false, true
+		}
+		s.swept = now
 		for k, until := range s.seen {
 			if !now.Before(until) {
 				delete(s.seen, k)
