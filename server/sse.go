@@ -36,7 +36,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	// (the database was restored or replaced): skipping up to it would
 	// drop every new event in silence. The stream starts at the live end
 	// with a stream.reset event, whose id is the newest seq.
-	reset := resuming && after > newest
+	reset, resumedAfter := resuming && after > newest, strconv.FormatInt(after, 10)
 	if !resuming || reset { // a new subscriber starts at the live end
 		after = newest
 	}
@@ -79,8 +79,8 @@ func (s *Server) handleEvents(c echo.Context) error {
 		return nil
 	}
 	if reset {
-		s.log.Warn("an event stream resumed past the newest event: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter(c), "newest", newest)
-		if send(func() error { return writeReset(w, newest, resumedAfter(c)) }) != nil {
+		s.log.Warn("an event stream resumed past the newest event: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "newest", newest)
+		if send(func() error { return writeReset(w, newest, resumedAfter) }) != nil {
 			return nil
 		}
 	}
@@ -169,14 +169,6 @@ func writeReset(w *echo.Response, newest int64, resumedAfter string) error {
 		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", newest, streamReset, data)
 	}
 	return err
-}
-
-// resumedAfter is the resume point as the client sent it.
-func resumedAfter(c echo.Context) string {
-	if q := c.QueryParam("after"); q != "" {
-		return q
-	}
-	return c.Request().Header.Get("Last-Event-ID")
 }
 
 func writeEvent(w *echo.Response, e db.Event) error {
