@@ -232,12 +232,22 @@ func (r *Replicator) Close(ctx context.Context) error {
 	}
 	r.cancel()
 	r.wg.Wait()
-	var errs []error
+	// At once: one replica that is down must not spend the others' time.
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
 	for name, s := range r.dbs {
-		if err := s.finalSync(ctx, r.now); err != nil {
-			errs = append(errs, fmt.Errorf("profile %q: %w", name, err))
-		}
+		wg.Go(func() {
+			if err := s.finalSync(ctx, r.now); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("profile %q: %w", name, err))
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	if err := r.store.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		errs = append(errs, err)
 	}

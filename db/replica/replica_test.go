@@ -331,3 +331,32 @@ func TestCABundleRefusalSaysWhatToDo(t *testing.T) {
 		t.Fatalf("Start with AWS_CA_BUNDLE set = %v", err)
 	}
 }
+
+// The final syncs run at once: a replica that is down spends its own
+// time, not that of the others, which are synced and not reported.
+func TestOneFailingFinalSyncSparesTheOthers(t *testing.T) {
+	ctx := context.Background()
+	blocked := filepath.Join(t.TempDir(), "replica")
+	if err := os.WriteFile(blocked, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := profileAt(t, "bad", "file://"+blocked)
+	goodURL := "file://" + t.TempDir() + "/good"
+	good := profileAt(t, "good", goodURL)
+	stores := []*db.Store{openStore(t, bad), openStore(t, good)}
+	r, err := Start(ctx, []config.Profile{bad, good}, slog.New(slog.DiscardHandler), Options{Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := pair(t, stores[1], "g", 2)
+	for _, st := range stores {
+		st.Close()
+	}
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	err = r.Close(short)
+	if err == nil || !strings.Contains(err.Error(), `profile "bad"`) || strings.Contains(err.Error(), `profile "good"`) {
+		t.Fatalf("Close = %v, want the bad profile's failure only", err)
+	}
+	verifyAll(t, restoreElsewhere(t, good, goodURL, time.Time{}), tokens)
+}
