@@ -24,7 +24,7 @@ const (
 				device_family = excluded.device_family, model_identifier = excluded.model_identifier,
 				caps = excluded.caps, commands = excluded.commands, permissions = excluded.permissions,
 				remote_ip = excluded.remote_ip, approved_at_ms = excluded.approved_at_ms,
-				public_key = COALESCE(excluded.public_key, nodes.public_key),
+				public_key = excluded.public_key,
 				bins = NULL, last_connected_at_ms = NULL, connect_logged_at_ms = NULL, extra = NULL`
 	qMarkConnected = `UPDATE nodes SET last_connected_at_ms = ? WHERE node_id = ?`
 	// qLogConnect marks a connect as logged unless one was within ?2 ms.
