@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -38,6 +39,17 @@ func runImport(ctx context.Context, env Env, args []string) error {
 	}
 	if !found {
 		return fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
+	}
+	if _, err := os.Stat(p.DatabasePath()); *dryRun && errors.Is(err, fs.ErrNotExist) {
+		// A dry run changes nothing, so it creates nothing either: a
+		// database it made would stop the server's import at its first
+		// start. Without one, the files are tried on a scratch profile.
+		scratch, err := os.MkdirTemp("", "pairgate-dry-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(scratch)
+		p.StateDir, p.KeyFile, p.Replicas = scratch, "", nil
 	}
 	store, closeStore, err := openOffline(ctx, p)
 	if err != nil {

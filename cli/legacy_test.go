@@ -28,6 +28,11 @@ func TestImportExportCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "paired:  1 added") || !strings.Contains(out, "Dry run: nothing was changed.") {
 		t.Fatalf("dry run = %d\n%s%s", code, out, errs)
 	}
+	// It created nothing: a database it left would have kept the
+	// server's first start from importing the files (a migration trial).
+	if entries, err := os.ReadDir(stateDir); err == nil || !os.IsNotExist(err) {
+		t.Fatalf("the dry run created the state directory: %v %v", entries, err)
+	}
 	// The recorded requests expired long ago (5-minute ttl): skipped, counted.
 	code, out, _ = run("import", "--from", from)
 	if code != 0 || !strings.Contains(out, "paired:  1 added") || !strings.Contains(out, "skipped 2 expired") {

@@ -111,25 +111,26 @@ func boolQuery(c echo.Context, name string) (bool, error) {
 }
 
 // autoImport brings in the legacy files of a profile whose database was
-// just created. The files are never deleted or renamed. A bad file does
-// not stop the server: the report goes to the log.
-func autoImport(ctx context.Context, p *Profile, log *slog.Logger) {
+// just created. The files are never deleted, renamed or written. A file
+// that cannot be imported is an error: the profile is not served without
+// the pairings its gateway holds.
+func autoImport(ctx context.Context, p *Profile, log *slog.Logger) error {
 	dir := p.Config.NodesDir()
 	st, found, err := db.ReadLegacyDir(dir)
 	if err == nil && !found {
-		return
+		return nil
 	}
 	var rep db.ImportReport
 	if err == nil {
 		rep, err = p.Store.Import(ctx, st, db.ImportMerge, false, db.Origin{Actor: "import", Source: "auto"})
 	}
 	if err != nil {
-		log.Error("legacy files were not imported; fix them and run `pairgate import`", "profile", p.Config.Name, "dir", dir, "err", err)
-		return
+		return fmt.Errorf("the legacy files in %s cannot be imported, so the profile is not served without them (nothing was written; the next start tries again): %w; fix them, or move them out of %s to start without them", dir, err, dir)
 	}
 	log.Info("imported legacy files into the new database", "profile", p.Config.Name, "dir", dir,
 		"pairedAdded", rep.PairedAdded, "pendingAdded", rep.PendingAdded, "skippedExpired", rep.SkippedExpired,
 		"unknownFields", len(rep.UnknownFields))
+	return nil
 }
 
 // mirror keeps a profile's legacy files current (mirrorLegacyFiles): it

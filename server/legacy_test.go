@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/fixture"
 )
@@ -185,5 +190,49 @@ func TestImportClosesSessionsOfChangedNodes(t *testing.T) {
 	}
 	if code := keptConn.waitClosed(5 * time.Second); code != 1008 {
 		t.Fatalf("node removed by the CLI's import: session closed with %d", code)
+	}
+}
+
+// A trial of a migration found a new profile's bad legacy file logged and
+// then the profile served empty, never imported again (its database now
+// existed) and, with mirrorLegacyFiles, the files overwritten with "{}"
+// within seconds. The profile is now refused, with nothing written, and
+// the next start imports the mended files.
+func TestAutoImportOfABadFileRefusesTheProfile(t *testing.T) {
+	pc := config.NewProfile("default", t.TempDir())
+	pc.MirrorLegacyFiles = true
+	os.MkdirAll(pc.NodesDir(), 0o700)
+	good := snapshot05(t, "paired.json")
+	bad := bytes.Replace(good, []byte("}\n}"), []byte("},\n}"), 1) // a trailing comma
+	if bytes.Equal(bad, good) {
+		t.Fatal("the fixture's shape changed: no trailing comma added")
+	}
+	pairedPath := filepath.Join(pc.NodesDir(), "paired.json")
+	os.WriteFile(pairedPath, bad, 0o600)
+	os.WriteFile(filepath.Join(pc.NodesDir(), "pending.json"), snapshot05(t, "pending.json"), 0o600)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	_, err := OpenProfile(context.Background(), pc, log, nil)
+	if err == nil || !strings.Contains(err.Error(), pc.NodesDir()) || !strings.Contains(err.Error(), "paired.json") {
+		t.Fatalf("OpenProfile with a bad paired.json = %v; want an error naming the file and its directory", err)
+	}
+	if b, _ := os.ReadFile(pairedPath); !bytes.Equal(b, bad) {
+		t.Fatalf("the bad file was changed:\n%s", b)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if _, err := os.Stat(pc.DatabasePath() + suffix); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s%s left behind (%v)", pc.DatabasePath(), suffix, err)
+		}
+	}
+
+	os.WriteFile(pairedPath, good, 0o600)
+	p, err := OpenProfile(context.Background(), pc, log, nil)
+	if err != nil {
+		t.Fatalf("OpenProfile after the file was mended: %v", err)
+	}
+	defer p.Close()
+	nodes, err := p.Store.Nodes(context.Background())
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("nodes after the second start = %v, %v; want the file's one", nodes, err)
 	}
 }

@@ -55,6 +55,8 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	_, statErr := os.Stat(pc.DatabasePath())
 	created := errors.Is(statErr, fs.ErrNotExist)
 	opts := db.OptionsFor(pc)
+	_, keyErr := os.Stat(opts.KeyPath)
+	keyMade := created && errors.Is(keyErr, fs.ErrNotExist)
 	opts.Migrate = true // we hold the lock
 	opts.Now = now
 	opts.Logger = log.With("profile", pc.Name)
@@ -64,16 +66,40 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 		p.Close()
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
+	if created {
+		if err := autoImport(ctx, p, log); err != nil {
+			// Serving the profile without its OpenClaw pairings would
+			// refuse every node paired there, and the next start would
+			// not try again (the database would exist). The database just
+			// made goes, so the next start does: the files stay as they
+			// are.
+			p.Store.Close()
+			p.Store = nil
+			removeDatabase(pc.DatabasePath())
+			if keyMade {
+				os.Remove(opts.KeyPath)
+			}
+			p.Close()
+			return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
+		}
+	}
 	token, err := operatorToken(pc, log)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("profile %q: operator token: %w", pc.Name, err)
 	}
 	p.operatorDigest, p.shortToken = sha256.Sum256([]byte(token)), len(token) < minOperatorToken
-	if created {
-		autoImport(ctx, p, log)
-	}
 	return p, nil
+}
+
+// removeDatabase deletes a database this process has just created (and
+// closed), with its WAL and shared-memory files. The token key made with
+// it goes too (the caller's): a key without a database is refused at
+// start as a lost database.
+func removeDatabase(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
 }
 
 // operatorToken returns the configured token, the token file's, or the
