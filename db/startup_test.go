@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -104,12 +105,58 @@ func TestStartupIntegrity(t *testing.T) {
 			t.Fatalf("unsealable = %v, want [n1]", sn.Unsealable)
 		}
 	})
+	// A migration trial: a server with a keyFile, and `pairgate import
+	// --state-dir` run without its configuration, made a second key
+	// beside the database and sealed the key check under it; the server
+	// then refused its own keyFile at the next start. With no token yet,
+	// the key check alone now says the database has a key elsewhere.
 	t.Run("key missing, nothing sealed", func(t *testing.T) {
 		d := t.TempDir()
 		s := openStoreAt(t, d, newClock())
 		s.Close()
 		os.Remove(filepath.Join(d, "pairing.key"))
-		openStoreAt(t, d, newClock()) // nothing to lose: a new key, silently
+		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database was set up under another key (its key check is sealed under it); if the server's configuration names a keyFile for this profile, run this command with that configuration (--config FILE or $PAIRGATE_CONFIG)")
+		openNewKey(t, d, newClock()).Close() // on purpose: new-key
+		openStoreAt(t, d, newClock()).Close()
+	})
+	t.Run("another key, nothing sealed", func(t *testing.T) {
+		d := t.TempDir()
+		s := openStoreAt(t, d, newClock())
+		s.Close()
+		os.WriteFile(filepath.Join(d, "pairing.key"), bytes.Repeat([]byte{7}, keySize), 0o600)
+		openRefused(t, d, testOptions(d, newClock()), "it is not this database's key")
+	})
+	// An operator trial: the -wal file of a database never checkpointed
+	// held every page; without it the database had no table, and the
+	// server set up a new, empty store over the pairings.
+	t.Run("database whose -wal was lost", func(t *testing.T) {
+		d := t.TempDir()
+		s := openStoreAt(t, d, newClock())
+		pairNode(t, s, "n1")
+		main, err := os.ReadFile(filepath.Join(d, "pairing.sqlite")) // before any checkpoint
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		lost := t.TempDir()
+		os.WriteFile(filepath.Join(lost, "pairing.sqlite"), main, 0o600)
+		os.WriteFile(filepath.Join(lost, "pairing.key"), key, 0o600)
+		if len(main) == 0 {
+			t.Skip("SQLite wrote nothing into the database file before its first checkpoint")
+		}
+		openRefused(t, lost, testOptions(lost, newClock()), "holds no table: its contents were in its -wal file, which is gone")
+	})
+	t.Run("a database pairgate did not make", func(t *testing.T) {
+		d := t.TempDir()
+		conn, err := sql.Open("sqlite", filepath.Join(d, "pairing.sqlite"))
+		if err == nil {
+			_, err = conn.Exec(`CREATE TABLE photos (id INTEGER PRIMARY KEY)`)
+			conn.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		openRefused(t, d, testOptions(d, newClock()), "pairing.sqlite is an SQLite database pairgate did not make (its tables: photos; none is pairgate's goose_db_version)")
 	})
 }
 

@@ -108,6 +108,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
 		return nil, err
 	}
+	if err := checkContents(ctx, opts, key != nil); err != nil {
+		return nil, err
+	}
 	// A WAL left behind means the last writer did not close cleanly,
 	// another process has the database open, or Litestream keeps it; lazy
 	// commits, and their seqs, may be lost only if the machine went down

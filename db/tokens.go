@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/pairgate/pairgate/config"
 )
@@ -116,17 +118,66 @@ func checkDatabaseBesideKey(opts Options, keyExists bool) error {
 	return fmt.Errorf("%w: %s exists but the database %s %s; restore the database (with its -wal file) from a backup, or, to start an empty store on purpose, move %s away", ErrIntegrity, opts.KeyPath, opts.Path, problem, filepath.Base(opts.KeyPath))
 }
 
+// checkContents refuses a database file pairgate did not make (tables,
+// but not goose's version table), and one without any table where the
+// key exists: until a checkpoint, a database's every page is in its -wal
+// file, and a lost -wal leaves an empty database that migrations would
+// set up again as a new, empty store.
+//
+// It runs before the writer connection, which would switch a foreign
+// file to WAL mode, on a connection of its own.
+func checkContents(ctx context.Context, opts Options, keyExists bool) error {
+	if info, err := os.Stat(opts.Path); err != nil || info.Size() == 0 {
+		return nil // a new database (checkDatabaseBesideKey looked at the key)
+	}
+	conn, err := sql.Open("sqlite", DSN(opts.Path, true))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
+	if err != nil {
+		return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+	}
+	switch {
+	case len(tables) > 0 && !slices.Contains(tables, gooseTable):
+		shown := tables[:min(len(tables), 5)]
+		return fmt.Errorf("%w: %s is an SQLite database pairgate did not make (its tables: %s; none is pairgate's %s): give the profile a state directory of its own, or move the file away", ErrIntegrity, opts.Path, strings.Join(shown, ", "), gooseTable)
+	case len(tables) == 0 && keyExists:
+		return fmt.Errorf("%w: %s exists but the database %s holds no table: its contents were in its -wal file, which is gone (or the file was replaced); restore the database with its -wal file from a backup, or, to start an empty store on purpose, move %s away", ErrIntegrity, opts.KeyPath, opts.Path, filepath.Base(opts.KeyPath))
+	}
+	return nil
+}
+
+// gooseTable is where goose records the schema version.
+const gooseTable = "goose_db_version"
+
 // keyCheckID is the additional data of the key check: no node has it
 // (node ids cannot hold NUL).
 const keyCheckID = "\x00pairgate key check"
 
 // openKey sets up the sealer with pairing.key (key, nil when missing) and
 // makes sure it is the key the stored tokens are sealed under. A missing
-// key is created only while no token is sealed, or with opts.NewKey; a
-// key that does not open the stored tokens is refused.
+// key is created only for a database set up under none (no key check, no
+// token), or with opts.NewKey; a key that does not open the key check or
+// the stored tokens is refused.
 func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 	var paired int
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&paired); err != nil {
+	var hasCheck bool
+	if err := s.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM nodes), EXISTS (SELECT 1 FROM key_check)`).Scan(&paired, &hasCheck); err != nil {
 		return fmt.Errorf("token key: %w", err)
 	}
 	restore := fmt.Sprintf("restore the original %s from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
@@ -136,6 +187,13 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 		return fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
 	case key == nil && paired > 0 && !opts.NewKey:
 		return fmt.Errorf("%w: %s is missing, and the database holds the tokens of %d paired node(s) sealed under it; %s", ErrIntegrity, opts.KeyPath, paired, restore)
+	case key == nil && hasCheck && !opts.NewKey:
+		// No token yet, but the database was set up under a key kept
+		// elsewhere: typically a keyFile of the server's configuration,
+		// and a command run without it. A new key here would be the
+		// database's from now on, and that keyFile refused at the next
+		// start.
+		return fmt.Errorf("%w: %s is missing, and the database was set up under another key (its key check is sealed under it); if the server's configuration names a keyFile for this profile, run this command with that configuration (--config FILE or $PAIRGATE_CONFIG); otherwise %s", ErrIntegrity, opts.KeyPath, restore)
 	case key == nil:
 		var err error
 		if _, err = config.CreateFileOnce(opts.KeyPath, randomBytes(keySize)); err == nil {
@@ -156,12 +214,12 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 	}
 	opens, checked := s.keyOpens(ctx)
 	switch {
-	case !created && paired > 0 && !opens:
+	case !created && (paired > 0 || checked) && !opens:
 		return fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path, restore)
 	case !created && opens && checked:
 		return nil
 	}
-	// A new key, a database from before the check, or one with nothing
+	// A new key, or a database from before the check with no token
 	// sealed under another key: the check follows this key from now on.
 	return s.writeTx(ctx, "key check", func(tx *sql.Tx) error {
 		_, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO key_check (id, sealed) VALUES (1, ?)`, s.seal.seal(keyCheckID, keyCheckID))
