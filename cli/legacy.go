@@ -74,8 +74,11 @@ func runImport(ctx context.Context, env Env, args []string) error {
 func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	fmt.Fprintf(w, "Import from %s (%s):\n", dir, rep.Mode)
 	fmt.Fprintf(w, "  paired:  %d added, %d replaced, %d kept, %d removed\n", rep.PairedAdded, rep.PairedReplaced, rep.PairedKept, rep.PairedRemoved)
-	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed; skipped %d expired, %d already known, %d whose node has a pending request\n",
-		rep.PendingAdded, rep.PendingUnchanged, rep.PendingRemoved, rep.SkippedExpired, rep.SkippedKnown, rep.SkippedNodePending)
+	if rep.PendingClosed > 0 {
+		fmt.Fprintf(w, "  pending: %d closed as expired: older than their node's imported approval\n", rep.PendingClosed)
+	}
+	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed; skipped %d expired, %d already known, %d whose node has a pending request, %d older than their node's approval\n",
+		rep.PendingAdded, rep.PendingUnchanged, rep.PendingRemoved, rep.SkippedExpired, rep.SkippedKnown, rep.SkippedNodePending, rep.SkippedDecided)
 	if len(rep.UnknownFields) > 0 {
 		fmt.Fprintf(w, "  fields pairgate does not know, kept for export (%d): %s\n", len(rep.UnknownFields), visible(strings.Join(rep.UnknownFields, ", ")))
 	}
@@ -87,7 +90,7 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	switch {
 	case rep.DryRun:
 		fmt.Fprintln(w, "Dry run: nothing was changed.")
-	case !rep.Changed && rep.SkippedExpired+rep.SkippedNodePending > 0:
+	case !rep.Changed && rep.SkippedExpired+rep.SkippedNodePending+rep.SkippedDecided > 0:
 		fmt.Fprintln(w, "Nothing changed: what the profile does not hold was skipped (above).")
 	case !rep.Changed:
 		fmt.Fprintln(w, "Nothing to change: the profile already holds all of it.")

@@ -33,11 +33,18 @@ type ImportReport struct {
 	PendingAdded     int `json:"pendingAdded"`
 	PendingUnchanged int `json:"pendingUnchanged"`
 	PendingRemoved   int `json:"pendingRemoved"`
+	// PendingClosed counts the store's pending requests older than an
+	// imported approval of their node: decided since, in the gateway the
+	// files come from, they are closed as expired.
+	PendingClosed int `json:"pendingClosed"`
 	// Skipped pending records: expired, a requestId the store already
-	// knows, or a node that already has a pending request.
+	// knows, a node that already has a pending request, or a request
+	// older than its node's approval (decided since: the file is older
+	// than the pairing).
 	SkippedExpired     int `json:"skippedExpired"`
 	SkippedKnown       int `json:"skippedKnown"`
 	SkippedNodePending int `json:"skippedNodePending"`
+	SkippedDecided     int `json:"skippedDecided"`
 
 	// UnknownFields are kept and written back by export.
 	UnknownFields []string `json:"unknownFields,omitempty"`
@@ -58,17 +65,20 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 	if mode != ImportMerge && mode != ImportReplace {
 		return ImportReport{}, invalidf("mode: want merge or replace, got %q", mode)
 	}
+	if err := checkTimes(st, s.nowMs()); err != nil {
+		return ImportReport{}, err
+	}
 	var rep ImportReport
 	err := s.writeTx(ctx, "import", func(tx *sql.Tx) error {
 		rep = ImportReport{Mode: mode, DryRun: dryRun, SHA256: st.SHA256, UnknownFields: st.Unknown}
 		now := s.nowMs()
-		if err := s.importPaired(ctx, tx, st.Paired, mode, &rep); err != nil {
+		if err := s.importPaired(ctx, tx, st.Paired, mode, now, by, &rep); err != nil {
 			return err
 		}
 		if err := s.importPending(ctx, tx, st, mode, now, &rep); err != nil {
 			return err
 		}
-		rep.Changed = rep.PairedAdded+rep.PairedReplaced+rep.PairedRemoved+rep.PendingAdded+rep.PendingRemoved > 0
+		rep.Changed = rep.PairedAdded+rep.PairedReplaced+rep.PairedRemoved+rep.PendingAdded+rep.PendingRemoved+rep.PendingClosed > 0
 		if dryRun {
 			return errDryRun
 		}
@@ -81,7 +91,7 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 	return rep, err
 }
 
-func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode string, rep *ImportReport) error {
+func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode string, now int64, by Origin, rep *ImportReport) error {
 	inFile := map[string]bool{}
 	for _, n := range nodes {
 		inFile[n.NodeID] = true
@@ -106,6 +116,18 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 		if _, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO nodes (node_id, token_hash, token_sealed, `+metaColumns+`,
 				created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return err
+		}
+		// A pending request from before this approval was decided since;
+		// approved here, it would replace the imported token.
+		r, err := scanRequest(s.w.queryRow(ctx, tx, qPendingOfNode, n.NodeID))
+		switch {
+		case err == nil && r.TS <= n.ApprovedAtMs:
+			if err := s.decide(ctx, tx, r, DecisionExpired, now, now, by); err != nil {
+				return err
+			}
+			rep.PendingClosed++
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 	}
@@ -180,6 +202,18 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
+		// A request from before its node's approval was decided since
+		// (OpenClaw drops a request when it approves it): kept, its
+		// approval would replace the node's token.
+		var approvedAt int64
+		err = s.w.queryRow(ctx, tx, `SELECT approved_at_ms FROM nodes WHERE node_id = ?`, r.NodeID).Scan(&approvedAt)
+		switch {
+		case err == nil && approvedAt >= r.TS:
+			rep.SkippedDecided++
+			continue
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
 		if st.repairUnknown[r.RequestID] {
 			if err := s.w.queryRow(ctx, tx, qNodeExists, r.NodeID).Scan(&r.IsRepair); err != nil {
 				return err
@@ -225,4 +259,34 @@ func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string
 		}
 	}
 	return len(gone), nil
+}
+
+// maxFutureMs is how far ahead of this clock a legacy file's times may
+// be (another host's clock); a later time is a hand edit or a broken
+// clock.
+const maxFutureMs = 24 * 60 * 60 * 1000
+
+// checkTimes refuses negative times and times more than maxFutureMs
+// ahead: a pairing approved "in 2100" would win every merge against the
+// store's later real decisions, and a request from then would never
+// expire.
+func checkTimes(st LegacyState, now int64) error {
+	var p problems
+	check := func(file, key, field string, ms int64) {
+		switch {
+		case ms < 0:
+			p.add(file, fmt.Sprintf("$[%q].%s", key, field), "%d is before 1970", ms)
+		case ms > now+maxFutureMs:
+			p.add(file, fmt.Sprintf("$[%q].%s", key, field), "%s is more than a day after this host's clock (%s); fix the time, or this host's clock",
+				formatMs(ms), formatMs(now))
+		}
+	}
+	for _, n := range st.Paired {
+		check(PairedFile, n.NodeID, "createdAtMs", n.CreatedAtMs)
+		check(PairedFile, n.NodeID, "approvedAtMs", n.ApprovedAtMs)
+	}
+	for _, r := range st.Pending {
+		check(PendingFile, r.RequestID, "ts", r.TS)
+	}
+	return p.err()
 }

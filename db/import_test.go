@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pairgate/pairgate/db/fixture"
 )
 
 // pinnedAt is a clock just after the newest pending request of a snapshot,
@@ -296,5 +298,92 @@ func TestExportRefusesUnsealableTokensUnlessRedacted(t *testing.T) {
 	}
 	if b := readFile(t, filepath.Join(out, PairedFile)); !bytes.Contains(b, []byte(`"token": ""`)) {
 		t.Fatalf("redacted export %s", b)
+	}
+}
+
+// A migration trial imported OpenClaw's snapshots out of order: the
+// repair request of 03 stayed pending after 04's later approval of its
+// node (or, 04 first, 03 brought it back), and approving it replaced the
+// token the node holds. A request older than its node's approval is
+// decided since: it is skipped, or closed when the approval comes later.
+func TestImportDropsRequestsOlderThanTheirNodesApproval(t *testing.T) {
+	snap := func(name string) string { return fixture.Path(t, "snapshots", name) }
+	const node, repair = "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078", "10356905-ca97-449d-aac4-5fb4b23ca1a5"
+	clock := func() *testClock { return &testClock{t: time.UnixMilli(1795626834276 + 1000)} }
+	token04 := func(t *testing.T) string {
+		st, err := ReadLegacy(readFile(t, filepath.Join(snap("04-after-repair-approve"), PairedFile)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Paired[0].Token
+	}(t)
+	check := func(t *testing.T, s *Store) {
+		t.Helper()
+		rs, err := s.RequestStatus(ctx, repair)
+		if err == nil && rs.Status == StatusPending {
+			t.Fatalf("the repair request 04 approved is pending: %+v", rs)
+		}
+		if v, _ := s.Verify(ctx, node, token04); !v.OK {
+			t.Fatal("the token of 04's approval does not verify")
+		}
+	}
+	t.Run("03 then 04", func(t *testing.T) {
+		s := openStore(t, clock())
+		importDir(t, s, snap("03-after-node-connect-and-rename"), ImportMerge)
+		rep := importDir(t, s, snap("04-after-repair-approve"), ImportMerge)
+		if rep.PairedReplaced != 1 || rep.PendingClosed != 1 || !rep.Changed {
+			t.Fatalf("report %+v; want the node replaced and its older request closed", rep)
+		}
+		check(t, s)
+		if rs, _ := s.RequestStatus(ctx, repair); rs.Status != StatusExpired {
+			t.Fatalf("the closed request is %q, want expired", rs.Status)
+		}
+	})
+	t.Run("04 then 03", func(t *testing.T) {
+		s := openStore(t, clock())
+		importDir(t, s, snap("04-after-repair-approve"), ImportMerge)
+		rep := importDir(t, s, snap("03-after-node-connect-and-rename"), ImportMerge)
+		if rep.SkippedDecided != 1 || rep.PairedKept != 1 {
+			t.Fatalf("report %+v; want the older request skipped as decided", rep)
+		}
+		check(t, s)
+		if _, err := s.RequestStatus(ctx, repair); ErrorCode(err) != CodeNotFound {
+			t.Fatalf("the skipped request was stored: %v", err)
+		}
+	})
+}
+
+// An operator trial imported a pairing "approved" in 2100: it won every
+// later merge over the store's real approvals, and a request from then
+// never expired. Times before 1970 or over a day ahead are refused.
+func TestImportRefusesTimesOutOfRange(t *testing.T) {
+	clk := &testClock{t: time.UnixMilli(1795626734100)}
+	s := openStore(t, clk)
+	now := clk.Now().UnixMilli()
+	for _, tc := range []struct{ paired, pending, want string }{
+		{`{"a": {"nodeId": "a", "token": "t", "createdAtMs": 1, "approvedAtMs": 4102444800000}}`, `{}`,
+			`paired.json: $["a"].approvedAtMs: 2100-01-01T00:00:00Z is more than a day after this host's clock`},
+		{`{"a": {"nodeId": "a", "token": "t", "createdAtMs": -5, "approvedAtMs": 1}}`, `{}`,
+			`paired.json: $["a"].createdAtMs: -5 is before 1970`},
+		{`{}`, `{"r": {"requestId": "r", "nodeId": "x", "isRepair": false, "ts": ` + itoa(now+2*24*3600_000) + `}}`,
+			`pending.json: $["r"].ts: `},
+	} {
+		st, err := ReadLegacy([]byte(tc.paired), []byte(tc.pending))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := allEvents(t, s)
+		_, err = s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"})
+		if ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("import of %s %s = %v; want a refusal saying %q", tc.paired, tc.pending, err, tc.want)
+		}
+		if len(allEvents(t, s)) != len(before) {
+			t.Fatal("a refused import wrote an event")
+		}
+	}
+	// An hour ahead (another host's clock) is taken.
+	st, _ := ReadLegacy([]byte(`{"a": {"nodeId": "a", "token": "t", "createdAtMs": 1, "approvedAtMs": `+itoa(now+3600_000)+`}}`), nil)
+	if rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"}); err != nil || rep.PairedAdded != 1 {
+		t.Fatalf("import an hour ahead = %+v, %v", rep, err)
 	}
 }
