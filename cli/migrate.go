@@ -46,7 +46,14 @@ func (f profileFlags) resolveAs(env Env, name string) (config.Profile, error) {
 	if name != "" && *f.stateDir != "" {
 		return config.Profile{}, &usageError{msg: fmt.Sprintf("--state-dir %s and the profile %q both choose the profile: give one of them", *f.stateDir, name)}
 	}
-	p := config.NewProfile(cmp.Or(name, config.DefaultProfile), config.ResolveStateDir(*f.stateDir, name, env.Getenv))
+	dir := config.ResolveStateDir(*f.stateDir, name, env.Getenv)
+	// A relative --state-dir is the same directory as a configuration's
+	// absolute stateDir: compared as given, the configuration's profile
+	// (its ttl, its keyFile) was missed and defaults applied.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	p := config.NewProfile(cmp.Or(name, config.DefaultProfile), dir)
 	path := env.Getenv("PAIRGATE_CONFIG")
 	if path == "" {
 		return p, nil

@@ -83,3 +83,25 @@ func TestClientUsesTheConfiguredDefaultProfile(t *testing.T) {
 		t.Fatalf("nodes pending with the configuration's default profile: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// A migration trial: a relative --state-dir missed the configuration's
+// profile at that directory (compared as given), so its ttl and keyFile
+// were not used.
+func TestARelativeStateDirFindsTheConfiguredProfile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "keys", "lab.key")
+	os.MkdirAll(filepath.Dir(keyFile), 0o700)
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: lab\n    stateDir: %s/lab\n    keyFile: %s\n", dir, keyFile)), 0o600)
+	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": cfg})
+	t.Chdir(dir)
+	if code, out, errs := cliRun(env, "migrate", "--state-dir", "lab"); code != exitOK {
+		t.Fatalf("migrate --state-dir lab: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("the configured keyFile was not used: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lab", "nodes", "pairing.key")); err == nil {
+		t.Fatal("a key was made in the state directory: the configuration's profile was missed")
+	}
+}
