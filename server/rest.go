@@ -40,7 +40,9 @@ func verifierSession(c echo.Context, p *Profile) *rpc.Session {
 
 func bearer(c echo.Context) string {
 	h := c.Request().Header.Get(echo.HeaderAuthorization)
-	if token, ok := strings.CutPrefix(h, "Bearer "); ok {
+	// The scheme is case-insensitive (RFC 9110 §11.1): "bearer" and
+	// "BEARER" are Bearer.
+	if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return strings.TrimSpace(token)
 	}
 	return ""
@@ -194,10 +196,17 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 		}
 		token := bearer(c)
 		out := []db.ServedProfile{}
+		opensElsewhere := false
 		for _, p := range s.profiles {
 			// A profile this address is locked out of is not listed: a
 			// right guess must not be confirmed here while it is.
-			if _, locked := s.guard.Locked(p.Config.Name, rpc.ClassOperator, c.RealIP()); locked || (own != nil && p != own) || !p.Authorized(token) {
+			if _, locked := s.guard.Locked(p.Config.Name, rpc.ClassOperator, c.RealIP()); locked || !p.Authorized(token) {
+				continue
+			}
+			if own != nil && p != own {
+				// The token opens a profile served on the main address,
+				// where it is listed: no guess, not counted.
+				opensElsewhere = true
 				continue
 			}
 			counts, err := p.Store.Counts(c.Request().Context())
@@ -207,7 +216,7 @@ func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {
 			out = append(out, db.ServedProfile{Name: p.Config.Name, StateDir: p.Config.StateDir, Counts: counts, Connected: p.hub.ConnectedNodes()})
 		}
 		if len(out) == 0 {
-			if token != "" {
+			if token != "" && !opensElsewhere {
 				s.guard.Failed(rpc.AnyProfile, rpc.ClassOperator, c.RealIP())
 			}
 			return apiError(db.CodeUnauthorized, "send Authorization: Bearer <operator token>; the answer lists the profiles it opens")

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -283,6 +284,20 @@ func TestRESTErrors(t *testing.T) {
 	}
 }
 
+// The authentication scheme is case-insensitive (RFC 9110): a REST
+// trial's "bearer" was answered "missing operator token".
+func TestBearerSchemeIgnoresCase(t *testing.T) {
+	ts := startServer(t)
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		if r := ts.api(t, "GET", base+"/pending", "", "", "Authorization", scheme+" "+testToken); r.status != 200 {
+			t.Fatalf("Authorization: %s <token> = %d %s", scheme, r.status, r.body)
+		}
+	}
+	if r := ts.api(t, "GET", base+"/pending", "", "", "Authorization", "Basic "+testToken); r.status != 401 {
+		t.Fatalf("Authorization: Basic <token> = %d, want 401", r.status)
+	}
+}
+
 func TestRESTExpiredIs410(t *testing.T) {
 	ts := startServer(t)
 	var res db.RequestResult
@@ -500,6 +515,36 @@ func TestSSEBothWaysAndResume(t *testing.T) {
 	}
 }
 
+// A REST trial: an EventSource reconnects to the URL it was opened with
+// (?after= included) and sends Last-Event-ID; the query used to win, so
+// every reconnect replayed the stream from the same old point.
+func TestSSELastEventIDWinsOverAfter(t *testing.T) {
+	ts := startServer(t)
+	for _, n := range []string{"a", "b", "c"} {
+		ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"`+n+`"}`, nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.url+base+"/events?after=0", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Last-Event-ID", "2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			if id != "3" {
+				t.Fatalf("first event id %s; want 3, after Last-Event-ID 2 (not after ?after=0)", id)
+			}
+			return
+		}
+	}
+	t.Fatalf("no event: %v", sc.Err())
+}
+
 // A resume point past the newest event (the database was restored from
 // an older copy, say) gets a stream.reset event carrying the newest seq
 // as its id, then every new event: skipping up to the client's id would
@@ -511,7 +556,7 @@ func TestSSEResumePastTheNewestEventResets(t *testing.T) {
 	resumed, closeResumed := openSSE(t, ts, "50")
 	defer closeResumed()
 	e := nextSSE(t, resumed)
-	if e.event != "stream.reset" || e.id != newest || !strings.Contains(e.data, `"newestSeq":1`) || !strings.Contains(e.data, `"resumedAfter":"50"`) {
+	if e.event != "stream.reset" || e.id != newest || !strings.Contains(e.data, `"newestSeq":1`) || !strings.Contains(e.data, `"resumedAfter":50`) {
 		t.Fatalf("first event %+v, want stream.reset with id %s", e, newest)
 	}
 	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"after-restore"}`, nil)

@@ -36,7 +36,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	// (the database was restored or replaced): skipping up to it would
 	// drop every new event in silence. The stream starts at the live end
 	// with a stream.reset event, whose id is the newest seq.
-	reset, resumedAfter := resuming && after > newest, strconv.FormatInt(after, 10)
+	reset, resumedAfter := resuming && after > newest, after
 	if !resuming || reset { // a new subscriber starts at the live end
 		after = newest
 	}
@@ -141,12 +141,14 @@ func (s *Server) handleEvents(c echo.Context) error {
 	}
 }
 
-// resumePoint reads Last-Event-ID or ?after= (which wins); resuming is
-// false when the client gave neither.
+// resumePoint reads Last-Event-ID or, without it, ?after=; resuming is
+// false when the client gave neither. The header wins: an EventSource
+// reconnects to the URL it was opened with, ?after= included, and sends
+// the last id it received in Last-Event-ID.
 func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 	v := c.Request().Header.Get("Last-Event-ID")
-	if q := c.QueryParam("after"); q != "" {
-		v = q
+	if v == "" {
+		v = c.QueryParam("after")
 	}
 	if v == "" {
 		return 0, false, nil
@@ -162,7 +164,7 @@ func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 // the newest event: what it knew may be gone, so it re-lists.
 const streamReset = "stream.reset"
 
-func writeReset(w *echo.Response, newest int64, resumedAfter string) error {
+func writeReset(w *echo.Response, newest, resumedAfter int64) error {
 	data, err := json.Marshal(map[string]any{"newestSeq": newest, "resumedAfter": resumedAfter,
 		"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"})
 	if err == nil {

@@ -642,6 +642,17 @@ func TestProfileOwnListenAddress(t *testing.T) {
 	if want := `this address serves only profile "work" (its own listen address); "default" is served on the server's main address, not here`; r.status != 404 || r.errorMessage() != want {
 		t.Fatalf("default on work's own address = %d %s, want 404 %q", r.status, r.body, want)
 	}
+	// The main address's token, listing profiles here: 401, but not a
+	// failed guess (a REST trial: eleven of them locked the listing out
+	// for every token from that address).
+	for i := range 12 {
+		if r := own.api(t, "GET", "/api/v1/profiles", testToken, ""); r.status != http.StatusUnauthorized {
+			t.Fatalf("listing %d on work's own address with default's token = %d %s, want 401", i, r.status, r.body)
+		}
+	}
+	if r := own.api(t, "GET", "/api/v1/profiles", "work-token", ""); r.status != 200 || !strings.Contains(string(r.body), `"work"`) {
+		t.Fatalf("listing with work's token after the others = %d %s", r.status, r.body)
+	}
 	// The start-up log gives the operator page's address.
 	if !strings.Contains(ts.log.String(), "page=http://"+m[1]+"/ui/") {
 		t.Fatalf("no page address in the log:\n%s", ts.log)
