@@ -312,7 +312,11 @@ func TestCloseFailsWhenTheFinalSyncFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	if err := r.Close(ctx); err != nil {
+	// Bounded: a final sync that never succeeds fails the test instead
+	// of hanging it (one run on a loaded machine hung here).
+	bounded, cancelBounded := context.WithTimeout(ctx, time.Minute)
+	defer cancelBounded()
+	if err := r.Close(bounded); err != nil {
 		t.Fatal(err)
 	}
 	verifyAll(t, restoreElsewhere(t, p, url, time.Time{}), tokens)
