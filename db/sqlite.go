@@ -110,6 +110,8 @@ func classify(err error, what string) error {
 		return &Error{Code: CodeUnavailable, Message: "the pairing store is busy; try again", Err: err}
 	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
 		return &Error{Code: CodeUnavailable, Message: "the pairing store cannot write to disk", Err: err}
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return &Error{Code: CodeUnavailable, Message: "the pairing store's database is damaged; its operator must restore it from a backup or a replica", Err: err}
 	}
 	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, errClosed) {
 		return &Error{Code: CodeUnavailable, Message: "the pairing store is closed", Err: err}

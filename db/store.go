@@ -72,6 +72,7 @@ type Store struct {
 	seal   *sealer
 	now    func() time.Time
 	log    *slog.Logger
+	path   string // the database file
 	// onCommit, when set, is handed each commit's events (OnCommit).
 	onCommit atomic.Pointer[func([]Event)]
 
@@ -85,6 +86,7 @@ type Store struct {
 // its schema, and loads (creating if needed) the sealing key.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
+		path:               opts.Path,
 		now:                opts.Now,
 		log:                opts.Logger,
 		ttlMs:              orDefault(opts.TTL, config.DefaultTTL).Milliseconds(),
@@ -294,3 +296,32 @@ func (s *Store) published(events []Event) {
 }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
+
+// QuickCheck runs SQLite's quick_check over the whole database: a
+// damaged file (a disk's or a copy's fault) is refused at start, instead
+// of answering writes with rows of other records and failing later. It
+// reads every page once.
+func (s *Store) QuickCheck(ctx context.Context) error {
+	rows, err := s.read.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if err != nil {
+		return fmt.Errorf("%w: %s cannot be checked: %v; restore it from a backup or a replica (pairgate restore)", ErrIntegrity, s.path, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s is damaged (SQLite's quick_check: %s); restore it from a backup or a replica (pairgate restore), or move it away to start empty", ErrIntegrity, s.path, strings.Join(problems, "; "))
+	}
+	return nil
+}

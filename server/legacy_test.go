@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -234,5 +235,35 @@ func TestAutoImportOfABadFileRefusesTheProfile(t *testing.T) {
 	nodes, err := p.Store.Nodes(context.Background())
 	if err != nil || len(nodes) != 1 {
 		t.Fatalf("nodes after the second start = %v, %v; want the file's one", nodes, err)
+	}
+}
+
+// An operator trial: a database with a damaged page was served, answered
+// a new request with another record's id and an approve with "already
+// approved" from before the restart. quick_check refuses it at start.
+func TestADamagedDatabaseIsRefusedAtStart(t *testing.T) {
+	pc := config.NewProfile("default", t.TempDir())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := OpenProfile(context.Background(), pc, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := p.Store.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("node-%02d-%s", i, strings.Repeat("x", 100))}, db.Origin{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close() // checkpoints: every page is in the database file
+	f, err := os.OpenFile(pc.DatabasePath(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.Stat()
+	last := info.Size()/4096 - 1
+	f.WriteAt(bytes.Repeat([]byte{0xA5}, 3000), last*4096+100) // the last page, past its header
+	f.Close()
+	_, err = OpenProfile(context.Background(), pc, log, nil)
+	if !errors.Is(err, db.ErrIntegrity) || !strings.Contains(err.Error(), "is damaged (SQLite's quick_check: ") {
+		t.Fatalf("OpenProfile on a damaged database = %v; want a refusal naming quick_check", err)
 	}
 }

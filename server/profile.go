@@ -66,6 +66,10 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 		p.Close()
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
+	if err := p.Store.QuickCheck(ctx); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
+	}
 	if created {
 		if err := autoImport(ctx, p, log); err != nil {
 			// Serving the profile without its OpenClaw pairings would
