@@ -75,6 +75,9 @@ type committer struct {
 	// batches and writes count committed transactions and the writes in
 	// them.
 	batches, writes atomic.Int64
+	// failure is the storage failure (disk full, I/O error, read-only,
+	// damaged) of the last transaction, nil once one commits.
+	failure atomic.Pointer[error]
 
 	// Only the goroutine holding busy touches these: the connection's
 	// synchronous setting, and the lazy writes committed since the last
@@ -271,6 +274,12 @@ func (c *committer) commit(first *write) {
 	}
 	events := c.events
 	c.events = nil
+	switch {
+	case err == nil:
+		c.failure.Store(nil)
+	case isStorageFailure(err):
+		c.failure.Store(&err)
+	}
 	if err == nil {
 		c.batches.Add(1)
 		c.writes.Add(int64(len(batch)))

@@ -92,6 +92,16 @@ func isBusy(err error) bool {
 	return primary == sqlite3.SQLITE_BUSY || primary == sqlite3.SQLITE_LOCKED
 }
 
+// isStorageFailure says the disk or the file failed the write: full, an
+// I/O error, read-only, unopenable, or damaged.
+func isStorageFailure(err error) bool {
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
 // classify turns a storage failure into an *Error for callers: busy and
 // I/O-ish failures are "unavailable" (retry later), everything else internal.
 func classify(err error, what string) error {

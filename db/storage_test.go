@@ -184,3 +184,36 @@ func TestStateLockRefusesSecondHolder(t *testing.T) {
 	}
 	l2.Release()
 }
+
+// An operator trial filled the disk: every write failed, and /readyz still
+// said ok. WriteFailure reports the last write's storage failure, and
+// clears itself (its own empty write) once the store can write again,
+// with no other write needed. The writer connection made query_only
+// stands in for the disk: its writes fail with SQLITE_READONLY.
+func TestWriteFailureFollowsTheDisk(t *testing.T) {
+	s := openStore(t, newClock())
+	if err := s.WriteFailure(ctx); err != nil {
+		t.Fatalf("a fresh store: %v", err)
+	}
+	if _, err := s.write.Exec(`PRAGMA query_only = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Request(ctx, RequestInput{NodeID: "n"}, Origin{Actor: "test"}); ErrorCode(err) != CodeUnavailable {
+		t.Fatalf("a request on a read-only store = %v, want unavailable", err)
+	}
+	if err := s.WriteFailure(ctx); err == nil || !strings.Contains(err.Error(), "cannot write to disk") {
+		t.Fatalf("WriteFailure after a failed write = %v", err)
+	}
+	if err := s.WriteFailure(ctx); err == nil {
+		t.Fatal("WriteFailure cleared while the store still cannot write")
+	}
+	if _, err := s.write.Exec(`PRAGMA query_only = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFailure(ctx); err != nil {
+		t.Fatalf("WriteFailure once the store can write: %v", err)
+	}
+	if err := s.WriteFailure(ctx); err != nil {
+		t.Fatalf("WriteFailure after it cleared: %v", err)
+	}
+}

@@ -325,3 +325,22 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 	}
 	return nil
 }
+
+// WriteFailure is nil while the store can write. After a write failed
+// for its storage (disk full, I/O error, read-only, damaged), it tries a
+// write that changes nothing (the header's application_id, set to
+// itself) and answers that write's failure, or nil once the disk took
+// it: an idle store recovers as soon as the disk does.
+func (s *Store) WriteFailure(ctx context.Context) error {
+	if s.commit.failure.Load() == nil {
+		return nil
+	}
+	var id int64
+	if err := s.read.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&id); err != nil {
+		return classify(err, "write check")
+	}
+	return s.writeTx(ctx, "write check", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, id))
+		return err
+	})
+}

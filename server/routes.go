@@ -120,6 +120,8 @@ type readiness struct {
 	// Replication is each replicated profile's replica state; it does not
 	// make the server unready (serving goes on while a replica is down).
 	Replication map[string]replica.Status `json:"replication,omitempty"`
+	// Errors says why a profile is unavailable.
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // handleReadyz answers 200 when every profile's store answers and the
@@ -128,8 +130,19 @@ func (s *Server) handleReadyz(c echo.Context) error {
 	r := readiness{OK: s.ready.Load(), Profiles: map[string]string{}}
 	for _, p := range s.profiles {
 		status := "ok"
-		if err := p.Store.Ping(c.Request().Context()); err != nil {
+		err := p.Store.Ping(c.Request().Context())
+		if err == nil {
+			// The reads answer; can the disk take a write? (Disk full
+			// or read-only used to leave /readyz "ok" while every write
+			// failed.)
+			err = p.Store.WriteFailure(c.Request().Context())
+		}
+		if err != nil {
 			status, r.OK = "unavailable", false
+			if r.Errors == nil {
+				r.Errors = map[string]string{}
+			}
+			r.Errors[p.Config.Name] = err.Error()
 		}
 		r.Profiles[p.Config.Name] = status
 		if s.replication == nil {
