@@ -2,12 +2,17 @@ package db
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/internal/syncbuf"
 )
 
 func TestTokensAreSealedNotStored(t *testing.T) {
@@ -216,4 +221,36 @@ func TestWriteFailureFollowsTheDisk(t *testing.T) {
 	if err := s.WriteFailure(ctx); err != nil {
 		t.Fatalf("WriteFailure after it cleared: %v", err)
 	}
+}
+
+// An operator trial: with the disk full, "sweep failed" was logged every
+// sweep (once a second by default, 250 lines in 3 s at 10 ms), forever.
+// It is logged once a minute, and the recovery once.
+func TestALastingSweepFailureLogsOnceAMinute(t *testing.T) {
+	var logs syncbuf.Buffer
+	opts := testOptions(t.TempDir(), newClock())
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := openWith(t, opts)
+	if _, err := s.write.Exec(`PRAGMA query_only = 1`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.RunSweeper(ctx, 5*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s:\n%s", what, logs.String())
+			}
+		}
+	}
+	waitFor("no sweep failed", func() bool { return strings.Contains(logs.String(), "sweep failed") })
+	time.Sleep(200 * time.Millisecond) // forty more sweeps fail, unlogged
+	if n := strings.Count(logs.String(), "sweep failed"); n != 1 {
+		t.Fatalf("%d lines of sweep failed, want 1 a minute:\n%s", n, logs.String())
+	}
+	s.write.Exec(`PRAGMA query_only = 0`)
+	waitFor("the recovery is not logged", func() bool { return strings.Contains(logs.String(), "sweeping again") })
 }

@@ -3,7 +3,10 @@ package db
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"time"
+
+	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
 // sweepBatch bounds the rows one sweeper transaction touches, so the writer
@@ -115,11 +118,20 @@ func (s *Store) pruneBatches(ctx context.Context, what, query string, before int
 func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	// A failure that lasts (a full disk, a damaged file) is logged once a
+	// minute, with the count of the lines left out, not once a sweep.
+	failures := &loglimit.Limiter{Burst: 1, Window: time.Minute}
+	failed := 0
 	for {
 		res, err := s.Sweep(ctx)
+		if err == nil && failed > 0 {
+			s.log.Info("sweeping again", "failedSweeps", failed)
+			failed = 0
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Error("sweep failed", "err", err)
+			failed++
+			failures.Log(s.log, slog.LevelError, "sweep failed", "err", err)
 		case res != SweepResult{}:
 			s.log.Info("swept", "expired", res.Expired, "prunedRequests", res.PrunedRequests, "prunedEvents", res.PrunedEvents)
 		}

@@ -20,8 +20,12 @@ import (
 // two large files; only an operator gets this far.
 const importReadTimeout = 2 * time.Minute
 
-// mirrorEvery bounds how often mirrorLegacyFiles rewrites the files.
-const mirrorEvery = 250 * time.Millisecond
+// mirrorEvery bounds how often mirrorLegacyFiles rewrites the files;
+// mirrorRetry is the first wait before a failed export is tried again.
+const (
+	mirrorEvery = 250 * time.Millisecond
+	mirrorRetry = time.Second
+)
 
 // handleExport answers {paired, pending}: the legacy files' two objects.
 func (s *Server) handleExport(c echo.Context) error {
@@ -135,12 +139,20 @@ func autoImport(ctx context.Context, p *Profile, log *slog.Logger) error {
 
 // mirror keeps a profile's legacy files current (mirrorLegacyFiles): it
 // exports after committed changes, at most every mirrorEvery, and once
-// more when stopped.
+// more when stopped. A failed export is tried again (mirrorRetry, then
+// up to a minute apart) until one succeeds, changes or not: the files
+// must not stay without an acknowledged decision until the next change.
 func (s *Server) mirror(ctx context.Context, p *Profile) {
+	var retry <-chan time.Time
+	wait := mirrorRetry
 	export := func() {
 		if _, err := p.Store.Export(context.WithoutCancel(ctx), p.Config.NodesDir(), false); err != nil {
-			s.log.Error("mirroring the legacy files failed", "profile", p.Config.Name, "err", err)
+			s.log.Error("mirroring the legacy files failed; trying again", "profile", p.Config.Name, "in", wait, "err", err)
+			retry = time.After(wait)
+			wait = min(2*wait, time.Minute)
+			return
 		}
+		retry, wait = nil, mirrorRetry
 	}
 	changed := p.hub.Changed()
 	export()
@@ -151,9 +163,14 @@ func (s *Server) mirror(ctx context.Context, p *Profile) {
 			case <-changed:
 				export()
 			default:
+				if retry != nil {
+					export()
+				}
 			}
 			return
 		case <-changed:
+			export()
+		case <-retry:
 			export()
 		}
 		select { // coalesce: the next export waits at least mirrorEvery

@@ -267,3 +267,45 @@ func TestADamagedDatabaseIsRefusedAtStart(t *testing.T) {
 		t.Fatalf("OpenProfile on a damaged database = %v; want a refusal naming quick_check", err)
 	}
 }
+
+// An operator trial: a mirror export that failed (the file was immutable
+// for a moment) was never tried again, and paired.json lacked an
+// acknowledged approval until some other change. It is retried until it
+// succeeds.
+func TestAFailedMirrorIsTriedAgain(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[0].MirrorLegacyFiles = true })
+	blocker := filepath.Join(ts.byName["default"].Config.NodesDir(), "paired.json")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(blocker); err == nil {
+			break // the export at start
+		} else if time.Now().After(deadline) {
+			t.Fatal("no paired.json mirrored at start")
+		}
+	}
+	// A directory where the file goes: every export fails.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(blocker, "x"), 0o700)
+	var res db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"mirrored"}`, &res)
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+res.Request.RequestID+"/approve", "", nil)
+	time.Sleep(300 * time.Millisecond) // the change's export fails
+	if err := os.RemoveAll(blocker); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(blocker)
+		if bytes.Contains(b, []byte(`"nodeId": "mirrored"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("paired.json not written after the failure cleared, with no other change:\n%s\n%s", b, ts.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(ts.log.String(), "mirroring the legacy files failed; trying again") {
+		t.Fatalf("the failure is not logged:\n%s", ts.log)
+	}
+}
