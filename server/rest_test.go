@@ -677,6 +677,58 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
+// Every property the OpenAPI document lets a request carry is accepted,
+// and the document declares operationIds (a REST trial: RequestInput
+// offered permissions, which the server refuses, and no operation had an
+// id for code generators).
+func TestOpenAPIRequestInputIsWhatTheServerTakes(t *testing.T) {
+	ts := startServer(t)
+	var doc struct {
+		Paths      map[string]map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				AdditionalProperties *bool                     `json:"additionalProperties"`
+				Properties           map[string]map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	ts.api(t, "GET", "/api/v1/openapi.json", "", "").decode(t, &doc)
+	in := doc.Components.Schemas["RequestInput"]
+	if len(in.Properties) < 5 || in.AdditionalProperties == nil || *in.AdditionalProperties {
+		t.Fatalf("RequestInput: %d properties, additionalProperties %v; want them listed, and no others", len(in.Properties), in.AdditionalProperties)
+	}
+	for name, prop := range in.Properties {
+		var value any
+		switch prop["type"] {
+		case "string":
+			value = "127.0.0.1"
+		case "boolean":
+			value = false
+		case "array":
+			value = []string{"x"}
+		default:
+			value = map[string]any{}
+		}
+		body, _ := json.Marshal(map[string]any{"nodeId": "openapi-" + name, name: value})
+		if name == "nodeId" {
+			body = []byte(`{"nodeId":"openapi-nodeId"}`)
+		}
+		if r := ts.api(t, "POST", base+"/requests", testToken, string(body)); r.status != 201 {
+			t.Errorf("RequestInput property %s (%s): %d %s", name, body, r.status, r.body)
+		}
+	}
+	ids := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			id, _ := op["operationId"].(string)
+			if id == "" || ids[id] {
+				t.Errorf("%s %s: operationId %q missing or not unique", method, path, id)
+			}
+			ids[id] = true
+		}
+	}
+}
+
 // openAPIPath writes echo's :param as OpenAPI's {param}.
 func openAPIPath(p string) string {
 	parts := strings.Split(p, "/")
