@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pairgate/pairgate/config"
@@ -38,6 +39,12 @@ func runImport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if !found {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s does not exist: --from names the directory holding %s and %s (OpenClaw's is <state dir>/nodes)", dir, db.PairedFile, db.PendingFile)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "nodes", db.PairedFile)); err == nil {
+			return fmt.Errorf("no %s or %s in %s, but %s has them: --from %s", db.PairedFile, db.PendingFile, dir, filepath.Join(dir, "nodes"), filepath.Join(dir, "nodes"))
+		}
 		return fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
 	}
 	if _, err := os.Stat(p.DatabasePath()); *dryRun && errors.Is(err, fs.ErrNotExist) {

@@ -61,6 +61,18 @@ func TestImportExportCommands(t *testing.T) {
 		t.Fatalf("pending.json %q", pending)
 	}
 
+	// --from a directory that is not there, or OpenClaw's state
+	// directory instead of its nodes/: said so.
+	if code, _, errs := run("import", "--from", filepath.Join(to, "missing")); code == 0 || !strings.Contains(errs, "missing does not exist: --from names the directory holding paired.json and pending.json") {
+		t.Fatalf("import --from a missing directory = %d %s", code, errs)
+	}
+	gw := t.TempDir()
+	os.MkdirAll(filepath.Join(gw, "nodes"), 0o700)
+	os.WriteFile(filepath.Join(gw, "nodes", "paired.json"), []byte("{}"), 0o600)
+	if code, _, errs := run("import", "--from", gw); code == 0 || !strings.Contains(errs, "has them: --from "+filepath.Join(gw, "nodes")) {
+		t.Fatalf("import --from a state directory = %d %s", code, errs)
+	}
+
 	// A bad file: every problem, exit 1, nothing changed.
 	bad := t.TempDir()
 	os.WriteFile(filepath.Join(bad, "paired.json"), []byte(`{"a":{"nodeId":"b","token":""}}`), 0o600)

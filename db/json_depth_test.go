@@ -46,7 +46,7 @@ func TestDeepJSONIsRefusedWithItsPath(t *testing.T) {
 	// Paths are as before for the errors that are not about depth.
 	for body, want := range map[string]string{
 		`{"params":{"a":1,"a":2}}`:                        `$["params"].a: duplicate key`,
-		`{"a":[1,{"b":[true,]}]}`:                         `$["a"][1].b[1]: malformed JSON near offset`,
+		`{"a":[1,{"b":[true,]}]}`:                         `$["a"][1].b[1]: malformed JSON at line 1, column 20: invalid character ']'`,
 		`{"a":{"b":{"c":"x"}}} 1`:                         `$: trailing data after the JSON value`,
 		`{"a":{"b":{"c":"x"}`:                             `$["a"]: the JSON ends early (truncated?)`,
 		`[{"a":1,"a":2}]`:                                 `$[0].a: duplicate key`,

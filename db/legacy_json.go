@@ -52,13 +52,70 @@ const MaxJSONDepth = 64
 // them (duplicate keys, depth, syntax) without keeping anything.
 type jparser struct {
 	dec   *json.Decoder
+	data  []byte // what dec reads: a syntax error's line and column
 	build bool
 }
 
 func newJParser(data []byte, build bool) *jparser {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	return &jparser{dec: dec, build: build}
+	return &jparser{dec: dec, data: data, build: build}
+}
+
+// syntaxError describes a token the decoder refused: where (line and
+// column, as an editor shows them) and what, with a hint for the slips
+// a hand edit makes.
+func (p *jparser) syntaxError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return jerrorf("the JSON ends early (truncated?)")
+	}
+	return jerrorf("%s", DescribeJSONError(p.data, err, p.dec.InputOffset()))
+}
+
+// DescribeJSONError says where in data a JSON decoder's err happened
+// (line and column; offset when err carries none) and what went wrong,
+// with a hint for a comment, a trailing comma, single quotes or a byte
+// order mark.
+func DescribeJSONError(data []byte, err error, offset int64) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		offset = se.Offset
+	}
+	offset = max(0, min(offset, int64(len(data))))
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	// Decode's offsets can stop one byte short of the character it
+	// names; the column is the character's.
+	if lit, ok := strings.CutPrefix(msg, "invalid character '"); ok && len(lit) >= 2 {
+		c := byte(0)
+		switch {
+		case strings.HasPrefix(lit, `\''`):
+			c = '\''
+		case lit[1] == '\'':
+			c = lit[0]
+		}
+		if c != 0 && offset+1 < int64(len(data)) && data[offset] != c && data[offset+1] == c {
+			offset++
+		}
+	}
+	line := 1 + bytes.Count(data[:offset], []byte{'\n'})
+	col := 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:offset], '\n')+1:offset]) // offset is at the refused character
+	hint := ""
+	switch {
+	case bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) && offset <= 4:
+		hint = " (the file starts with a byte order mark: save it as UTF-8 without one)"
+	case strings.Contains(msg, "invalid character '/'"):
+		hint = " (JSON has no comments)"
+	case strings.Contains(msg, `invalid character '\''`):
+		hint = " (JSON strings and keys take double quotes)"
+	case strings.Contains(msg, "invalid character '}' looking for beginning of object key string"),
+		strings.Contains(msg, "invalid character ']' looking for beginning of value"):
+		hint = " (a comma before it, after the last item?)"
+	case strings.Contains(msg, "looking for beginning of object key string"):
+		hint = " (keys take double quotes)"
+	case strings.Contains(msg, "after object key:value pair"), strings.Contains(msg, "after array element"):
+		hint = " (a comma missing before it?)"
+	}
+	return fmt.Sprintf("malformed JSON at line %d, column %d: %s%s", line, col, msg, hint)
 }
 
 // jsonError is a parse error. Its path is collected step by step while the
@@ -127,10 +184,7 @@ func (p *jparser) end() error {
 func (p *jparser) value(depth int) (jvalue, error) {
 	t, err := p.dec.Token()
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return jvalue{}, jerrorf("the JSON ends early (truncated?)")
-		}
-		return jvalue{}, jerrorf("malformed JSON near offset %d: %v", p.dec.InputOffset(), strings.TrimPrefix(err.Error(), "json: "))
+		return jvalue{}, p.syntaxError(err)
 	}
 	switch x := t.(type) {
 	case json.Delim:
@@ -159,7 +213,7 @@ func (p *jparser) members(depth int, member func(name string, v jvalue)) (jvalue
 	for p.dec.More() {
 		t, err := p.dec.Token()
 		if err != nil {
-			return v, jerrorf("malformed JSON near offset %d", p.dec.InputOffset())
+			return v, p.syntaxError(err)
 		}
 		name := t.(string)
 		if seen[name] {
@@ -178,7 +232,7 @@ func (p *jparser) members(depth int, member func(name string, v jvalue)) (jvalue
 		}
 	}
 	if _, err := p.dec.Token(); err != nil {
-		return v, jerrorf("the JSON ends early (truncated?)")
+		return v, p.syntaxError(err)
 	}
 	return v, nil
 }
@@ -195,7 +249,7 @@ func (p *jparser) array(depth int) (jvalue, error) {
 		}
 	}
 	if _, err := p.dec.Token(); err != nil {
-		return v, jerrorf("the JSON ends early (truncated?)")
+		return v, p.syntaxError(err)
 	}
 	return v, nil
 }

@@ -160,3 +160,22 @@ func TestReadLegacyDirRefusesWhatIsNotARegularFile(t *testing.T) {
 		})
 	}
 }
+
+// A migration trial: a hand-edited file with a trailing comma, a comment
+// or single quotes was refused as "malformed JSON near offset 330". The
+// problem now says the line and column, as an editor shows them, and the
+// likely slip.
+func TestASyntaxErrorSaysWhereAndWhy(t *testing.T) {
+	for in, want := range map[string]string{
+		"{\n  \"a\": 1,\n}":     `paired.json: $: malformed JSON at line 3, column 1: invalid character '}' looking for beginning of object key string (a comma before it, after the last item?)`,
+		"{\n  // c\n}":          `paired.json: $: malformed JSON at line 2, column 3: invalid character '/' (JSON has no comments)`,
+		"{\n  'a': 1\n}":        `paired.json: $: malformed JSON at line 2, column 3: invalid character '\'' (JSON strings and keys take double quotes)`,
+		"\xef\xbb\xbf{}":        `(the file starts with a byte order mark: save it as UTF-8 without one)`,
+		"{\"a\": 1\n \"b\": 2}": `paired.json: $: malformed JSON at line 2, column 2: invalid character '"' after object key:value pair (a comma missing before it?)`,
+	} {
+		_, err := ReadLegacy([]byte(in), nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ReadLegacy(%q) = %v\nwant a problem saying %q", in, err, want)
+		}
+	}
+}

@@ -78,11 +78,11 @@ func importMembers(body []byte) (paired, pending []byte, err error) {
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return nil, nil, errors.New("malformed JSON")
+			return nil, nil, errors.New(db.DescribeJSONError(body, err, dec.InputOffset()))
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, fmt.Errorf("%v: malformed JSON", t)
+			return nil, nil, fmt.Errorf("%v: %s", t, db.DescribeJSONError(body, err, dec.InputOffset()))
 		}
 		switch {
 		case t == "paired" && paired == nil:
@@ -96,7 +96,7 @@ func importMembers(body []byte) (paired, pending []byte, err error) {
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, nil, errors.New("malformed JSON")
+		return nil, nil, errors.New(db.DescribeJSONError(body, err, dec.InputOffset()))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, errors.New("trailing data after the object")

@@ -79,6 +79,7 @@ func TestRESTImportExport(t *testing.T) {
 		`{"paired":{}} []`:           "trailing data after the object",
 		`["paired"]`:                 "want {",
 		`{"pending":{"r":{"ts":1}}}`: `pending.json: $["r"].requestId: missing`,
+		"{\"paired\":\n{\"a\":1,}}":  `paired: malformed JSON at line 2, column 8: invalid character '}' looking for beginning of object key string`,
 	} {
 		if r := ts.api(t, "POST", base+"/import", testToken, body); r.status != 400 || !strings.Contains(r.errorMessage(), want) {
 			t.Fatalf("import %s = %d %s; want 400 with %q", body, r.status, r.body, want)
