@@ -105,9 +105,10 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 }
 
 func runExport(ctx context.Context, env Env, args []string) error {
-	flags := newFlags(env, "export", "[--to DIR] [--redact-tokens] [--state-dir DIR | --profile NAME]")
+	flags := newFlags(env, "export", "[--to DIR] [--redact-tokens] [--force] [--state-dir DIR | --profile NAME]")
 	to := flags.String("to", "", "`directory` to write paired.json and pending.json into (default: the profile's nodes/)")
 	redact := flags.Bool("redact-tokens", false, `write every token as ""`)
+	force := flags.Bool("force", false, "write over files that hold pairings this profile does not have (they are lost)")
 	pf := addProfileFlags(flags)
 	if err := parseFlags(flags, args); err != nil {
 		return err
@@ -131,6 +132,11 @@ func runExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer closeStore()
+	if !*force {
+		if err := store.CheckOverwrite(ctx, dir); err != nil {
+			return fmt.Errorf("%w; or, to write over them anyway, --force", err)
+		}
+	}
 	rep, err := store.Export(ctx, dir, *redact)
 	if err != nil {
 		return err

@@ -143,3 +143,32 @@ func TestImportRefusesFIFOAndStopsOnCancel(t *testing.T) {
 		t.Fatalf("the cancelled import changed the store: %d %s", code, out.String())
 	}
 }
+
+// A migration trial: `pairgate export` into a directory holding OpenClaw's
+// own files, never imported, replaced them with the profile's, and
+// the pairings only they held were gone. It is refused unless --force.
+func TestExportKeepsFilesWithPairingsTheProfileLacks(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	if code := Run(context.Background(), []string{"migrate"}, getenv, nil, io.Discard, io.Discard); code != 0 {
+		t.Fatal("migrate failed")
+	}
+	to := t.TempDir()
+	theirs := fixture.Path(t, "snapshots", "06-final", "paired.json")
+	want, _ := os.ReadFile(theirs)
+	os.WriteFile(filepath.Join(to, "paired.json"), want, 0o600)
+	var out, errs bytes.Buffer
+	code := Run(context.Background(), []string{"export", "--to", to}, getenv, nil, &out, &errs)
+	if code == 0 || !strings.Contains(errs.String(), "holds 1 paired node(s) this profile does not have") || !strings.Contains(errs.String(), "--force") {
+		t.Fatalf("export over files with a pairing the profile lacks = %d\n%s%s", code, out.String(), errs.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(to, "paired.json")); !bytes.Equal(got, want) {
+		t.Fatal("the refused export changed paired.json")
+	}
+	if code := Run(context.Background(), []string{"export", "--to", to, "--force"}, getenv, nil, io.Discard, io.Discard); code != 0 {
+		t.Fatal("export --force failed")
+	}
+	if got, _ := os.ReadFile(filepath.Join(to, "paired.json")); string(got) != "{}" {
+		t.Fatalf("export --force wrote %q", got)
+	}
+}

@@ -3,8 +3,10 @@ package db
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pairgate/pairgate/config"
 )
@@ -64,6 +66,35 @@ func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportRepo
 		}
 	}
 	return ExportReport{Dir: dir, Paired: len(sn.Paired), Pending: len(sn.Pending)}, nil
+}
+
+// CheckOverwrite refuses to write over legacy files in dir that hold a
+// pairing this store lacks: OpenClaw's own files never imported, or a
+// backup; written over, those pairings would be gone. It is nil when dir
+// holds no legacy file, or only pairings the store has.
+func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
+	st, found, err := ReadLegacyDir(dir)
+	switch {
+	case err != nil:
+		return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds legacy files pairgate cannot read, and an export would replace them: %v", dir, err)}
+	case !found:
+		return nil
+	}
+	var lost []string
+	for _, n := range st.Paired {
+		_, err := s.Node(ctx, n.NodeID)
+		switch {
+		case ErrorCode(err) == CodeNotFound:
+			lost = append(lost, n.NodeID)
+		case err != nil:
+			return err
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds %d paired node(s) this profile does not have (%s), and an export would drop them: import them first (pairgate import --from %s), or move the files away",
+		filepath.Join(dir, PairedFile), len(lost), strings.Join(lost[:min(len(lost), 5)], ", "), dir)}
 }
 
 func writeFileAtomic(path string, write func(textWriter)) error {

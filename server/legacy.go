@@ -154,6 +154,13 @@ func (s *Server) mirror(ctx context.Context, p *Profile) {
 		}
 		retry, wait = nil, mirrorRetry
 	}
+	// At start the files may be OpenClaw's own, never imported (the
+	// database was there first): not written over while they hold a
+	// pairing the store lacks.
+	if err := p.Store.CheckOverwrite(ctx, p.Config.NodesDir()); err != nil {
+		s.log.Error("mirrorLegacyFiles is off until the next start: the files would lose pairings", "profile", p.Config.Name, "err", err)
+		return
+	}
 	changed := p.hub.Changed()
 	export()
 	for {

@@ -310,3 +310,32 @@ func TestAFailedMirrorIsTriedAgain(t *testing.T) {
 		t.Fatalf("the failure is not logged:\n%s", ts.log)
 	}
 }
+
+// A migration trial: mirrorLegacyFiles on a profile whose database
+// existed before OpenClaw's files were put beside it (so they were never
+// imported) replaced them with "{}" at start. The mirror now stays off,
+// saying why, while the files hold a pairing the store lacks.
+func TestMirrorKeepsFilesWithPairingsTheStoreLacks(t *testing.T) {
+	var want []byte
+	var pairedPath string
+	ts := startServer(t, func(s *serverSetup) {
+		pc := s.cfg.Profiles[0]
+		p, err := OpenProfile(context.Background(), pc, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close() // the database exists: no import at start
+		want = snapshot05(t, "paired.json")
+		pairedPath = filepath.Join(pc.NodesDir(), "paired.json")
+		os.WriteFile(pairedPath, want, 0o600)
+		s.cfg.Profiles[0].MirrorLegacyFiles = true
+	})
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"a-change"}`, nil)
+	time.Sleep(2 * mirrorEvery)
+	if got, _ := os.ReadFile(pairedPath); !bytes.Equal(got, want) {
+		t.Fatalf("the mirror wrote over paired.json:\n%s", got)
+	}
+	if !strings.Contains(ts.log.String(), "mirrorLegacyFiles is off until the next start") {
+		t.Fatalf("not said:\n%s", ts.log)
+	}
+}
