@@ -38,6 +38,15 @@ func runImport(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if found && *replace {
+		// A file left out counts as empty: replace would remove every
+		// pairing (or pending request) of the profile.
+		for _, name := range []string{db.PairedFile, db.PendingFile} {
+			if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--replace makes the profile exactly the files, and %s has no %s: it would remove every record of that kind; put both files there (an empty one holds {})", dir, name)
+			}
+		}
+	}
 	if !found {
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s does not exist: --from names the directory holding %s and %s (OpenClaw's is <state dir>/nodes)", dir, db.PairedFile, db.PendingFile)

@@ -73,6 +73,17 @@ func TestImportExportCommands(t *testing.T) {
 		t.Fatalf("import --from a state directory = %d %s", code, errs)
 	}
 
+	// --replace from a directory missing one file: refused (it would
+	// have removed every pairing).
+	onlyPending := t.TempDir()
+	os.WriteFile(filepath.Join(onlyPending, "pending.json"), []byte("{}"), 0o600)
+	if code, _, errs := run("import", "--from", onlyPending, "--replace"); code == 0 || !strings.Contains(errs, "has no paired.json: it would remove every record of that kind") {
+		t.Fatalf("import --replace without paired.json = %d %s", code, errs)
+	}
+	if code, out, _ := run("import", "--from", to); code != 0 || !strings.Contains(out, "Nothing to change") {
+		t.Fatalf("after the refused --replace the profile changed:\n%s", out)
+	}
+
 	// A bad file: every problem, exit 1, nothing changed.
 	bad := t.TempDir()
 	os.WriteFile(filepath.Join(bad, "paired.json"), []byte(`{"a":{"nodeId":"b","token":""}}`), 0o600)
