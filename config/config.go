@@ -255,6 +255,14 @@ func (c Config) Validate() error {
 		if other, dup := dirs[clean]; dup {
 			return keyError(at("stateDir"), fmt.Sprintf("%s is also the state directory of profile %q", clean, other), "give each profile its own state directory")
 		}
+		// The same directory through a symbolic link: the second profile
+		// was refused at start as "already served by" the server itself.
+		if real, err := filepath.EvalSymlinks(clean); err == nil && real != clean {
+			if other, dup := dirs[real]; dup {
+				return keyError(at("stateDir"), fmt.Sprintf("%s is %s (a symbolic link), the state directory of profile %q", clean, real, other), "give each profile its own state directory")
+			}
+			dirs[real] = p.Name
+		}
 		dirs[clean] = p.Name
 		if p.Listen != "" {
 			if err := checkListen(at("listen"), p.Listen); err != nil {

@@ -247,3 +247,22 @@ func TestMaxConnectionsPerAddress(t *testing.T) {
 		}
 	}
 }
+
+// An operator trial: two profiles on one directory through a symbolic
+// link passed validation, and the second was refused at start as
+// "already served by" the server's own process.
+func TestStateDirsThroughASymlinkAreOneDirectory(t *testing.T) {
+	dir := t.TempDir()
+	real, link := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.Mkdir(real, 0o700)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte("profiles:\n  - name: a\n    stateDir: "+real+"\n  - name: b\n    stateDir: "+link+"\n"), env(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = cfg.Validate(); err == nil || !strings.Contains(err.Error(), "(a symbolic link), the state directory of profile \"a\"") {
+		t.Fatalf("Parse = %v; want the shared directory named", err)
+	}
+}
