@@ -393,11 +393,23 @@ func (s *Store) Rename(ctx context.Context, nodeID, displayName string, by Origi
 	nodeID = strings.TrimSpace(nodeID)
 	out := Renamed{NodeID: nodeID, DisplayName: name}
 	err = s.writeTx(ctx, "rename", func(tx *sql.Tx) error {
+		// The name it already has, chosen by an operator: nothing changes,
+		// and no event (and no webhook delivery) says it did.
+		var same bool
+		err := s.w.queryRow(ctx, tx, `SELECT display_name IS ? AND display_name_renamed = 1 FROM nodes WHERE node_id = ?`, name, nodeID).Scan(&same)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return errorf(CodeNotFound, "unknown nodeId")
+		case err != nil:
+			return err
+		case same:
+			return nil
+		}
 		if err := s.changeNode(ctx, tx, `UPDATE nodes SET display_name = ?, display_name_renamed = 1 WHERE node_id = ?`, name, nodeID); err != nil {
 			return err
 		}
 		now := s.nowMs()
-		_, err := s.appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
+		_, err = s.appendEvent(ctx, tx, now, EventRenamed, Rename{NodeID: nodeID, DisplayName: name, TS: now}, by)
 		return err
 	})
 	return out, err

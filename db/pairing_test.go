@@ -201,6 +201,11 @@ func TestRenameAndRemove(t *testing.T) {
 	if err != nil || r != (Renamed{NodeID: "n1", DisplayName: "Den iPad"}) {
 		t.Fatalf("rename = %+v, %v", r, err)
 	}
+	// The same name again: answered, but no change and no event (a REST
+	// trial saw each repeat delivered to webhooks as a rename).
+	if r, err := s.Rename(ctx, "n1", "Den iPad", byCLI); err != nil || r.DisplayName != "Den iPad" {
+		t.Fatalf("rename to the same name = %+v, %v", r, err)
+	}
 	rm, err := s.Remove(ctx, "n1", byCLI)
 	if err != nil || rm.NodeID != "n1" {
 		t.Fatalf("remove = %+v, %v", rm, err)
