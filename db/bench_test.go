@@ -197,3 +197,22 @@ func BenchmarkSweep100k(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkQuickCheck is the start-up check serve runs on every profile
+// (quick_check reads every page once).
+func BenchmarkQuickCheck(b *testing.B) {
+	for _, n := range benchSizes {
+		var s *Store
+		parent := b
+		b.Run(fmt.Sprintf("paired=%d", n), func(b *testing.B) {
+			if s == nil {
+				s = benchStore(b, parent, n)
+			}
+			for b.Loop() {
+				if err := s.QuickCheck(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
