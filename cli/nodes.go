@@ -80,7 +80,10 @@ func resolveNode(nodes []nodeEntry, query string) (nodeEntry, error) {
 	for _, match := range []func(nodeEntry) bool{
 		func(n nodeEntry) bool { return n.NodeID == q },
 		func(n nodeEntry) bool { return n.RemoteIP != "" && n.RemoteIP == q },
-		func(n nodeEntry) bool { return n.DisplayName != "" && fold(n.DisplayName) == fold(q) },
+		// A query or a name with no letter or digit folds to "": it
+		// matches no name (" " selected, and remove removed, a node
+		// named "🔥🔥").
+		func(n nodeEntry) bool { return fold(q) != "" && fold(n.DisplayName) == fold(q) },
 		func(n nodeEntry) bool { return len(q) >= 6 && strings.HasPrefix(n.NodeID, q) },
 	} {
 		var found []nodeEntry
@@ -107,12 +110,17 @@ func describeAll(nodes []nodeEntry) string {
 	if len(nodes) == 0 {
 		return "none"
 	}
-	out := make([]string, len(nodes))
-	for i, n := range nodes {
-		out[i] = nodeName(n)
+	const shown = 20 // a profile of thousands of nodes is not one line of an error
+	out := make([]string, 0, min(len(nodes), shown)+1)
+	for _, n := range nodes[:min(len(nodes), shown)] {
+		name := nodeName(n)
 		if n.DisplayName != "" {
-			out[i] += " (" + n.NodeID + ")"
+			name += " (" + n.NodeID + ")"
 		}
+		out = append(out, name)
+	}
+	if len(nodes) > shown {
+		out = append(out, fmt.Sprintf("and %d more: pairgate nodes status", len(nodes)-shown))
 	}
 	return strings.Join(out, ", ")
 }

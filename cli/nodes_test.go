@@ -252,8 +252,14 @@ func TestResolveNode(t *testing.T) {
 		{NodeID: "88a48acd09bad554", NodeMeta: db.NodeMeta{DisplayName: "Kitchen iPad (ws)", RemoteIP: "192.0.2.10"}},
 		{NodeID: "88a48aff00000000", NodeMeta: db.NodeMeta{DisplayName: "Hall"}},
 		{NodeID: "minimal-node-c"},
+		{NodeID: "fire-node", NodeMeta: db.NodeMeta{DisplayName: "🔥🔥"}}, // no letter or digit
 	}
 	for _, tc := range []struct{ q, want, err string }{
+		// A query of no letter or digit matches no name (a CLI trial's
+		// `nodes remove --node "  "` removed the node named 🔥🔥).
+		{"  ", "", "unknown node:"},
+		{"-", "", "unknown node:"},
+		{"...", "", "unknown node:"},
 		{"88a48acd09bad554", "88a48acd09bad554", ""},
 		{"192.0.2.10", "88a48acd09bad554", ""},
 		{"kitchen ipad ws", "88a48acd09bad554", ""},
@@ -278,14 +284,44 @@ func TestResolveNode(t *testing.T) {
 }
 
 func TestTablesFitTheWidth(t *testing.T) {
+	const id = "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078"
 	var b bytes.Buffer
-	table(&b, 40, []string{"Node", "ID"}, [][]string{{"Kitchen iPad (ws)", "88a48acd09bad5544c01dfdcb514b766021b0cb29f92866f2538523815431078"}})
+	table(&b, 40, []string{"Node", "ID"}, [][]string{{"Kitchen iPad (ws)", id}})
+	var ids strings.Builder
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if n := len([]rune(line)); n > 40 {
-			t.Fatalf("line of %d runes in a 40-wide table:\n%s", n, b.String())
+		if n := textWidth(line); n > 40 {
+			t.Fatalf("line of %d columns in a 40-wide table:\n%s", n, b.String())
+		}
+		if cells := strings.Split(line, "│"); len(cells) == 4 {
+			ids.WriteString(strings.TrimSpace(cells[2]))
 		}
 	}
-	if !strings.Contains(b.String(), "88a48acd") || !strings.Contains(strings.ReplaceAll(b.String(), "│", ""), "5431078") {
-		t.Fatalf("wrapped cells lost text:\n%s", b.String())
+	if ids.String() != "ID"+id {
+		t.Fatalf("wrapped cells lost text: %q\n%s", ids.String(), b.String())
+	}
+}
+
+// A CLI trial: a request id wrapped mid-UUID could not be copied, and a
+// name in CJK or emoji put every border after it out of line. Ids keep
+// their width while other columns can give, and widths are terminal
+// columns.
+func TestTablesKeepIdsWholeAndAlignWideText(t *testing.T) {
+	const id = "ed35d0cd-72e5-4847-8691-2915200c68c0"
+	var b bytes.Buffer
+	table(&b, 80, []string{"Request", "Node", "Platform"}, [][]string{
+		{id, "台所のアイパッド全角テスト and a long name that has to wrap somewhere", "iOS"},
+		{"r2", "🔥 zero\u200bwidth e\u0301", "Android"},
+	})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if !strings.Contains(b.String(), id) {
+		t.Fatalf("the request id was wrapped:\n%s", b.String())
+	}
+	for _, line := range lines {
+		if textWidth(line) != textWidth(lines[0]) {
+			t.Fatalf("lines of %d and %d columns: the borders are out of line:\n%s", textWidth(line), textWidth(lines[0]), b.String())
+		}
+	}
+	if textWidth("台所") != 4 || textWidth("e\u0301") != 1 || textWidth("a\u200bb") != 2 {
+		t.Fatalf("textWidth: %d %d %d", textWidth("台所"), textWidth("e\u0301"), textWidth("a\u200bb"))
 	}
 }

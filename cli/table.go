@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+	"unicode"
 
 	"golang.org/x/term"
+	"golang.org/x/text/width"
 )
 
 // defaultWidth is the table width when the output is not a terminal (and
@@ -30,30 +31,42 @@ func terminalWidth(env Env, w io.Writer) int {
 	return defaultWidth
 }
 
+// idColumns are the headers of columns of request ids, which an operator
+// copies whole into approve or reject: they are narrowed (and wrapped)
+// only when every other column is as narrow as it goes. Node ids (64
+// characters) wrap like any cell: --node takes a prefix of 6.
+var idColumns = map[string]bool{"Request": true}
+
 // table renders rows in a box-drawn table no wider than width: columns
-// take their content's width, and when that is too wide the widest are
-// narrowed and their cells wrapped, so nothing is cut off.
+// take their content's width (in terminal columns), and when that is too
+// wide the widest are narrowed and their cells wrapped, so nothing is cut
+// off; columns of ids last.
 func table(w io.Writer, width int, header []string, rows [][]string) {
 	rows = visibleRows(rows)
 	n := len(header)
 	widths := make([]int, n)
 	for i, h := range header {
-		widths[i] = utf8.RuneCountInString(h)
+		widths[i] = textWidth(h)
 	}
 	for _, r := range rows {
 		for i, cell := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+			widths[i] = max(widths[i], textWidth(cell))
 		}
 	}
 	// Each column takes 3 more: a border and a space either side.
 	for total(widths)+3*n+1 > width {
-		widest := 0
-		for i := range widths {
-			if widths[i] > widths[widest] {
-				widest = i
+		widest := -1
+		for _, ids := range []bool{false, true} {
+			for i := range widths {
+				if idColumns[header[i]] == ids && widths[i] > 4 && (widest < 0 || widths[i] > widths[widest]) {
+					widest = i
+				}
+			}
+			if widest >= 0 {
+				break
 			}
 		}
-		if widths[widest] <= 4 {
+		if widest < 0 {
 			break
 		}
 		widths[widest]--
@@ -80,7 +93,7 @@ func table(w io.Writer, width int, header []string, rows [][]string) {
 				if l < len(wrapped[i]) {
 					text = wrapped[i][l]
 				}
-				b.WriteString(" " + text + strings.Repeat(" ", widths[i]-utf8.RuneCountInString(text)) + " │")
+				b.WriteString(" " + text + strings.Repeat(" ", max(0, widths[i]-textWidth(text))) + " │")
 			}
 			fmt.Fprintln(w, b.String())
 		}
@@ -114,34 +127,67 @@ func total(ws []int) int {
 	return t
 }
 
-// wrap breaks text into lines of at most width runes, at spaces where it
-// can and mid-word where it must.
+// wrap breaks text into lines of at most width terminal columns, at
+// spaces where it can and mid-word where it must.
 func wrap(text string, width int) []string {
-	if utf8.RuneCountInString(text) <= width {
+	if textWidth(text) <= width {
 		return []string{text}
 	}
 	var lines []string
-	var cur []rune
+	var cur strings.Builder
+	curWidth := 0
+	flush := func() {
+		lines = append(lines, cur.String())
+		cur.Reset()
+		curWidth = 0
+	}
 	for _, word := range strings.Fields(text) {
-		wr := []rune(word)
-		if len(cur) > 0 && len(cur)+1+len(wr) <= width {
-			cur = append(append(cur, ' '), wr...)
+		ww := textWidth(word)
+		if curWidth > 0 && curWidth+1+ww <= width {
+			cur.WriteByte(' ')
+			cur.WriteString(word)
+			curWidth += 1 + ww
 			continue
 		}
-		if len(cur) > 0 {
-			lines = append(lines, string(cur))
-			cur = nil
+		if curWidth > 0 {
+			flush()
 		}
-		for len(wr) > width {
-			lines = append(lines, string(wr[:width]))
-			wr = wr[width:]
+		for _, r := range word {
+			rw := runeWidth(r)
+			if curWidth > 0 && curWidth+rw > width {
+				flush()
+			}
+			cur.WriteRune(r)
+			curWidth += rw
 		}
-		cur = wr
 	}
-	if len(cur) > 0 {
-		lines = append(lines, string(cur))
+	if cur.Len() > 0 {
+		flush()
 	}
 	return lines
+}
+
+// textWidth is how many terminal columns s takes: wide and fullwidth
+// characters (CJK, most emoji) two, combining marks and invisible format
+// characters none.
+func textWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeWidth(r)
+	}
+	return n
+}
+
+func runeWidth(r rune) int {
+	switch {
+	case unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) || r >= 0xFE00 && r <= 0xFE0F:
+		return 0 // a combining mark, a zero-width (joiner) or a variation selector
+	}
+	switch width.LookupRune(r).Kind() {
+	case width.EastAsianWide, width.EastAsianFullwidth:
+		return 2
+	}
+	return 1
 }
 
 // ago says how long before now ms was, as OpenClaw's CLI does: 6s ago,
