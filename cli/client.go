@@ -55,6 +55,9 @@ func (f clientFlags) newConn(env Env) (c *conn, local config.Profile, name strin
 	if err != nil {
 		return nil, local, "", err
 	}
+	if *f.name != "" && urlProfile != "" && *f.name != urlProfile {
+		return nil, local, "", &usageError{msg: fmt.Sprintf("--url names profile %q (/ws/%s) and --profile %q: give one of them", urlProfile, urlProfile, *f.name)}
+	}
 	name = cmp.Or(*f.name, urlProfile)
 	if local, err = f.resolveAs(env, name); err != nil {
 		return nil, local, name, err
@@ -87,9 +90,20 @@ func serverBase(raw string) (base, profile string, err error) {
 	default:
 		return "", "", &usageError{msg: fmt.Sprintf("bad --url %q: the scheme must be http, https, ws or wss", raw)}
 	}
-	if rest, ok := strings.CutPrefix(u.Path, "/ws/"); ok && rest != "" && !strings.Contains(rest, "/") {
-		profile, u.Path = rest, ""
+	path := strings.TrimRight(u.Path, "/")
+	if i := strings.LastIndex(path, "/ws/"); i >= 0 && path[i+4:] != "" && !strings.Contains(path[i+4:], "/") {
+		profile, path = path[i+4:], path[:i] // behind a proxy's prefix too
 	}
+	// The REST API's own paths (a base copied from docs/rest.md) are the
+	// server's root; any other path is a reverse proxy's prefix.
+	if i := strings.Index(path+"/", "/api/v1/"); i >= 0 {
+		rest := strings.TrimPrefix(path[i:], "/api/v1")
+		if p, ok := strings.CutPrefix(rest, "/profiles/"); ok && p != "" && !strings.Contains(p, "/") {
+			profile = p
+		}
+		path = path[:i]
+	}
+	u.Path = path
 	return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/"), profile, nil
 }
 

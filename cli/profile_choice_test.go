@@ -105,3 +105,34 @@ func TestARelativeStateDirFindsTheConfiguredProfile(t *testing.T) {
 		t.Fatal("a key was made in the state directory: the configuration's profile was missed")
 	}
 }
+
+// A CLI trial: --url ws://host/ws/lab/ (a trailing slash) asked for
+// profile "lab/api/v1/profiles", and a REST base copied from docs/rest.md
+// (http://host/api/v1) answered Not Found. Any other path is a reverse
+// proxy's prefix and stays.
+func TestServerBaseTakesTheURLsUsersHave(t *testing.T) {
+	for _, tc := range []struct{ url, base, profile string }{
+		{"http://127.0.0.1:18789", "http://127.0.0.1:18789", ""},
+		{"ws://127.0.0.1:18789/", "http://127.0.0.1:18789", ""},
+		{"ws://127.0.0.1:18789/ws/lab", "http://127.0.0.1:18789", "lab"},
+		{"ws://127.0.0.1:18789/ws/lab/", "http://127.0.0.1:18789", "lab"},
+		{"http://127.0.0.1:18789/api/v1", "http://127.0.0.1:18789", ""},
+		{"http://127.0.0.1:18789/api/v1/profiles/work", "http://127.0.0.1:18789", "work"},
+		{"https://gw.example/pairgate/", "https://gw.example/pairgate", ""},
+		{"wss://gw.example/pairgate/ws/work", "https://gw.example/pairgate", "work"},
+	} {
+		base, profile, err := serverBase(tc.url)
+		if err != nil || base != tc.base || profile != tc.profile {
+			t.Errorf("serverBase(%s) = %q, %q, %v; want %q, %q", tc.url, base, profile, err, tc.base, tc.profile)
+		}
+	}
+}
+
+// A CLI trial: --url …/ws/work --profile lab acted on lab without a word.
+func TestAURLProfileAndADifferentProfileFlagAreRefused(t *testing.T) {
+	env := testEnv(t, nil)
+	code, out, errs := cliRun(env, "nodes", "pending", "--url", "ws://127.0.0.1:1/ws/work", "--profile", "lab")
+	if code != exitUsage || !strings.Contains(errs, `--url names profile "work" (/ws/work) and --profile "lab": give one of them`) {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // a profile's own listen address, nil on the main address.
 func (s *Server) routes(e *echo.Echo, own *Profile) {
 	e.GET("/healthz", s.handleHealthz)
-	e.GET("/readyz", s.handleReadyz)
+	e.GET("/readyz", s.handleReadyz(own))
 	e.GET("/metrics", s.metrics.handler())
 	e.GET("/api/v1/openapi.json", handleOpenAPI)
 
@@ -126,9 +126,19 @@ type readiness struct {
 
 // handleReadyz answers 200 when every profile's store answers and the
 // server is not shutting down, 503 otherwise, naming what is wrong.
-func (s *Server) handleReadyz(c echo.Context) error {
+func (s *Server) handleReadyz(own *Profile) echo.HandlerFunc {
+	return func(c echo.Context) error { return s.readyz(c, own) }
+}
+
+// readyz reports the profiles served here: on a profile's own address,
+// that profile alone (it listed every profile, and the CLI told a user of
+// that address the others' names as if served there).
+func (s *Server) readyz(c echo.Context, own *Profile) error {
 	r := readiness{OK: s.ready.Load(), Profiles: map[string]string{}}
 	for _, p := range s.profiles {
+		if own != nil && p != own {
+			continue
+		}
 		status := "ok"
 		err := p.Store.Ping(c.Request().Context())
 		if err == nil {

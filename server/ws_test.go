@@ -653,6 +653,10 @@ func TestProfileOwnListenAddress(t *testing.T) {
 	if r := own.api(t, "GET", "/api/v1/profiles", "work-token", ""); r.status != 200 || !strings.Contains(string(r.body), `"work"`) {
 		t.Fatalf("listing with work's token after the others = %d %s", r.status, r.body)
 	}
+	// /readyz there reports work alone.
+	if r := own.api(t, "GET", "/readyz", "", ""); r.status != 200 || string(r.body) != `{"ok":true,"profiles":{"work":"ok"}}`+"\n" {
+		t.Fatalf("/readyz on work's own address = %d %s", r.status, r.body)
+	}
 	// The start-up log gives the operator page's address.
 	if !strings.Contains(ts.log.String(), "page=http://"+m[1]+"/ui/") {
 		t.Fatalf("no page address in the log:\n%s", ts.log)
