@@ -56,6 +56,15 @@ func (s *Server) handleImport(c echo.Context) error {
 	if err != nil {
 		return apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}
+	if mode == db.ImportReplace && (paired == nil || pending == nil) {
+		// A member left out would count as empty: replace would remove
+		// every pairing (or pending request) of the profile.
+		missing := "paired"
+		if paired != nil {
+			missing = "pending"
+		}
+		return apiError(db.CodeInvalid, `mode=replace makes the profile exactly the body, and it has no %q: that would remove every record of that kind; send both members (an empty one is {})`, missing)
+	}
 	st, err := db.ReadLegacy(paired, pending)
 	if err != nil {
 		return err

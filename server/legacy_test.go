@@ -158,6 +158,12 @@ func TestImportClosesSessionsOfChangedNodes(t *testing.T) {
 	delete(files.Paired, removed.id)
 	files.Paired[rekeyed.id]["token"] = db.NewToken()
 	body, _ := json.Marshal(map[string]any{"paired": files.Paired})
+	// replace without "pending" would have emptied it: refused (a trial's
+	// {"pending":{}} removed every pairing).
+	if r := ts.api(t, "POST", base+"/import?mode=replace", testToken, string(body)); r.status != 400 || !strings.Contains(r.errorMessage(), `it has no "pending"`) {
+		t.Fatalf("replace without pending = %d %s", r.status, r.body)
+	}
+	body, _ = json.Marshal(map[string]any{"paired": files.Paired, "pending": map[string]any{}})
 	var rep db.ImportReport
 	ts.mustAPI(t, 200, "POST", base+"/import?mode=replace", string(body), &rep)
 	if rep.PairedRemoved != 1 || rep.PairedReplaced != 1 {
