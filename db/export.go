@@ -69,9 +69,10 @@ func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportRepo
 }
 
 // CheckOverwrite refuses to write over legacy files in dir that hold a
-// pairing this store lacks: OpenClaw's own files never imported, or a
-// backup; written over, those pairings would be gone. It is nil when dir
-// holds no legacy file, or only pairings the store has.
+// pairing this store would lose: a node the store lacks (OpenClaw's own
+// files never imported, or a backup) unless the store removed it itself,
+// or a node approved later in the file than in the store (the merge rule
+// says the file's wins). It is nil when dir holds no legacy file.
 func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 	st, found, err := ReadLegacyDir(dir)
 	switch {
@@ -80,21 +81,50 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 	case !found:
 		return nil
 	}
-	var lost []string
+	var lacked, newer []string
 	for _, n := range st.Paired {
-		_, err := s.Node(ctx, n.NodeID)
+		cur, err := s.Node(ctx, n.NodeID)
 		switch {
 		case ErrorCode(err) == CodeNotFound:
-			lost = append(lost, n.NodeID)
+			removed, err := s.removedHere(ctx, n.NodeID)
+			if err != nil {
+				return err
+			}
+			if !removed {
+				lacked = append(lacked, n.NodeID)
+			}
 		case err != nil:
 			return err
+		case n.ApprovedAtMs > cur.ApprovedAtMs:
+			newer = append(newer, n.NodeID)
 		}
 	}
-	if len(lost) == 0 {
+	list := func(ids []string) string { return strings.Join(ids[:min(len(ids), 5)], ", ") }
+	var problems []string
+	if len(lacked) > 0 {
+		problems = append(problems, fmt.Sprintf("%d paired node(s) this profile does not have (%s)", len(lacked), list(lacked)))
+	}
+	if len(newer) > 0 {
+		problems = append(problems, fmt.Sprintf("%d node(s) approved there later than here (%s)", len(newer), list(newer)))
+	}
+	if len(problems) == 0 {
 		return nil
 	}
-	return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds %d paired node(s) this profile does not have (%s), and an export would drop them: import them first (pairgate import --from %s), or move the files away",
-		filepath.Join(dir, PairedFile), len(lost), strings.Join(lost[:min(len(lost), 5)], ", "), dir)}
+	return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds %s, and an export would drop them: if they belong to this profile, import them first (pairgate import --from %s); if not, move the files away",
+		filepath.Join(dir, PairedFile), strings.Join(problems, " and "), dir)}
+}
+
+// removedHere says whether the outbox records this store removing the
+// node (events are kept 30 days): a pairing the files still hold that
+// was ended here is not one the export would lose.
+func (s *Store) removedHere(ctx context.Context, nodeID string) (bool, error) {
+	var removed bool
+	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE name = ? AND json_extract(payload, '$.decision') = ? AND json_extract(payload, '$.nodeId') = ?)`,
+		EventResolved, DecisionRemoved, nodeID).Scan(&removed)
+	if err != nil {
+		return false, classify(err, "read the outbox")
+	}
+	return removed, nil
 }
 
 func writeFileAtomic(path string, write func(textWriter)) error {

@@ -387,3 +387,44 @@ func TestImportRefusesTimesOutOfRange(t *testing.T) {
 		t.Fatalf("import an hour ahead = %+v, %v", rep, err)
 	}
 }
+
+// Export (and the mirror's first export) refuse to write over files that
+// hold a pairing the store would lose: one it lacks, or one approved
+// there later. A node the store removed itself is not one of them (a
+// trial: the refusal's advice, import them, brought a removed node back
+// with its revoked token).
+func TestCheckOverwrite(t *testing.T) {
+	s := openStore(t, newClock())
+	pairNode(t, s, "kept")
+	pairNode(t, s, "gone")
+	dir := t.TempDir()
+	if _, err := s.Export(ctx, dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckOverwrite(ctx, dir); err != nil {
+		t.Fatalf("over its own export: %v", err)
+	}
+	if _, err := s.Remove(ctx, "gone", Origin{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckOverwrite(ctx, dir); err != nil {
+		t.Fatalf("over a file holding a node this store removed: %v", err)
+	}
+	kept, _ := s.Node(ctx, "kept")
+	write := func(paired string) {
+		t.Helper()
+		os.WriteFile(filepath.Join(dir, PairedFile), []byte(paired), 0o600)
+	}
+	write(`{"other": {"nodeId": "other", "token": "t", "createdAtMs": 1, "approvedAtMs": 1}}`)
+	if err := s.CheckOverwrite(ctx, dir); ErrorCode(err) != CodeConflict || !strings.Contains(err.Error(), "1 paired node(s) this profile does not have (other)") {
+		t.Fatalf("over a node the store lacks: %v", err)
+	}
+	write(`{"kept": {"nodeId": "kept", "token": "newer", "createdAtMs": 1, "approvedAtMs": ` + itoa(kept.ApprovedAtMs+1) + `}}`)
+	if err := s.CheckOverwrite(ctx, dir); ErrorCode(err) != CodeConflict || !strings.Contains(err.Error(), "1 node(s) approved there later than here (kept)") {
+		t.Fatalf("over a later approval: %v", err)
+	}
+	write(`{"kept": {"nodeId": "kept", "token": "older", "createdAtMs": 1, "approvedAtMs": ` + itoa(kept.ApprovedAtMs-1) + `}}`)
+	if err := s.CheckOverwrite(ctx, dir); err != nil {
+		t.Fatalf("over an older approval: %v", err)
+	}
+}
