@@ -170,7 +170,7 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 	}
 	p := local
 	for _, sp := range profiles {
-		if filepath.Clean(sp.StateDir) == filepath.Clean(p.StateDir) {
+		if config.SameDir(sp.StateDir, p.StateDir) {
 			c.profile = sp.Name
 			return c, nil
 		}

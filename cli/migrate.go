@@ -63,7 +63,7 @@ func (f profileFlags) resolveAs(env Env, name string) (config.Profile, error) {
 		return p, err
 	}
 	for _, c := range cfg.Profiles {
-		if name != "" && c.Name == name || name == "" && filepath.Clean(c.StateDir) == filepath.Clean(p.StateDir) {
+		if name != "" && c.Name == name || name == "" && config.SameDir(c.StateDir, p.StateDir) {
 			return c, nil
 		}
 	}

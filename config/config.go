@@ -184,6 +184,17 @@ func ResolveStateDir(stateDirFlag, profileFlag string, getenv func(string) strin
 	}
 }
 
+// SameDir says whether a and b are one directory: the same path once
+// cleaned, or once symbolic links are resolved.
+func SameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
+}
+
 func home(getenv func(string) string) string {
 	if h := getenv("HOME"); h != "" {
 		return h
@@ -231,7 +242,7 @@ func (c Config) Validate() error {
 		return keyError("profiles", "no profile is configured", "declare at least one profile, or remove the key to get the default one")
 	}
 	names := map[string]bool{}
-	dirs := map[string]string{}
+	dirs, nodesDirs := map[string]string{}, map[string]string{}
 	replicaURLs := map[string]string{}
 	keys := map[string]string{}
 	listens := map[string]string{c.Listen: "listen"}
@@ -255,15 +266,25 @@ func (c Config) Validate() error {
 		if other, dup := dirs[clean]; dup {
 			return keyError(at("stateDir"), fmt.Sprintf("%s is also the state directory of profile %q", clean, other), "give each profile its own state directory")
 		}
-		// The same directory through a symbolic link: the second profile
-		// was refused at start as "already served by" the server itself.
+		// The same directory through a symbolic link (the state
+		// directory, or its nodes/ where everything is kept): the second
+		// profile was refused at start as "already served by" the
+		// server itself.
 		if real, err := filepath.EvalSymlinks(clean); err == nil && real != clean {
 			if other, dup := dirs[real]; dup {
-				return keyError(at("stateDir"), fmt.Sprintf("%s is %s (a symbolic link), the state directory of profile %q", clean, real, other), "give each profile its own state directory")
+				return keyError(at("stateDir"), fmt.Sprintf("%s is %s (a symbolic link), the directory of profile %q", clean, real, other), "give each profile its own state directory")
 			}
 			dirs[real] = p.Name
 		}
 		dirs[clean] = p.Name
+		nodes := filepath.Join(clean, "nodes")
+		if real, err := filepath.EvalSymlinks(nodes); err == nil {
+			nodes = real
+		}
+		if other, dup := nodesDirs[nodes]; dup {
+			return keyError(at("stateDir"), fmt.Sprintf("%s/nodes is %s (a symbolic link), the directory of profile %q", clean, nodes, other), "give each profile its own state directory")
+		}
+		nodesDirs[nodes] = p.Name
 		if p.Listen != "" {
 			if err := checkListen(at("listen"), p.Listen); err != nil {
 				return err

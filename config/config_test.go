@@ -262,7 +262,24 @@ func TestStateDirsThroughASymlinkAreOneDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err = cfg.Validate(); err == nil || !strings.Contains(err.Error(), "(a symbolic link), the state directory of profile \"a\"") {
+	if err = cfg.Validate(); err == nil || !strings.Contains(err.Error(), "(a symbolic link), the directory of profile \"a\"") {
 		t.Fatalf("Parse = %v; want the shared directory named", err)
+	}
+	// nodes/ shared through a link, the state directories apart.
+	other := filepath.Join(dir, "c")
+	os.Mkdir(other, 0o700)
+	os.Mkdir(filepath.Join(real, "nodes"), 0o700)
+	if err := os.Symlink(filepath.Join(real, "nodes"), filepath.Join(other, "nodes")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Parse([]byte("profiles:\n  - name: a\n    stateDir: "+real+"\n  - name: c\n    stateDir: "+other+"\n"), env(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = cfg.Validate(); err == nil || !strings.Contains(err.Error(), "(a symbolic link), the directory of profile \"a\"") {
+		t.Fatalf("shared nodes/: %v", err)
+	}
+	if !SameDir(link, real) || SameDir(other, real) {
+		t.Fatal("SameDir")
 	}
 }

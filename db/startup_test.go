@@ -70,7 +70,7 @@ func TestStartupIntegrity(t *testing.T) {
 	t.Run("key missing with sealed tokens", func(t *testing.T) {
 		d := copyStore(t, dir)
 		os.Remove(filepath.Join(d, "pairing.key"))
-		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database holds the tokens of 1 paired node(s) sealed under it; restore the original pairing.key from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key`")
+		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database holds the tokens of 1 paired node(s) sealed under it; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise restore the original pairing.key from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key`")
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		d := copyStore(t, dir)
@@ -115,7 +115,7 @@ func TestStartupIntegrity(t *testing.T) {
 		s := openStoreAt(t, d, newClock())
 		s.Close()
 		os.Remove(filepath.Join(d, "pairing.key"))
-		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database was set up under another key (its key check is sealed under it); if the server's configuration names a keyFile for this profile, run this command with that configuration (--config FILE or $PAIRGATE_CONFIG)")
+		openRefused(t, d, testOptions(d, newClock()), "pairing.key is missing, and the database was set up under another key (its key check is sealed under it); if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration")
 		openNewKey(t, d, newClock()).Close() // on purpose: new-key
 		openStoreAt(t, d, newClock()).Close()
 	})

@@ -185,15 +185,16 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 	switch {
 	case key != nil && opts.NewKey:
 		return fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
-	case key == nil && paired > 0 && !opts.NewKey:
-		return fmt.Errorf("%w: %s is missing, and the database holds the tokens of %d paired node(s) sealed under it; %s", ErrIntegrity, opts.KeyPath, paired, restore)
-	case key == nil && hasCheck && !opts.NewKey:
-		// No token yet, but the database was set up under a key kept
-		// elsewhere: typically a keyFile of the server's configuration,
-		// and a command run without it. A new key here would be the
-		// database's from now on, and that keyFile refused at the next
-		// start.
-		return fmt.Errorf("%w: %s is missing, and the database was set up under another key (its key check is sealed under it); if the server's configuration names a keyFile for this profile, run this command with that configuration (--config FILE or $PAIRGATE_CONFIG); otherwise %s", ErrIntegrity, opts.KeyPath, restore)
+	case key == nil && (paired > 0 || hasCheck) && !opts.NewKey:
+		// Often the key is not lost but elsewhere: a keyFile of the
+		// server's configuration, and a command run without it. A new
+		// key here would be the database's from now on, and that
+		// keyFile refused at the next start: that case comes first.
+		held := "was set up under another key (its key check is sealed under it)"
+		if paired > 0 {
+			held = fmt.Sprintf("holds the tokens of %d paired node(s) sealed under it", paired)
+		}
+		return fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
 	case key == nil:
 		var err error
 		if _, err = config.CreateFileOnce(opts.KeyPath, randomBytes(keySize)); err == nil {
