@@ -56,6 +56,11 @@ func runImport(ctx context.Context, env Env, args []string) error {
 		}
 		return fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
 	}
+	if !*dryRun && !config.SameDir(dir, p.NodesDir()) {
+		if err := keepLegacyImport(p); err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(p.DatabasePath()); *dryRun && errors.Is(err, fs.ErrNotExist) {
 		// A dry run changes nothing, so it creates nothing either: a
 		// database it made would stop the server's import at its first
@@ -151,6 +156,23 @@ func runExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Wrote %s (%d paired) and %s (%d pending) to %s\n", db.PairedFile, rep.Paired, db.PendingFile, rep.Pending, rep.Dir)
+	return nil
+}
+
+// keepLegacyImport refuses to create the database of a state directory
+// whose nodes/ holds OpenClaw's files: the server imports them at its
+// first start only while there is no database, so a database made by
+// another command first (migrate, an import from elsewhere) would leave
+// them out for good.
+func keepLegacyImport(p config.Profile) error {
+	if _, err := os.Stat(p.DatabasePath()); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	for _, name := range []string{db.PairedFile, db.PendingFile} {
+		if _, err := os.Stat(filepath.Join(p.NodesDir(), name)); err == nil {
+			return fmt.Errorf("%s holds OpenClaw's %s and there is no database yet: `pairgate serve` imports the files at its first start, or `pairgate import` (its --from defaults to that directory) does now; made by this command first, the database would leave them out", p.NodesDir(), name)
+		}
+	}
 	return nil
 }
 

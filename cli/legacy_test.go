@@ -183,3 +183,34 @@ func TestExportKeepsFilesWithPairingsTheProfileLacks(t *testing.T) {
 		t.Fatalf("export --force wrote %q", got)
 	}
 }
+
+// A trial: `pairgate migrate`, or an import from another directory, made
+// the database of a state directory holding OpenClaw's files, and the
+// server's first start then skipped importing them. Both are refused
+// until the files are imported; `pairgate import` (from nodes/) works.
+func TestCommandsKeepTheFirstStartsImport(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	from := fixture.Path(t, "snapshots", "06-final")
+	os.MkdirAll(filepath.Join(stateDir, "nodes"), 0o700)
+	b, _ := os.ReadFile(filepath.Join(from, "paired.json"))
+	os.WriteFile(filepath.Join(stateDir, "nodes", "paired.json"), b, 0o600)
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "paired.json"), []byte("{}"), 0o600)
+	for _, args := range [][]string{{"migrate"}, {"import", "--from", other}} {
+		var errs bytes.Buffer
+		if code := Run(context.Background(), args, getenv, nil, io.Discard, &errs); code == 0 || !strings.Contains(errs.String(), "holds OpenClaw's paired.json and there is no database yet") {
+			t.Fatalf("%v = %d %s", args, code, errs.String())
+		}
+		if _, err := os.Stat(filepath.Join(stateDir, "nodes", "pairing.sqlite")); err == nil {
+			t.Fatalf("%v made the database", args)
+		}
+	}
+	var out bytes.Buffer
+	if code := Run(context.Background(), []string{"import"}, getenv, nil, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "paired:  1 added") {
+		t.Fatalf("import from nodes/ = %d %s", code, out.String())
+	}
+	if code := Run(context.Background(), []string{"migrate"}, getenv, nil, io.Discard, io.Discard); code != 0 {
+		t.Fatal("migrate after the import failed")
+	}
+}

@@ -104,6 +104,9 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if *status {
 		return printMigrations(ctx, env, p)
 	}
+	if err := keepLegacyImport(p); err != nil {
+		return err
+	}
 	if err := p.EnsureNodesDir(); err != nil {
 		return err
 	}

@@ -345,3 +345,21 @@ func TestMirrorKeepsFilesWithPairingsTheStoreLacks(t *testing.T) {
 		t.Fatalf("not said:\n%s", ts.log)
 	}
 }
+
+// Without the mirror, OpenClaw's files beside a database made first are
+// said at start: nothing else would tell the operator they were never
+// imported.
+func TestStartSaysLegacyFilesWereNotImported(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		pc := s.cfg.Profiles[0]
+		p, err := OpenProfile(context.Background(), pc, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		os.WriteFile(filepath.Join(pc.NodesDir(), "paired.json"), snapshot05(t, "paired.json"), 0o600)
+	})
+	if !strings.Contains(ts.log.String(), "the legacy files beside the database hold pairings it does not") {
+		t.Fatalf("not said:\n%s", ts.log)
+	}
+}
