@@ -327,20 +327,22 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 }
 
 // WriteFailure is nil while the store can write. After a write failed
-// for its storage (disk full, I/O error, read-only, damaged), it tries a
-// write that changes nothing (the header's application_id, set to
-// itself) and answers that write's failure, or nil once the disk took
-// it: an idle store recovers as soon as the disk does.
+// for its storage (disk full, I/O error, read-only, damaged), it writes a
+// row of 64 KiB to write_check and removes it again, and answers the
+// failure of that, or nil once the disk took both: an idle store recovers
+// as soon as the disk does. (A check of one page, which the WAL's free
+// space took, passed while every real write failed.)
 func (s *Store) WriteFailure(ctx context.Context) error {
 	if s.commit.failure.Load() == nil {
 		return nil
 	}
-	var id int64
-	if err := s.read.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&id); err != nil {
-		return classify(err, "write check")
+	for _, stmt := range []string{`INSERT OR REPLACE INTO write_check (id, filler) VALUES (1, zeroblob(65536))`, `DELETE FROM write_check`} {
+		if err := s.writeTx(ctx, "write check", func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
-	return s.writeTx(ctx, "write check", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA application_id = %d`, id))
-		return err
-	})
+	return nil
 }
