@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pairgate/pairgate/config"
@@ -57,6 +58,11 @@ func (s *Store) Export(ctx context.Context, dir string, redact bool) (ExportRepo
 	if err != nil {
 		return ExportReport{}, err
 	}
+	return writeExport(dir, sn, redact)
+}
+
+// writeExport writes a snapshot's two files into dir.
+func writeExport(dir string, sn Snapshot, redact bool) (ExportReport, error) {
 	for name, write := range map[string]func(textWriter){
 		PairedFile:  func(w textWriter) { writeLegacyPaired(w, sn.Paired, redact) },
 		PendingFile: func(w textWriter) { writeLegacyPending(w, sn.Pending) },
@@ -125,6 +131,23 @@ func (s *Store) removedHere(ctx context.Context, nodeID string) (bool, error) {
 		return false, classify(err, "read the outbox")
 	}
 	return removed, nil
+}
+
+// MirrorExport is Export for mirrorLegacyFiles: the nodes whose token
+// pairing.key cannot open (after new-key) are left out, and named in
+// unsealable, instead of refusing the whole export (the mirror then
+// failed for good, and new approvals never reached the files). An empty
+// token would make the files ones no import takes.
+func (s *Store) MirrorExport(ctx context.Context, dir string) (rep ExportReport, unsealable []string, err error) {
+	sn, err := s.Snapshot(ctx)
+	if err != nil {
+		return ExportReport{}, nil, err
+	}
+	if len(sn.Unsealable) > 0 {
+		sn.Paired = slices.DeleteFunc(sn.Paired, func(n Node) bool { return slices.Contains(sn.Unsealable, n.NodeID) })
+	}
+	rep, err = writeExport(dir, sn, false)
+	return rep, sn.Unsealable, err
 }
 
 func writeFileAtomic(path string, write func(textWriter)) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -426,5 +427,30 @@ func TestCheckOverwrite(t *testing.T) {
 	write(`{"kept": {"nodeId": "kept", "token": "older", "createdAtMs": 1, "approvedAtMs": ` + itoa(kept.ApprovedAtMs-1) + `}}`)
 	if err := s.CheckOverwrite(ctx, dir); err != nil {
 		t.Fatalf("over an older approval: %v", err)
+	}
+}
+
+// After new-key the mirror's export failed on every change (the lost
+// key's tokens cannot be exported), and approvals made since never
+// reached the files. MirrorExport leaves those nodes out and names them.
+func TestMirrorExportLeavesOutUnsealableTokens(t *testing.T) {
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	pairNode(t, s, "old")
+	s.Close()
+	os.Remove(filepath.Join(dir, "pairing.key"))
+	s = openNewKey(t, dir, newClock())
+	newToken := pairNode(t, s, "new")
+	out := t.TempDir()
+	rep, unsealable, err := s.MirrorExport(ctx, out)
+	if err != nil || rep.Paired != 1 || !slices.Equal(unsealable, []string{"old"}) {
+		t.Fatalf("MirrorExport = %+v, %v, %v", rep, unsealable, err)
+	}
+	st, _, err := ReadLegacyDir(out)
+	if err != nil || len(st.Paired) != 1 || st.Paired[0].NodeID != "new" || st.Paired[0].Token != newToken {
+		t.Fatalf("mirrored files: %+v, %v", st.Paired, err)
+	}
+	if err := s.CheckOverwrite(ctx, out); err != nil {
+		t.Fatalf("the next start's check over the mirrored files: %v", err)
 	}
 }

@@ -25,8 +25,8 @@ func (sn Snapshot) TokenProblem() error {
 	if len(sn.Unsealable) == 0 {
 		return nil
 	}
-	return errorf(CodeUnavailable,
-		"the tokens of %d paired node(s) cannot be exported because pairing.key does not open them (it was replaced); they still verify. Restore the original pairing.key, or export with tokens redacted. Nodes: %s",
+	return errorf(CodeConflict,
+		"the tokens of %d paired node(s) cannot be exported because pairing.key does not open them (it was replaced); they still verify. Restore the original pairing.key, or export with tokens redacted (--redact-tokens, ?redactTokens=true). Nodes: %s",
 		len(sn.Unsealable), strings.Join(sn.Unsealable, ", "))
 }
 

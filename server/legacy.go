@@ -154,8 +154,14 @@ func autoImport(ctx context.Context, p *Profile, log *slog.Logger) error {
 func (s *Server) mirror(ctx context.Context, p *Profile) {
 	var retry <-chan time.Time
 	wait := mirrorRetry
+	warned := false
 	export := func() {
-		if _, err := p.Store.Export(context.WithoutCancel(ctx), p.Config.NodesDir(), false); err != nil {
+		_, unsealable, err := p.Store.MirrorExport(context.WithoutCancel(ctx), p.Config.NodesDir())
+		if len(unsealable) > 0 && !warned {
+			warned = true
+			s.log.Warn("the mirrored paired.json leaves out the nodes whose token pairing.key cannot open (it was replaced); they still verify here", "profile", p.Config.Name, "nodes", len(unsealable))
+		}
+		if err != nil {
 			s.log.Error("mirroring the legacy files failed; trying again", "profile", p.Config.Name, "in", wait, "err", err)
 			retry = time.After(wait)
 			wait = min(2*wait, time.Minute)
