@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/pairgate/pairgate/db"
 )
 
 // decideCommand is pairgate nodes approve|reject REQUEST_ID.
@@ -32,8 +36,40 @@ func (cmd *decideCommand) run(ctx context.Context, c *conn, out output) error {
 	} else {
 		res, err = c.api.Reject(ctx, c.profile, cmd.requestID)
 	}
+	if db.ErrorCode(err) == db.CodeNotFound {
+		return fmt.Errorf("%w (%s)", err, cmd.hint(ctx, c))
+	}
 	if err != nil {
 		return err
 	}
 	return printJSON(out.w, res)
+}
+
+// hint says what an unknown request id may have meant: the pending
+// request it begins, or the one of the node it names (a CLI trial gave
+// an id's first characters, a node id and a name, and got "unknown
+// requestId" each time).
+func (cmd *decideCommand) hint(ctx context.Context, c *conn) string {
+	none := fmt.Sprintf("no pending request of profile %q has it; `pairgate nodes pending` lists them", c.profile)
+	pending, err := c.api.Pending(ctx, c.profile)
+	if err != nil {
+		return none
+	}
+	q := strings.TrimSpace(cmd.requestID)
+	var begins, ofNode []string
+	for _, r := range pending {
+		if len(q) >= 6 && strings.HasPrefix(r.RequestID, q) {
+			begins = append(begins, r.RequestID)
+		}
+		if r.NodeID == q || fold(q) != "" && fold(r.DisplayName) == fold(q) {
+			ofNode = append(ofNode, r.RequestID)
+		}
+	}
+	switch {
+	case len(begins) == 1:
+		return "give the whole id: " + visible(begins[0])
+	case len(ofNode) == 1:
+		return fmt.Sprintf("that names a node; its pending request is %s", visible(ofNode[0]))
+	}
+	return none
 }

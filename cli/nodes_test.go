@@ -127,6 +127,14 @@ func TestNodesCommands(t *testing.T) {
 	step("02-pending", 0, home, "nodes", "pending")
 	step("03-pending-json", 0, home, "nodes", "pending", "--json")
 	step("04-list", 0, home, "nodes", "list")
+	// An id's beginning, or a node's name, for a request id: the error
+	// says which request was meant (a CLI trial got "unknown requestId").
+	if code, _, errs := cliRun(home, "nodes", "approve", pixel[:8]); code != 1 || !strings.Contains(errs, "give the whole id: "+pixel) {
+		t.Fatalf("approve by an id's beginning: exit %d %s", code, errs)
+	}
+	if code, _, errs := cliRun(home, "nodes", "reject", "pixel 8"); code != 1 || !strings.Contains(errs, "that names a node; its pending request is "+pixel) {
+		t.Fatalf("reject by a node's name: exit %d %s", code, errs)
+	}
 	step("05-approve", 0, home, "nodes", "approve", kitchen)
 	step("06-reject", 0, home, "nodes", "reject", pixel, "--json")
 	step("07-approve-again", 1, home, "nodes", "approve", kitchen)
