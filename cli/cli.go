@@ -10,6 +10,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/pairgate/pairgate/config"
@@ -65,6 +66,10 @@ func commands() []command {
 // the process exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	if len(args) > 1 && args[0] == "help" {
+		// pairgate help nodes [approve] is pairgate nodes [approve] --help.
+		args = append(slices.Clone(args[1:]), "--help")
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(env.Stdout)
 		if len(args) == 0 {

@@ -136,3 +136,15 @@ func TestAURLProfileAndADifferentProfileFlagAreRefused(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// pairgate help nodes [approve] is the command's own help (it printed
+// the top-level help).
+func TestHelpOfACommand(t *testing.T) {
+	env := testEnv(t, nil)
+	if code, out, _ := cliRun(env, "help", "nodes", "approve"); code != exitOK || !strings.Contains(out, "Usage: pairgate nodes approve REQUEST_ID") {
+		t.Fatalf("help nodes approve: exit %d\n%s", code, out)
+	}
+	if code, out, _ := cliRun(env, "help", "nodes"); code != exitOK || !strings.Contains(out, "Usage: pairgate nodes <command>") {
+		t.Fatalf("help nodes: exit %d\n%s", code, out)
+	}
+}
