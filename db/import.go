@@ -227,6 +227,18 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		}
 		rep.PendingAdded++
 	}
+	if rep.PendingAdded == 0 {
+		return nil
+	}
+	// More live requests than maxPending would refuse every new request
+	// until they expire (a trial imported 10,000 under the default 1,000).
+	var live int
+	if err := s.w.queryRow(ctx, tx, qCountLive, cutoff).Scan(&live); err != nil {
+		return err
+	}
+	if live > s.maxPending {
+		return errorf(CodeInvalid, "the import would leave %d live pending requests, and this profile holds at most %d (maxPending): every new request would be refused until they expire; raise maxPending, or import fewer", live, s.maxPending)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package db
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -452,5 +453,41 @@ func TestMirrorExportLeavesOutUnsealableTokens(t *testing.T) {
 	}
 	if err := s.CheckOverwrite(ctx, out); err != nil {
 		t.Fatalf("the next start's check over the mirrored files: %v", err)
+	}
+}
+
+// A migration trial imported 10,000 pending requests under maxPending
+// 1,000: every new request was then refused until they expired. An
+// import that would leave more live requests than maxPending is refused.
+func TestImportKeepsWithinMaxPending(t *testing.T) {
+	clk := newClock()
+	opts := testOptions(t.TempDir(), clk)
+	opts.MaxPending = 2
+	s := openWith(t, opts)
+	now := clk.Now().UnixMilli()
+	file := func(n int) LegacyState {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `"r%d": {"requestId": "r%d", "nodeId": "n%d", "isRepair": false, "ts": %d}`, i, i, i, now)
+		}
+		b.WriteString("}")
+		st, err := ReadLegacy(nil, []byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if _, err := s.Import(ctx, file(3), ImportMerge, false, Origin{Actor: "import"}); ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), "leave 3 live pending requests, and this profile holds at most 2 (maxPending)") {
+		t.Fatalf("import of 3 under maxPending 2 = %v", err)
+	}
+	if p, _ := s.Pending(ctx); len(p) != 0 {
+		t.Fatalf("a refused import left %d pending", len(p))
+	}
+	if rep, err := s.Import(ctx, file(2), ImportMerge, false, Origin{Actor: "import"}); err != nil || rep.PendingAdded != 2 {
+		t.Fatalf("import of 2 = %+v, %v", rep, err)
 	}
 }
