@@ -45,7 +45,7 @@ const minOperatorToken = 32
 // and migrates the store. now is the store's clock (nil: time.Now).
 func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now func() time.Time) (*Profile, error) {
 	if err := pc.EnsureNodesDir(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
 	lock, err := db.LockStateDir(pc.LockPath())
 	if err != nil {
@@ -64,7 +64,7 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	// schema) leaves no operator token file generated behind.
 	if p.Store, err = db.Open(ctx, opts); err != nil {
 		p.Close()
-		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
+		return nil, fmt.Errorf("profile %q: %w", pc.Name, withDiskHint(err, pc.NodesDir()))
 	}
 	if err := p.Store.QuickCheck(ctx); err != nil {
 		p.Close()

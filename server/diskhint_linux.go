@@ -1,0 +1,29 @@
+package server
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// diskHint says what about dir's filesystem explains a failure to open a
+// profile: no space left, mounted read-only, or not writable by this
+// process; "" when none of these holds. An operator trial saw only "disk
+// I/O error (4874)" for a full disk, and "attempt to write a readonly
+// database" without the directory.
+func diskHint(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		if st.Flags&unix.ST_RDONLY != 0 {
+			return fmt.Sprintf("the filesystem holding %s is mounted read-only", dir)
+		}
+		if free := st.Bavail * uint64(st.Bsize); free < 1<<20 {
+			return fmt.Sprintf("the filesystem holding %s has %d KiB free: free some space", dir, free>>10)
+		}
+	}
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return fmt.Sprintf("%s is not writable by this process (uid %d): %v", dir, os.Getuid(), err)
+	}
+	return ""
+}

@@ -1,0 +1,21 @@
+package server
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A healthy, writable directory gets no hint, and the error is kept as
+// it is; /proc (a filesystem with no free blocks, where nothing can be
+// created) gets one, added after the error.
+func TestDiskHint(t *testing.T) {
+	base := errors.New("open pairing.sqlite: disk I/O error")
+	if err := withDiskHint(base, t.TempDir()); err != base {
+		t.Fatalf("a healthy directory: %v", err)
+	}
+	err := withDiskHint(base, "/proc")
+	if !errors.Is(err, base) || !strings.Contains(err.Error(), "the filesystem holding /proc has 0 KiB free") {
+		t.Fatalf("/proc: %v", err)
+	}
+}
