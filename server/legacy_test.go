@@ -221,7 +221,7 @@ func TestAutoImportOfABadFileRefusesTheProfile(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	_, err := OpenProfile(context.Background(), pc, log, nil)
-	if err == nil || !strings.Contains(err.Error(), pc.NodesDir()) || !strings.Contains(err.Error(), "paired.json") {
+	if !errors.Is(err, db.ErrIntegrity) || !strings.Contains(err.Error(), pc.NodesDir()) || !strings.Contains(err.Error(), "paired.json") {
 		t.Fatalf("OpenProfile with a bad paired.json = %v; want an error naming the file and its directory", err)
 	}
 	if b, _ := os.ReadFile(pairedPath); !bytes.Equal(b, bad) {
