@@ -75,8 +75,8 @@ type committer struct {
 	// batches and writes count committed transactions and the writes in
 	// them.
 	batches, writes atomic.Int64
-	// failure is the storage failure (disk full, I/O error, read-only,
-	// damaged) of the last transaction, nil once one commits.
+	// failure is the last storage failure (disk full, I/O error,
+	// read-only, damaged) of a transaction; WriteFailure clears it.
 	failure atomic.Pointer[error]
 
 	// Only the goroutine holding busy touches these: the connection's
@@ -274,10 +274,10 @@ func (c *committer) commit(first *write) {
 	}
 	events := c.events
 	c.events = nil
-	switch {
-	case err == nil:
-		c.failure.Store(nil)
-	case isStorageFailure(err):
+	// Only WriteFailure's own check clears a failure: a commit that
+	// changed nothing (the sweeper's, every second) took no new page,
+	// and cleared it while every real write still failed.
+	if err != nil && isStorageFailure(err) {
 		c.failure.Store(&err)
 	}
 	if err == nil {

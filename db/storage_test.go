@@ -212,6 +212,21 @@ func TestWriteFailureFollowsTheDisk(t *testing.T) {
 	if err := s.WriteFailure(ctx); err == nil {
 		t.Fatal("WriteFailure cleared while the store still cannot write")
 	}
+	// A commit that writes nothing (the sweeper's, with nothing to
+	// expire) succeeds on a full disk: it must not clear the failure (a
+	// trial saw /readyz ok again within a second while writes failed).
+	if _, err := s.write.Exec(`PRAGMA query_only = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.commit.failure.Load() == nil {
+		t.Fatal("a sweep that changed nothing cleared the failure")
+	}
+	if _, err := s.write.Exec(`PRAGMA query_only = 1`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.write.Exec(`PRAGMA query_only = 0`); err != nil {
 		t.Fatal(err)
 	}

@@ -336,6 +336,7 @@ func (s *Store) WriteFailure(ctx context.Context) error {
 	if s.commit.failure.Load() == nil {
 		return nil
 	}
+	seen := s.commit.failure.Load()
 	for _, stmt := range []string{`INSERT OR REPLACE INTO write_check (id, filler) VALUES (1, zeroblob(65536))`, `DELETE FROM write_check`} {
 		if err := s.writeTx(ctx, "write check", func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, stmt)
@@ -344,5 +345,7 @@ func (s *Store) WriteFailure(ctx context.Context) error {
 			return err
 		}
 	}
+	// Cleared unless a write failed again meanwhile.
+	s.commit.failure.CompareAndSwap(seen, nil)
 	return nil
 }
