@@ -95,6 +95,9 @@ func runImport(ctx context.Context, env Env, args []string) error {
 func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	fmt.Fprintf(w, "Import from %s (%s):\n", dir, rep.Mode)
 	fmt.Fprintf(w, "  paired:  %d added, %d replaced, %d kept, %d removed\n", rep.PairedAdded, rep.PairedReplaced, rep.PairedKept, rep.PairedRemoved)
+	if rep.SkippedRemoved > 0 {
+		fmt.Fprintf(w, "  paired:  %d skipped: removed here after the files' approval (--replace brings them back)\n", rep.SkippedRemoved)
+	}
 	if rep.PendingClosed > 0 {
 		fmt.Fprintf(w, "  pending: %d closed as expired: older than their node's imported approval\n", rep.PendingClosed)
 	}
@@ -111,7 +114,7 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	switch {
 	case rep.DryRun:
 		fmt.Fprintln(w, "Dry run: nothing was changed.")
-	case !rep.Changed && rep.SkippedExpired+rep.SkippedNodePending+rep.SkippedDecided > 0:
+	case !rep.Changed && rep.SkippedExpired+rep.SkippedNodePending+rep.SkippedDecided+rep.SkippedRemoved > 0:
 		fmt.Fprintln(w, "Nothing changed: what the profile does not hold was skipped (above).")
 	case !rep.Changed:
 		fmt.Fprintln(w, "Nothing to change: the profile already holds all of it.")

@@ -92,11 +92,11 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 		cur, err := s.Node(ctx, n.NodeID)
 		switch {
 		case ErrorCode(err) == CodeNotFound:
-			removed, err := s.removedHere(ctx, n.NodeID)
+			removedAt, err := s.removedAt(ctx, s.read, n.NodeID)
 			if err != nil {
-				return err
+				return classify(err, "read the outbox")
 			}
-			if !removed {
+			if removedAt < n.ApprovedAtMs { // never removed here, or paired again since
 				lacked = append(lacked, n.NodeID)
 			}
 		case err != nil:
@@ -118,19 +118,6 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 	}
 	return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds %s, and an export would drop them: if they belong to this profile, import them first (pairgate import --from %s); if not, move the files away",
 		filepath.Join(dir, PairedFile), strings.Join(problems, " and "), dir)}
-}
-
-// removedHere says whether the outbox records this store removing the
-// node (events are kept 30 days): a pairing the files still hold that
-// was ended here is not one the export would lose.
-func (s *Store) removedHere(ctx context.Context, nodeID string) (bool, error) {
-	var removed bool
-	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE name = ? AND json_extract(payload, '$.decision') = ? AND json_extract(payload, '$.nodeId') = ?)`,
-		EventResolved, DecisionRemoved, nodeID).Scan(&removed)
-	if err != nil {
-		return false, classify(err, "read the outbox")
-	}
-	return removed, nil
 }
 
 // MirrorExport is Export for mirrorLegacyFiles: the nodes whose token

@@ -29,6 +29,10 @@ type ImportReport struct {
 	PairedReplaced int `json:"pairedReplaced"`
 	PairedKept     int `json:"pairedKept"`
 	PairedRemoved  int `json:"pairedRemoved"`
+	// SkippedRemoved counts the files' pairings a merge left out because
+	// this profile removed the node after that approval: merged back, a
+	// revoked token would verify again.
+	SkippedRemoved int `json:"skippedRemoved"`
 
 	PendingAdded     int `json:"pendingAdded"`
 	PendingUnchanged int `json:"pendingUnchanged"`
@@ -98,6 +102,16 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 		var digest []byte
 		cur, err := scanNode(s.w.queryRow(ctx, tx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, n.NodeID), &digest)
 		switch {
+		case errors.Is(err, sql.ErrNoRows) && mode == ImportMerge:
+			removedAt, err := s.removedAt(ctx, tx, n.NodeID)
+			if err != nil {
+				return err
+			}
+			if removedAt >= n.ApprovedAtMs {
+				rep.SkippedRemoved++ // removed here after that approval
+				continue
+			}
+			rep.PairedAdded++
 		case errors.Is(err, sql.ErrNoRows):
 			rep.PairedAdded++
 		case err != nil:
@@ -135,8 +149,35 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 		return nil
 	}
 	removed, err := s.deleteMissing(ctx, tx, `SELECT node_id FROM nodes`, `DELETE FROM nodes WHERE node_id = ?`, inFile)
-	rep.PairedRemoved = removed
-	return err
+	rep.PairedRemoved = len(removed)
+	if err != nil {
+		return err
+	}
+	// Each pairing a replace ends is a removal, told as one: to event
+	// streams and webhooks, and to the export's overwrite check.
+	for _, id := range removed {
+		if _, err := s.appendEvent(ctx, tx, now, EventResolved, Resolution{NodeID: id, Decision: DecisionRemoved, TS: now}, by); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removedAt is when the outbox last records this store removing the node
+// (events are kept 30 days), or 0.
+func (s *Store) removedAt(ctx context.Context, q querier, nodeID string) (int64, error) {
+	var at sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT max(ts_ms) FROM events WHERE name = ? AND json_extract(payload, '$.decision') = ? AND json_extract(payload, '$.nodeId') = ?`,
+		EventResolved, DecisionRemoved, nodeID).Scan(&at)
+	if err != nil {
+		return 0, err
+	}
+	return at.Int64, nil
+}
+
+// querier is a transaction or a pool.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // sameNode says whether the stored record is what the file says.
@@ -170,7 +211,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		if err != nil {
 			return err
 		}
-		rep.PendingRemoved = removed
+		rep.PendingRemoved = len(removed)
 	}
 	cutoff := s.expiredBefore(now)
 	for _, r := range st.Pending {
@@ -245,17 +286,17 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 // deleteMissing deletes, by del, every id that query finds and keep lacks
 // (a replace import removing what the files no longer hold), and says how
 // many it deleted.
-func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string, keep map[string]bool) (int, error) {
+func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string, keep map[string]bool) ([]string, error) {
 	rows, err := s.w.query(ctx, tx, query)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var gone []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
-			return 0, err
+			return nil, err
 		}
 		if !keep[id] {
 			gone = append(gone, id)
@@ -263,14 +304,14 @@ func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, id := range gone {
 		if _, err := s.w.exec(ctx, tx, del, id); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return len(gone), nil
+	return gone, nil
 }
 
 // maxFutureMs is how far ahead of this clock a legacy file's times may

@@ -491,3 +491,62 @@ func TestImportKeepsWithinMaxPending(t *testing.T) {
 		t.Fatalf("import of 2 = %+v, %v", rep, err)
 	}
 }
+
+// A trial exported a node, removed it, and merged the export back: the
+// node came back and its revoked token verified. A merge leaves out a
+// pairing the profile removed after that approval; one approved again
+// since (in OpenClaw) is taken. A replace's removals are removal events,
+// so the export's overwrite check knows them.
+func TestImportRespectsRemovals(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	token := pairNode(t, s, "r1")
+	pairNode(t, s, "r2")
+	backup := t.TempDir()
+	if _, err := s.Export(ctx, backup, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if _, err := s.Remove(ctx, "r1", Origin{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := importDir(t, s, backup, ImportMerge); rep.SkippedRemoved != 1 || rep.PairedAdded != 0 {
+		t.Fatalf("merge of the backup after the removal: %+v", rep)
+	}
+	if v, _ := s.Verify(ctx, "r1", token); v.OK {
+		t.Fatal("the removed node's token verifies again")
+	}
+	// Approved again in OpenClaw after the removal: merged.
+	clk.Advance(time.Second)
+	again := readFile(t, filepath.Join(backup, PairedFile))
+	st, err := ReadLegacy(again, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range st.Paired {
+		st.Paired[i].ApprovedAtMs = clk.Now().UnixMilli()
+	}
+	if rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"}); err != nil || rep.PairedAdded != 1 {
+		t.Fatalf("merge of a pairing made after the removal: %+v %v", rep, err)
+	}
+	// A replace that ends r2's pairing records the removal.
+	clk.Advance(time.Second)
+	only := t.TempDir()
+	os.WriteFile(filepath.Join(only, PairedFile), []byte(`{}`), 0o600)
+	os.WriteFile(filepath.Join(only, PendingFile), []byte(`{}`), 0o600)
+	if rep := importDir(t, s, only, ImportReplace); rep.PairedRemoved != 2 {
+		t.Fatalf("replace: %+v", rep)
+	}
+	var removals int
+	for _, e := range allEvents(t, s) {
+		if e.Name == EventResolved && strings.Contains(string(e.Payload), `"decision":"removed"`) && e.Actor == "import" {
+			removals++
+		}
+	}
+	if removals != 2 {
+		t.Fatalf("%d removal events from the replace, want 2", removals)
+	}
+	if err := s.CheckOverwrite(ctx, backup); err != nil {
+		t.Fatalf("export over the backup after the replace removed its nodes: %v", err)
+	}
+}
