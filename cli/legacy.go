@@ -139,6 +139,10 @@ func runExport(ctx context.Context, env Env, args []string) error {
 	}
 	dir := *to
 	if dir == "" {
+		if *redact {
+			// OpenClaw reads its tokens from there: every one would be blanked.
+			return &usageError{msg: fmt.Sprintf("--redact-tokens writes every token empty: give --to DIR (without it the files go to %s, where OpenClaw reads its tokens)", p.NodesDir())}
+		}
 		dir = p.NodesDir()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

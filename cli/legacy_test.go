@@ -214,3 +214,20 @@ func TestCommandsKeepTheFirstStartsImport(t *testing.T) {
 		t.Fatal("migrate after the import failed")
 	}
 }
+
+// export --redact-tokens without --to blanked every token in the
+// profile's own nodes/paired.json, where OpenClaw reads them.
+func TestRedactedExportNeedsADirectory(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	if code := Run(context.Background(), []string{"migrate"}, getenv, nil, io.Discard, io.Discard); code != 0 {
+		t.Fatal("migrate failed")
+	}
+	var errs bytes.Buffer
+	if code := Run(context.Background(), []string{"export", "--redact-tokens"}, getenv, nil, io.Discard, &errs); code != exitUsage || !strings.Contains(errs.String(), "--redact-tokens writes every token empty: give --to DIR") {
+		t.Fatalf("export --redact-tokens = %d %s", code, errs.String())
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "nodes", "paired.json")); err == nil {
+		t.Fatal("the refused export wrote paired.json")
+	}
+}

@@ -98,7 +98,7 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) && *status {
-		fmt.Fprintf(env.Stdout, "No database at %s yet; `pairgate migrate` or `pairgate serve` creates it.\n", p.DatabasePath())
+		fmt.Fprintf(env.Stdout, "No database at %s yet; `pairgate serve` creates it (importing OpenClaw's files in nodes/, if any), as does `pairgate migrate` where there are none.\n", p.DatabasePath())
 		return nil
 	}
 	if *status {

@@ -29,6 +29,9 @@ func runNewKey(ctx context.Context, env Env, args []string) error {
 	if err := openLocked(ctx, p, "stop the server first: it holds the key it started with", func(o *db.Options) { o.NewKey = true }); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Wrote a new %s. Paired nodes still verify; tokens sealed under the lost key can no longer be exported (export them with --redact-tokens, or pair those nodes again).\n", p.KeyPath())
+	fmt.Fprintf(env.Stdout, "Wrote a new %s. Paired nodes still verify; tokens sealed under the lost key can no longer be exported (export them with --redact-tokens --to DIR, or pair those nodes again).\n", p.KeyPath())
+	if env.Getenv("PAIRGATE_CONFIG") == "" {
+		fmt.Fprintf(env.Stdout, "No $PAIRGATE_CONFIG was set: if the server's configuration names a keyFile for this profile, that key is now refused for this database; the server needs this new key at its keyFile.\n")
+	}
 	return nil
 }

@@ -79,7 +79,7 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 		if err := s.importPaired(ctx, tx, st.Paired, mode, now, by, &rep); err != nil {
 			return err
 		}
-		if err := s.importPending(ctx, tx, st, mode, now, &rep); err != nil {
+		if err := s.importPending(ctx, tx, st, mode, now, by, &rep); err != nil {
 			return err
 		}
 		rep.Changed = rep.PairedAdded+rep.PairedReplaced+rep.PairedRemoved+rep.PendingAdded+rep.PendingRemoved+rep.PendingClosed > 0
@@ -200,7 +200,7 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, mode string, now int64, rep *ImportReport) error {
+func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, mode string, now int64, by Origin, rep *ImportReport) error {
 	inFile := map[string]bool{}
 	for _, r := range st.Pending {
 		inFile[r.RequestID] = true
@@ -277,7 +277,9 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 	if err := s.w.queryRow(ctx, tx, qCountLive, cutoff).Scan(&live); err != nil {
 		return err
 	}
-	if live > s.maxPending {
+	// Not for the import at a first start (source "auto"): refused, the
+	// whole profile would go unserved until the requests expired.
+	if live > s.maxPending && by.Source != "auto" {
 		return errorf(CodeInvalid, "the import would leave %d live pending requests, and this profile holds at most %d (maxPending): every new request would be refused until they expire; raise maxPending, or import fewer", live, s.maxPending)
 	}
 	return nil

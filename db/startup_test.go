@@ -174,3 +174,16 @@ func copyStore(t *testing.T, dir string) string {
 	}
 	return d
 }
+
+// A trial configured a keyFile before moving nodes/pairing.key there (the
+// README's step): the refusal advised $PAIRGATE_CONFIG and new-key. It
+// says where the key is, and where it goes.
+func TestAKeyFileNotYetMovedSaysWhereTheKeyIs(t *testing.T) {
+	d := t.TempDir()
+	s := openStoreAt(t, d, newClock())
+	pairNode(t, s, "n1")
+	s.Close()
+	opts := testOptions(d, newClock())
+	opts.KeyPath = filepath.Join(t.TempDir(), "k.key")
+	openRefused(t, d, opts, filepath.Join(d, "pairing.key")+" is there: move it to "+opts.KeyPath)
+}

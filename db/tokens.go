@@ -194,6 +194,13 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 		if paired > 0 {
 			held = fmt.Sprintf("holds the tokens of %d paired node(s) sealed under it", paired)
 		}
+		// A keyFile configured and the key still in the state directory
+		// (the README's "move nodes/pairing.key there" not done yet).
+		if beside := filepath.Join(filepath.Dir(opts.Path), "pairing.key"); beside != opts.KeyPath {
+			if _, err := os.Stat(beside); err == nil {
+				return fmt.Errorf("%w: %s is missing, and the database %s; %s is there: move it to %s", ErrIntegrity, opts.KeyPath, held, beside, opts.KeyPath)
+			}
+		}
 		return fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
 	case key == nil:
 		var err error

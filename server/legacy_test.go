@@ -363,3 +363,24 @@ func TestStartSaysLegacyFilesWereNotImported(t *testing.T) {
 		t.Fatalf("not said:\n%s", ts.log)
 	}
 }
+
+// The import at a first start is not held to maxPending: refused, the
+// whole profile went unserved until the requests expired.
+func TestFirstStartImportIgnoresMaxPending(t *testing.T) {
+	pc := config.NewProfile("default", t.TempDir())
+	pc.MaxPending = 1
+	os.MkdirAll(pc.NodesDir(), 0o700)
+	now := time.Now().UnixMilli()
+	os.WriteFile(filepath.Join(pc.NodesDir(), "pending.json"), []byte(fmt.Sprintf(`{
+  "a": {"requestId": "a", "nodeId": "na", "isRepair": false, "ts": %d},
+  "b": {"requestId": "b", "nodeId": "nb", "isRepair": false, "ts": %d}
+}`, now, now)), 0o600)
+	p, err := OpenProfile(context.Background(), pc, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatalf("first start with 2 pending under maxPending 1: %v", err)
+	}
+	defer p.Close()
+	if pending, _ := p.Store.Pending(context.Background()); len(pending) != 2 {
+		t.Fatalf("%d pending imported, want 2", len(pending))
+	}
+}
