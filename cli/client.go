@@ -94,6 +94,10 @@ func serverBase(raw string) (base, profile string, err error) {
 	if i := strings.LastIndex(path, "/ws/"); i >= 0 && path[i+4:] != "" && !strings.Contains(path[i+4:], "/") {
 		profile, path = path[i+4:], path[:i] // behind a proxy's prefix too
 	}
+	// The operator page's address (the one serve logs) is the server's.
+	if strings.HasSuffix(path, "/ui") {
+		path = strings.TrimSuffix(path, "/ui")
+	}
 	// The REST API's own paths (a base copied from docs/rest.md) are the
 	// server's root; any other path is a reverse proxy's prefix.
 	if i := strings.Index(path+"/", "/api/v1/"); i >= 0 {

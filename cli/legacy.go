@@ -56,7 +56,8 @@ func runImport(ctx context.Context, env Env, args []string) error {
 		}
 		return fmt.Errorf("no %s or %s in %s", db.PairedFile, db.PendingFile, dir)
 	}
-	if !*dryRun && !config.SameDir(dir, p.NodesDir()) {
+	if !config.SameDir(dir, p.NodesDir()) {
+		// A dry run says so too: it reported what the real run refuses.
 		if err := keepLegacyImport(p); err != nil {
 			return err
 		}

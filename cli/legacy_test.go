@@ -197,7 +197,7 @@ func TestCommandsKeepTheFirstStartsImport(t *testing.T) {
 	os.WriteFile(filepath.Join(stateDir, "nodes", "paired.json"), b, 0o600)
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "paired.json"), []byte("{}"), 0o600)
-	for _, args := range [][]string{{"migrate"}, {"import", "--from", other}} {
+	for _, args := range [][]string{{"migrate"}, {"import", "--from", other}, {"import", "--from", other, "--dry-run"}} {
 		var errs bytes.Buffer
 		if code := Run(context.Background(), args, getenv, nil, io.Discard, &errs); code == 0 || !strings.Contains(errs.String(), "holds OpenClaw's paired.json and there is no database yet") {
 			t.Fatalf("%v = %d %s", args, code, errs.String())

@@ -79,6 +79,9 @@ func resolveNode(nodes []nodeEntry, query string) (nodeEntry, error) {
 	q := strings.TrimSpace(query)
 	for _, match := range []func(nodeEntry) bool{
 		func(n nodeEntry) bool { return n.NodeID == q },
+		// A name exactly as shown, before an address and before the
+		// folded form (which a name of emoji alone has none of).
+		func(n nodeEntry) bool { return q != "" && n.DisplayName == q },
 		func(n nodeEntry) bool { return n.RemoteIP != "" && n.RemoteIP == q },
 		// A query or a name with no letter or digit folds to "": it
 		// matches no name (" " selected, and remove removed, a node

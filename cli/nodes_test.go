@@ -265,6 +265,7 @@ func TestResolveNode(t *testing.T) {
 	for _, tc := range []struct{ q, want, err string }{
 		// A query of no letter or digit matches no name (a CLI trial's
 		// `nodes remove --node "  "` removed the node named 🔥🔥).
+		{"🔥🔥", "fire-node", ""}, // its exact name
 		{"  ", "", "unknown node:"},
 		{"-", "", "unknown node:"},
 		{"...", "", "unknown node:"},

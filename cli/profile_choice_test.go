@@ -119,6 +119,7 @@ func TestServerBaseTakesTheURLsUsersHave(t *testing.T) {
 		{"http://127.0.0.1:18789/api/v1", "http://127.0.0.1:18789", ""},
 		{"http://127.0.0.1:18789/api/v1/profiles/work", "http://127.0.0.1:18789", "work"},
 		{"https://gw.example/pairgate/", "https://gw.example/pairgate", ""},
+		{"http://127.0.0.1:18789/ui/", "http://127.0.0.1:18789", ""},
 		{"wss://gw.example/pairgate/ws/work", "https://gw.example/pairgate", "work"},
 	} {
 		base, profile, err := serverBase(tc.url)
