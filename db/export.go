@@ -88,15 +88,17 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 		return nil
 	}
 	var lacked, newer []string
+	var removed map[string]int64 // read once, when first needed
 	for _, n := range st.Paired {
 		cur, err := s.Node(ctx, n.NodeID)
 		switch {
 		case ErrorCode(err) == CodeNotFound:
-			removedAt, err := s.removedAt(ctx, s.read, n.NodeID)
-			if err != nil {
-				return classify(err, "read the outbox")
+			if removed == nil {
+				if removed, err = s.removals(ctx, s.read); err != nil {
+					return classify(err, "read the outbox")
+				}
 			}
-			if removedAt < n.ApprovedAtMs { // never removed here, or paired again since
+			if at, ok := removed[n.NodeID]; !ok || at < n.ApprovedAtMs { // never removed here, or paired again since
 				lacked = append(lacked, n.NodeID)
 			}
 		case err != nil:

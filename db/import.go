@@ -97,17 +97,19 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 
 func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode string, now int64, by Origin, rep *ImportReport) error {
 	inFile := map[string]bool{}
+	var removedAtMs map[string]int64 // read once, when a merge first needs it
 	for _, n := range nodes {
 		inFile[n.NodeID] = true
 		var digest []byte
 		cur, err := scanNode(s.w.queryRow(ctx, tx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, n.NodeID), &digest)
 		switch {
 		case errors.Is(err, sql.ErrNoRows) && mode == ImportMerge:
-			removedAt, err := s.removedAt(ctx, tx, n.NodeID)
-			if err != nil {
-				return err
+			if removedAtMs == nil {
+				if removedAtMs, err = s.removals(ctx, tx); err != nil {
+					return err
+				}
 			}
-			if removedAt >= n.ApprovedAtMs {
+			if at, ok := removedAtMs[n.NodeID]; ok && at >= n.ApprovedAtMs {
 				rep.SkippedRemoved++ // removed here after that approval
 				continue
 			}
@@ -163,21 +165,31 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 	return nil
 }
 
-// removedAt is when the outbox last records this store removing the node
-// (events are kept 30 days), or 0.
-func (s *Store) removedAt(ctx context.Context, q querier, nodeID string) (int64, error) {
-	var at sql.NullInt64
-	err := q.QueryRowContext(ctx, `SELECT max(ts_ms) FROM events WHERE name = ? AND json_extract(payload, '$.decision') = ? AND json_extract(payload, '$.nodeId') = ?`,
-		EventResolved, DecisionRemoved, nodeID).Scan(&at)
+// removals maps each node the outbox records this store removing
+// (events are kept 30 days) to when it last did: one pass over the
+// outbox, however many nodes are looked up.
+func (s *Store) removals(ctx context.Context, q querier) (map[string]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT json_extract(payload, '$.nodeId'), max(ts_ms) FROM events
+		WHERE name = ? AND json_extract(payload, '$.decision') = ? GROUP BY 1`, EventResolved, DecisionRemoved)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return at.Int64, nil
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id sql.NullString
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out[id.String] = at
+	}
+	return out, rows.Err()
 }
 
 // querier is a transaction or a pool.
 type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // sameNode says whether the stored record is what the file says.
