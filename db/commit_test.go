@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -356,5 +358,35 @@ func TestAfterRestoreMovesSeqsOn(t *testing.T) {
 	mustRequest(t, s, RequestInput{NodeID: "c"})
 	if last, _ := s.LastSeq(t.Context()); last != now.UnixMicro()+2 {
 		t.Fatalf("seq after a second restore %d, want %d", last, now.UnixMicro()+2)
+	}
+}
+
+// The WAL a killed process leaves, with no process holding the database
+// any more, is still seen by checkBoot: the open's first look at the
+// file (checkContents) once closed the only connection, which
+// checkpointed the WAL away, and a reboot then moved no seq on.
+func TestWALLeftByAKilledProcessMovesSeqOnAfterAReboot(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	opts := testOptions(dir, clk)
+	opts.BootID = func() string { return "boot-1" }
+	s := openWith(t, opts)
+	mustRequest(t, s, RequestInput{NodeID: "a"})
+	// The files as a kill -9 leaves them: copied while the store is open.
+	crashed := t.TempDir()
+	for _, name := range []string{"pairing.sqlite", "pairing.sqlite-wal", "pairing.key"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(crashed, name), b, 0o600)
+	}
+	s.Close()
+	opts = testOptions(crashed, clk)
+	opts.BootID = func() string { return "boot-2" }
+	after := openWith(t, opts)
+	mustRequest(t, after, RequestInput{NodeID: "b"})
+	if last, err := after.LastSeq(t.Context()); err != nil || last != 1+seqGap+1 {
+		t.Fatalf("first seq after a reboot beside a killed process's WAL = %d, %v; want %d", last, err, 1+seqGap+1)
 	}
 }

@@ -110,15 +110,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := checkDatabaseBesideKey(opts, key != nil); err != nil {
 		return nil, err
 	}
-	if err := checkContents(ctx, opts, key != nil); err != nil {
-		return nil, err
-	}
 	// A WAL left behind means the last writer did not close cleanly,
 	// another process has the database open, or Litestream keeps it; lazy
 	// commits, and their seqs, may be lost only if the machine went down
-	// since (checkBoot).
+	// since (checkBoot). Looked at before anything opens the database.
 	wal, statErr := os.Stat(opts.Path + "-wal")
 	walLeft := statErr == nil && wal.Size() > 0
+	if err := checkContents(ctx, opts, key != nil); err != nil {
+		return nil, err
+	}
 	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)

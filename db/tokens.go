@@ -126,15 +126,35 @@ func checkDatabaseBesideKey(opts Options, keyExists bool) error {
 //
 // It runs before the writer connection, which would switch a foreign
 // file to WAL mode, on a connection of its own.
-func checkContents(ctx context.Context, opts Options, keyExists bool) error {
+func checkContents(ctx context.Context, opts Options, keyExists bool) (refused error) {
 	if info, err := os.Stat(opts.Path); err != nil || info.Size() == 0 {
 		return nil // a new database (checkDatabaseBesideKey looked at the key)
 	}
-	conn, err := sql.Open("sqlite", DSN(opts.Path, true))
+	// Read-only: closing it then never checkpoints the WAL away (the
+	// last connection to close does, and the WAL a crash left is what
+	// checkBoot looks for).
+	// A read-only look at a WAL database makes an empty -wal and a -shm
+	// where there were none, and leaves them: a refusal removes them
+	// again, so it changes no file (an open that goes on uses them).
+	made := map[string]bool{}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(opts.Path + suffix); errors.Is(err, fs.ErrNotExist) {
+			made[suffix] = true
+		}
+	}
+	conn, err := sql.Open("sqlite", DSN(opts.Path, true)+"&mode=ro")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() {
+		conn.Close()
+		if wal, err := os.Stat(opts.Path + "-wal"); refused != nil && made["-wal"] && err == nil && wal.Size() == 0 {
+			os.Remove(opts.Path + "-wal")
+			if made["-shm"] {
+				os.Remove(opts.Path + "-shm")
+			}
+		}
+	}()
 	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
 		return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
