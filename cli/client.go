@@ -23,9 +23,10 @@ import (
 // clientFlags are the flags of every command that talks to a server.
 type clientFlags struct {
 	profileFlags
-	url   *string
-	token *string
-	json  *bool
+	url       *string
+	token     *string
+	tokenFile *string
+	json      *bool
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
@@ -33,6 +34,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		profileFlags: addProfileFlags(fs),
 		url:          fs.String("url", "", "server `URL`: http(s):// or ws(s)://, ws://HOST/ws/NAME naming a profile (default $PAIRGATE_URL, else http://127.0.0.1:18789)"),
 		token:        fs.String("token", "", "operator `token` (default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token)"),
+		tokenFile:    fs.String("token-file", "", "`file` holding the operator token, instead of --token (which other users see in the process list)"),
 		json:         fs.Bool("json", false, "print JSON only"),
 	}
 }
@@ -115,8 +117,18 @@ func serverBase(raw string) (base, profile string, err error) {
 // the profile's token in the server's configuration ($PAIRGATE_CONFIG),
 // or the token file the server generated in the local state directory.
 func (f clientFlags) operatorToken(env Env, p config.Profile) (token, source string, err error) {
+	if *f.token != "" && *f.tokenFile != "" {
+		return "", "", &usageError{msg: "--token and --token-file both give the token: give one of them"}
+	}
 	if *f.token != "" {
 		return *f.token, "--token", nil
+	}
+	if *f.tokenFile != "" {
+		t, err := config.ReadTokenFile(*f.tokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("--token-file: %w", err)
+		}
+		return t, *f.tokenFile, nil
 	}
 	if t := env.Getenv("OPENCLAW_GATEWAY_TOKEN"); t != "" {
 		return t, "$OPENCLAW_GATEWAY_TOKEN", nil

@@ -149,3 +149,21 @@ func TestHelpOfACommand(t *testing.T) {
 		t.Fatalf("help nodes: exit %d\n%s", code, out)
 	}
 }
+
+// --token-file reads the token from a file (--token shows it to every
+// user in the process list); with --token too it is refused.
+func TestTokenFileFlag(t *testing.T) {
+	_, cfg, srv := startWorkServer(t)
+	env := testEnv(t, map[string]string{"PAIRGATE_URL": srv.url})
+	file := filepath.Join(t.TempDir(), "work.token")
+	os.WriteFile(file, []byte(workToken+"\n"), 0o600)
+	if code, out, errs := cliRun(env, "nodes", "pending", "--profile", "work", "--token-file", file); code != exitOK || !strings.Contains(out, "No pending pairing requests.") {
+		t.Fatalf("--token-file: exit %d\n%s%s (config %s)", code, out, errs, cfg)
+	}
+	if code, _, errs := cliRun(env, "nodes", "pending", "--profile", "work", "--token-file", file, "--token", workToken); code != exitUsage || !strings.Contains(errs, "--token and --token-file both give the token") {
+		t.Fatalf("--token with --token-file: exit %d %s", code, errs)
+	}
+	if code, _, errs := cliRun(env, "nodes", "pending", "--profile", "work", "--token-file", file+".missing"); code != exitFailed || !strings.Contains(errs, "--token-file") {
+		t.Fatalf("a missing --token-file: exit %d %s", code, errs)
+	}
+}
