@@ -277,7 +277,7 @@ func (c *committer) commit(first *write) {
 	// Only WriteFailure's own check clears a failure: a commit that
 	// changed nothing (the sweeper's, every second) took no new page,
 	// and cleared it while every real write still failed.
-	if err != nil && isStorageFailure(err) {
+	if err != nil && storageProblem(err) != "" {
 		c.failure.Store(&err)
 	}
 	if err == nil {

@@ -92,14 +92,18 @@ func isBusy(err error) bool {
 	return primary == sqlite3.SQLITE_BUSY || primary == sqlite3.SQLITE_LOCKED
 }
 
-// isStorageFailure says the disk or the file failed the write: full, an
-// I/O error, read-only, unopenable, or damaged.
-func isStorageFailure(err error) bool {
+// storageProblem says how the disk or the file failed: full, an I/O
+// error, read-only or unopenable, or damaged; "" for any other error.
+// classify answers with it, and the committer keeps such a failure for
+// /readyz (WriteFailure).
+func storageProblem(err error) string {
 	switch sqliteCode(err) & 0xff {
-	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
-		return true
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
+		return "the pairing store cannot write to disk"
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return "the pairing store's database is damaged; its operator must restore it from a backup or a replica"
 	}
-	return false
+	return ""
 }
 
 // classify turns a storage failure into an *Error for callers: busy and
@@ -115,13 +119,11 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &Error{Code: CodeUnavailable, Message: "the operation was cancelled", Err: err}
 	}
-	switch sqliteCode(err) & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+	if isBusy(err) {
 		return &Error{Code: CodeUnavailable, Message: "the pairing store is busy; try again", Err: err}
-	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
-		return &Error{Code: CodeUnavailable, Message: "the pairing store cannot write to disk", Err: err}
-	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
-		return &Error{Code: CodeUnavailable, Message: "the pairing store's database is damaged; its operator must restore it from a backup or a replica", Err: err}
+	}
+	if problem := storageProblem(err); problem != "" {
+		return &Error{Code: CodeUnavailable, Message: problem, Err: err}
 	}
 	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, errClosed) {
 		return &Error{Code: CodeUnavailable, Message: "the pairing store is closed", Err: err}

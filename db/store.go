@@ -333,10 +333,10 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 // as soon as the disk does. (A check of one page, which the WAL's free
 // space took, passed while every real write failed.)
 func (s *Store) WriteFailure(ctx context.Context) error {
-	if s.commit.failure.Load() == nil {
+	seen := s.commit.failure.Load()
+	if seen == nil {
 		return nil
 	}
-	seen := s.commit.failure.Load()
 	for _, stmt := range []string{`INSERT OR REPLACE INTO write_check (id, filler) VALUES (1, zeroblob(65536))`, `DELETE FROM write_check`} {
 		if err := s.writeTx(ctx, "write check", func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, stmt)
