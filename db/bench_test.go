@@ -52,7 +52,10 @@ func benchStore(b, parent *testing.B, n int) *Store {
 	return s
 }
 
-func BenchmarkVerify(b *testing.B) {
+// eachSize runs body as one sub-benchmark per benchSizes entry, on a
+// store seeded with that many paired nodes, built once per size (a
+// sub-benchmark's function runs again for each b.N).
+func eachSize(b *testing.B, body func(b *testing.B, s *Store, n int)) {
 	for _, n := range benchSizes {
 		var s *Store
 		parent := b
@@ -60,48 +63,47 @@ func BenchmarkVerify(b *testing.B) {
 			if s == nil {
 				s = benchStore(b, parent, n)
 			}
-			var i atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			// Both cores, as the server would use them.
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					k := strconv.Itoa(int(i.Add(7919) % int64(n)))
-					v, err := s.Verify(ctx, "seed-"+k, "token-"+k)
-					if err != nil || !v.OK {
-						b.Fatalf("verify seed-%s: %+v %v", k, v, err)
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+			body(b, s, n)
 		})
 	}
 }
 
-func BenchmarkRequestApprove(b *testing.B) {
-	for _, n := range benchSizes {
-		var s *Store
-		var seq atomic.Int64
-		parent := b
-		b.Run(fmt.Sprintf("paired=%d", n), func(b *testing.B) {
-			if s == nil {
-				s = benchStore(b, parent, n)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				id := "new-" + strconv.FormatInt(seq.Add(1), 10)
-				res, err := s.Request(ctx, RequestInput{NodeID: id, NodeMeta: NodeMeta{Platform: "iOS"}}, byCLI)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Approve(ctx, res.Request.RequestID, byCLI); err != nil {
-					b.Fatal(err)
+func BenchmarkVerify(b *testing.B) {
+	eachSize(b, func(b *testing.B, s *Store, n int) {
+		var i atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		// Both cores, as the server would use them.
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				k := strconv.Itoa(int(i.Add(7919) % int64(n)))
+				v, err := s.Verify(ctx, "seed-"+k, "token-"+k)
+				if err != nil || !v.OK {
+					b.Fatalf("verify seed-%s: %+v %v", k, v, err)
 				}
 			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
 		})
-	}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+	})
+}
+
+func BenchmarkRequestApprove(b *testing.B) {
+	var seq atomic.Int64 // new node ids, unique across the sizes
+	eachSize(b, func(b *testing.B, s *Store, _ int) {
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			id := "new-" + strconv.FormatInt(seq.Add(1), 10)
+			res, err := s.Request(ctx, RequestInput{NodeID: id, NodeMeta: NodeMeta{Platform: "iOS"}}, byCLI)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Approve(ctx, res.Request.RequestID, byCLI); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+	})
 }
 
 // BenchmarkRequestApproveClients runs request → approve cycles from 1 and
@@ -201,18 +203,28 @@ func BenchmarkSweep100k(b *testing.B) {
 // BenchmarkQuickCheck is the start-up check serve runs on every profile
 // (quick_check reads every page once).
 func BenchmarkQuickCheck(b *testing.B) {
-	for _, n := range benchSizes {
-		var s *Store
-		parent := b
-		b.Run(fmt.Sprintf("paired=%d", n), func(b *testing.B) {
-			if s == nil {
-				s = benchStore(b, parent, n)
+	eachSize(b, func(b *testing.B, s *Store, _ int) {
+		for b.Loop() {
+			if err := s.QuickCheck(ctx); err != nil {
+				b.Fatal(err)
 			}
-			for b.Loop() {
-				if err := s.QuickCheck(ctx); err != nil {
-					b.Fatal(err)
-				}
+		}
+	})
+}
+
+// BenchmarkCheckOverwrite is the check before an export, or a mirror's
+// start, writes over legacy files: here over the store's own export, so
+// every node of the file is looked up.
+func BenchmarkCheckOverwrite(b *testing.B) {
+	eachSize(b, func(b *testing.B, s *Store, _ int) {
+		dir := b.TempDir()
+		if _, err := s.Export(ctx, dir, false); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := s.CheckOverwrite(ctx, dir); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }

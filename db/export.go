@@ -87,23 +87,25 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 	case !found:
 		return nil
 	}
+	// The store's approvals and removals, each read once: a file of
+	// thousands of nodes is not thousands of lookups.
+	approved, err := s.approvals(ctx)
+	if err != nil {
+		return classify(err, "read the pairings")
+	}
+	removed, err := s.removals(ctx, s.read)
+	if err != nil {
+		return classify(err, "read the outbox")
+	}
 	var lacked, newer []string
-	var removed map[string]int64 // read once, when first needed
 	for _, n := range st.Paired {
-		cur, err := s.Node(ctx, n.NodeID)
+		at, paired := approved[n.NodeID]
 		switch {
-		case ErrorCode(err) == CodeNotFound:
-			if removed == nil {
-				if removed, err = s.removals(ctx, s.read); err != nil {
-					return classify(err, "read the outbox")
-				}
-			}
-			if at, ok := removed[n.NodeID]; !ok || at < n.ApprovedAtMs { // never removed here, or paired again since
+		case !paired:
+			if gone, ok := removed[n.NodeID]; !ok || gone < n.ApprovedAtMs { // never removed here, or paired again since
 				lacked = append(lacked, n.NodeID)
 			}
-		case err != nil:
-			return err
-		case n.ApprovedAtMs > cur.ApprovedAtMs:
+		case n.ApprovedAtMs > at:
 			newer = append(newer, n.NodeID)
 		}
 	}
@@ -120,6 +122,25 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 	}
 	return &Error{Code: CodeConflict, Message: fmt.Sprintf("%s holds %s, and an export would drop them: if they belong to this profile, import them first (pairgate import --from %s); if not, move the files away",
 		filepath.Join(dir, PairedFile), strings.Join(problems, " and "), dir)}
+}
+
+// approvals maps each paired node to when it was approved.
+func (s *Store) approvals(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT node_id, approved_at_ms FROM nodes`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		out[id] = at
+	}
+	return out, rows.Err()
 }
 
 // MirrorExport is Export for mirrorLegacyFiles: the nodes whose token

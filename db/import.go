@@ -268,9 +268,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 			return err
 		}
 		if st.repairUnknown[r.RequestID] {
-			if err := s.w.queryRow(ctx, tx, qNodeExists, r.NodeID).Scan(&r.IsRepair); err != nil {
-				return err
-			}
+			r.IsRepair = err == nil // the same lookup: the node is paired
 		}
 		args := append([]any{r.RequestID, r.NodeID}, metaArgs(r.NodeMeta)...)
 		args = append(args, nullBool(r.Silent), r.IsRepair, r.TS, r.Extra.column())
