@@ -146,6 +146,17 @@ func autoImport(ctx context.Context, p *Profile, log *slog.Logger) error {
 	return nil
 }
 
+// checkLegacyFiles says once, after start, when the legacy files beside
+// the database hold pairings it lacks: OpenClaw's files put beside a
+// database made first are never imported. The mirror checks the same
+// itself. In the background: a file of 100,000 nodes takes a second to
+// read (BenchmarkCheckOverwrite), and start need not wait for a warning.
+func (s *Server) checkLegacyFiles(ctx context.Context, p *Profile) {
+	if err := p.Store.CheckOverwrite(ctx, p.Config.NodesDir()); err != nil && ctx.Err() == nil {
+		s.log.Warn("the legacy files beside the database hold pairings it does not", "profile", p.Config.Name, "err", err)
+	}
+}
+
 // mirror keeps a profile's legacy files current (mirrorLegacyFiles): it
 // exports after committed changes, at most every mirrorEvery, and once
 // more when stopped. A failed export is tried again (mirrorRetry, then

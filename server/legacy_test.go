@@ -359,8 +359,10 @@ func TestStartSaysLegacyFilesWereNotImported(t *testing.T) {
 		p.Close()
 		os.WriteFile(filepath.Join(pc.NodesDir(), "paired.json"), snapshot05(t, "paired.json"), 0o600)
 	})
-	if !strings.Contains(ts.log.String(), "the legacy files beside the database hold pairings it does not") {
-		t.Fatalf("not said:\n%s", ts.log)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(ts.log.String(), "the legacy files beside the database hold pairings it does not"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not said:\n%s", ts.log)
+		}
 	}
 }
 

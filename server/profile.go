@@ -87,13 +87,6 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 			return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 		}
 	}
-	if !created && !pc.MirrorLegacyFiles {
-		// OpenClaw's files beside a database that existed first were
-		// never imported: said at start (the mirror says it itself).
-		if err := p.Store.CheckOverwrite(ctx, pc.NodesDir()); err != nil {
-			log.Warn("the legacy files beside the database hold pairings it does not", "profile", pc.Name, "err", err)
-		}
-	}
 	token, err := operatorToken(pc, log)
 	if err != nil {
 		p.Close()

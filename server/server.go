@@ -163,6 +163,8 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { p.hub.Run(bgCtx, outboxEnds[p.Config.Name]) })
 		if p.Config.MirrorLegacyFiles {
 			wg.Go(func() { s.mirror(bgCtx, p) })
+		} else {
+			wg.Go(func() { s.checkLegacyFiles(bgCtx, p) })
 		}
 		if d := s.webhooks[p.Config.Name]; d != nil {
 			wg.Go(func() { d.Run(bgCtx) })
