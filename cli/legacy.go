@@ -40,9 +40,10 @@ func runImport(ctx context.Context, env Env, args []string) error {
 	}
 	if found && *replace {
 		// A file left out counts as empty: replace would remove every
-		// pairing (or pending request) of the profile.
+		// pairing (or pending request) of the profile. (What was read
+		// has a digest for each file found.)
 		for _, name := range []string{db.PairedFile, db.PendingFile} {
-			if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			if _, read := st.SHA256[name]; !read {
 				return fmt.Errorf("--replace makes the profile exactly the files, and %s has no %s: it would remove every record of that kind; put both files there (an empty one holds {})", dir, name)
 			}
 		}

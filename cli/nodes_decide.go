@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pairgate/pairgate/db"
@@ -46,9 +47,10 @@ func (cmd *decideCommand) run(ctx context.Context, c *conn, out output) error {
 }
 
 // hint says what an unknown request id may have meant: the pending
-// request it begins, or the one of the node it names (a CLI trial gave
-// an id's first characters, a node id and a name, and got "unknown
-// requestId" each time).
+// request it begins, or the one of the node it names, matched as --node
+// matches (resolveNode) among the nodes with a pending request (a CLI
+// trial gave an id's first characters, a node id and a name, and got
+// "unknown requestId" each time).
 func (cmd *decideCommand) hint(ctx context.Context, c *conn) string {
 	none := fmt.Sprintf("no pending request of profile %q has it; `pairgate nodes pending` lists them", c.profile)
 	pending, err := c.api.Pending(ctx, c.profile)
@@ -56,20 +58,20 @@ func (cmd *decideCommand) hint(ctx context.Context, c *conn) string {
 		return none
 	}
 	q := strings.TrimSpace(cmd.requestID)
-	var begins, ofNode []string
-	for _, r := range pending {
+	var begins []string
+	requesters := make([]nodeEntry, len(pending))
+	for i, r := range pending {
 		if len(q) >= 6 && strings.HasPrefix(r.RequestID, q) {
 			begins = append(begins, r.RequestID)
 		}
-		if r.NodeID == q || fold(q) != "" && fold(r.DisplayName) == fold(q) {
-			ofNode = append(ofNode, r.RequestID)
-		}
+		requesters[i] = nodeEntry{NodeID: r.NodeID, NodeMeta: r.NodeMeta}
 	}
-	switch {
-	case len(begins) == 1:
+	if len(begins) == 1 {
 		return "give the whole id: " + visible(begins[0])
-	case len(ofNode) == 1:
-		return fmt.Sprintf("that names a node; its pending request is %s", visible(ofNode[0]))
+	}
+	if n, err := resolveNode(requesters, q); err == nil {
+		i := slices.IndexFunc(pending, func(r db.PendingRequest) bool { return r.NodeID == n.NodeID })
+		return fmt.Sprintf("that names a node; its pending request is %s", visible(pending[i].RequestID))
 	}
 	return none
 }
