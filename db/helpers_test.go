@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -59,6 +60,21 @@ func openNewKey(t testing.TB, dir string, clk *testClock) *Store {
 	opts := testOptions(dir, clk)
 	opts.NewKey = true
 	return openWith(t, opts)
+}
+
+// storeWithLostKey is a store that paired nodeID, then lost pairing.key
+// and got a new one (pairgate new-key): the node still verifies, but its
+// token can no longer be unsealed for export.
+func storeWithLostKey(t testing.TB, nodeID string) *Store {
+	t.Helper()
+	dir := t.TempDir()
+	s := openStoreAt(t, dir, newClock())
+	pairNode(t, s, nodeID)
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, "pairing.key")); err != nil {
+		t.Fatal(err)
+	}
+	return openNewKey(t, dir, newClock())
 }
 
 func openWith(t testing.TB, opts Options) *Store {

@@ -282,12 +282,7 @@ func TestBadImportChangesNothing(t *testing.T) {
 }
 
 func TestExportRefusesUnsealableTokensUnlessRedacted(t *testing.T) {
-	dir := t.TempDir()
-	s := openStoreAt(t, dir, newClock())
-	pairNode(t, s, "n1")
-	s.Close()
-	os.Remove(filepath.Join(dir, "pairing.key"))
-	s = openNewKey(t, dir, newClock())
+	s := storeWithLostKey(t, "n1")
 	out := t.TempDir()
 	if _, err := s.Export(ctx, out, false); err == nil || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("export with a lost key = %v", err)
@@ -435,12 +430,7 @@ func TestCheckOverwrite(t *testing.T) {
 // key's tokens cannot be exported), and approvals made since never
 // reached the files. MirrorExport leaves those nodes out and names them.
 func TestMirrorExportLeavesOutUnsealableTokens(t *testing.T) {
-	dir := t.TempDir()
-	s := openStoreAt(t, dir, newClock())
-	pairNode(t, s, "old")
-	s.Close()
-	os.Remove(filepath.Join(dir, "pairing.key"))
-	s = openNewKey(t, dir, newClock())
+	s := storeWithLostKey(t, "old")
 	newToken := pairNode(t, s, "new")
 	out := t.TempDir()
 	rep, unsealable, err := s.MirrorExport(ctx, out)
