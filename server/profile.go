@@ -96,6 +96,14 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	return p, nil
 }
 
+// withDiskHint adds what diskHint finds about dir's filesystem to err.
+func withDiskHint(err error, dir string) error {
+	if hint := diskHint(dir); hint != "" {
+		return fmt.Errorf("%w (%s)", err, hint)
+	}
+	return err
+}
+
 // removeDatabase deletes a database this process has just created (and
 // closed), with its WAL and shared-memory files. The token key made with
 // it goes too (the caller's): a key without a database is refused at
