@@ -40,7 +40,9 @@ const (
 
 // write is one caller's write, waiting for its transaction.
 type write struct {
-	ctx  context.Context
+	ctx context.Context
+	// what names the write for errors and the stall report.
+	what string
 	fn   func(tx *sql.Tx) error
 	done chan error // buffered: the committer never blocks on a caller
 	// lazy says the write may be acknowledged before its fsync
@@ -78,6 +80,11 @@ type committer struct {
 	// failure is the last storage failure (disk full, I/O error,
 	// read-only, damaged) of a transaction; WriteFailure clears it.
 	failure atomic.Pointer[error]
+	// since is when the transaction now on the writer connection began
+	// (Unix nanoseconds; 0 while none is), and running what its first
+	// write is: Stalled reads them.
+	since   atomic.Int64
+	running atomic.Pointer[string]
 
 	// Only the goroutine holding busy touches these: the connection's
 	// synchronous setting, and the lazy writes committed since the last
@@ -132,8 +139,8 @@ func (c *committer) close() {
 // hand-off to the committer goroutine and back, which on a shared
 // machine costs more than the write itself. Writes that find a
 // transaction in flight queue for the committer goroutine.
-func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool) error {
-	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
+func (c *committer) do(ctx context.Context, what string, fn func(tx *sql.Tx) error, lazy bool) error {
+	w := &write{ctx: ctx, what: what, fn: fn, done: make(chan error, 1), lazy: lazy}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -150,7 +157,43 @@ func (c *committer) do(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool
 	c.queue = append(c.queue, w)
 	c.mu.Unlock()
 	c.signal()
-	return <-w.done
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		// Still queued, it leaves the queue and never runs: a caller
+		// that gave up is not held behind a transaction that does not
+		// end (a disk that hangs). Taken already, it ran or runs: the
+		// answer waits for its commit.
+		if c.unqueue(w) {
+			return ctx.Err()
+		}
+		return <-w.done
+	}
+}
+
+// unqueue removes w from the queue, if it is still there.
+func (c *committer) unqueue(w *write) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.Index(c.queue, w)
+	if i < 0 {
+		return false
+	}
+	c.queue = slices.Delete(c.queue, i, i+1)
+	return true
+}
+
+// stalled is how long the transaction now on the writer connection has
+// been running, retries after SQLITE_BUSY included, and what its first
+// write is; 0 while none is.
+func (c *committer) stalled() (time.Duration, string) {
+	since := c.since.Load()
+	what := c.running.Load()
+	if since == 0 || what == nil {
+		return 0, ""
+	}
+	return time.Since(time.Unix(0, since)), *what
 }
 
 // signal wakes the committer goroutine.
@@ -262,6 +305,8 @@ func (c *committer) commit(first *write) {
 	lazy := first.lazy && c.unsynced < maxUnsynced && !c.fullQueued()
 	var results []error
 	var err error
+	c.running.Store(&first.what)
+	c.since.Store(time.Now().UnixNano())
 	for attempt := 1; attempt <= writeAttempts; attempt++ {
 		batch, results, err = c.tryBatch(batch, attempt == 1, lazy)
 		if !isBusy(err) {
@@ -272,6 +317,7 @@ func (c *committer) commit(first *write) {
 		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
 		}
 	}
+	c.since.Store(0)
 	events := c.events
 	c.events = nil
 	// Only WriteFailure's own check clears a failure: a commit that

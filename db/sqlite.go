@@ -150,7 +150,7 @@ func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) er
 // committer). kill -9 cannot lose it (the WAL is in the OS's cache); a
 // power cut before the next fsync can, which costs the node a retry.
 func (s *Store) lazyTx(ctx context.Context, what string, lazy bool, fn func(tx *sql.Tx) error) error {
-	return classify(s.commit.do(ctx, fn, lazy), what)
+	return classify(s.commit.do(ctx, what, fn, lazy), what)
 }
 
 // readTx runs fn in one read transaction on the read pool: a consistent
