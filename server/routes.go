@@ -140,7 +140,12 @@ func (s *Server) readyz(c echo.Context, own *Profile) error {
 			continue
 		}
 		status := "ok"
-		err := p.Store.Ping(c.Request().Context())
+		// A write that does not return (a hung disk) holds every other
+		// write behind it; the checks below would wait with them.
+		err := p.Store.Stalled(s.stallLimit)
+		if err == nil {
+			err = p.Store.Ping(c.Request().Context())
+		}
 		if err == nil {
 			// The reads answer; can the disk take a write? (Disk full
 			// or read-only used to leave /readyz "ok" while every write

@@ -65,6 +65,9 @@ type Options struct {
 	// Replication reports a profile's replication (db/replica), shown in
 	// /readyz and /metrics; nil when nothing is replicated.
 	Replication func(profile string) (replica.Status, bool)
+	// WriteStallLimit is how long one write may run before /readyz calls
+	// its profile unavailable and the log says so (default 10s).
+	WriteStallLimit time.Duration
 }
 
 // Server serves a set of opened profiles.
@@ -81,7 +84,9 @@ type Server struct {
 	host     string
 	metrics  *metrics
 	// writeWait bounds each write to an event stream.
-	writeWait  time.Duration
+	writeWait time.Duration
+	// stallLimit is Options.WriteStallLimit.
+	stallLimit time.Duration
 	webhooks   map[string]*webhook.Dispatcher
 	hookPolicy WebhookPolicy
 	// replication reports a profile's replication (nil: none).
@@ -98,7 +103,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	s := &Server{
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, log: log, now: opts.Now,
 		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
-		replication: opts.Replication,
+		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -160,6 +165,7 @@ func (s *Server) Run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range s.profiles {
 		wg.Go(func() { p.Store.RunSweeper(bgCtx, p.Config.SweepInterval) })
+		wg.Go(func() { p.Store.WatchWrites(bgCtx, s.stallLimit) })
 		wg.Go(func() { p.hub.Run(bgCtx, outboxEnds[p.Config.Name]) })
 		if p.Config.MirrorLegacyFiles {
 			wg.Go(func() { s.mirror(bgCtx, p) })

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// A write that does not return (here: another process holds the
+// database's write lock, as a sqlite3 shell left inside BEGIN does; a
+// hung disk looks the same) makes /readyz call its profile unavailable
+// and say why, shows in /metrics and the log, and clears once writes go
+// through again. The other profile stays ready.
+func TestReadyzNamesAStalledWrite(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.WriteStallLimit = 200 * time.Millisecond })
+	other, err := sql.Open("sqlite", db.DSN(ts.byName["default"].Config.DatabasePath(), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			lock.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}
+	defer release()
+
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", ts.url+"/api/v1/profiles/default/requests", strings.NewReader(`{"nodeId":"waits"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- -1
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+
+	var ready readiness
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := ts.api(t, "GET", "/readyz", "", "")
+		r.decode(t, &ready)
+		if r.status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz while a write waits on the lock = %d %s", r.status, r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ready.Profiles["default"] != "unavailable" || ready.Profiles["work"] != "ok" ||
+		!strings.Contains(ready.Errors["default"], "no write has gone through for") ||
+		!strings.Contains(ready.Errors["default"], "(request pairing)") ||
+		!strings.Contains(ready.Errors["default"], "write lock") {
+		t.Fatalf("/readyz while a write waits on the lock: %+v", ready)
+	}
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	m := regexp.MustCompile(`pairgate_write_stall_seconds\{profile="default"\} (\S+)`).FindStringSubmatch(metrics)
+	if m == nil {
+		t.Fatalf("no pairgate_write_stall_seconds for default in /metrics")
+	}
+	if v, _ := strconv.ParseFloat(m[1], 64); v < 0.2 {
+		t.Fatalf("pairgate_write_stall_seconds{profile=\"default\"} = %s while stalled", m[1])
+	}
+	waitFor(t, func() bool { return strings.Contains(ts.log.String(), "writes are stalled") }, "the stall in the log")
+	select {
+	case code := <-answered:
+		t.Fatalf("the request was answered (%d) while the lock was held", code)
+	default:
+	}
+
+	release()
+	if code := <-answered; code != http.StatusOK && code != http.StatusCreated {
+		t.Fatalf("the request once the lock was released: %d", code)
+	}
+	if r := ts.api(t, "GET", "/readyz", "", ""); r.status != http.StatusOK {
+		t.Fatalf("/readyz after the write went through = %d %s", r.status, r.body)
+	}
+	waitFor(t, func() bool { return strings.Contains(ts.log.String(), "writes go through again") }, "the recovery in the log")
+}
+
+func waitFor(t *testing.T, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
