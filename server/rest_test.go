@@ -585,6 +585,24 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 	}
 }
 
+// Probes and scrapers that ask with HEAD get the GET's status and
+// headers, without the body; a failing /readyz is 503 to HEAD as well.
+func TestProbesAnswerHEAD(t *testing.T) {
+	ts := startServer(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		r := ts.api(t, "HEAD", path, "", "")
+		get := ts.api(t, "GET", path, "", "")
+		if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("Content-Type") != get.header.Get("Content-Type") {
+			t.Fatalf("HEAD %s = %d %q (Content-Type %q), want 200, no body, GET's %q", path, r.status, r.body, r.header.Get("Content-Type"), get.header.Get("Content-Type"))
+		}
+	}
+	ts.ready.Store(false) // as during shutdown
+	if r := ts.api(t, "HEAD", "/readyz", "", ""); r.status != http.StatusServiceUnavailable || len(r.body) != 0 {
+		t.Fatalf("HEAD /readyz while not ready = %d %q", r.status, r.body)
+	}
+	ts.ready.Store(true)
+}
+
 func grepLines(text, substr string) string {
 	var out []string
 	for _, line := range strings.Split(text, "\n") {

@@ -15,9 +15,16 @@ import (
 // routes shows the whole HTTP surface in one place. own is the profile of
 // a profile's own listen address, nil on the main address.
 func (s *Server) routes(e *echo.Echo, own *Profile) {
-	e.GET("/healthz", s.handleHealthz)
-	e.GET("/readyz", s.handleReadyz(own))
-	e.GET("/metrics", s.metrics.handler())
+	// Probes and scrapers may ask with HEAD: the same answer, whose body
+	// net/http leaves out.
+	for path, h := range map[string]echo.HandlerFunc{
+		"/healthz": s.handleHealthz,
+		"/readyz":  s.handleReadyz(own),
+		"/metrics": s.metrics.handler(),
+	} {
+		e.GET(path, h)
+		e.HEAD(path, h)
+	}
 	e.GET("/api/v1/openapi.json", handleOpenAPI)
 
 	// The operator page (server/ui), a frontend of the REST API below.
