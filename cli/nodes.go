@@ -55,11 +55,14 @@ Examples:
   pairgate nodes remove --node 88a48a`)
 }
 
-func nodeName(n nodeEntry) string {
-	if n.DisplayName != "" {
-		return n.DisplayName
+func nodeName(n nodeEntry) string { return nameOr(n.DisplayName, n.NodeID) }
+
+// nameOr is a node's display name, or its id when it has none.
+func nameOr(displayName, nodeID string) string {
+	if displayName != "" {
+		return displayName
 	}
-	return n.NodeID
+	return nodeID
 }
 
 // findNode is the paired node a person means by query (see resolveNode).

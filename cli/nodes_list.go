@@ -29,41 +29,35 @@ func printPending(out output, pending []db.PendingRequest) {
 	fmt.Fprintln(out.w, "Pending")
 	rows := make([][]string, len(pending))
 	for i, r := range pending {
-		name := r.DisplayName
-		if name == "" {
-			name = r.NodeID
-		}
 		repair := ""
 		if r.IsRepair {
 			repair = "yes"
 		}
-		rows[i] = []string{r.RequestID, name, r.Platform, r.RemoteIP, ago(out.now, r.TS), repair}
+		rows[i] = []string{r.RequestID, nameOr(r.DisplayName, r.NodeID), r.Platform, r.RemoteIP, ago(out.now, r.TS), repair}
 	}
 	table(out.w, out.width, []string{"Request", "Node", "Platform", "IP", "Requested", "Repair"}, rows)
 }
 
-// listCommand is pairgate nodes list: pending requests and paired nodes.
+// listCommand is pairgate nodes list: pending requests and paired nodes,
+// as OpenClaw's own (node.pair.list, whose lastConnectedAtMs is the Last
+// Connect of a node connected or not).
 type listCommand struct{ listing }
 
 func (listCommand) run(ctx context.Context, c *conn, out output) error {
-	pending, err := c.api.Pending(ctx, c.profile)
+	list, err := c.api.PairList(ctx, c.profile)
 	if err != nil {
 		return err
 	}
-	list, err := c.api.Nodes(ctx, c.profile)
-	if err != nil {
-		return err
-	}
-	return out.print(map[string]any{"pending": pending, "paired": list.Nodes}, func() {
-		fmt.Fprintf(out.w, "Pending: %d · Paired: %d\n\n", len(pending), len(list.Nodes))
-		printPending(out, pending)
-		if len(list.Nodes) == 0 {
+	return out.print(list, func() {
+		fmt.Fprintf(out.w, "Pending: %d · Paired: %d\n\n", len(list.Pending), len(list.Paired))
+		printPending(out, list.Pending)
+		if len(list.Paired) == 0 {
 			return
 		}
 		fmt.Fprintln(out.w, "\nPaired")
-		rows := make([][]string, len(list.Nodes))
-		for i, n := range list.Nodes {
-			rows[i] = []string{nodeName(n), n.NodeID, n.RemoteIP, ago(out.now, n.ConnectedAtMs)}
+		rows := make([][]string, len(list.Paired))
+		for i, n := range list.Paired {
+			rows[i] = []string{nameOr(n.DisplayName, n.NodeID), n.NodeID, n.RemoteIP, ago(out.now, n.LastConnectedAtMs)}
 		}
 		table(out.w, out.width, []string{"Node", "ID", "IP", "Last Connect"}, rows)
 	})

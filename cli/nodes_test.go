@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/fixture"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of the CLI tests")
@@ -332,5 +333,30 @@ func TestTablesKeepIdsWholeAndAlignWideText(t *testing.T) {
 	}
 	if textWidth("台所") != 4 || textWidth("e\u0301") != 1 || textWidth("a\u200bb") != 2 {
 		t.Fatalf("textWidth: %d %d %d", textWidth("台所"), textWidth("e\u0301"), textWidth("a\u200bb"))
+	}
+}
+
+// nodes list shows when a paired node last connected, connected now or
+// not, as OpenClaw's does (it read a live session's connect time only,
+// blank for every node not connected), and --json prints node.pair.list.
+func TestNodesListShowsLastConnect(t *testing.T) {
+	_, home, _ := twoProfiles(t)
+	// OpenClaw's files after its node connected once (lastConnectedAtMs).
+	from := fixture.Path(t, "snapshots", "03-after-node-connect-and-rename")
+	if code, out, errs := cliRun(home, "import", "--from", from); code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := cliRun(home, "nodes", "list")
+	if code != 0 || !regexp.MustCompile(`│ Living Room iPad +│ 88a48acd\S* +│ 192\.0\.2\.10 +│ \d+d ago +│`).MatchString(out) {
+		t.Fatalf("nodes list: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cliRun(home, "nodes", "list", "--json")
+	var list struct {
+		Pending []map[string]any `json:"pending"`
+		Paired  []map[string]any `json:"paired"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Paired) != 1 ||
+		list.Paired[0]["lastConnectedAtMs"] != float64(1795626777644) || list.Paired[0]["token"] != nil {
+		t.Fatalf("nodes list --json: exit %d %v\n%s%s", code, err, out, errs)
 	}
 }

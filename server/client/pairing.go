@@ -31,6 +31,18 @@ func (c *Client) Request(ctx context.Context, profile string, req NodeRequest) (
 	return res, err
 }
 
+// PairList is OpenClaw's node.pair.list (through POST …/rpc): the
+// pending requests and the paired nodes (with lastConnectedAtMs, without
+// tokens), newest first, from one read of the store.
+func (c *Client) PairList(ctx context.Context, profile string) (db.Listing, error) {
+	var res struct {
+		Payload db.Listing `json:"payload"`
+	}
+	body := map[string]any{"method": "node.pair.list", "params": map[string]any{}}
+	err := c.call(ctx, http.MethodPost, c.profile(profile, nil, "rpc"), body, &res)
+	return res.Payload, err
+}
+
 // Pending lists the pending requests, newest first.
 func (c *Client) Pending(ctx context.Context, profile string) ([]db.PendingRequest, error) {
 	var res struct {
