@@ -63,7 +63,7 @@ func (p Profile) validateReplicas(at string, seen map[string]string) error {
 		if problem, fix := r.check(); problem != "" {
 			return keyError(key, problem, fix)
 		}
-		if u, _ := url.Parse(r.URL); u.Scheme == "file" && within(filepath.Clean(u.Path), p.StateDir) {
+		if u, _ := url.Parse(r.URL); u.Scheme == "file" && Within(filepath.Clean(u.Path), p.StateDir) {
 			return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
 		}
 		place := r.place()
@@ -125,8 +125,8 @@ func (r Replica) check() (problem, fix string) {
 	return "", ""
 }
 
-// within reports whether path is dir or lies under it.
-func within(path, dir string) bool {
+// Within reports whether path is dir or lies under it.
+func Within(path, dir string) bool {
 	rel, err := filepath.Rel(filepath.Clean(dir), path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
