@@ -60,6 +60,9 @@ func runServe(ctx context.Context, env Env, args []string) (err error) {
 	}()
 	var profiles []*server.Profile
 	defer func() {
+		// Close lets a running write end (a request's, after the HTTP
+		// shutdown gave up on it).
+		server.WarnStalledWrites(log, profiles)
 		for _, p := range profiles {
 			if err := p.Close(); err != nil {
 				log.Error("closing profile", "profile", p.Config.Name, "err", err)

@@ -80,9 +80,11 @@ type committer struct {
 	// failure is the last storage failure (disk full, I/O error,
 	// read-only, damaged) of a transaction; WriteFailure clears it.
 	failure atomic.Pointer[error]
-	// since is when the transaction now on the writer connection began
-	// (Unix nanoseconds; 0 while none is), and running what its first
-	// write is: Stalled reads them.
+	// since is when the first transaction began that has not been
+	// followed by a committed one (Unix nanoseconds; 0 after a commit):
+	// a write that fails after SQLITE_BUSY's retries and the next one
+	// after it are one stall. running names the first write of the
+	// latest transaction. Stalled reads them.
 	since   atomic.Int64
 	running atomic.Pointer[string]
 
@@ -184,9 +186,9 @@ func (c *committer) unqueue(w *write) bool {
 	return true
 }
 
-// stalled is how long the transaction now on the writer connection has
-// been running, retries after SQLITE_BUSY included, and what its first
-// write is; 0 while none is.
+// stalled is how long writes have been tried without one committing
+// (retries after SQLITE_BUSY, and transactions that failed, included),
+// and what the latest one's first write is; 0 once one commits.
 func (c *committer) stalled() (time.Duration, string) {
 	since := c.since.Load()
 	what := c.running.Load()
@@ -306,7 +308,7 @@ func (c *committer) commit(first *write) {
 	var results []error
 	var err error
 	c.running.Store(&first.what)
-	c.since.Store(time.Now().UnixNano())
+	c.since.CompareAndSwap(0, time.Now().UnixNano())
 	for attempt := 1; attempt <= writeAttempts; attempt++ {
 		batch, results, err = c.tryBatch(batch, attempt == 1, lazy)
 		if !isBusy(err) {
@@ -317,7 +319,11 @@ func (c *committer) commit(first *write) {
 		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
 		}
 	}
-	c.since.Store(0)
+	// A storage failure ends the stall: it is reported as what it is
+	// (WriteFailure), and the next write tries the disk again at once.
+	if err == nil || storageProblem(err) != "" {
+		c.since.Store(0)
+	}
 	events := c.events
 	c.events = nil
 	// Only WriteFailure's own check clears a failure: a commit that

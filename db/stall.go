@@ -3,40 +3,47 @@ package db
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
-
-	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
-// WriteStall is how long the write now running on the writer connection
-// has waited: its statements, its COMMIT's fsync, and its retries while
-// another process holds the database's write lock; 0 while no write
-// runs. A disk that stops answering shows here as a figure that grows
-// without end, and every other write waits behind it.
+// WriteStall is how long the profile's writes have been tried without
+// one going through: the running one's statements, its COMMIT's fsync,
+// its retries while another process holds the database's write lock,
+// and the writes before it that failed after those retries; 0 once a
+// write commits. A disk that stops answering, or a lock never let go,
+// shows here as a figure that grows without end.
 func (s *Store) WriteStall() time.Duration {
 	d, _ := s.commit.stalled()
 	return d
 }
 
-// Stalled is nil unless the write now running has waited limit or more;
-// then it says which, for how long, and what to look at.
+// Writing says whether a transaction is on the writer connection now.
+func (s *Store) Writing() bool {
+	s.commit.mu.Lock()
+	defer s.commit.mu.Unlock()
+	return s.commit.busy
+}
+
+// Stalled is nil unless writes have been tried for limit or more
+// without one going through; then it says for how long, which write
+// runs, and what to look at.
 func (s *Store) Stalled(limit time.Duration) error {
 	d, what := s.commit.stalled()
 	if d < limit {
 		return nil
 	}
-	return fmt.Errorf("no write has gone through for %s: the running one (%s) waits on %s and every other write of the profile waits behind it (a disk or network filesystem that does not answer, another process holding the database's write lock such as a sqlite3 shell inside BEGIN, or a large import); writes resume on their own once it returns",
-		d.Round(time.Second), what, s.path)
+	return fmt.Errorf("no write has gone through for %s: the latest one (%s) waits on %s and every other write of the profile waits behind it (a disk or network filesystem that does not answer, another process holding the database's write lock such as a sqlite3 shell inside BEGIN, or a large import); writes resume on their own once it returns",
+		roundStall(d), what, s.path)
 }
 
-// WatchWrites logs, once a minute, while a write has run for limit or
-// more (Stalled), and once when writes go through again, until ctx ends.
+// WatchWrites logs, once a minute, while writes have been tried for
+// limit or more without one going through (Stalled), and once when one
+// goes through again, until ctx ends.
 func (s *Store) WatchWrites(ctx context.Context, limit time.Duration) {
 	t := time.NewTicker(min(time.Second, limit/4))
 	defer t.Stop()
-	lines := &loglimit.Limiter{Burst: 1, Window: time.Minute}
 	var worst time.Duration
+	var logged time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -47,11 +54,23 @@ func (s *Store) WatchWrites(ctx context.Context, limit time.Duration) {
 		switch {
 		case d >= limit:
 			worst = max(worst, d)
-			lines.Log(s.log, slog.LevelError, "writes are stalled", "err", s.Stalled(limit))
+			if time.Since(logged) >= time.Minute {
+				s.log.Error("writes are stalled", "err", s.Stalled(limit))
+				logged = time.Now()
+			}
 		case worst > 0 && d < worst:
-			// The stalled write returned (d counts a newer one, if any).
-			s.log.Info("writes go through again", "stalledFor", worst.Round(time.Second).String())
-			worst = 0
+			// A write committed (d counts a newer stall, if any).
+			s.log.Info("writes go through again", "stalledFor", roundStall(worst).String())
+			worst, logged = 0, time.Time{}
 		}
 	}
+}
+
+// roundStall rounds a stall for people: to the second from 10 s on,
+// to a tenth of one below.
+func roundStall(d time.Duration) time.Duration {
+	if d >= 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
 }

@@ -2,8 +2,10 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +53,7 @@ func TestAQueuedWriteLeavesWhenItsCallerGivesUp(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	err := s.Stalled(10 * time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), s.path) || !strings.Contains(err.Error(), "no write has gone through") || !strings.Contains(err.Error(), "(hold)") {
+	if err == nil || !strings.Contains(err.Error(), s.path) || !strings.Contains(err.Error(), "no write has gone through") || !strings.Contains(err.Error(), "latest one (hold)") {
 		t.Fatalf("Stalled while a write is held = %v", err)
 	}
 	if err := s.Stalled(time.Hour); err != nil {
@@ -105,5 +107,59 @@ func waitLog(t *testing.T, logs *syncbuf.Buffer, line string) {
 			t.Fatalf("no %q in the log:\n%s", line, logs)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A write that fails after SQLITE_BUSY's retries (a lock held longer than
+// they last) does not end the stall: the next one continues it (the
+// stall, and /readyz with it, went back to 0 every ~26 s while the lock
+// stayed held). A commit ends it.
+func TestAStallOutlastsAWriteThatGaveUpBusy(t *testing.T) {
+	s := openStore(t, newClock())
+	// A real SQLITE_BUSY: a second connection that may not wait, on a
+	// file another holds the write lock of.
+	path := filepath.Join(t.TempDir(), "locked.sqlite")
+	holder, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	lock, err := holder.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(ctx, "BEGIN IMMEDIATE; CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, busy := other.Begin()
+	if !isBusy(busy) {
+		t.Fatalf("no SQLITE_BUSY to give: %v", busy)
+	}
+	if err := s.writeTx(ctx, "gives up", func(*sql.Tx) error { return busy }); !isBusy(errors.Unwrap(err)) && !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("the write that meets SQLITE_BUSY: %v", err)
+	}
+	first := s.WriteStall()
+	if first <= 0 {
+		t.Fatal("the stall ended with a write that gave up busy")
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := s.writeTx(ctx, "gives up again", func(*sql.Tx) error { return busy }); err == nil {
+		t.Fatal("the second busy write succeeded")
+	}
+	if d := s.WriteStall(); d < first+10*time.Millisecond {
+		t.Fatalf("WriteStall after a second busy write = %v, want at least %v: the stall started again", d, first+10*time.Millisecond)
+	}
+	if err := s.Stalled(first); err == nil || !strings.Contains(err.Error(), "latest one (gives up again)") {
+		t.Fatalf("Stalled = %v", err)
+	}
+	mustRequest(t, s, RequestInput{NodeID: "goes-through"})
+	if d := s.WriteStall(); d != 0 {
+		t.Fatalf("WriteStall after a commit = %v", d)
 	}
 }

@@ -64,7 +64,7 @@ func newMetrics(profiles []*Profile, replication func(string) (replica.Status, b
 			Name: "pairgate_paired_nodes", Help: "Paired nodes.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
 		}, countOf(p.Store, func(c db.Counts) int { return c.Paired })))
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pairgate_write_stall_seconds", Help: "How long the write now running has waited for the database (0 while none runs); one that only grows is a disk that does not answer.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
+			Name: "pairgate_write_stall_seconds", Help: "How long writes have been tried without one going through (0 once one does); a figure that only grows is a disk that does not answer or a write lock held elsewhere.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
 		}, func() float64 { return p.Store.WriteStall().Seconds() }))
 		if replication != nil {
 			m.registerReplication(p.Config.Name, replication)

@@ -65,8 +65,9 @@ type Options struct {
 	// Replication reports a profile's replication (db/replica), shown in
 	// /readyz and /metrics; nil when nothing is replicated.
 	Replication func(profile string) (replica.Status, bool)
-	// WriteStallLimit is how long one write may run before /readyz calls
-	// its profile unavailable and the log says so (default 10s).
+	// WriteStallLimit is how long writes may be tried without one going
+	// through before /readyz calls the profile unavailable and the log
+	// says so (default 10s).
 	WriteStallLimit time.Duration
 }
 
@@ -222,6 +223,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("WebSocket sessions still running after the shutdown timeout", "err", err)
 	}
 	stopBackground()
+	WarnStalledWrites(s.log, s.profiles)
 	wg.Wait()
 	s.log.Info("stopped")
 	return runErr
@@ -324,5 +326,16 @@ func unescapeParams(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.SetParamValues(values...)
 		return next(c)
+	}
+}
+
+// WarnStalledWrites logs each profile whose running write has waited a
+// second or more: stopping, or closing the profile, waits for it to end
+// (a stalled disk, a write lock held elsewhere), and the log says why.
+func WarnStalledWrites(log *slog.Logger, profiles []*Profile) {
+	for _, p := range profiles {
+		if p.Store != nil && p.Store.Writing() && p.Store.WriteStall() >= time.Second {
+			log.Warn("waiting for the profile's running write to end", "profile", p.Config.Name, "err", p.Store.Stalled(0))
+		}
 	}
 }
