@@ -27,6 +27,7 @@ type clientFlags struct {
 	token     *string
 	tokenFile *string
 	json      *bool
+	timeout   *time.Duration
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
@@ -36,6 +37,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		token:        fs.String("token", "", "operator `token` (default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token)"),
 		tokenFile:    fs.String("token-file", "", "`file` holding the operator token, instead of --token (which other users see in the process list)"),
 		json:         fs.Bool("json", false, "print JSON only"),
+		timeout:      fs.Duration("timeout", 30*time.Second, "how long to wait for each answer of the server (e.g. 10s, 2m)"),
 	}
 }
 
@@ -47,12 +49,17 @@ type conn struct {
 	// named says the command line named the profile (its calls go to it
 	// without asking which profiles the token opens).
 	named bool
+	// timeout bounds each call (--timeout).
+	timeout time.Duration
 }
 
 // newConn resolves the server, the local profile (resolveAs) and the
 // operator token. name is the served profile's name when the command
 // line gives one (--profile, or a /ws/NAME URL), else "".
 func (f clientFlags) newConn(env Env) (c *conn, local config.Profile, name string, err error) {
+	if *f.timeout <= 0 {
+		return nil, local, "", &usageError{msg: fmt.Sprintf("--timeout %s: give a positive duration such as 30s", *f.timeout)}
+	}
 	base, urlProfile, err := serverBase(serverURL(env, *f.url))
 	if err != nil {
 		return nil, local, "", err
@@ -68,11 +75,11 @@ func (f clientFlags) newConn(env Env) (c *conn, local config.Profile, name strin
 	if err != nil {
 		return nil, local, name, err
 	}
-	api, err := client.New(base, token, &http.Client{Timeout: 30 * time.Second})
+	api, err := client.New(base, token, &http.Client{Timeout: *f.timeout})
 	if err != nil {
 		return nil, local, name, &usageError{msg: "bad --url: " + err.Error()}
 	}
-	return &conn{api: api, tokenSource: source}, local, name, nil
+	return &conn{api: api, tokenSource: source, timeout: *f.timeout}, local, name, nil
 }
 
 // serverBase turns --url into the REST API's base: ws:// and wss:// (the
@@ -239,6 +246,11 @@ func (c *conn) explain(ctx context.Context, err error) error {
 		return nil
 	case client.IsUnreachable(err):
 		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL())
+	case client.IsTimeout(err):
+		// A change may still be made: the server may be waiting on its
+		// database (`pairgate health` says), and a write it began goes
+		// through once that answers.
+		return fmt.Errorf("the server at %s did not answer in %s; what was asked may still be done once it does: `pairgate health` shows whether its database is stalled, `pairgate nodes list` what was done (--timeout waits longer)", c.api.URL(), c.timeout)
 	case db.ErrorCode(err) == db.CodeUnauthorized && c.named:
 		return c.refusedNamed(ctx)
 	case db.ErrorCode(err) == db.CodeUnauthorized:

@@ -56,7 +56,7 @@ type group struct {
 }
 
 // clientSynopsis is what every subcommand takes beside its own.
-const clientSynopsis = " [--url URL] [--token TOKEN | --token-file FILE] [--state-dir DIR | --profile NAME]"
+const clientSynopsis = " [--url URL] [--token TOKEN | --token-file FILE] [--state-dir DIR | --profile NAME] [--timeout 30s]"
 
 func (g group) run(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {

@@ -11,7 +11,7 @@ import (
 // Each subcommand takes exactly its own flags beside the server's, and
 // its --help lists exactly those.
 func TestSubcommandsDeclareTheirFlags(t *testing.T) {
-	server := []string{"json", "profile", "state-dir", "token", "token-file", "url"}
+	server := []string{"json", "profile", "state-dir", "timeout", "token", "token-file", "url"}
 	want := map[string][]string{
 		"nodes pending": nil, "nodes list": nil, "nodes status": nil,
 		"nodes describe": {"node"}, "nodes approve": nil, "nodes reject": nil,

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
@@ -28,8 +31,11 @@ func runHealth(ctx context.Context, env Env, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ready, err := api.Ready(ctx)
-	if client.IsUnreachable(err) {
+	switch {
+	case client.IsUnreachable(err):
 		return fmt.Errorf("no pairgate answers at %s (%v); start one with `pairgate serve`", base, err)
+	case client.IsTimeout(err):
+		return fmt.Errorf("the server at %s did not answer /readyz in 5s", base)
 	}
 	if ready.Profiles != nil {
 		b, _ := json.Marshal(ready) // a map of strings and a bool always marshal
@@ -37,7 +43,14 @@ func runHealth(ctx context.Context, env Env, args []string) error {
 	}
 	var refused *db.Error
 	if errors.As(err, &refused) {
-		return fmt.Errorf("not ready (%s)", refused.Message)
+		if len(ready.Errors) == 0 {
+			return fmt.Errorf("not ready (%s)", refused.Message)
+		}
+		var why []string
+		for _, name := range slices.Sorted(maps.Keys(ready.Errors)) {
+			why = append(why, name+": "+ready.Errors[name])
+		}
+		return fmt.Errorf("not ready: %s", strings.Join(why, "; "))
 	}
 	return err
 }

@@ -196,10 +196,20 @@ func statusCode(status int) db.Code {
 	return db.CodeInternal
 }
 
-// IsUnreachable says whether err means that no server answered (refused,
-// unresolvable, timed out), as opposed to a server's refusal.
+// IsUnreachable says whether err means that no server could be reached
+// (refused, unresolvable), as opposed to a server's refusal or a call
+// that timed out (IsTimeout).
 func IsUnreachable(err error) bool {
 	var ue *url.Error
 	var de *db.Error
-	return errors.As(err, &ue) && !errors.As(err, &de)
+	return errors.As(err, &ue) && !ue.Timeout() && !errors.As(err, &de)
+}
+
+// IsTimeout says err is a call that got no answer in the client's time:
+// a server that does not answer, or one whose answer waits (a write on a
+// stalled database).
+func IsTimeout(err error) bool {
+	var ue *url.Error
+	var de *db.Error
+	return errors.As(err, &ue) && ue.Timeout() && !errors.As(err, &de)
 }

@@ -14,6 +14,8 @@ type Readiness struct {
 	OK          bool                       `json:"ok"`
 	Profiles    map[string]string          `json:"profiles"`
 	Replication map[string]json.RawMessage `json:"replication,omitempty"`
+	// Errors says why a profile is unavailable.
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // Ready asks whether the server and each of its profiles can serve; it

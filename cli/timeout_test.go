@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pairgate/pairgate/db"
+)
+
+// A server that takes the call and does not answer in --timeout (one whose
+// write waits on a stalled database) is not called absent: the operator
+// reads that what was asked may still be done, and where to look.
+func TestCLISaysATimedOutCallMayStillBeDone(t *testing.T) {
+	// A real socket that accepts and reads, and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	getenv := testEnv(t, nil)
+	code, _, errs := cliRun(getenv, "nodes", "approve", "some-request", "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123", "--timeout", "200ms")
+	if code != exitFailed || !strings.Contains(errs, "the server at "+url+" did not answer in 200ms; what was asked may still be done") ||
+		!strings.Contains(errs, "pairgate health") || strings.Contains(errs, "no pairgate answers") {
+		t.Fatalf("a call that timed out: exit %d\n%s", code, errs)
+	}
+	if code, _, errs := cliRun(getenv, "nodes", "pending", "--url", url, "--timeout", "0s"); code != exitUsage || !strings.Contains(errs, "--timeout 0s: give a positive duration") {
+		t.Fatalf("--timeout 0s: exit %d\n%s", code, errs)
+	}
+	// Nothing listens: that is still "no pairgate answers".
+	ln.Close()
+	if code, _, errs := cliRun(getenv, "nodes", "pending", "--url", url, "--profile", "default", "--token", "x"); code != exitFailed || !strings.Contains(errs, "no pairgate answers at "+url) {
+		t.Fatalf("nothing listening: exit %d\n%s", code, errs)
+	}
+}
+
+// health prints why a profile is unavailable, not only that it is. The
+// /readyz here is a stand-in on a loopback socket answering what the
+// server answers during a stalled write (server/stall_test.go holds a
+// real one); faked because the server waits 10 s before saying so.
+func TestHealthSaysWhyAProfileIsUnavailable(t *testing.T) {
+	const why = "no write has gone through for 14s: the latest one (approve) waits on /srv/gw/nodes/pairing.sqlite"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"ok":false,"profiles":{"default":"unavailable","work":"ok"},"errors":{"default":"` + why + `"}}`))
+	}))
+	defer srv.Close()
+	code, out, errs := cliRun(testEnv(t, nil), "health", "--url", srv.URL)
+	if code != exitFailed || !strings.Contains(errs, "not ready: default: "+why) || !strings.Contains(out, `"errors":{"default":`) {
+		t.Fatalf("health: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}
+
+// Stopping a server whose write waits on a database another process
+// holds the write lock of says what the stop waits for, before it waits
+// (the log said "stopped" and the process went on for 15 s, silently).
+func TestServeSaysWhatItsStopWaitsFor(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/gw\n    sweepInterval: 50ms\n", dir)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	other, err := sql.Open("sqlite", db.DSN(filepath.Join(dir, "gw", "nodes", "pairing.sqlite"), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	// The sweeper's next write waits on the lock; a second later it is
+	// a stall worth naming.
+	time.Sleep(1500 * time.Millisecond)
+	srv.cancel()
+	srv.cancel = nil
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(srv.stderr.String(), "waiting for the profile's running write to end") {
+		select {
+		case <-deadline:
+			t.Fatalf("no word of what the stop waits for:\n%s", srv.stderr)
+		case code := <-srv.done:
+			t.Fatalf("serve exited (%d) before the lock was let go:\n%s", code, srv.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(srv.stderr.String(), "latest one (expire requests)") {
+		t.Fatalf("the line does not name the write:\n%s", srv.stderr)
+	}
+	lock.ExecContext(context.Background(), "ROLLBACK")
+	select {
+	case code := <-srv.done:
+		if code != 0 {
+			t.Fatalf("serve exited with %d:\n%s", code, srv.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not stop once the lock was let go:\n%s", srv.stderr)
+	}
+}
