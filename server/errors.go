@@ -61,7 +61,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, "Bearer")
 	}
-	if status >= 500 {
+	switch {
+	case status < 500:
+	case c.Request().Context().Err() != nil:
+		// The client went away: nobody reads this answer.
+		s.log.Info("request given up by its client", "method", c.Request().Method, "path", c.Path(), "err", err)
+		return
+	default:
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	}
 	if c.Request().Method == http.MethodHead {

@@ -89,10 +89,31 @@ func TestReadyzNamesAStalledWrite(t *testing.T) {
 		t.Fatalf("the request was answered (%d) while the lock was held", code)
 	default:
 	}
+	// A client that gives up while its request is queued: the request
+	// never runs, and the log does not call it the server's failure.
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	req, _ := http.NewRequest("POST", ts.url+"/api/v1/profiles/default/requests", strings.NewReader(`{"nodeId":"gives-up"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := impatient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the impatient request was answered (%d) while the lock was held", resp.StatusCode)
+	}
+	waitFor(t, func() bool { return strings.Contains(ts.log.String(), `msg="request given up by its client"`) }, "the given-up request in the log")
+	if logs := ts.log.String(); strings.Contains(logs, `level=ERROR msg="request failed"`) || strings.Contains(logs, `level=ERROR msg="call failed"`) {
+		t.Fatalf("a client that gave up is logged as an error:\n%s", ts.log)
+	}
 
 	release()
 	if code := <-answered; code != http.StatusOK && code != http.StatusCreated {
 		t.Fatalf("the request once the lock was released: %d", code)
+	}
+	var pending struct {
+		Pending []db.PendingRequest `json:"pending"`
+	}
+	ts.mustAPI(t, http.StatusOK, "GET", "/api/v1/profiles/default/pending", "", &pending)
+	if len(pending.Pending) != 1 || pending.Pending[0].NodeID != "waits" {
+		t.Fatalf("pending after the stall: %+v (the given-up request must not have run)", pending.Pending)
 	}
 	if r := ts.api(t, "GET", "/readyz", "", ""); r.status != http.StatusOK {
 		t.Fatalf("/readyz after the write went through = %d %s", r.status, r.body)

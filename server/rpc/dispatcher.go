@@ -200,7 +200,12 @@ func (d *Dispatcher) Call(ctx context.Context, s *Session, name string, raw json
 	if d.hooks.Called != nil {
 		d.hooks.Called(name, err == nil, time.Since(start))
 	}
-	if code := db.ErrorCode(err); err != nil && (code == db.CodeInternal || code == db.CodeUnavailable) {
+	switch code := db.ErrorCode(err); {
+	case err == nil:
+	case ctx.Err() != nil:
+		// The caller went away (a client that gave up): not a fault here.
+		d.log.Info("call given up by its caller", "profile", s.Profile.Name, "method", name, "err", err)
+	case code == db.CodeInternal || code == db.CodeUnavailable:
 		d.log.Error("call failed", "profile", s.Profile.Name, "method", name, "err", err)
 	}
 	return out, err
