@@ -589,18 +589,46 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 // headers, without the body; a failing /readyz is 503 to HEAD as well.
 func TestProbesAnswerHEAD(t *testing.T) {
 	ts := startServer(t)
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/ui/"} {
 		r := ts.api(t, "HEAD", path, "", "")
 		get := ts.api(t, "GET", path, "", "")
 		if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("Content-Type") != get.header.Get("Content-Type") {
 			t.Fatalf("HEAD %s = %d %q (Content-Type %q), want 200, no body, GET's %q", path, r.status, r.body, r.header.Get("Content-Type"), get.header.Get("Content-Type"))
 		}
 	}
+	// Operator routes check the token for HEAD as for GET.
+	if r := ts.api(t, "HEAD", "/api/v1/profiles/default/nodes", testToken, ""); r.status != http.StatusOK || len(r.body) != 0 {
+		t.Fatalf("HEAD …/nodes = %d %q", r.status, r.body)
+	}
+	if r := ts.api(t, "HEAD", "/api/v1/profiles/default/nodes", "", ""); r.status != http.StatusUnauthorized || len(r.body) != 0 {
+		t.Fatalf("HEAD …/nodes without a token = %d %q", r.status, r.body)
+	}
 	ts.ready.Store(false) // as during shutdown
 	if r := ts.api(t, "HEAD", "/readyz", "", ""); r.status != http.StatusServiceUnavailable || len(r.body) != 0 {
 		t.Fatalf("HEAD /readyz while not ready = %d %q", r.status, r.body)
 	}
 	ts.ready.Store(true)
+}
+
+// A browser opening the server's address is sent to the operator page
+// whether or not a profile is named default (without one it got a JSON
+// 404); a WebSocket client there is still told to name a profile.
+func TestBrowserAtTheRootWithoutADefaultProfile(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[0].Name = "home" })
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", ts.url+"/", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "ui/" {
+		t.Fatalf("a browser at / = %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if r := ts.api(t, "GET", "/", "", ""); r.status != http.StatusNotFound || !strings.Contains(r.errorMessage(), "no profile is served at /") {
+		t.Fatalf("a client at / = %d %s", r.status, r.body)
+	}
 }
 
 func grepLines(text, substr string) string {
@@ -684,6 +712,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		served[rt.Method+" "+openAPIPath(rt.Path)] = true
 	}
 	for k := range served {
+		// HEAD is every GET's, as the document's description says.
+		if path, ok := strings.CutPrefix(k, "GET "); ok && !served["HEAD "+path] {
+			t.Errorf("GET %s is served, HEAD %s is not", path, path)
+		}
+		if path, ok := strings.CutPrefix(k, "HEAD "); ok && documented["GET "+path] {
+			continue
+		}
 		if !documented[k] {
 			t.Errorf("served but not in openapi.json: %s", k)
 		}

@@ -15,34 +15,37 @@ import (
 // routes shows the whole HTTP surface in one place. own is the profile of
 // a profile's own listen address, nil on the main address.
 func (s *Server) routes(e *echo.Echo, own *Profile) {
-	// Probes and scrapers may ask with HEAD: the same answer, whose body
-	// net/http leaves out.
-	for path, h := range map[string]echo.HandlerFunc{
-		"/healthz": s.handleHealthz,
-		"/readyz":  s.handleReadyz(own),
-		"/metrics": s.metrics.handler(),
-	} {
-		e.GET(path, h)
-		e.HEAD(path, h)
+	// Every GET route answers HEAD too (HTTP asks it of every server):
+	// the same status and headers, whose body net/http leaves out.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.GET(path, h, m...)
+		e.HEAD(path, h, m...)
 	}
-	e.GET("/api/v1/openapi.json", handleOpenAPI)
+	get("/healthz", s.handleHealthz)
+	get("/readyz", s.handleReadyz(own))
+	get("/metrics", s.metrics.handler())
+	get("/api/v1/openapi.json", handleOpenAPI)
 
 	// The operator page (server/ui), a frontend of the REST API below.
-	e.GET("/ui", func(c echo.Context) error { return c.Redirect(http.StatusFound, "ui/") })
-	e.GET("/ui/", handleUI)
-	e.GET("/ui/:file", handleUI)
+	get("/ui", func(c echo.Context) error { return c.Redirect(http.StatusFound, "ui/") })
+	get("/ui/", handleUI)
+	get("/ui/:file", handleUI)
 
 	// WebSocket (OpenClaw gateway protocol v3 and v4), served by server/ws.
-	e.GET("/", func(c echo.Context) error { return s.serveWS(c, own, s.rootProfile(own)) })
-	e.GET("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, own, s.profileAt(own, c.Param("profile"))) })
+	get("/", func(c echo.Context) error { return s.serveWS(c, own, s.rootProfile(own)) })
+	get("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, own, s.profileAt(own, c.Param("profile"))) })
 
 	// REST. Node-facing: verify needs no operator token.
-	e.GET("/api/v1/profiles", s.handleProfiles(own))
+	get("/api/v1/profiles", s.handleProfiles(own))
 	e.POST("/api/v1/profiles/:profile/verify", s.handleVerify(own))
 	// Operator routes, each with the operator check (not an echo Group:
 	// a group's catch-all would answer 404 where 405 is right).
 	requireOperator := s.requireOperator(own)
 	op := func(method, path string, h echo.HandlerFunc) {
+		if method == http.MethodGet {
+			get("/api/v1/profiles/:profile"+path, h, requireOperator)
+			return
+		}
 		e.Add(method, "/api/v1/profiles/:profile"+path, h, requireOperator)
 	}
 	op(http.MethodGet, "/pending", s.handlePending)
@@ -89,6 +92,9 @@ func (s *Server) rootProfile(own *Profile) *Profile {
 // serveWS answers 404 for an unknown profile and 426 for a plain GET,
 // before any upgrade.
 func (s *Server) serveWS(c echo.Context, own, p *Profile) error {
+	if !websocket.IsWebSocketUpgrade(c.Request()) && c.Request().URL.Path == "/" && wantsPage(c.Request()) {
+		return c.Redirect(http.StatusFound, "ui/") // a browser opening the server's address
+	}
 	if p == nil {
 		name := c.Param("profile")
 		if name == "" {
@@ -97,9 +103,6 @@ func (s *Server) serveWS(c echo.Context, own, p *Profile) error {
 		return apiError(db.CodeNotFound, "%s", s.unknownProfile(own, name))
 	}
 	if !websocket.IsWebSocketUpgrade(c.Request()) {
-		if c.Request().URL.Path == "/" && wantsPage(c.Request()) {
-			return c.Redirect(http.StatusFound, "ui/") // a browser opening the server's address
-		}
 		return echo.NewHTTPError(http.StatusUpgradeRequired, "this endpoint speaks the OpenClaw gateway WebSocket protocol")
 	}
 	// The listener's hostGuard has checked Host and Origin already.
