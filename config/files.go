@@ -10,8 +10,18 @@ import (
 )
 
 // EnsureNodesDir creates <stateDir>/nodes (and the state directory) 0700
-// where missing. Existing directories keep their modes.
+// where missing. Existing directories keep their modes. A profile with no
+// database yet under a mount point of /etc/fstab that has nothing mounted
+// on it is refused: its disk did not mount, and what would be made is an
+// empty profile on the mount point (served, every node refused, and
+// hidden with what was approved there once the disk mounts over it).
+// Every command that makes a database comes here first.
 func (p Profile) EnsureNodesDir() error {
+	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
+		if mp := unmounted(p.StateDir); mp != "" {
+			return fmt.Errorf("%s holds no pairing database, and %s, which /etc/fstab mounts, has nothing mounted on it: mount it (and start pairgate after it, e.g. systemd's RequiresMountsFor=%s) rather than have an empty profile made on the mount point", p.StateDir, mp, mp)
+		}
+	}
 	if err := os.MkdirAll(p.NodesDir(), 0o700); err != nil {
 		return fmt.Errorf("state directory of profile %q: %w", p.Name, err)
 	}

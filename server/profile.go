@@ -44,11 +44,6 @@ const minOperatorToken = 32
 // takes the state-directory lock, resolves the operator token, and opens
 // and migrates the store. now is the store's clock (nil: time.Now).
 func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now func() time.Time) (*Profile, error) {
-	if _, err := os.Stat(pc.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
-		if mp := unmounted(pc.StateDir); mp != "" {
-			return nil, fmt.Errorf("profile %q: %s holds no pairing database, and %s, which /etc/fstab mounts, has nothing mounted on it: mount it (and start pairgate after it, e.g. systemd's RequiresMountsFor=%s) rather than serve an empty profile made on the mount point", pc.Name, pc.StateDir, mp, mp)
-		}
-	}
 	if err := pc.EnsureNodesDir(); err != nil {
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
