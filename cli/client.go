@@ -246,6 +246,8 @@ func (c *conn) explain(ctx context.Context, err error) error {
 		return nil
 	case client.IsUnreachable(err):
 		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL())
+	case client.IsInterrupted(err):
+		return fmt.Errorf("the connection to the server at %s ended before it answered (was it stopping?); what was asked may or may not be done: `pairgate nodes list` shows what was done", c.api.URL())
 	case client.IsTimeout(err):
 		// A change may still be made: the server may be waiting on its
 		// database (`pairgate health` says), and a write it began goes

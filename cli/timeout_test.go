@@ -127,3 +127,32 @@ func TestServeSaysWhatItsStopWaitsFor(t *testing.T) {
 		t.Fatalf("serve did not stop once the lock was let go:\n%s", srv.stderr)
 	}
 }
+
+// A server that takes the call and closes the connection without an
+// answer (one stopping mid-call) is not called absent either: what was
+// asked may or may not be done.
+func TestCLISaysACutCallMayOrMayNotBeDone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.Read(make([]byte, 4096)) // the request arrives
+				c.Close()
+			}()
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	code, _, errs := cliRun(testEnv(t, nil), "nodes", "approve", "some-request", "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123")
+	if code != exitFailed || !strings.Contains(errs, "the connection to the server at "+url+" ended before it answered") ||
+		!strings.Contains(errs, "may or may not be done") || strings.Contains(errs, "no pairgate answers") {
+		t.Fatalf("a call cut off: exit %d\n%s", code, errs)
+	}
+}

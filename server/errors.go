@@ -64,8 +64,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case status < 500:
 	case c.Request().Context().Err() != nil:
-		// The client went away: nobody reads this answer.
-		s.log.Info("request given up by its client", "method", c.Request().Method, "path", c.Path(), "err", err)
+		// The client went away: nobody reads this answer (the
+		// dispatcher's line, at info, names the call).
+		s.log.Debug("request given up by its client", "method", c.Request().Method, "path", c.Path(), "err", err)
 		return
 	default:
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)

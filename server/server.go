@@ -205,6 +205,7 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down")
+		WarnStalledWrites(s.log, s.profiles) // requests waiting on one hold the shutdown
 	case runErr = <-serveErr:
 		s.log.Error("server failed", "err", runErr)
 	}
@@ -223,7 +224,6 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("WebSocket sessions still running after the shutdown timeout", "err", err)
 	}
 	stopBackground()
-	WarnStalledWrites(s.log, s.profiles)
 	wg.Wait()
 	s.log.Info("stopped")
 	return runErr

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -197,12 +198,22 @@ func statusCode(status int) db.Code {
 }
 
 // IsUnreachable says whether err means that no server could be reached
-// (refused, unresolvable), as opposed to a server's refusal or a call
-// that timed out (IsTimeout).
+// (refused, unresolvable: the connection was never made), as opposed to
+// a server's refusal, a call that timed out (IsTimeout) or a connection
+// that ended before its answer (IsInterrupted).
 func IsUnreachable(err error) bool {
 	var ue *url.Error
+	var oe *net.OpError
+	return errors.As(err, &ue) && !ue.Timeout() && errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// IsInterrupted says err is a call whose connection ended before its
+// answer came (a server stopping, a proxy dropping it): what was asked
+// may or may not have been done.
+func IsInterrupted(err error) bool {
+	var ue *url.Error
 	var de *db.Error
-	return errors.As(err, &ue) && !ue.Timeout() && !errors.As(err, &de)
+	return errors.As(err, &ue) && !ue.Timeout() && !IsUnreachable(err) && !errors.As(err, &de)
 }
 
 // IsTimeout says err is a call that got no answer in the client's time:
