@@ -114,6 +114,12 @@ func (r *running) stop(t *testing.T) {
 	}
 	r.cancel()
 	r.cancel = nil
+	r.wait(t)
+}
+
+// wait waits for a serve told to stop to exit, with 0.
+func (r *running) wait(t *testing.T) {
+	t.Helper()
 	select {
 	case code := <-r.done:
 		if code != 0 {

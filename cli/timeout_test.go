@@ -1,9 +1,8 @@
 package cli
 
 import (
-	"context"
-	"database/sql"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/locktest"
 )
 
 // A server that takes the call and does not answer in --timeout (one whose
@@ -21,29 +20,7 @@ import (
 // reads that what was asked may still be done, and where to look.
 func TestCLISaysATimedOutCallMayStillBeDone(t *testing.T) {
 	// A real socket that accepts and reads, and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						c.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	url := "http://" + ln.Addr().String()
+	url, stop := loopbackPeer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	getenv := testEnv(t, nil)
 	code, _, errs := cliRun(getenv, "nodes", "approve", "some-request", "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123", "--timeout", "200ms")
 	if code != exitFailed || !strings.Contains(errs, "the server at "+url+" did not answer in 200ms; what was asked may still be done") ||
@@ -54,7 +31,7 @@ func TestCLISaysATimedOutCallMayStillBeDone(t *testing.T) {
 		t.Fatalf("--timeout 0s: exit %d\n%s", code, errs)
 	}
 	// Nothing listens: that is still "no pairgate answers".
-	ln.Close()
+	stop()
 	if code, _, errs := cliRun(getenv, "nodes", "pending", "--url", url, "--profile", "default", "--token", "x"); code != exitFailed || !strings.Contains(errs, "no pairgate answers at "+url) {
 		t.Fatalf("nothing listening: exit %d\n%s", code, errs)
 	}
@@ -86,19 +63,7 @@ func TestServeSaysWhatItsStopWaitsFor(t *testing.T) {
 	cfg := filepath.Join(dir, "pairgate.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/gw\n    sweepInterval: 50ms\n", dir)), 0o600)
 	srv := startServe(t, testEnv(t, nil), "--config", cfg)
-	other, err := sql.Open("sqlite", db.DSN(filepath.Join(dir, "gw", "nodes", "pairing.sqlite"), false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	lock, err := other.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := locktest.HoldWriteLock(t, filepath.Join(dir, "gw", "nodes", "pairing.sqlite"))
 	// The sweeper's next write waits on the lock; a second later it is
 	// a stall worth naming.
 	time.Sleep(1500 * time.Millisecond)
@@ -117,26 +82,34 @@ func TestServeSaysWhatItsStopWaitsFor(t *testing.T) {
 	if !strings.Contains(srv.stderr.String(), "latest one (expire requests)") {
 		t.Fatalf("the line does not name the write:\n%s", srv.stderr)
 	}
-	lock.ExecContext(context.Background(), "ROLLBACK")
-	select {
-	case code := <-srv.done:
-		if code != 0 {
-			t.Fatalf("serve exited with %d:\n%s", code, srv.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not stop once the lock was let go:\n%s", srv.stderr)
-	}
+	release()
+	srv.wait(t)
 }
 
 // A server that takes the call and closes the connection without an
 // answer (one stopping mid-call) is not called absent either: what was
 // asked may or may not be done.
 func TestCLISaysACutCallMayOrMayNotBeDone(t *testing.T) {
+	url, _ := loopbackPeer(t, func(c net.Conn) {
+		c.Read(make([]byte, 4096)) // the request arrives
+	})
+	code, _, errs := cliRun(testEnv(t, nil), "nodes", "approve", "some-request", "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123")
+	if code != exitFailed || !strings.Contains(errs, "the connection to the server at "+url+" ended before it answered") ||
+		!strings.Contains(errs, "may or may not be done") || strings.Contains(errs, "no pairgate answers") {
+		t.Fatalf("a call cut off: exit %d\n%s", code, errs)
+	}
+}
+
+// loopbackPeer listens on 127.0.0.1 and hands each connection to serve,
+// closing it after; it returns the listener's http:// URL and a stop
+// that closes the listener (also at the test's end).
+func loopbackPeer(t *testing.T, serve func(net.Conn)) (url string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -144,15 +117,10 @@ func TestCLISaysACutCallMayOrMayNotBeDone(t *testing.T) {
 				return
 			}
 			go func() {
-				c.Read(make([]byte, 4096)) // the request arrives
-				c.Close()
+				defer c.Close()
+				serve(c)
 			}()
 		}
 	}()
-	url := "http://" + ln.Addr().String()
-	code, _, errs := cliRun(testEnv(t, nil), "nodes", "approve", "some-request", "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123")
-	if code != exitFailed || !strings.Contains(errs, "the connection to the server at "+url+" ended before it answered") ||
-		!strings.Contains(errs, "may or may not be done") || strings.Contains(errs, "no pairgate answers") {
-		t.Fatalf("a call cut off: exit %d\n%s", code, errs)
-	}
+	return "http://" + ln.Addr().String(), func() { ln.Close() }
 }

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"database/sql"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/locktest"
 )
 
 // A write that does not return (here: another process holds the
@@ -20,27 +19,7 @@ import (
 // through again. The other profile stays ready.
 func TestReadyzNamesAStalledWrite(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.WriteStallLimit = 200 * time.Millisecond })
-	other, err := sql.Open("sqlite", db.DSN(ts.byName["default"].Config.DatabasePath(), false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	lock, err := other.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			lock.ExecContext(context.Background(), "ROLLBACK")
-		}
-	}
-	defer release()
+	release := locktest.HoldWriteLock(t, ts.byName["default"].Config.DatabasePath())
 
 	answered := make(chan int, 1)
 	go func() {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/locktest"
 	"github.com/pairgate/pairgate/server/rpc"
 )
 
@@ -738,27 +738,7 @@ func TestEventsDuringALongCallAreNotHeldBack(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.TickInterval = 50 * time.Millisecond })
 	op := ts.operator(t, "/", testToken)
 	// Another process holds the database's write lock.
-	other, err := sql.Open("sqlite", db.DSN(ts.byName["default"].Config.DatabasePath(), false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	lock, err := other.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if _, err := lock.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			lock.ExecContext(context.Background(), "ROLLBACK")
-		}
-	}
-	defer release()
+	release := locktest.HoldWriteLock(t, ts.byName["default"].Config.DatabasePath())
 	// The call's answer is read from op.frames below, on this goroutine.
 	op.send(map[string]any{"type": "req", "id": "waits", "method": "node.pair.request", "params": map[string]any{"nodeId": "waits"}})
 	answered := op.frames
