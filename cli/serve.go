@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -47,6 +48,14 @@ func runServe(ctx context.Context, env Env, args []string) (err error) {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	if dir := env.Getenv("OPENCLAW_STATE_DIR"); *configPath != "" && dir != "" &&
+		!slices.ContainsFunc(cfg.Profiles, func(p config.Profile) bool {
+			return config.SameDir(p.StateDir, config.ResolveStateDir(dir, "", env.Getenv))
+		}) {
+		// With a file, the file places every profile; the variable,
+		// which OpenClaw and the CLI follow, moves none of them.
+		log.Warn("$OPENCLAW_STATE_DIR names a directory no profile of the configuration serves: each profile is at its stateDir in the file (without one: ~/.openclaw for default, ~/.openclaw-NAME for the others)", "OPENCLAW_STATE_DIR", dir, "config", *configPath)
+	}
 
 	// Replication stops after the profiles closed (deferred first, run
 	// last): its final sync must not hold the files under their store.
@@ -104,19 +113,31 @@ func addressesFree(cfg config.Config) error {
 			addrs = append(addrs, p.Listen)
 		}
 	}
-	for _, addr := range addrs {
+	for i, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return listenFailed(addr, err)
+			// --listen and $PAIRGATE_LISTEN move the main address only;
+			// a profile's own is its listen key.
+			fix := "--listen or $PAIRGATE_LISTEN"
+			if i > 0 {
+				fix = "the profile's listen in the configuration"
+				for _, p := range cfg.Profiles {
+					if p.Listen == addr {
+						fix = fmt.Sprintf("profile %q's listen in the configuration", p.Name)
+						break
+					}
+				}
+			}
+			return listenFailed(addr, err, fix)
 		}
 		l.Close()
 	}
 	return nil
 }
 
-func listenFailed(addr string, err error) error {
+func listenFailed(addr string, err error, fix string) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("cannot listen on %s: the address is in use (another pairgate, or another program); stop it, or choose another address with --listen or $PAIRGATE_LISTEN", addr)
+		return fmt.Errorf("cannot listen on %s: the address is in use (another pairgate, or another program); stop it, or choose another address with %s", addr, fix)
 	}
-	return fmt.Errorf("cannot listen on %s: %v; choose another address with --listen or $PAIRGATE_LISTEN", addr, err)
+	return fmt.Errorf("cannot listen on %s: %v; choose another address with %s", addr, err, fix)
 }

@@ -356,3 +356,56 @@ func TestServeStartErrors(t *testing.T) {
 		t.Fatalf("a serve that could not start touched its state directory: %v", err)
 	}
 }
+
+// With a configuration file, $OPENCLAW_STATE_DIR (which the README has
+// operators set to point CLI commands at a gateway) does not move the
+// file's default profile: a serve started from such a shell served
+// default empty from that directory. It warns that the variable names
+// a directory no profile serves.
+func TestServeWithAFileIgnoresOPENCLAW_STATE_DIR(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte("profiles:\n  - name: default\n  - name: work\n"), 0o600)
+	getenv := testEnv(t, map[string]string{"HOME": home, "OPENCLAW_STATE_DIR": filepath.Join(home, ".openclaw-other")})
+	srv := startServe(t, getenv, "--config", cfg)
+	logs := srv.stderr.String()
+	if !strings.Contains(logs, "profile=default stateDir="+filepath.Join(home, ".openclaw")+" ") ||
+		!strings.Contains(logs, "$OPENCLAW_STATE_DIR names a directory no profile of the configuration serves") {
+		t.Fatalf("serve with a file and $OPENCLAW_STATE_DIR:\n%s", logs)
+	}
+	srv.stop(t)
+	// The variable naming a served profile's directory is no surprise.
+	other := startServe(t, testEnv(t, map[string]string{"HOME": home, "OPENCLAW_STATE_DIR": filepath.Join(home, ".openclaw-work")}), "--config", cfg)
+	if logs := other.stderr.String(); strings.Contains(logs, "OPENCLAW_STATE_DIR names") {
+		t.Fatalf("a warning for a served directory:\n%s", logs)
+	}
+}
+
+// A taken address is named with the setting that moves it: --listen for
+// the main one, the profile's listen key for a profile's own (--listen
+// was suggested for both, and cannot move the second).
+func TestServeNamesTheSettingOfATakenAddress(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/gw\n  - name: work\n    stateDir: %s/work\n    listen: %s\n", dir, dir, taken.Addr())), 0o600)
+	code, _, errs := cliRun(testEnv(t, nil), "serve", "--config", cfg, "--listen", "127.0.0.1:0")
+	if code != exitFailed || !strings.Contains(errs, "cannot listen on "+taken.Addr().String()+": the address is in use") ||
+		!strings.Contains(errs, `choose another address with profile "work"'s listen in the configuration`) {
+		t.Fatalf("a profile's own address taken: exit %d\n%s", code, errs)
+	}
+	main, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	code, _, errs = cliRun(testEnv(t, nil), "serve", "--config", cfg, "--listen", main.Addr().String())
+	if code != exitFailed || !strings.Contains(errs, "choose another address with --listen or $PAIRGATE_LISTEN") {
+		t.Fatalf("the main address taken: exit %d\n%s", code, errs)
+	}
+}

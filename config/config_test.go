@@ -283,3 +283,24 @@ func TestStateDirsThroughASymlinkAreOneDirectory(t *testing.T) {
 		t.Fatal("SameDir")
 	}
 }
+
+// In a configuration file, a profile without stateDir is at OpenClaw's
+// place for its name, whatever $OPENCLAW_STATE_DIR says (the variable
+// moves only the profile of the no-file default).
+func TestFileProfilesIgnoreOPENCLAW_STATE_DIR(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pairgate.yaml")
+	os.WriteFile(path, []byte("profiles:\n  - name: default\n  - name: work\n"), 0o600)
+	cfg, err := Load(path, env(map[string]string{"HOME": "/h", "OPENCLAW_STATE_DIR": "/env"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def, _ := profileNamed(cfg, "default"); def.StateDir != "/h/.openclaw" {
+		t.Fatalf("default at %s, want /h/.openclaw", def.StateDir)
+	}
+	if work, _ := profileNamed(cfg, "work"); work.StateDir != "/h/.openclaw-work" {
+		t.Fatalf("work at %s", work.StateDir)
+	}
+	if cfg, _ := Load("", env(map[string]string{"HOME": "/h", "OPENCLAW_STATE_DIR": "/env"})); cfg.Profiles[0].StateDir != "/env" {
+		t.Fatalf("without a file, default at %s, want /env", cfg.Profiles[0].StateDir)
+	}
+}

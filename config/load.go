@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -372,9 +373,15 @@ func (w *walker) profile(at string, n *yaml.Node) Profile {
 		w.fail(join(at, "name"), "missing", "give every profile a name, e.g. name: work")
 	}
 	if stateDir == "" && w.err == nil {
-		// OpenClaw's own convention: the default profile at ~/.openclaw (or
-		// $OPENCLAW_STATE_DIR), any other at ~/.openclaw-NAME.
-		stateDir = ProfileStateDir(p.Name, w.getenv)
+		// OpenClaw's own convention: the default profile at ~/.openclaw,
+		// any other at ~/.openclaw-NAME. Not $OPENCLAW_STATE_DIR: the
+		// file fixes where the server's profiles are, whatever the shell
+		// it is started from chose for its CLI commands (a serve started
+		// from such a shell served default empty from another directory).
+		stateDir = filepath.Join(home(w.getenv), ".openclaw")
+		if p.Name != DefaultProfile {
+			stateDir = ProfileStateDir(p.Name, w.getenv)
+		}
 	}
 	p.StateDir = expandHome(stateDir, w.getenv)
 	return p
