@@ -214,14 +214,18 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 func (c *conn) refusedToken(ctx context.Context, stateDir string) error {
 	msg := c.refused().Error()
 	names := c.servedNames(ctx)
+	// A right token is refused too while this address is locked out of
+	// the list of profiles (10 wrong ones a minute): a named profile's
+	// own answer says so, with the wait.
+	const lockedOut = " (or this address is locked out after too many wrong tokens, which a command naming the profile with --profile NAME says)"
 	switch {
 	case names == "":
-		return errors.New(msg)
+		return errors.New(msg + lockedOut)
 	case strings.HasPrefix(c.tokenSource, stateDir+string(filepath.Separator)):
-		return fmt.Errorf("%s: it serves no profile at %s, or not with that token; it serves the profiles %s: name one with --profile NAME and give its token (--token, or $PAIRGATE_CONFIG)",
-			msg, stateDir, names)
+		return fmt.Errorf("%s: it serves no profile at %s, or not with that token; it serves the profiles %s: name one with --profile NAME and give its token (--token, or $PAIRGATE_CONFIG)%s",
+			msg, stateDir, names, lockedOut)
 	}
-	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them", msg, names)
+	return fmt.Errorf("%s; it serves the profiles %s, and this token opens none of them%s", msg, names, lockedOut)
 }
 
 // servedNames lists the server's profiles, sorted, as GET /readyz names
