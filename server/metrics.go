@@ -57,6 +57,14 @@ func newMetrics(profiles []*Profile, replication func(string) (replica.Status, b
 	m.reg.MustRegister(m.httpReqs, m.httpSeconds, m.calls, m.decisions, m.verifies, m.wsClients, m.sseClients,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, p := range profiles {
+		// Every series from the start, at 0: an alert on a rate of them
+		// finds them present after a restart, before the first decision.
+		for _, d := range []string{db.DecisionApproved, db.DecisionRejected, db.DecisionExpired, db.DecisionRemoved} {
+			m.decisions.WithLabelValues(p.Config.Name, d)
+		}
+		for _, r := range []string{"ok", "failed"} {
+			m.verifies.WithLabelValues(p.Config.Name, r)
+		}
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pairgate_pending_requests", Help: "Live pending requests.", ConstLabels: prometheus.Labels{"profile": p.Config.Name},
 		}, countOf(p.Store, func(c db.Counts) int { return c.Pending })))

@@ -644,6 +644,18 @@ func grepLines(text, substr string) string {
 func TestMetrics(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
+	// Before any decision or verify, their series are there at 0 (an
+	// alert on them found them absent after a restart).
+	fresh := string(ts.api(t, "GET", "/metrics", "", "").body)
+	for _, series := range []string{
+		`pairgate_decisions_total{decision="approved",profile="default"} 0`,
+		`pairgate_decisions_total{decision="removed",profile="work"} 0`,
+		`pairgate_verifies_total{profile="default",result="failed"} 0`,
+	} {
+		if !strings.Contains(fresh, series) {
+			t.Errorf("no %s at start:\n%s", series, grepLines(fresh, "pairgate_"))
+		}
+	}
 	api := ts.client(t, testToken)
 	res, err := api.Request(ctx, "default", client.NodeRequest{NodeID: "m1"})
 	if err != nil {
