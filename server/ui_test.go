@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/db/locktest"
 )
 
 func TestUIFiles(t *testing.T) {
@@ -195,7 +196,7 @@ func TestOperatorPageInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#signin-button")),
 		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, kitchen)))
 	p.until("three pending rows", `document.querySelectorAll('#pending tbody tr').length === 3`)
-	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').textContent`, sneaky)); got != evil {
+	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name .label').textContent`, sneaky)); got != evil {
 		t.Fatalf("the sneaky name shows as %q", got)
 	}
 	// Control and bidi-override characters (in data imported before they
@@ -329,14 +330,14 @@ func TestOperatorPageOnPhoneAndDesktop(t *testing.T) {
 			notWider("three pending requests")
 
 			// Keyboard only: Tab from the top of the page to the button
-			// whose accessible name is "Approve Kitchen iPad", then Enter.
+			// whose accessible name is "Approve Kitchen iPad (kitchen-ipad)", then Enter.
 			p.do("focus the page", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
 			for i := 0; ; i++ {
 				if i == 40 {
-					t.Fatalf("40 tabs never reached 'Approve Kitchen iPad'; last focus: %s", p.eval(`document.activeElement.outerHTML`))
+					t.Fatalf("40 tabs never reached 'Approve Kitchen iPad (kitchen-ipad)'; last focus: %s", p.eval(`document.activeElement.outerHTML`))
 				}
 				p.do("tab", chromedp.KeyEvent("\t"))
-				if p.eval(`document.activeElement.getAttribute('aria-label') || ''`) == "Approve Kitchen iPad" {
+				if p.eval(`document.activeElement.getAttribute('aria-label') || ''`) == "Approve Kitchen iPad (kitchen-ipad)" {
 					break
 				}
 			}
@@ -381,4 +382,60 @@ func TestOperatorPageOnPhoneAndDesktop(t *testing.T) {
 			p.until("one token notice left", `document.querySelectorAll('.notice.token').length === 1`)
 		})
 	}
+}
+
+// A decision that waits on a stalled database disables its row's buttons
+// and says so until the server answers (an impatient operator's Reject,
+// clicked meanwhile, was queued behind the Approve and won); a request
+// whose name copies a known node's shows its own node id; one rename
+// form at a time, and Cancel always closes it.
+func TestOperatorPageWhileAWriteWaits(t *testing.T) {
+	b := browser(t)
+	ts := startServer(t)
+	store := ts.byName["default"].Store
+	request := func(body string) string {
+		var res db.RequestResult
+		ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
+		return res.Request.RequestID
+	}
+	kitchen := request(`{"nodeId":"kitchen-ipad","displayName":"Kitchen iPad"}`)
+	impostor := request(`{"nodeId":"imp","displayName":"Kitchen\u200biPad"}`)
+	p := page{t: t, ctx: b}
+	p.do("sign in",
+		chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, impostor)))
+	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').innerText`, impostor)); got != "Kitchen\\u200biPad\nimp" {
+		t.Fatalf("the impostor's row shows %q", got)
+	}
+
+	release := locktest.HoldWriteLock(t, ts.byName["default"].Config.DatabasePath())
+	p.do("approve while the database is locked", chromedp.Click(css(`#pending tr[data-request-id=%q] button.approve`, kitchen)))
+	row := fmt.Sprintf(`document.querySelector('#pending tr[data-request-id=%q]')`, kitchen)
+	p.until("the row waits", row+`.querySelector('.doing') !== null && [...`+row+`.querySelectorAll('button')].every(b => b.disabled)`)
+	if got := p.eval(row + `.querySelector('.doing').textContent`); got != "approving… (waiting for the server)" {
+		t.Fatalf("the waiting row says %q", got)
+	}
+	release()
+	p.do("the approval lands", chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, kitchen)))
+	if st, err := store.RequestStatus(context.Background(), kitchen); err != nil || st.Status != db.StatusApproved {
+		t.Fatalf("kitchen after the stall: %+v %v", st, err)
+	}
+
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+impostor+"/approve", "", nil)
+	p.do("both paired", chromedp.WaitVisible(css(`#nodes tr[data-node-id="imp"]`)))
+	p.do("rename one, then the other",
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.rename`)),
+		chromedp.WaitVisible(css(`#nodes tr[data-node-id="kitchen-ipad"] form.rename`)),
+		chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.rename`)),
+		chromedp.WaitVisible(css(`#nodes tr[data-node-id="imp"] form.rename`)))
+	if n := p.eval(`String(document.querySelectorAll('form.rename').length)`); n != "1" {
+		t.Fatalf("%s rename forms open", n)
+	}
+	// A change made elsewhere shows while a form is open.
+	ts.mustAPI(t, 204, "DELETE", base+"/nodes/kitchen-ipad", "", nil)
+	p.until("the removed node leaves the list", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"]') === null && document.querySelector('#paired-count').textContent === '1'`)
+	p.do("cancel", chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.cancel`)))
+	p.until("no form", `document.querySelectorAll('form.rename').length === 0`)
 }

@@ -20,6 +20,10 @@ const state = {
   streamAbort: null,
   lastEventId: '',
   editing: '', // the node whose name is being edited: its row is left alone
+  // What is in flight, by request id or node id: its row's buttons are
+  // disabled and say so until the server answers (a stalled database
+  // answers late; a second, opposite click then waited behind the first).
+  busy: new Map(),
   // The node whose "Confirm remove" is armed, and until when: kept here, not
   // in the button, so a live redraw between the two clicks keeps it armed.
   armed: { nodeId: '', until: 0, timer: 0 },
@@ -56,7 +60,7 @@ async function api(method, path, body) {
     const e = data && data.error;
     let message = e && e.message ? e.message : `${resp.status} ${resp.statusText}`;
     const retry = resp.headers.get('Retry-After');
-    if (resp.status === 429 && retry) message += ` (try again in ${retry} s)`;
+    if (resp.status === 429 && retry && !/retry in/.test(message)) message += ` (try again in ${retry} s)`;
     throw new APIError(resp.status, e ? e.code : '', message);
   }
   return data;
@@ -79,7 +83,7 @@ async function signIn(token) {
     data = await api('GET', '/profiles');
   } catch (err) {
     if (err instanceof APIError && err.status === 401) {
-      throw new Error('This token opens no profile on this server.');
+      throw new Error('This token opens no profile on this server (or this address is locked out after too many wrong tokens: wait five minutes).');
     }
     throw err;
   }
@@ -94,10 +98,11 @@ async function signIn(token) {
   selectProfile(state.profiles.includes(wanted) ? wanted : state.profiles[0]);
 }
 
-function signOut(message) {
-  sessionStorage.removeItem(TOKEN_KEY);
+function signOut(message, keepToken) {
+  if (!keepToken) sessionStorage.removeItem(TOKEN_KEY);
   stopProfile();
   hideNotices();
+  state.busy.clear();
   state.token = '';
   state.profile = '';
   state.listing = null;
@@ -166,7 +171,7 @@ function scheduleRefresh() {
 
 // stream follows the profile's Server-Sent Events (read with fetch, since
 // EventSource cannot send the Authorization header) and refreshes on each
-// event. It reconnects with Last-Event-ID, backing off up to 30 s.
+// event. It reconnects with Last-Event-ID, backing off up to 5 s.
 async function stream(gen) {
   let backoff = 1000;
   while (gen === state.generation) {
@@ -202,7 +207,7 @@ async function stream(gen) {
     if (gen !== state.generation) return;
     setLive(false);
     await new Promise((resolve) => setTimeout(resolve, backoff));
-    backoff = Math.min(backoff * 2, 30000);
+    backoff = Math.min(backoff * 2, 5000);
   }
 }
 
@@ -223,44 +228,52 @@ function setLive(on) {
 
 // --- decisions -------------------------------------------------------------
 
-async function approve(req) {
+// act runs one decision or change on a row (key: its request or node
+// id), the row's buttons disabled and naming it until the server answers.
+async function act(key, doing, call) {
+  if (state.busy.has(key)) return;
+  const gen = state.generation;
+  state.busy.set(key, doing);
+  render();
   try {
+    await call();
+  } catch (err) {
+    if (gen === state.generation) failed(err);
+  } finally {
+    state.busy.delete(key);
+    if (gen === state.generation) {
+      render();
+      refresh();
+    }
+  }
+}
+
+function approve(req) {
+  return act(req.requestId, 'approving…', async () => {
     const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve'));
     showNotice(`Approved ${label(res.node)} (${res.node.nodeId}, profile ${state.profile}).`, res.node.token);
-  } catch (err) {
-    failed(err);
-  }
-  refresh();
+  });
 }
 
-async function reject(req) {
-  try {
+function reject(req) {
+  return act(req.requestId, 'rejecting…', async () => {
     await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/reject'));
-    showNotice(`Rejected ${label(req)}.`);
-  } catch (err) {
-    failed(err);
-  }
-  refresh();
+    showNotice(`Rejected ${label(req)} (${req.nodeId}).`);
+  });
 }
 
-async function rename(node, displayName) {
-  try {
+function rename(node, displayName) {
+  return act(node.nodeId, 'renaming…', async () => {
     await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId)), { displayName });
     showNotice(`Renamed ${node.nodeId} to ${displayName}.`);
-  } catch (err) {
-    failed(err);
-  }
-  refresh();
+  });
 }
 
-async function remove(node) {
-  try {
+function remove(node) {
+  return act(node.nodeId, 'removing…', async () => {
     await api('DELETE', profilePath('/nodes/' + encodeURIComponent(node.nodeId)));
-    showNotice(`Removed ${label(node)}; its token no longer verifies.`);
-  } catch (err) {
-    failed(err);
-  }
-  refresh();
+    showNotice(`Removed ${label(node)} (${node.nodeId}); its token no longer verifies.`);
+  });
 }
 
 function failed(err) {
@@ -275,17 +288,18 @@ function failed(err) {
 
 function render() {
   const l = state.listing || { pending: [], paired: [], connected: new Set() };
-  reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify(r), pendingRow);
+  const busy = (key) => state.busy.get(key) || '';
+  reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify([r, busy(r.requestId)]), pendingRow);
   for (const r of l.pending) setAgo($('#pending tbody').querySelector(`tr[data-key="${CSS.escape(r.requestId)}"] td.ago`), ago(r.ts));
-  if (!state.editing) {
-    const armed = (n) => state.armed.nodeId === n.nodeId && Date.now() < state.armed.until;
-    reconcile($('#nodes tbody'), l.paired, (n) => n.nodeId,
-      (n) => JSON.stringify([n, l.connected.has(n.nodeId), armed(n)]),
-      (n) => pairedRow(n, l.connected.has(n.nodeId)));
-    for (const n of l.paired) {
-      if (!l.connected.has(n.nodeId) && n.lastConnectedAtMs) {
-        setAgo($('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(n.nodeId)}"] td.ago`), ago(n.lastConnectedAtMs));
-      }
+  if (state.editing && !l.paired.some((n) => n.nodeId === state.editing)) state.editing = '';
+  const armed = (n) => state.armed.nodeId === n.nodeId && Date.now() < state.armed.until;
+  // The row whose name is being edited keeps its form; the others follow.
+  reconcile($('#nodes tbody'), l.paired, (n) => n.nodeId,
+    (n) => (n.nodeId === state.editing ? 'editing' : JSON.stringify([n, l.connected.has(n.nodeId), armed(n), busy(n.nodeId)])),
+    (n) => pairedRow(n, l.connected.has(n.nodeId)));
+  for (const n of l.paired) {
+    if (!l.connected.has(n.nodeId) && n.lastConnectedAtMs) {
+      setAgo($('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(n.nodeId)}"] td.ago`), ago(n.lastConnectedAtMs));
     }
   }
   $('#pending-count').textContent = state.listing ? String(l.pending.length) : '';
@@ -335,19 +349,38 @@ function pendingRow(req) {
   const tr = document.createElement('tr');
   tr.dataset.requestId = req.requestId;
   const name = label(req);
+  const doing = state.busy.get(req.requestId);
   tr.append(
-    cell(name, 'name', 'Node', req.nodeId),
+    nameCell(req),
     cell(req.platform || '', 'platform', 'Platform'),
     cell(req.remoteIp || '', 'ip', 'IP'),
     cell(ago(req.ts), 'ago', 'Requested'),
     cell(req.isRepair ? 'yes' : '', 'repair', 'Repair'),
     cell(req.requestId, 'id', 'Request', req.requestId),
-    actions(
-      button('Approve', 'approve', () => approve(req), 'Approve ' + name),
-      button('Reject', 'reject', () => reject(req), 'Reject ' + name),
+    actions(doing,
+      button('Approve', 'approve', () => approve(req), `Approve ${name} (${req.nodeId})`, 'button', !!doing),
+      button('Reject', 'reject', () => reject(req), `Reject ${name} (${req.nodeId})`, 'button', !!doing),
     ),
   );
   return tr;
+}
+
+// nameCell shows a request's or node's name and, under it, its node id:
+// two requests may carry one name, and only the id tells a known node
+// from another device that took its name.
+function nameCell(x) {
+  const td = cell('', 'name', 'Node', x.nodeId);
+  const shown = document.createElement('span');
+  shown.className = 'label';
+  shown.textContent = visible(label(x));
+  td.append(shown);
+  if (x.displayName && x.displayName !== x.nodeId) {
+    const id = document.createElement('span');
+    id.className = 'node-id';
+    id.textContent = visible(x.nodeId);
+    td.append(id);
+  }
+  return td;
 }
 
 function pairedRow(node, connected) {
@@ -355,6 +388,7 @@ function pairedRow(node, connected) {
   tr.dataset.nodeId = node.nodeId;
   const shown = label(node);
   const name = cell(shown, 'name', 'Node');
+  const doing = state.busy.get(node.nodeId);
   const last = connected ? 'connected' : node.lastConnectedAtMs ? ago(node.lastConnectedAtMs) : '';
   const armed = state.armed.nodeId === node.nodeId && Date.now() < state.armed.until;
   const removeButton = button(armed ? 'Confirm remove' : 'Remove', armed ? 'remove confirm' : 'remove', () => {
@@ -368,14 +402,14 @@ function pairedRow(node, connected) {
     removeButton.classList.add('confirm');
     removeButton.textContent = 'Confirm remove';
     removeButton.setAttribute('aria-label', 'Confirm remove ' + shown);
-  }, (armed ? 'Confirm remove ' : 'Remove ') + shown);
+  }, (armed ? 'Confirm remove ' : 'Remove ') + shown, 'button', !!doing);
   tr.append(
     name,
     cell(node.nodeId, 'id', 'ID', node.nodeId),
     cell(node.platform || '', 'platform', 'Platform'),
     cell(node.remoteIp || '', 'ip', 'IP'),
     cell(last, connected ? 'connected' : 'ago', 'Last Connect'),
-    actions(button('Rename', 'rename', () => editName(name, node), 'Rename ' + shown), removeButton),
+    actions(doing, button('Rename', 'rename', () => editName(name, node), 'Rename ' + shown, 'button', !!doing), removeButton),
   );
   return tr;
 }
@@ -393,6 +427,7 @@ function disarm() {
 }
 
 // editName turns a name cell into a small form until saved or cancelled.
+// One at a time: opening it closes another's.
 function editName(td, node) {
   const form = document.createElement('form');
   form.className = 'rename';
@@ -402,19 +437,33 @@ function editName(td, node) {
   input.maxLength = 256;
   input.value = node.displayName || '';
   input.setAttribute('aria-label', 'New name for ' + node.nodeId);
-  const cancel = button('Cancel', 'cancel', () => {
+  const close = () => {
     state.editing = '';
+    // Rebuilt from the listing at the next render, whatever changed.
+    const tr = td.closest('tr');
+    if (tr) tr.dataset.sig = '';
     render();
-  }, 'Cancel renaming ' + node.nodeId);
+  };
+  const cancel = button('Cancel', 'cancel', close, 'Cancel renaming ' + node.nodeId);
   form.append(input, button('Save', 'save', null, 'Save the new name of ' + node.nodeId, 'submit'), cancel);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const name = input.value.trim();
     if (!name) return;
-    state.editing = '';
+    close();
     rename(node, name);
   });
+  form.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') close();
+  });
+  if (state.editing && state.editing !== node.nodeId) {
+    const other = $('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(state.editing)}"]`);
+    if (other) other.dataset.sig = '';
+  }
   state.editing = node.nodeId;
+  const tr = td.closest('tr');
+  if (tr) tr.dataset.sig = 'editing'; // kept by render, form and all
+  render(); // closes another form
   td.replaceChildren(form);
   input.focus();
   input.select();
@@ -431,18 +480,28 @@ function cell(text, className, heading, title) {
   return td;
 }
 
-function actions(...buttons) {
+// actions is a row's buttons and, while one of them is in flight, what
+// the page is waiting for.
+function actions(doing, ...buttons) {
   const td = document.createElement('td');
   td.className = 'actions';
+  if (doing) {
+    const status = document.createElement('span');
+    status.className = 'doing';
+    status.setAttribute('role', 'status');
+    status.textContent = doing + ' (waiting for the server)';
+    td.append(status);
+  }
   td.append(...buttons);
   return td;
 }
 
 // button is a button; name is its accessible name when the text alone
 // would not say which node it acts on.
-function button(text, className, onClick, name, type = 'button') {
+function button(text, className, onClick, name, type = 'button', disabled = false) {
   const b = document.createElement('button');
   b.type = type;
+  b.disabled = disabled;
   b.className = className;
   b.textContent = text;
   if (name) b.setAttribute('aria-label', visible(name));
@@ -450,11 +509,11 @@ function button(text, className, onClick, name, type = 'button') {
   return b;
 }
 
-// visible shows control and bidi-override characters as escapes (\x1b,
-// \u202e), as the CLI does: older imported data may hold them, and a
+// visible shows control, bidi-override and invisible characters as
+// escapes (\x1b, \u202e, \u200b), as the CLI does: older imported data may hold them, and a
 // browser would hide them or let them reorder what the operator reads.
 function visible(text) {
-  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g, (c) => {
     const n = c.charCodeAt(0);
     return n < 0x80 ? '\\x' + n.toString(16).padStart(2, '0') : '\\u' + n.toString(16).padStart(4, '0');
   });
@@ -546,7 +605,18 @@ function start() {
     signOut();
     return;
   }
-  signIn(saved).catch((err) => signOut(err.message));
+  const resume = () => signIn(saved).catch((err) => {
+    if (err instanceof APIError && err.status !== 401) {
+      // Locked out for a while, or the server busy: the saved token may
+      // be right; it is kept and tried again.
+      const wait = 10;
+      signOut(`${err.message} Trying again in ${wait} s.`, true);
+      setTimeout(() => { if (!state.token && sessionStorage.getItem(TOKEN_KEY) === saved) resume(); }, wait * 1000);
+      return;
+    }
+    signOut(err.message);
+  });
+  resume();
 }
 
 start();
