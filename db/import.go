@@ -218,12 +218,36 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		inFile[r.RequestID] = true
 	}
 	if mode == ImportReplace {
-		removed, err := s.deleteMissing(ctx, tx, `SELECT request_id FROM requests WHERE status = 'pending'`,
-			`DELETE FROM requests WHERE request_id = ?`, inFile)
+		// The store's pending requests the files lack are closed, each
+		// with its node.pair.resolved (expired), as a merge closes one it
+		// replaces: deleted silently, a consumer that had been told of
+		// one waited for its end forever, and GET …/requests/ID said
+		// unknown.
+		rows, err := s.w.query(ctx, tx, `SELECT `+requestColumns+` FROM requests WHERE status = 'pending'`)
 		if err != nil {
 			return err
 		}
-		rep.PendingRemoved = len(removed)
+		var gone []keptRequest
+		for rows.Next() {
+			r, err := scanRequest(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			if !inFile[r.RequestID] {
+				gone = append(gone, r)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range gone {
+			if err := s.decide(ctx, tx, r, DecisionExpired, now, now, by); err != nil {
+				return err
+			}
+		}
+		rep.PendingRemoved = len(gone)
 	}
 	cutoff := s.expiredBefore(now)
 	for _, r := range st.Pending {
@@ -275,6 +299,12 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		if _, err := s.w.exec(ctx, tx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms, extra)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return fmt.Errorf("request %s: %w", r.RequestID, err)
+		}
+		// Announced as a node's own request is: a consumer that approves
+		// from events learns of it before it expires (it learned only of
+		// its expiry).
+		if _, err := s.appendEvent(ctx, tx, now, EventRequested, r, by); err != nil {
+			return err
 		}
 		rep.PendingAdded++
 	}

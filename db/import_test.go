@@ -235,12 +235,17 @@ func TestMergeRules(t *testing.T) {
 	if len(nodes) != 2 {
 		t.Fatalf("after replace: %d nodes, want the file's 2", len(nodes))
 	}
-	if _, err := s.RequestStatus(ctx, stray); ErrorCode(err) != CodeNotFound {
-		t.Fatalf("after replace the stray request is still kept: %v", err)
+	// The store's request the files lack is closed, and its end told:
+	// deleted silently, a consumer told of it waited for its end forever.
+	if st, err := s.RequestStatus(ctx, stray); err != nil || st.Status != StatusExpired {
+		t.Fatalf("after replace the stray request is %+v, %v; want expired", st, err)
 	}
 	// The audit event records the files' digests and the counts.
 	evs := allEvents(t, s)
 	last := evs[len(evs)-1]
+	if prev := evs[len(evs)-2]; prev.Name != EventResolved || !strings.Contains(string(prev.Payload), `"requestId":"`+stray+`"`) || !strings.Contains(string(prev.Payload), `"decision":"expired"`) {
+		t.Fatalf("the stray request's end: %s %s", prev.Name, prev.Payload)
+	}
 	if last.Name != EventImported || !strings.Contains(string(last.Payload), `"paired.json":"`) || last.Actor != "import" {
 		t.Fatalf("last event %s %s", last.Name, last.Payload)
 	}
@@ -538,5 +543,35 @@ func TestImportRespectsRemovals(t *testing.T) {
 	}
 	if err := s.CheckOverwrite(ctx, backup); err != nil {
 		t.Fatalf("export over the backup after the replace removed its nodes: %v", err)
+	}
+}
+
+// A pending request an import adds is announced as a node's own request
+// is (node.pair.requested, before the import's own event): a consumer
+// approving from events heard only of its expiry.
+func TestImportedRequestsAreAnnounced(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk)
+	now := clk.Now().UnixMilli()
+	st := LegacyState{Pending: []PendingRequest{{RequestID: "0b6f2c1e-5d7a-4c3b-9a51-2f0d8e6b4c71", NodeID: "lab-imported", TS: now - 500}}}
+	rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"})
+	if err != nil || rep.PendingAdded != 1 {
+		t.Fatalf("import: %+v %v", rep, err)
+	}
+	evs := allEvents(t, s)
+	if len(evs) != 2 || evs[0].Name != EventRequested || evs[1].Name != EventImported ||
+		!strings.Contains(string(evs[0].Payload), `"requestId":"0b6f2c1e-5d7a-4c3b-9a51-2f0d8e6b4c71"`) ||
+		!strings.Contains(string(evs[0].Payload), `"nodeId":"lab-imported"`) || evs[0].Actor != "import" {
+		for _, e := range evs {
+			t.Logf("%d %s %s", e.Seq, e.Name, e.Payload)
+		}
+		t.Fatal("the imported request is not announced before the import's event")
+	}
+	// Importing the same files again adds nothing, and announces nothing.
+	if rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "import"}); err != nil || rep.PendingAdded != 0 {
+		t.Fatalf("again: %+v %v", rep, err)
+	}
+	if evs := allEvents(t, s); len(evs) != 3 || evs[2].Name != EventImported {
+		t.Fatalf("the second import wrote %d events", len(evs)-2)
 	}
 }
