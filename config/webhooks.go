@@ -120,7 +120,9 @@ func (p Profile) validateWebhooks(at string) error {
 		key := func(k string) string { return fmt.Sprintf("%s.webhooks[%d].%s", at, j, k) }
 		u, err := url.Parse(h.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return keyError(key("url"), fmt.Sprintf("%q is not an http(s) URL", h.URL), "write e.g. url: https://hooks.example/pairgate")
+			// Not the URL as written: its user:password would reach the
+			// terminal and the service's log.
+			return keyError(key("url"), fmt.Sprintf("%q is not an http(s) URL", withoutUserinfo(h.URL)), "write e.g. url: https://hooks.example/pairgate")
 		}
 		if urls[h.URL] {
 			return keyError(key("url"), "this URL is given twice", "keep one entry and list every event it wants in its events")
@@ -200,4 +202,26 @@ func LoadServing(path string, getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// withoutUserinfo is raw with any user:password@ before its host left out,
+// for messages; raw need not parse.
+func withoutUserinfo(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		u.User = nil
+		return u.String()
+	}
+	// Unparsable: cut what stands between "//" and the last "@" of the
+	// authority.
+	if i := strings.Index(raw, "//"); i >= 0 {
+		rest := raw[i+2:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+			return raw[:i+2] + "…@" + rest[at+1:]
+		}
+	}
+	return raw
 }

@@ -45,6 +45,9 @@ func TestWebhookValidationNamesKeyAndFix(t *testing.T) {
 		{"both", hook("url: https://h.example/\nsecret: " + testSecret + "\nsecretFile: /s"), "config f: profiles[1].webhooks[0].secret: both secret and secretFile are set; keep one of them"},
 		{"bad url", hook("url: ftp://h.example/\nsecret: " + testSecret), `config f: profiles[1].webhooks[0].url: "ftp://h.example/" is not an http(s) URL; write e.g. url: https://hooks.example/pairgate`},
 		{"no url", hook("secret: " + testSecret), `config f: profiles[1].webhooks[0].url: "" is not an http(s) URL`},
+		// The password of a URL refused is not echoed to the terminal and log.
+		{"bad url with a password", hook("url: ftp://u:SEKRETPW@h.example/hook\nsecret: " + testSecret), `config f: profiles[1].webhooks[0].url: "ftp://h.example/hook" is not an http(s) URL`},
+		{"unparsable url with a password", hook("url: http://u:SEKRETPW@[h.example/hook\nsecret: " + testSecret), `config f: profiles[1].webhooks[0].url: "http://…@[h.example/hook" is not an http(s) URL`},
 		{"bad event", hook("url: https://h.example/\nsecret: " + testSecret + "\nevents: [node.pair.approved]"), `config f: profiles[1].webhooks[0].events[0]: "node.pair.approved" is not an event name; use some of node.pair.requested`},
 		{"timeout", hook("url: https://h.example/\nsecret: " + testSecret + "\ntimeout: 0s"), "config f: profiles[1].webhooks[0].timeout: 0s is out of range; use 100ms to 5m"},
 		{"unknown key", hook("url: https://h.example/\nsecret: " + testSecret + "\nretries: 3"), "config f: profiles[1].webhooks[0].retries: unknown key"},

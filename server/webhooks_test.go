@@ -553,7 +553,7 @@ func TestWebhookTimeoutIsNamed(t *testing.T) {
 		var list struct{ Webhooks []webhook.State }
 		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
 		if len(list.Webhooks) == 1 && list.Webhooks[0].LastError != "" {
-			if want := "no answer within 100ms (the endpoint's timeout:)"; list.Webhooks[0].LastError != want {
+			if want := "no answer within 100ms (the endpoint's timeout)"; list.Webhooks[0].LastError != want {
 				t.Fatalf("last error %q, want %q", list.Webhooks[0].LastError, want)
 			}
 			return

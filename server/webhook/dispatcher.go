@@ -268,7 +268,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ep *endpoint, e db.Event) erro
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			if ue.Timeout() && ctx.Err() == nil {
-				return fmt.Errorf("no answer within %s (the endpoint's timeout:)", ep.client.Timeout)
+				return fmt.Errorf("no answer within %s (the endpoint's timeout)", ep.client.Timeout)
 			}
 			err = ue.Err // without the URL, which may hold a secret
 		}
