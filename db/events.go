@@ -110,6 +110,14 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Even
 }
 
 // LastSeq is the sequence number of the newest event, 0 when there is none.
+// OldestSeq is the seq of the oldest event the outbox still keeps
+// (retention prunes older ones); 0 when it keeps none.
+func (s *Store) OldestSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.r.queryRow(ctx, nil, `SELECT min(seq) FROM events`).Scan(&seq)
+	return seq.Int64, classify(err, "read oldest event")
+}
+
 func (s *Store) LastSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
 	err := s.r.queryRow(ctx, nil, qLastSeq).Scan(&seq)

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -565,6 +566,39 @@ func TestSSEResumePastTheNewestEventResets(t *testing.T) {
 	}
 	if !strings.Contains(ts.log.String(), "an event stream resumed past the newest event") {
 		t.Fatal("the reset is not logged")
+	}
+}
+
+// A resume point older than the oldest event kept (retention pruned the
+// ones after it) gets a stream.reset naming what is gone, then the kept
+// events: they were skipped in silence.
+func TestSSEResumeBeforeTheOldestKeptEventResets(t *testing.T) {
+	ts := startServer(t)
+	for _, id := range []string{"one", "two", "three"} {
+		ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"`+id+`"}`, nil)
+	}
+	// What retention.events does to the oldest events.
+	raw, err := sql.Open("sqlite", db.DSN(ts.byName["default"].Config.DatabasePath(), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`DELETE FROM events WHERE seq <= 2`); err != nil {
+		t.Fatal(err)
+	}
+	resumed, closeResumed := openSSE(t, ts, "1")
+	defer closeResumed()
+	if e := nextSSE(t, resumed); e.event != "stream.reset" || e.id != "2" || !strings.Contains(e.data, `"prunedThrough":2`) || !strings.Contains(e.data, `"resumedAfter":1`) {
+		t.Fatalf("first event %+v, want stream.reset with id 2", e)
+	}
+	if e := nextSSE(t, resumed); e.event != db.EventRequested || e.id != "3" || !strings.Contains(e.data, `"three"`) {
+		t.Fatalf("the kept event after the reset: %+v", e)
+	}
+	// Resuming where the kept events begin is no gap.
+	fine, closeFine := openSSE(t, ts, "2")
+	defer closeFine()
+	if e := nextSSE(t, fine); e.event != db.EventRequested || e.id != "3" {
+		t.Fatalf("resumed at the oldest kept: %+v", e)
 	}
 }
 

@@ -40,6 +40,22 @@ func (s *Server) handleEvents(c echo.Context) error {
 	if !resuming || reset { // a new subscriber starts at the live end
 		after = newest
 	}
+	// A resume point older than the oldest event kept (retention pruned
+	// the ones after it): the stream replays what is kept after a
+	// stream.reset saying events were lost (they were skipped in silence).
+	var prunedThrough int64
+	if resuming && !reset {
+		oldest, err := p.Store.OldestSeq(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		switch {
+		case oldest > after+1:
+			prunedThrough = oldest - 1
+		case oldest == 0 && newest > after:
+			prunedThrough = newest
+		}
+	}
 	// Subscribe before reading the backlog, so nothing falls between them;
 	// anything seen twice is skipped by seq.
 	live := make(chan db.Event, 256)
@@ -83,9 +99,22 @@ func (s *Server) handleEvents(c echo.Context) error {
 	}
 	if reset {
 		s.log.Warn("an event stream resumed past the newest event: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "newest", newest)
-		if send(func() error { return writeReset(w, newest, resumedAfter) }) != nil {
+		if send(func() error {
+			return writeReset(w, newest, map[string]any{"newestSeq": newest, "resumedAfter": resumedAfter,
+				"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"})
+		}) != nil {
 			return nil
 		}
+	}
+	if prunedThrough > 0 {
+		s.log.Warn("an event stream resumed before the oldest event kept: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "prunedThrough", prunedThrough)
+		if send(func() error {
+			return writeReset(w, prunedThrough, map[string]any{"prunedThrough": prunedThrough, "resumedAfter": resumedAfter,
+				"reason": fmt.Sprintf("the events after %d through %d are no longer kept (retention.events pruned them); list pending requests and paired nodes again; the stream goes on with the events kept", resumedAfter, prunedThrough)})
+		}) != nil {
+			return nil
+		}
+		after = prunedThrough
 	}
 
 	ctx := c.Request().Context()
@@ -167,11 +196,10 @@ func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 // the newest event: what it knew may be gone, so it re-lists.
 const streamReset = "stream.reset"
 
-func writeReset(w *echo.Response, newest, resumedAfter int64) error {
-	data, err := json.Marshal(map[string]any{"newestSeq": newest, "resumedAfter": resumedAfter,
-		"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"})
+func writeReset(w *echo.Response, id int64, fields map[string]any) error {
+	data, err := json.Marshal(fields)
 	if err == nil {
-		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", newest, streamReset, data)
+		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", id, streamReset, data)
 	}
 	return err
 }
