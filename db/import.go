@@ -223,25 +223,11 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		// replaces: deleted silently, a consumer that had been told of
 		// one waited for its end forever, and GET …/requests/ID said
 		// unknown.
-		rows, err := s.w.query(ctx, tx, `SELECT `+requestColumns+` FROM requests WHERE status = 'pending'`)
+		pending, err := s.queryRequests(ctx, tx, `SELECT `+requestColumns+` FROM requests WHERE status = 'pending'`)
 		if err != nil {
 			return err
 		}
-		var gone []keptRequest
-		for rows.Next() {
-			r, err := scanRequest(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			if !inFile[r.RequestID] {
-				gone = append(gone, r)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+		gone := slices.DeleteFunc(pending, func(r keptRequest) bool { return inFile[r.RequestID] })
 		for _, r := range gone {
 			if err := s.decide(ctx, tx, r, DecisionExpired, now, now, by); err != nil {
 				return err

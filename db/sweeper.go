@@ -60,22 +60,9 @@ func (s *Store) expireBatch(ctx context.Context) (int, error) {
 	var n int
 	err := s.writeTx(ctx, "expire requests", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		rows, err := s.w.query(ctx, tx, `SELECT `+requestColumns+` FROM requests
+		due, err := s.queryRequests(ctx, tx, `SELECT `+requestColumns+` FROM requests
 			WHERE status = 'pending' AND ts_ms < ? ORDER BY ts_ms LIMIT ?`, s.expiredBefore(now), sweepBatch)
 		if err != nil {
-			return err
-		}
-		var due []keptRequest
-		for rows.Next() {
-			r, err := scanRequest(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			due = append(due, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		n = len(due)
@@ -141,4 +128,22 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// queryRequests reads the requests a query of requestColumns finds, in tx.
+func (s *Store) queryRequests(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]keptRequest, error) {
+	rows, err := s.w.query(ctx, tx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []keptRequest
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

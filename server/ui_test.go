@@ -168,11 +168,7 @@ func TestOperatorPageInChromium(t *testing.T) {
 	b := browser(t)
 	ts := startServer(t)
 	store := ts.byName["default"].Store
-	request := func(body string) string {
-		var res db.RequestResult
-		ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
-		return res.Request.RequestID
-	}
+	request := ts.requester(t)
 	// Node-supplied text is only ever text: this name must show as typed.
 	const evil = `<img src=x onerror="window.__xss=1">`
 	kitchen := request(`{"nodeId":"kitchen-ipad","displayName":"Kitchen iPad","platform":"iOS"}`)
@@ -393,11 +389,7 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	b := browser(t)
 	ts := startServer(t)
 	store := ts.byName["default"].Store
-	request := func(body string) string {
-		var res db.RequestResult
-		ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
-		return res.Request.RequestID
-	}
+	request := ts.requester(t)
 	kitchen := request(`{"nodeId":"kitchen-ipad","displayName":"Kitchen iPad"}`)
 	impostor := request(`{"nodeId":"imp","displayName":"Kitchen\u200biPad"}`)
 	p := page{t: t, ctx: b}
@@ -438,4 +430,14 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	p.until("the removed node leaves the list", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"]') === null && document.querySelector('#paired-count').textContent === '1'`)
 	p.do("cancel", chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.cancel`)))
 	p.until("no form", `document.querySelectorAll('form.rename').length === 0`)
+}
+
+// requester makes pairing requests over REST and returns their ids.
+func (ts *testServer) requester(t *testing.T) func(body string) string {
+	return func(body string) string {
+		t.Helper()
+		var res db.RequestResult
+		ts.mustAPI(t, 201, "POST", base+"/requests", body, &res)
+		return res.Request.RequestID
+	}
 }
