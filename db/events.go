@@ -109,7 +109,6 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]Even
 	return out, err
 }
 
-// LastSeq is the sequence number of the newest event, 0 when there is none.
 // OldestSeq is the seq of the oldest event the outbox still keeps
 // (retention prunes older ones); 0 when it keeps none.
 func (s *Store) OldestSeq(ctx context.Context) (int64, error) {
@@ -118,6 +117,19 @@ func (s *Store) OldestSeq(ctx context.Context) (int64, error) {
 	return seq.Int64, classify(err, "read oldest event")
 }
 
+// IssuedSeq is the highest seq ever handed out: LastSeq, or more when
+// retention pruned the newest events (or a restart after a crash moved
+// the seq on, see checkBoot). An event stream measures resume points
+// against it: against LastSeq, once every event was pruned, a client that
+// had seen them all was told its database was restored.
+func (s *Store) IssuedSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.r.queryRow(ctx, nil, `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), coalesce((SELECT max(seq) FROM events), 0))`).Scan(&seq)
+	return seq.Int64, classify(err, "read the last seq handed out")
+}
+
+// LastSeq is the sequence number of the newest event kept, 0 when there
+// is none.
 func (s *Store) LastSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
 	err := s.r.queryRow(ctx, nil, qLastSeq).Scan(&seq)

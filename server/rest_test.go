@@ -600,6 +600,23 @@ func TestSSEResumeBeforeTheOldestKeptEventResets(t *testing.T) {
 	if e := nextSSE(t, fine); e.event != db.EventRequested || e.id != "3" {
 		t.Fatalf("resumed at the oldest kept: %+v", e)
 	}
+	// Every event pruned: a client that saw them all resumes quietly (it
+	// was told its database was restored, and sent back to id 0); one
+	// that did not is told what it lost.
+	if _, err := raw.Exec(`DELETE FROM events`); err != nil {
+		t.Fatal(err)
+	}
+	lost, closeLost := openSSE(t, ts, "1")
+	defer closeLost()
+	if e := nextSSE(t, lost); e.event != "stream.reset" || e.id != "3" || !strings.Contains(e.data, `"prunedThrough":3`) {
+		t.Fatalf("resumed at 1 with every event pruned: %+v", e)
+	}
+	seenAll, closeSeenAll := openSSE(t, ts, "3")
+	defer closeSeenAll()
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"four"}`, nil)
+	if e := nextSSE(t, seenAll); e.event != db.EventRequested || e.id != "4" {
+		t.Fatalf("resumed at the last seq with every event pruned: %+v", e)
+	}
 }
 
 // Every label value is a series kept for the life of the process: a

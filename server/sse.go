@@ -28,7 +28,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	newest, err := p.Store.LastSeq(c.Request().Context())
+	newest, err := p.Store.IssuedSeq(c.Request().Context())
 	if err != nil {
 		return err
 	}
