@@ -430,6 +430,10 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	p.until("the removed node leaves the list", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"]') === null && document.querySelector('#paired-count').textContent === '1'`)
 	p.do("cancel", chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.cancel`)))
 	p.until("no form", `document.querySelectorAll('form.rename').length === 0`)
+	// Escape closes it wherever the focus is.
+	p.do("rename again", chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.rename`)), chromedp.WaitVisible(chromedp.CSS(`form.rename`)))
+	p.eval(`document.activeElement.blur(); document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); ''`)
+	p.until("Escape closed the form", `document.querySelectorAll('form.rename').length === 0 && document.querySelector('#nodes tr[data-node-id="imp"] td.name').textContent === 'Kitchen\\u200biPad'`)
 }
 
 // requester makes pairing requests over REST and returns their ids.

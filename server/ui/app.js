@@ -20,9 +20,10 @@ const state = {
   streamAbort: null,
   lastEventId: '',
   editing: '', // the node whose name is being edited: its row is left alone
-  // What is in flight, by request id or node id: its row's buttons are
-  // disabled and say so until the server answers (a stalled database
-  // answers late; a second, opposite click then waited behind the first).
+  // What is in flight, by profile and request or node id (busyKey): its
+  // row's buttons are disabled and say so until the server answers (a
+  // stalled database answers late; a second, opposite click then waited
+  // behind the first).
   busy: new Map(),
   // The node whose "Confirm remove" is armed, and until when: kept here, not
   // in the button, so a live redraw between the two clicks keeps it armed.
@@ -70,8 +71,8 @@ function apiURL(path) {
   return new URL('../api/v1' + path, location.href);
 }
 
-function profilePath(rest) {
-  return '/profiles/' + encodeURIComponent(state.profile) + rest;
+function profilePath(rest, profile = state.profile) {
+  return '/profiles/' + encodeURIComponent(profile) + rest;
 }
 
 // --- sign in and out -------------------------------------------------------
@@ -83,7 +84,9 @@ async function signIn(token) {
     data = await api('GET', '/profiles');
   } catch (err) {
     if (err instanceof APIError && err.status === 401) {
-      throw new Error('This token opens no profile on this server (or this address is locked out after too many wrong tokens: wait five minutes).');
+      const refused = new Error('This token opens no profile on this server (or this address is locked out after too many wrong tokens: wait five minutes).');
+      refused.refused = true;
+      throw refused;
     }
     throw err;
   }
@@ -230,65 +233,70 @@ function setLive(on) {
 
 // act runs one decision or change on a row (key: its request or node
 // id), the row's buttons disabled and naming it until the server answers.
+// Its outcome is told even if the operator looked at another profile
+// meanwhile; call gets the profile it acts on.
 async function act(key, doing, call) {
-  if (state.busy.has(key)) return;
-  const gen = state.generation;
-  state.busy.set(key, doing);
+  const profile = state.profile;
+  const busy = busyKey(profile, key);
+  if (state.busy.has(busy)) return;
+  state.busy.set(busy, doing);
   render();
   try {
-    await call();
+    await call(profile);
   } catch (err) {
-    if (gen === state.generation) failed(err);
+    if (state.token) failed(err, profile);
   } finally {
-    state.busy.delete(key);
-    if (gen === state.generation) {
-      render();
-      refresh();
-    }
+    state.busy.delete(busy);
+    render();
+    if (state.profile === profile) refresh();
   }
 }
 
+function busyKey(profile, key) {
+  return profile + '\n' + key;
+}
+
 function approve(req) {
-  return act(req.requestId, 'approving…', async () => {
-    const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve'));
-    showNotice(`Approved ${label(res.node)} (${res.node.nodeId}, profile ${state.profile}).`, res.node.token);
+  return act(req.requestId, 'approving…', async (profile) => {
+    const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve', profile));
+    showNotice(`Approved ${label(res.node)} (${res.node.nodeId}, profile ${profile}).`, res.node.token);
   });
 }
 
 function reject(req) {
-  return act(req.requestId, 'rejecting…', async () => {
-    await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/reject'));
-    showNotice(`Rejected ${label(req)} (${req.nodeId}).`);
+  return act(req.requestId, 'rejecting…', async (profile) => {
+    await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/reject', profile));
+    showNotice(`Rejected ${label(req)} (${req.nodeId}, profile ${profile}).`);
   });
 }
 
 function rename(node, displayName) {
-  return act(node.nodeId, 'renaming…', async () => {
-    await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId)), { displayName });
-    showNotice(`Renamed ${node.nodeId} to ${displayName}.`);
+  return act(node.nodeId, 'renaming…', async (profile) => {
+    await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId), profile), { displayName });
+    showNotice(`Renamed ${node.nodeId} to ${displayName} (profile ${profile}).`);
   });
 }
 
 function remove(node) {
-  return act(node.nodeId, 'removing…', async () => {
-    await api('DELETE', profilePath('/nodes/' + encodeURIComponent(node.nodeId)));
-    showNotice(`Removed ${label(node)} (${node.nodeId}); its token no longer verifies.`);
+  return act(node.nodeId, 'removing…', async (profile) => {
+    await api('DELETE', profilePath('/nodes/' + encodeURIComponent(node.nodeId), profile));
+    showNotice(`Removed ${label(node)} (${node.nodeId}, profile ${profile}); its token no longer verifies.`);
   });
 }
 
-function failed(err) {
+function failed(err, profile = state.profile) {
   if (err instanceof APIError && err.status === 401) {
     signOut('The operator token is no longer accepted; sign in again.');
     return;
   }
-  showNotice(err.message, '', true);
+  showNotice(profile === state.profile ? err.message : `Profile ${profile}: ${err.message}`, '', true);
 }
 
 // --- rendering -------------------------------------------------------------
 
 function render() {
   const l = state.listing || { pending: [], paired: [], connected: new Set() };
-  const busy = (key) => state.busy.get(key) || '';
+  const busy = (key) => state.busy.get(busyKey(state.profile, key)) || '';
   reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify([r, busy(r.requestId)]), pendingRow);
   for (const r of l.pending) setAgo($('#pending tbody').querySelector(`tr[data-key="${CSS.escape(r.requestId)}"] td.ago`), ago(r.ts));
   if (state.editing && !l.paired.some((n) => n.nodeId === state.editing)) state.editing = '';
@@ -349,7 +357,7 @@ function pendingRow(req) {
   const tr = document.createElement('tr');
   tr.dataset.requestId = req.requestId;
   const name = label(req);
-  const doing = state.busy.get(req.requestId);
+  const doing = state.busy.get(busyKey(state.profile, req.requestId));
   tr.append(
     nameCell(req),
     cell(req.platform || '', 'platform', 'Platform'),
@@ -388,7 +396,7 @@ function pairedRow(node, connected) {
   tr.dataset.nodeId = node.nodeId;
   const shown = label(node);
   const name = cell(shown, 'name', 'Node');
-  const doing = state.busy.get(node.nodeId);
+  const doing = state.busy.get(busyKey(state.profile, node.nodeId));
   const last = connected ? 'connected' : node.lastConnectedAtMs ? ago(node.lastConnectedAtMs) : '';
   const armed = state.armed.nodeId === node.nodeId && Date.now() < state.armed.until;
   const removeButton = button(armed ? 'Confirm remove' : 'Remove', armed ? 'remove confirm' : 'remove', () => {
@@ -437,13 +445,7 @@ function editName(td, node) {
   input.maxLength = 256;
   input.value = node.displayName || '';
   input.setAttribute('aria-label', 'New name for ' + node.nodeId);
-  const close = () => {
-    state.editing = '';
-    // Rebuilt from the listing at the next render, whatever changed.
-    const tr = td.closest('tr');
-    if (tr) tr.dataset.sig = '';
-    render();
-  };
+  const close = closeEditing;
   const cancel = button('Cancel', 'cancel', close, 'Cancel renaming ' + node.nodeId);
   form.append(input, button('Save', 'save', null, 'Save the new name of ' + node.nodeId, 'submit'), cancel);
   form.addEventListener('submit', (ev) => {
@@ -452,9 +454,6 @@ function editName(td, node) {
     if (!name) return;
     close();
     rename(node, name);
-  });
-  form.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape') close();
   });
   if (state.editing && state.editing !== node.nodeId) {
     const other = $('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(state.editing)}"]`);
@@ -467,6 +466,16 @@ function editName(td, node) {
   td.replaceChildren(form);
   input.focus();
   input.select();
+}
+
+// closeEditing closes the rename form, if one is open: its row is rebuilt
+// from the listing.
+function closeEditing() {
+  if (!state.editing) return;
+  const tr = $('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(state.editing)}"]`);
+  if (tr) tr.dataset.sig = '';
+  state.editing = '';
+  render();
 }
 
 // cell is one table cell; heading labels it when the table is shown as
@@ -590,6 +599,10 @@ function start() {
     }
   });
   $('#signout').addEventListener('click', () => signOut());
+  // Escape closes the rename form wherever the focus is.
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') closeEditing();
+  });
   $('#profile').addEventListener('change', (ev) => selectProfile(ev.target.value));
   window.addEventListener('hashchange', () => {
     const wanted = hashProfile();
@@ -606,9 +619,9 @@ function start() {
     return;
   }
   const resume = () => signIn(saved).catch((err) => {
-    if (err instanceof APIError && err.status !== 401) {
-      // Locked out for a while, or the server busy: the saved token may
-      // be right; it is kept and tried again.
+    if (!err.refused) {
+      // Locked out for a while, the server busy, restarting or out of
+      // reach: the saved token may be right; it is kept and tried again.
       const wait = 10;
       signOut(`${err.message} Trying again in ${wait} s.`, true);
       setTimeout(() => { if (!state.token && sessionStorage.getItem(TOKEN_KEY) === saved) resume(); }, wait * 1000);
