@@ -103,7 +103,7 @@ func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	if rep.PendingClosed > 0 {
 		fmt.Fprintf(w, "  pending: %d closed as expired: older than their node's imported approval\n", rep.PendingClosed)
 	}
-	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed; skipped %d expired, %d already known, %d whose node has a pending request, %d older than their node's approval\n",
+	fmt.Fprintf(w, "  pending: %d added, %d unchanged, %d removed (closed as expired); skipped %d expired, %d already known, %d whose node has a pending request, %d older than their node's approval\n",
 		rep.PendingAdded, rep.PendingUnchanged, rep.PendingRemoved, rep.SkippedExpired, rep.SkippedKnown, rep.SkippedNodePending, rep.SkippedDecided)
 	if len(rep.UnknownFields) > 0 {
 		fmt.Fprintf(w, "  fields pairgate does not know, kept for export (%d): %s\n", len(rep.UnknownFields), visible(strings.Join(rep.UnknownFields, ", ")))

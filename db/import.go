@@ -36,7 +36,10 @@ type ImportReport struct {
 
 	PendingAdded     int `json:"pendingAdded"`
 	PendingUnchanged int `json:"pendingUnchanged"`
-	PendingRemoved   int `json:"pendingRemoved"`
+	// PendingRemoved counts, in a replace, the store's pending requests
+	// the files lack: closed as expired (node.pair.resolved), kept for
+	// GET …/requests/ID until retention prunes them.
+	PendingRemoved int `json:"pendingRemoved"`
 	// PendingClosed counts the store's pending requests older than an
 	// imported approval of their node: decided since, in the gateway the
 	// files come from, they are closed as expired.
