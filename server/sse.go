@@ -28,33 +28,10 @@ func (s *Server) handleEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	newest, err := p.Store.IssuedSeq(c.Request().Context())
+	resumedAfter := after
+	after, reset, err := resumeAt(c.Request().Context(), p.Store, after, resuming)
 	if err != nil {
 		return err
-	}
-	// A resume point past the newest event comes from another history
-	// (the database was restored or replaced): skipping up to it would
-	// drop every new event in silence. The stream starts at the live end
-	// with a stream.reset event, whose id is the newest seq.
-	reset, resumedAfter := resuming && after > newest, after
-	if !resuming || reset { // a new subscriber starts at the live end
-		after = newest
-	}
-	// A resume point older than the oldest event kept (retention pruned
-	// the ones after it): the stream replays what is kept after a
-	// stream.reset saying events were lost (they were skipped in silence).
-	var prunedThrough int64
-	if resuming && !reset {
-		oldest, err := p.Store.OldestSeq(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		switch {
-		case oldest > after+1:
-			prunedThrough = oldest - 1
-		case oldest == 0 && newest > after:
-			prunedThrough = newest
-		}
 	}
 	// Subscribe before reading the backlog, so nothing falls between them;
 	// anything seen twice is skipped by seq.
@@ -97,24 +74,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 	if send(comment(": pairgate event stream\n\n")) != nil {
 		return nil
 	}
-	if reset {
-		s.log.Warn("an event stream resumed past the newest event: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "newest", newest)
-		if send(func() error {
-			return writeReset(w, newest, map[string]any{"newestSeq": newest, "resumedAfter": resumedAfter,
-				"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"})
-		}) != nil {
+	if reset != nil {
+		s.log.Warn(reset.log, "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "resetTo", reset.id)
+		if send(func() error { return writeReset(w, reset.id, reset.data) }) != nil {
 			return nil
 		}
-	}
-	if prunedThrough > 0 {
-		s.log.Warn("an event stream resumed before the oldest event kept: told to reset", "profile", p.Config.Name, "remote", c.RealIP(), "resumedAfter", resumedAfter, "prunedThrough", prunedThrough)
-		if send(func() error {
-			return writeReset(w, prunedThrough, map[string]any{"prunedThrough": prunedThrough, "resumedAfter": resumedAfter,
-				"reason": fmt.Sprintf("the events after %d through %d are no longer kept (retention.events pruned them); list pending requests and paired nodes again; the stream goes on with the events kept", resumedAfter, prunedThrough)})
-		}) != nil {
-			return nil
-		}
-		after = prunedThrough
 	}
 
 	ctx := c.Request().Context()
@@ -196,10 +160,54 @@ func resumePoint(c echo.Context) (after int64, resuming bool, err error) {
 // the newest event: what it knew may be gone, so it re-lists.
 const streamReset = "stream.reset"
 
-func writeReset(w *echo.Response, id int64, fields map[string]any) error {
-	data, err := json.Marshal(fields)
+// resetEvent is a stream.reset to send first: its id (where the stream
+// goes on from), its data, and the log line.
+type resetEvent struct {
+	id   int64
+	data map[string]any
+	log  string
+}
+
+// resumeAt says after which seq a stream starts, and whether a
+// stream.reset comes first. A new subscriber starts at the live end. A
+// resume point past the highest seq handed out comes from another
+// history (the database was restored or replaced): it starts at the live
+// end, told to reset. One older than the oldest event kept (retention
+// pruned the ones after it) goes on with what is kept, told what it lost:
+// either was skipped in silence.
+func resumeAt(ctx context.Context, st *db.Store, after int64, resuming bool) (int64, *resetEvent, error) {
+	newest, err := st.IssuedSeq(ctx)
+	if err != nil || !resuming {
+		return newest, nil, err
+	}
+	if after > newest {
+		return newest, &resetEvent{id: newest, log: "an event stream resumed past the newest event: told to reset",
+			data: map[string]any{"newestSeq": newest, "resumedAfter": after,
+				"reason": "the resume point is past the newest event: the profile's database was restored or replaced; list pending requests and paired nodes again"}}, nil
+	}
+	oldest, err := st.OldestSeq(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	pruned := int64(0)
+	switch {
+	case oldest > after+1:
+		pruned = oldest - 1
+	case oldest == 0 && newest > after:
+		pruned = newest
+	}
+	if pruned == 0 {
+		return after, nil, nil
+	}
+	return pruned, &resetEvent{id: pruned, log: "an event stream resumed before the oldest event kept: told to reset",
+		data: map[string]any{"prunedThrough": pruned, "resumedAfter": after,
+			"reason": fmt.Sprintf("the events after %d through %d are no longer kept (retention.events pruned them); list pending requests and paired nodes again; the stream goes on with the events kept", after, pruned)}}, nil
+}
+
+func writeReset(w *echo.Response, id int64, data map[string]any) error {
+	b, err := json.Marshal(data)
 	if err == nil {
-		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", id, streamReset, data)
+		_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", id, streamReset, b)
 	}
 	return err
 }
