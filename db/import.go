@@ -226,7 +226,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		// replaces: deleted silently, a consumer that had been told of
 		// one waited for its end forever, and GET …/requests/ID said
 		// unknown.
-		pending, err := s.queryRequests(ctx, tx, `SELECT `+requestColumns+` FROM requests WHERE status = 'pending'`)
+		pending, err := queryRequests(ctx, s.w, tx, `SELECT `+requestColumns+` FROM requests WHERE status = 'pending'`)
 		if err != nil {
 			return err
 		}

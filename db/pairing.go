@@ -574,22 +574,14 @@ func (s *Store) RequestStatus(ctx context.Context, requestID string) (RequestSta
 
 // pending reads live pending requests ordered by ts in the given direction.
 func (s *Store) pending(ctx context.Context, tx *sql.Tx, direction string) ([]PendingRequest, error) {
-	rows, err := s.r.query(ctx, tx, `SELECT `+requestColumns+` FROM requests
+	kept, err := queryRequests(ctx, s.r, tx, `SELECT `+requestColumns+` FROM requests
 		WHERE status = 'pending' AND ts_ms >= ? ORDER BY ts_ms `+direction+`, request_id `+direction,
 		s.expiredBefore(s.nowMs()))
-	if err != nil {
-		return nil, err
+	out := make([]PendingRequest, len(kept))
+	for i, r := range kept {
+		out[i] = r.PendingRequest
 	}
-	defer rows.Close()
-	out := []PendingRequest{}
-	for rows.Next() {
-		r, err := scanRequest(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r.PendingRequest)
-	}
-	return out, rows.Err()
+	return out, err
 }
 
 func (s *Store) queryNodes(ctx context.Context, tx *sql.Tx, order string) ([]Node, error) {

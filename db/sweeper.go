@@ -60,7 +60,7 @@ func (s *Store) expireBatch(ctx context.Context) (int, error) {
 	var n int
 	err := s.writeTx(ctx, "expire requests", func(tx *sql.Tx) error {
 		now := s.nowMs()
-		due, err := s.queryRequests(ctx, tx, `SELECT `+requestColumns+` FROM requests
+		due, err := queryRequests(ctx, s.w, tx, `SELECT `+requestColumns+` FROM requests
 			WHERE status = 'pending' AND ts_ms < ? ORDER BY ts_ms LIMIT ?`, s.expiredBefore(now), sweepBatch)
 		if err != nil {
 			return err
@@ -130,9 +130,10 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 	}
 }
 
-// queryRequests reads the requests a query of requestColumns finds, in tx.
-func (s *Store) queryRequests(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]keptRequest, error) {
-	rows, err := s.w.query(ctx, tx, query, args...)
+// queryRequests reads the requests a query of requestColumns finds, in tx,
+// with pool's statements (the writer's or the readers').
+func queryRequests(ctx context.Context, pool *prepared, tx *sql.Tx, query string, args ...any) ([]keptRequest, error) {
+	rows, err := pool.query(ctx, tx, query, args...)
 	if err != nil {
 		return nil, err
 	}
