@@ -19,7 +19,7 @@ import (
 func (p Profile) EnsureNodesDir() error {
 	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
 		if mp := unmounted(p.StateDir); mp != "" {
-			return fmt.Errorf("%s holds no pairing database, and %s, which /etc/fstab mounts, has nothing mounted on it: mount it (and start pairgate after it, e.g. systemd's RequiresMountsFor=%s) rather than have an empty profile made on the mount point", p.StateDir, mp, mp)
+			return fmt.Errorf("state directory of profile %q: %s holds no pairing database, and %s, which /etc/fstab mounts, has nothing mounted on it: mount it (and start pairgate after it, e.g. systemd's RequiresMountsFor=%s) rather than have an empty profile made on the mount point", p.Name, p.StateDir, mp, mp)
 		}
 	}
 	if err := os.MkdirAll(p.NodesDir(), 0o700); err != nil {

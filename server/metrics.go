@@ -62,7 +62,7 @@ func newMetrics(profiles []*Profile, replication func(string) (replica.Status, b
 		for _, d := range []string{db.DecisionApproved, db.DecisionRejected, db.DecisionExpired, db.DecisionRemoved} {
 			m.decisions.WithLabelValues(p.Config.Name, d)
 		}
-		for _, r := range []string{"ok", "failed"} {
+		for _, r := range []string{verifyOK, verifyFailed} {
 			m.verifies.WithLabelValues(p.Config.Name, r)
 		}
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -118,6 +118,9 @@ func countOf(st *db.Store, pick func(db.Counts) int) func() float64 {
 	}
 }
 
+// The results of pairgate_verifies_total.
+const verifyOK, verifyFailed = "ok", "failed"
+
 // middleware counts every HTTP request by its route template.
 func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -164,9 +167,9 @@ func (m *metrics) called(method string, ok bool, took time.Duration) {
 
 // verified counts a token verification (rpc.Hooks).
 func (m *metrics) verified(profile string, ok bool) {
-	result := "failed"
+	result := verifyFailed
 	if ok {
-		result = "ok"
+		result = verifyOK
 	}
 	m.verifies.WithLabelValues(profile, result).Inc()
 }

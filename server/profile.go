@@ -45,7 +45,7 @@ const minOperatorToken = 32
 // and migrates the store. now is the store's clock (nil: time.Now).
 func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now func() time.Time) (*Profile, error) {
 	if err := pc.EnsureNodesDir(); err != nil {
-		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
+		return nil, err // it names the profile
 	}
 	lock, err := db.LockStateDir(pc.LockPath())
 	if err != nil {
