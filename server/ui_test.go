@@ -238,6 +238,19 @@ func TestOperatorPageInChromium(t *testing.T) {
 	if n, err := store.Node(context.Background(), "kitchen-ipad"); err != nil || n.DisplayName != "Den iPad" {
 		t.Fatalf("after rename in the page: %+v %v", n, err)
 	}
+	// A name the server refuses comes back in the form as typed, to mend.
+	const refused, refusedJS = "Den iPad \u0007 2", `"Den iPad \u0007 2"`
+	p.do("rename to a name the server refuses",
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.rename`)),
+		chromedp.SetValue(css(`#nodes tr[data-node-id="kitchen-ipad"] form.rename input`), refused),
+		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.save`)))
+	p.until("the refusal", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('displayName')`)
+	p.until("the form back with the typed name", `(document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] form.rename input') || {}).value === `+refusedJS)
+	p.do("cancel it", chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.cancel`)))
+	p.until("the kept name", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] td.name').textContent === 'Den iPad'`)
+	if n, err := store.Node(context.Background(), "kitchen-ipad"); err != nil || n.DisplayName != "Den iPad" {
+		t.Fatalf("after a refused rename in the page: %+v %v", n, err)
+	}
 
 	// Remove asks for a second click, and stays armed across a live redraw
 	// between the two.

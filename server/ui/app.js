@@ -270,11 +270,25 @@ function reject(req) {
   });
 }
 
-function rename(node, displayName) {
-  return act(node.nodeId, 'renaming…', async (profile) => {
-    await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId), profile), { displayName });
+// rename saves a node's new name. A name that did not go through (refused,
+// or the server out of reach) is offered again in the form, as typed, to
+// mend or retry: it is not lost with the closed form.
+async function rename(node, displayName) {
+  let failedIn = '';
+  await act(node.nodeId, 'renaming…', async (profile) => {
+    try {
+      await api('PATCH', profilePath('/nodes/' + encodeURIComponent(node.nodeId), profile), { displayName });
+    } catch (err) {
+      failedIn = profile;
+      throw err;
+    }
     showNotice(`Renamed ${node.nodeId} to ${displayName} (profile ${profile}).`);
   });
+  if (!failedIn || failedIn !== state.profile || state.editing || !state.token) return;
+  const td = $('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(node.nodeId)}"] td.name`);
+  // The focus returns to it only from nowhere: not taken from what the
+  // operator turned to meanwhile.
+  if (td) editName(td, node, displayName, !document.activeElement || document.activeElement === document.body);
 }
 
 function remove(node) {
@@ -434,16 +448,17 @@ function disarm() {
   state.armed = { nodeId: '', until: 0, timer: 0 };
 }
 
-// editName turns a name cell into a small form until saved or cancelled.
-// One at a time: opening it closes another's.
-function editName(td, node) {
+// editName turns a name cell into a small form until saved or cancelled,
+// holding value (the node's name unless given). One at a time: opening it
+// closes another's. It takes the focus when focus says so.
+function editName(td, node, value = node.displayName || '', focus = true) {
   const form = document.createElement('form');
   form.className = 'rename';
   const input = document.createElement('input');
   input.name = 'displayName';
   input.required = true;
   input.maxLength = 256;
-  input.value = node.displayName || '';
+  input.value = value;
   input.setAttribute('aria-label', 'New name for ' + node.nodeId);
   const close = closeEditing;
   const cancel = button('Cancel', 'cancel', close, 'Cancel renaming ' + node.nodeId);
@@ -464,8 +479,10 @@ function editName(td, node) {
   if (tr) tr.dataset.sig = 'editing'; // kept by render, form and all
   render(); // closes another form
   td.replaceChildren(form);
-  input.focus();
-  input.select();
+  if (focus) {
+    input.focus();
+    input.select();
+  }
 }
 
 // closeEditing closes the rename form, if one is open: its row is rebuilt
