@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -384,9 +386,44 @@ func TestWALLeftByAKilledProcessMovesSeqOnAfterAReboot(t *testing.T) {
 	s.Close()
 	opts = testOptions(crashed, clk)
 	opts.BootID = func() string { return "boot-2" }
+	var logged strings.Builder
+	opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 	after := openWith(t, opts)
 	mustRequest(t, after, RequestInput{NodeID: "b"})
 	if last, err := after.LastSeq(t.Context()); err != nil || last != 1+seqGap+1 {
 		t.Fatalf("first seq after a reboot beside a killed process's WAL = %d, %v; want %d", last, err, 1+seqGap+1)
+	}
+	// The jump is said where the operator looks.
+	if !strings.Contains(logged.String(), "event ids move on by 1024") || !strings.Contains(logged.String(), "booted since the last writer") {
+		t.Fatalf("the seq moved on without a word:\n%s", logged.String())
+	}
+}
+
+// CountEventsAfter counts events, where a difference of seqs would count
+// the gap a restart after a crash leaves (a webhook 60 events behind was
+// listed 1084 behind).
+func TestCountEventsAfterAGap(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, newClock())
+	mustRequest(t, s, RequestInput{NodeID: "before"})
+	before, err := s.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeTx(ctx, "move the seq on", func(tx *sql.Tx) error { return moveSeqOn(ctx, tx, "seq + ?", seqGap) }); err != nil {
+		t.Fatal(err)
+	}
+	pairNode(t, s, "after") // requested, then approved: two events
+	last, err := s.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last-before <= seqGap {
+		t.Fatalf("no gap: seq %d then %d", before, last)
+	}
+	for _, c := range []struct{ after, want int64 }{{0, 3}, {before, 2}, {last, 0}} {
+		if n, err := s.CountEventsAfter(ctx, c.after); err != nil || n != c.want {
+			t.Errorf("events after %d: %d %v, want %d", c.after, n, err, c.want)
+		}
 	}
 }

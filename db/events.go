@@ -128,6 +128,15 @@ func (s *Store) IssuedSeq(ctx context.Context) (int64, error) {
 	return seq.Int64, classify(err, "read the last seq handed out")
 }
 
+// CountEventsAfter counts the events kept after seq: how far behind a reader
+// at seq is. Seqs have gaps (a restart after a crash, a restore, move them
+// on), so the difference of two seqs is no count of events.
+func (s *Store) CountEventsAfter(ctx context.Context, seq int64) (int64, error) {
+	var n int64
+	err := s.r.queryRow(ctx, nil, qCountEventsAfter, seq).Scan(&n)
+	return n, classify(err, "count events")
+}
+
 // LastSeq is the sequence number of the newest event kept, 0 when there
 // is none.
 func (s *Store) LastSeq(ctx context.Context) (int64, error) {

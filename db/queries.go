@@ -30,11 +30,12 @@ const (
 	// qLogConnect marks a connect as logged unless one was within ?2 ms.
 	qLogConnect = `UPDATE nodes SET connect_logged_at_ms = ?1
 			WHERE node_id = ?3 AND (connect_logged_at_ms IS NULL OR ?1 - connect_logged_at_ms >= ?2)`
-	qInsertEvent = `INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`
-	qEventsAfter = `SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
-	qLastSeq     = `SELECT max(seq) FROM events`
+	qInsertEvent      = `INSERT INTO events (ts_ms, name, payload, actor, source) VALUES (?, ?, ?, ?, ?)`
+	qEventsAfter      = `SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
+	qLastSeq          = `SELECT max(seq) FROM events`
+	qCountEventsAfter = `SELECT count(*) FROM events WHERE seq > ?`
 )
 
 var writeStatements = []string{qPendingOfNode, qCountLive, qNodeExists, qDecide, qNodeForApproval, qRequestByID, qInsertRequest, qUpsertNode, qInsertEvent, qMarkConnected, qLogConnect}
 
-var readStatements = []string{qCountLive, qVerify, qNodeByID, qRequestByID, qEventsAfter, qLastSeq}
+var readStatements = []string{qCountLive, qVerify, qNodeByID, qRequestByID, qEventsAfter, qLastSeq, qCountEventsAfter}

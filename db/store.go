@@ -172,7 +172,7 @@ func (s *Store) checkBoot(ctx context.Context, opts Options, walLeft bool) error
 	if boot != "" && boot == last {
 		return nil
 	}
-	return s.writeTx(ctx, "record the boot", func(tx *sql.Tx) error {
+	err = s.writeTx(ctx, "record the boot", func(tx *sql.Tx) error {
 		if walLeft {
 			if err := moveSeqOn(ctx, tx, "seq + ?", seqGap); err != nil {
 				return err
@@ -184,6 +184,20 @@ func (s *Store) checkBoot(ctx context.Context, opts Options, walLeft bool) error
 		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO writer_boot (id, boot_id) VALUES (1, ?)`, boot)
 		return err
 	})
+	if err == nil && walLeft {
+		// Said, so that a jump in event ids (and a webhook's seq) is
+		// explained where the operator looks.
+		why := "the machine has booted since the last writer"
+		switch {
+		case last == "":
+			why = "the last writer recorded no boot (it was a pairgate before schema 8, or never committed)"
+		case boot == "":
+			why = "this machine's boot cannot be told"
+		}
+		s.log.Info("event ids move on by 1024: a WAL was left behind and "+why+", so a power cut may have taken commits whose ids streams or webhooks saw; no kept event is lost, readers see a gap",
+			"file", opts.Path, "gap", seqGap)
+	}
+	return err
 }
 
 // currentBoot names the machine's current boot, or "" where it cannot be

@@ -293,7 +293,9 @@ type State struct {
 	// State is delivering, retrying or dead.
 	State   string `json:"state"`
 	LastSeq int64  `json:"lastSeq"`
-	// Lag is how many events the endpoint is behind (filtered ones included).
+	// Lag is how many events the endpoint is behind (filtered ones
+	// included): counted, not LastSeq-Cursor, which a gap in the seqs (a
+	// restart after a crash, a restore) makes a thousand or more.
 	Lag int64 `json:"lag"`
 	// Delivered and Failures count attempts since the server started.
 	Delivered int64 `json:"delivered"`
@@ -312,21 +314,26 @@ func (d *Dispatcher) States(ctx context.Context) ([]State, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, d.state(ep, cur, last))
+		st, err := d.state(ctx, ep, cur, last)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
 
-func (d *Dispatcher) state(ep *endpoint, cur db.WebhookCursor, last int64) State {
+func (d *Dispatcher) state(ctx context.Context, ep *endpoint, cur db.WebhookCursor, last int64) (State, error) {
+	lag, err := d.opts.Store.CountEventsAfter(ctx, cur.Cursor)
 	s := State{WebhookCursor: cur, URL: ep.cfg.RedactedURL(), Events: ep.cfg.Events, State: "delivering",
-		LastSeq: last, Lag: max(last-cur.Cursor, 0), Delivered: ep.delivered.Load(), Failures: ep.failures.Load()}
+		LastSeq: last, Lag: lag, Delivered: ep.delivered.Load(), Failures: ep.failures.Load()}
 	switch {
 	case cur.DeadAtMs != 0:
 		s.State = "dead"
 	case cur.Attempts > 0:
 		s.State = "retrying"
 	}
-	return s
+	return s, err
 }
 
 // Redeliver restarts an endpoint's delivery at event from (0: the event
@@ -345,7 +352,10 @@ func (d *Dispatcher) Redeliver(ctx context.Context, id string, from int64) (Stat
 		default:
 		}
 		last, err := d.opts.Store.LastSeq(ctx)
-		return d.state(ep, cur, last), err
+		if err != nil {
+			return State{}, err
+		}
+		return d.state(ctx, ep, cur, last)
 	}
 	return State{}, &db.Error{Code: db.CodeNotFound, Message: fmt.Sprintf("unknown webhook %q of profile %q", id, d.opts.Profile)}
 }
