@@ -15,6 +15,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/migrations"
 )
 
 // Exit codes.
@@ -207,8 +208,37 @@ func runVersion(_ context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "pairgate %s (%s)\n", version(), runtime.Version())
+	// The schema version tells which databases this build serves: an
+	// older pairgate refuses one a newer migrated ("schema version 9,
+	// this pairgate knows versions up to 8").
+	build := runtime.Version()
+	if rev := revision(); rev != "" {
+		build += ", commit " + rev
+	}
+	fmt.Fprintf(env.Stdout, "pairgate %s (%s, database schema %d)\n", version(), build, migrations.Latest())
 	return nil
+}
+
+// revision is the commit the binary was built from, when go build
+// recorded it (a build from a git checkout).
+func revision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value[:min(len(s.Value), 12)]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+changes"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
 }
 
 // version is the -ldflags version, else the module version, else "dev".

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/migrations"
 )
 
 // profileFlags are the flags that choose a profile's state directory.
@@ -110,11 +111,35 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err := p.EnsureNodesDir(); err != nil {
 		return err
 	}
+	var before int64 // the schema version found: 0 for no database
+	if _, err := os.Stat(p.DatabasePath()); err == nil {
+		migs, err := db.Migrations(ctx, p.DatabasePath())
+		if err != nil && !errors.Is(err, db.ErrSchemaTooNew) {
+			return err
+		}
+		for _, m := range migs {
+			if m.Applied {
+				before = max(before, m.Version)
+			}
+		}
+	}
 	// Only the lock holder migrates; a running server already did at start.
 	if err := openLocked(ctx, p, "a running server applies migrations itself when it starts; `pairgate migrate --status` shows them", nil); err != nil {
 		return err
 	}
-	return printMigrations(ctx, env, p)
+	if err := printMigrations(ctx, env, p); err != nil {
+		return err
+	}
+	latest := migrations.Latest()
+	switch {
+	case before == latest:
+		fmt.Fprintf(env.Stdout, "Already at schema %d: nothing to migrate.\n", latest)
+	case before == 0:
+		fmt.Fprintf(env.Stdout, "Created the database at schema %d.\n", latest)
+	default:
+		fmt.Fprintf(env.Stdout, "Migrated from schema %d to %d. The database as it was is in %s, for the pairgate before (the README's Upgrading).\n", before, latest, db.BackupPath(p.DatabasePath(), before))
+	}
+	return nil
 }
 
 // lockStateDir takes a profile's state-directory lock; busy explains a

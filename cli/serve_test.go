@@ -310,7 +310,10 @@ func TestMigrateStatusAndHelp(t *testing.T) {
 		t.Fatalf("help = %d %q", code, out.String())
 	}
 	out.Reset()
-	if code := Run(context.Background(), []string{"version"}, getenv, nil, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "pairgate ") {
+	files, _ := filepath.Glob("../migrations/0*.sql") // NNNNN_what.sql, numbered from 1 without a gap
+	if code := Run(context.Background(), []string{"version"}, getenv, nil, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "pairgate ") ||
+		!strings.Contains(out.String(), fmt.Sprintf("database schema %d)", len(files))) {
+		// The schema is what an operator rolling back needs to match.
 		t.Fatalf("version = %d %q", code, out.String())
 	}
 }

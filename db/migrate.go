@@ -3,10 +3,15 @@ package db
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/migrations"
 	"github.com/pressly/goose/v3"
 )
@@ -27,11 +32,19 @@ func ensureSchema(ctx context.Context, db *sql.DB, path string, migrate bool, lo
 	}
 	switch {
 	case current > target:
-		return fmt.Errorf("%w: %s is at schema version %d, this pairgate knows versions up to %d; run the newer pairgate that wrote it, or restore a backup", ErrSchemaTooNew, path, current, target)
+		return tooNew(path, current, target)
 	case current == target:
 		return nil
 	case !migrate:
 		return fmt.Errorf("%w: %s is at schema version %d and needs %d; run `pairgate migrate` (or start the server) for this state directory", ErrSchemaBehind, path, current, target)
+	}
+	if current > 0 {
+		backup, err := backupBeforeMigrating(ctx, db, path, current)
+		if err != nil {
+			return fmt.Errorf("%s needs migrating from schema version %d to %d, and the copy made first failed, so nothing was migrated: %w (free space for a copy of the database, then start again)", path, current, target, err)
+		}
+		log.Info("copied the database before migrating it: an older pairgate can serve this copy (without what is written from now on); see the README's Upgrading",
+			"db", path, "backup", backup, "schema", current, "to", target)
 	}
 	results, err := p.Up(ctx)
 	if err != nil {
@@ -41,6 +54,79 @@ func ensureSchema(ctx context.Context, db *sql.DB, path string, migrate bool, lo
 		log.Info("migrated", "db", path, "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// BackupPath is where the database at path is copied before migrations
+// from schema version from change it.
+func BackupPath(path string, from int64) string {
+	return fmt.Sprintf("%s.schema-%d.backup", path, from)
+}
+
+// backupBeforeMigrating copies the database, consistent and compacted
+// (VACUUM INTO, which reads what its -wal holds too), to BackupPath, owner
+// only like the database, and durably: a rollback to an older pairgate
+// then has a database that pairgate can serve. An earlier copy from the
+// same schema version is replaced.
+func backupBeforeMigrating(ctx context.Context, db *sql.DB, path string, from int64) (string, error) {
+	dst := BackupPath(path, from)
+	tmp := dst + ".partial"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	// VACUUM INTO takes an empty file: made first, its mode is ours.
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
+		removeDatabase(tmp)
+		return "", fmt.Errorf("copy to %s: %w", tmp, err)
+	}
+	// Event ids are never reused: the copy, served again by the older
+	// pairgate after a rollback, goes on past every id handed out since
+	// this copy (as a restored replica does).
+	if err := AfterRestore(ctx, tmp, time.Now()); err != nil {
+		removeDatabase(tmp)
+		return "", err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} { // empty after the clean close
+		os.Remove(tmp + suffix)
+	}
+	if f, err = os.OpenFile(tmp, os.O_RDWR, 0); err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		removeDatabase(tmp)
+		return "", err
+	}
+	return dst, config.SyncDir(filepath.Dir(dst))
+}
+
+// removeDatabase removes a database file and its -wal and -shm.
+func removeDatabase(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+}
+
+// tooNew refuses a database a newer pairgate migrated, and says what
+// serves it: that pairgate, or the copy made before it migrated.
+func tooNew(path string, current, target int64) error {
+	err := fmt.Errorf("%w: %s is at schema version %d, and this pairgate knows versions up to %d (`pairgate version` says which a build knows); run a pairgate that knows %d", ErrSchemaTooNew, path, current, target, current)
+	if backup := BackupPath(path, target); fileExists(backup) {
+		return fmt.Errorf("%w, or, to go back to this one, put the copy the upgrade made in its place: with the server stopped, move %s and its -wal and -shm files away and copy %s to %s (what was written since the upgrade is not in it; the README's Upgrading says how to carry it over)", err, path, backup, path)
+	}
+	return fmt.Errorf("%w, or restore a backup made with this one", err)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // Migration is one known migration and whether the database has it.
@@ -84,7 +170,7 @@ func Migrations(ctx context.Context, path string) ([]Migration, error) {
 		return out, fmt.Errorf("read schema version of %s: %w", path, err)
 	}
 	if current > target {
-		return out, fmt.Errorf("%w: %s is at schema version %d, this pairgate knows versions up to %d; run the newer pairgate that wrote it, or restore a backup", ErrSchemaTooNew, path, current, target)
+		return out, tooNew(path, current, target)
 	}
 	return out, nil
 }

@@ -123,6 +123,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", opts.Path, err)
 	}
+	// The key is checked before any migration: a start refused for its
+	// key leaves the database at the schema it had.
+	plan, err := s.checkKey(ctx, opts, key)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := ensureSchema(ctx, s.write, opts.Path, opts.Migrate, s.log); err != nil {
 		s.Close()
 		return nil, err
@@ -135,7 +142,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("prepare statements: %w", err)
 	}
-	if err := s.openKey(ctx, opts, key); err != nil {
+	if err := s.openKey(ctx, opts, plan); err != nil {
 		s.Close()
 		return nil, err
 	}

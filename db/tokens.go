@@ -189,22 +189,48 @@ const gooseTable = "goose_db_version"
 // (node ids cannot hold NUL).
 const keyCheckID = "\x00pairgate key check"
 
-// openKey sets up the sealer with pairing.key (key, nil when missing) and
-// makes sure it is the key the stored tokens are sealed under. A missing
-// key is created only for a database set up under none (no key check, no
-// token), or with opts.NewKey; a key that does not open the key check or
-// the stored tokens is refused.
-func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
-	var paired int
-	var hasCheck bool
-	if err := s.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM nodes), EXISTS (SELECT 1 FROM key_check)`).Scan(&paired, &hasCheck); err != nil {
-		return fmt.Errorf("token key: %w", err)
+// keyPlan is what checkKey found, for openKey to act on once the schema
+// is current.
+type keyPlan struct {
+	paired int
+	// create says pairing.key is missing and may be made.
+	create bool
+	// checked says the database has a key check the key opens.
+	checked bool
+}
+
+// checkKey makes sure pairing.key (key, nil when missing) is the key the
+// stored tokens are sealed under, before anything is written (a migration
+// included: a refused start leaves the database as an older pairgate can
+// still serve it). It only reads, and reads any schema version. A missing
+// key may be created only for a database set up under none (no key check,
+// no token), or with opts.NewKey; a key that does not open the key check
+// or the stored tokens is refused.
+func (s *Store) checkKey(ctx context.Context, opts Options, key []byte) (keyPlan, error) {
+	var plan keyPlan
+	nodes, err := s.hasTable(ctx, "nodes")
+	if err != nil {
+		return plan, fmt.Errorf("token key: %w", err)
 	}
+	checkTable, err := s.hasTable(ctx, "key_check")
+	if err != nil {
+		return plan, fmt.Errorf("token key: %w", err)
+	}
+	var hasCheck bool
+	if nodes {
+		err = s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&plan.paired)
+	}
+	if err == nil && checkTable {
+		err = s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM key_check)`).Scan(&hasCheck)
+	}
+	if err != nil {
+		return plan, fmt.Errorf("token key: %w", err)
+	}
+	paired := plan.paired
 	restore := fmt.Sprintf("restore the original %s from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
-	created := false
 	switch {
 	case key != nil && opts.NewKey:
-		return fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
+		return plan, fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
 	case key == nil && (paired > 0 || hasCheck) && !opts.NewKey:
 		// Often the key is not lost but elsewhere: a keyFile of the
 		// server's configuration, and a command run without it. A new
@@ -218,33 +244,46 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 		// (the README's "move nodes/pairing.key there" not done yet).
 		if beside := filepath.Join(filepath.Dir(opts.Path), "pairing.key"); beside != opts.KeyPath {
 			if _, err := os.Stat(beside); err == nil {
-				return fmt.Errorf("%w: %s is missing, and the database %s; %s is there: move it to %s", ErrIntegrity, opts.KeyPath, held, beside, opts.KeyPath)
+				return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s is there: move it to %s", ErrIntegrity, opts.KeyPath, held, beside, opts.KeyPath)
 			}
 		}
-		return fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
+		return plan, fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
 	case key == nil:
-		var err error
-		if _, err = config.CreateFileOnce(opts.KeyPath, randomBytes(keySize)); err == nil {
+		plan.create = true
+		return plan, nil
+	}
+	if s.seal, err = newSealer(key); err != nil {
+		return plan, fmt.Errorf("token key: %w", err)
+	}
+	opens, checked := s.keyOpens(ctx, checkTable)
+	if (paired > 0 || checked) && !opens {
+		return plan, fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path, restore)
+	}
+	plan.checked = opens && checked
+	return plan, nil
+}
+
+// openKey acts on checkKey's plan once the schema is current: it makes
+// the missing key, and a key check where there is none.
+func (s *Store) openKey(ctx context.Context, opts Options, plan keyPlan) error {
+	if plan.create {
+		var key []byte
+		_, err := config.CreateFileOnce(opts.KeyPath, randomBytes(keySize))
+		if err == nil {
 			key, err = readKey(opts.KeyPath)
+		}
+		if err == nil {
+			s.seal, err = newSealer(key)
 		}
 		if err != nil {
 			return fmt.Errorf("token key: %w", err)
 		}
-		created = true
+		if plan.paired > 0 {
+			s.log.Warn("a new pairing.key was created (new-key); paired nodes still verify, but the tokens sealed under the lost key can never be exported",
+				"key", opts.KeyPath, "pairedNodes", plan.paired)
+		}
 	}
-	var err error
-	if s.seal, err = newSealer(key); err != nil {
-		return fmt.Errorf("token key: %w", err)
-	}
-	if created && paired > 0 {
-		s.log.Warn("a new pairing.key was created (new-key); paired nodes still verify, but the tokens sealed under the lost key can never be exported",
-			"key", opts.KeyPath, "pairedNodes", paired)
-	}
-	opens, checked := s.keyOpens(ctx)
-	switch {
-	case !created && (paired > 0 || checked) && !opens:
-		return fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path, restore)
-	case !created && opens && checked:
+	if plan.checked {
 		return nil
 	}
 	// A new key, or a database from before the check with no token
@@ -255,13 +294,24 @@ func (s *Store) openKey(ctx context.Context, opts Options, key []byte) error {
 	})
 }
 
+// hasTable says whether the database has a table of that name (an older
+// schema may not).
+func (s *Store) hasTable(ctx context.Context, name string) (bool, error) {
+	var has bool
+	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`, name).Scan(&has)
+	return has, err
+}
+
 // keyOpens tries the key on the database's key check (checked says there
-// is one) or, in a database from before the check, on its newest sealed
-// token.
-func (s *Store) keyOpens(ctx context.Context) (opens, checked bool) {
+// is one; checkTable that its table exists) or, in a database from before
+// the check, on its newest sealed token.
+func (s *Store) keyOpens(ctx context.Context, checkTable bool) (opens, checked bool) {
 	id := keyCheckID
 	var sealed []byte
-	err := s.read.QueryRowContext(ctx, `SELECT sealed FROM key_check`).Scan(&sealed)
+	err := sql.ErrNoRows
+	if checkTable {
+		err = s.read.QueryRowContext(ctx, `SELECT sealed FROM key_check`).Scan(&sealed)
+	}
 	checked = err == nil
 	if errors.Is(err, sql.ErrNoRows) {
 		err = s.read.QueryRowContext(ctx, `SELECT node_id, token_sealed FROM nodes ORDER BY approved_at_ms DESC, node_id LIMIT 1`).Scan(&id, &sealed)
