@@ -14,14 +14,17 @@ import (
 type pendingCommand struct{ listing }
 
 func (pendingCommand) run(ctx context.Context, c *conn, out output) error {
-	pending, err := c.api.Pending(ctx, c.profile)
+	// node.pair.list: the paired nodes too, whose names a request may copy.
+	list, err := c.api.PairList(ctx, c.profile)
 	if err != nil {
 		return err
 	}
-	return out.print(pending, func() { printPending(out, pending) })
+	return out.print(list.Pending, func() { printPending(out, list.Pending, list.Paired) })
 }
 
-func printPending(out output, pending []db.PendingRequest) {
+// printPending prints the pending requests, and after them a warning for
+// each one named like another node (lookalikes).
+func printPending(out output, pending []db.PendingRequest, paired []db.Node) {
 	if len(pending) == 0 {
 		fmt.Fprintln(out.w, "No pending pairing requests.")
 		return
@@ -36,6 +39,12 @@ func printPending(out output, pending []db.PendingRequest) {
 		rows[i] = []string{r.RequestID, nameOr(r.DisplayName, r.NodeID), r.Platform, r.RemoteIP, ago(out.now, r.TS), repair}
 	}
 	table(out.w, out.width, []string{"Request", "Node", "Platform", "IP", "Requested", "Repair"}, rows)
+	warn := lookalikes(pending, paired)
+	for _, r := range pending {
+		if l, ok := warn[r.RequestID]; ok {
+			fmt.Fprintln(out.w, visible(l.warning(r)))
+		}
+	}
 }
 
 // listCommand is pairgate nodes list: pending requests and paired nodes,
@@ -50,7 +59,7 @@ func (listCommand) run(ctx context.Context, c *conn, out output) error {
 	}
 	return out.print(list, func() {
 		fmt.Fprintf(out.w, "Pending: %d · Paired: %d\n\n", len(list.Pending), len(list.Paired))
-		printPending(out, list.Pending)
+		printPending(out, list.Pending, list.Paired)
 		if len(list.Paired) == 0 {
 			return
 		}

@@ -159,6 +159,14 @@ func TestNodesCommands(t *testing.T) {
 	step("20-work-pending", 0, work, "nodes", "pending")
 	step("21-home-pending-unchanged", 0, home, "nodes", "pending")
 
+	// Another device taking the paired node's name in look-alike letters
+	// (a Cyrillic і and а) is told apart from the node's own repair.
+	copycat := request(t, url, home, `{"nodeId":"copycat","displayName":"Den \u0456P\u0430d"}`)
+	step("21b-pending-lookalike", 0, home, "nodes", "pending")
+	if code, _, errs := cliRun(home, "nodes", "reject", copycat); code != 0 {
+		t.Fatalf("reject the look-alike: exit %d %s", code, errs)
+	}
+
 	step("22-remove", 0, home, "nodes", "remove", "--node", "Den iPad")
 	step("23-status-after-remove", 0, home, "nodes", "status")
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/locktest"
+	"github.com/pairgate/pairgate/internal/confusable"
 )
 
 func TestUIFiles(t *testing.T) {
@@ -238,6 +240,26 @@ func TestOperatorPageInChromium(t *testing.T) {
 	if n, err := store.Node(context.Background(), "kitchen-ipad"); err != nil || n.DisplayName != "Den iPad" {
 		t.Fatalf("after rename in the page: %+v %v", n, err)
 	}
+	// Another device asking under that name in look-alike letters is
+	// told apart from the node, under its name.
+	copycat := request(`{"nodeId":"copycat","displayName":"Den \u0456P\u0430d"}`)
+	p.until("the look-alike warning", fmt.Sprintf(`(document.querySelector('#pending tr[data-request-id=%q] .lookalike') || {}).textContent === '⚠ named like the paired node Den iPad (kitchen-ipad), but another device'`, copycat))
+	if got := p.eval(`String(document.querySelectorAll('#pending .lookalike').length)`); got != "1" {
+		t.Fatalf("%s look-alike warnings, want the copycat's alone", got)
+	}
+	// The page's rules are the CLI's (internal/confusable).
+	names := []string{"Kitchen iPad", "Kitchen іPаd", "KITCHEN IPAD", "Kítchen iPad", "Ｋｉｔｃｈｅｎ ｉＰａｄ", "Kitchen\u200b iPad", "Mode\u043c", "Rnodem",
+		"Pi 10", "Pl 1o", "VVoods", "Wοοds", "Pixel 8", "🔥 — 🔥", "İstanbul", "ǅemal", "Straße", "ﬁle", "Ⅻ", "x\u0301", "١٢٣", "Ωmega"}
+	for _, name := range names {
+		quoted, _ := json.Marshal(name)
+		if got, want := p.eval(`skeleton(`+string(quoted)+`)`), confusable.Skeleton(name); got != want {
+			t.Errorf("skeleton(%q): the page says %q, the CLI %q", name, got, want)
+		}
+	}
+	p.do("reject the copycat",
+		chromedp.Click(css(`#pending tr[data-request-id=%q] button.reject`, copycat)),
+		chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, copycat)))
+
 	// A name the server refuses comes back in the form as typed, to mend.
 	const refused, refusedJS = "Den iPad \u0007 2", `"Den iPad \u0007 2"`
 	p.do("rename to a name the server refuses",
@@ -396,7 +418,8 @@ func TestOperatorPageOnPhoneAndDesktop(t *testing.T) {
 // A decision that waits on a stalled database disables its row's buttons
 // and says so until the server answers (an impatient operator's Reject,
 // clicked meanwhile, was queued behind the Approve and won); a request
-// whose name copies a known node's shows its own node id; one rename
+// whose name copies another node's shows its own node id, and says whose
+// name it copies; one rename
 // form at a time, and Cancel always closes it.
 func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	b := browser(t)
@@ -411,7 +434,7 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
 		chromedp.Click(chromedp.CSS("#signin-button")),
 		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, impostor)))
-	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').innerText`, impostor)); got != "Kitchen\\u200biPad\nimp" {
+	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').innerText`, impostor)); got != "Kitchen\\u200biPad\nimp\n⚠ named like Kitchen iPad (node kitchen-ipad), which asks too" {
 		t.Fatalf("the impostor's row shows %q", got)
 	}
 

@@ -311,7 +311,9 @@ function failed(err, profile = state.profile) {
 function render() {
   const l = state.listing || { pending: [], paired: [], connected: new Set() };
   const busy = (key) => state.busy.get(busyKey(state.profile, key)) || '';
-  reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify([r, busy(r.requestId)]), pendingRow);
+  const like = lookalikes(l.pending, l.paired);
+  reconcile($('#pending tbody'), l.pending, (r) => r.requestId, (r) => JSON.stringify([r, busy(r.requestId), like.get(r.requestId)]),
+    (r) => pendingRow(r, like.get(r.requestId)));
   for (const r of l.pending) setAgo($('#pending tbody').querySelector(`tr[data-key="${CSS.escape(r.requestId)}"] td.ago`), ago(r.ts));
   if (state.editing && !l.paired.some((n) => n.nodeId === state.editing)) state.editing = '';
   const armed = (n) => state.armed.nodeId === n.nodeId && Date.now() < state.armed.until;
@@ -367,13 +369,24 @@ function setAgo(td, text) {
   if (td && td.textContent !== text) td.textContent = text;
 }
 
-function pendingRow(req) {
+// pendingRow is a pending request's row; like is the other node its name
+// looks like (lookalikes), if any, said under its name.
+function pendingRow(req, like) {
   const tr = document.createElement('tr');
   tr.dataset.requestId = req.requestId;
   const name = label(req);
   const doing = state.busy.get(busyKey(state.profile, req.requestId));
+  const named = nameCell(req);
+  if (like) {
+    const warn = document.createElement('span');
+    warn.className = 'lookalike';
+    warn.textContent = visible(like.paired
+      ? `⚠ named like the paired node ${like.name} (${like.nodeId}), but another device`
+      : `⚠ named like ${like.name} (node ${like.nodeId}), which asks too`);
+    named.append(warn);
+  }
   tr.append(
-    nameCell(req),
+    named,
     cell(req.platform || '', 'platform', 'Platform'),
     cell(req.remoteIp || '', 'ip', 'IP'),
     cell(ago(req.ts), 'ago', 'Requested'),
@@ -547,6 +560,53 @@ function visible(text) {
 
 function label(x) {
   return x.displayName || x.nodeId;
+}
+
+// A device asking to pair may take a paired node's name, exactly or in
+// letters that look the same; its request then reads like that node's
+// repair. The rules are internal/confusable's, kept alike (server/ui_test.go).
+const CONFUSABLE = new Map(Object.entries({
+  // Cyrillic
+  'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c',
+  'т': 't', 'у': 'y', 'х': 'x', 'і': 'l', 'ї': 'l', 'ј': 'j', 'ѕ': 's', 'ԁ': 'd', 'ӏ': 'l', 'һ': 'h',
+  'ԛ': 'q', 'ԝ': 'w', 'ү': 'y', 'ь': 'b',
+  // Greek
+  'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'l', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
+  'υ': 'u', 'χ': 'x', 'γ': 'y', 'ω': 'w', 'μ': 'u',
+  // Latin look-alikes, and digits read as letters
+  'ı': 'l', 'i': 'l', 'ɑ': 'a', 'ɡ': 'g', 'ʏ': 'y', '0': 'o', '1': 'l', '|': 'l',
+}));
+
+// skeleton reduces a name to what a reader can tell apart (internal/confusable).
+function skeleton(name) {
+  let out = '';
+  for (let ch of name.normalize('NFKD')) {
+    ch = ch.toLowerCase(); // I, then i, reads as l
+    ch = CONFUSABLE.get(ch) || ch;
+    if (/^[\p{L}\p{Nd}]+$/u.test(ch)) out += ch;
+  }
+  return out.replaceAll('rn', 'm').replaceAll('vv', 'w');
+}
+
+// lookalikes maps each pending request whose name looks like another
+// node's (paired first, else asking too) to that node; a request of a
+// paired node's own id is its repair, not a look-alike.
+function lookalikes(pending, paired) {
+  const bySkeleton = new Map();
+  const add = (name, nodeId, isPaired) => {
+    const k = skeleton(name);
+    if (!k) return;
+    if (!bySkeleton.has(k)) bySkeleton.set(k, []);
+    bySkeleton.get(k).push({ name, nodeId, paired: isPaired });
+  };
+  for (const n of paired) add(label(n), n.nodeId, true);
+  for (const r of pending) add(label(r), r.nodeId, false);
+  const out = new Map();
+  for (const r of pending) {
+    const other = (bySkeleton.get(skeleton(label(r))) || []).find((o) => o.nodeId !== r.nodeId);
+    if (other) out.set(r.requestId, other);
+  }
+  return out;
 }
 
 // ago says how long ago a time was, as the openclaw CLI does: 6s, 1m, 2h, 3d.
