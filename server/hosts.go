@@ -23,21 +23,28 @@ import (
 // is refused. A browser's Origin, on WebSocket upgrades and on requests
 // that change state, must be allowedOrigins or one of the server's own
 // addresses with the listener's port; it is never judged by Host, which
-// the page controls.
+// the page controls. On an unspecified address an IP is an Origin's own
+// only when it is loopback or this machine's: a page served from another
+// host's IP on the same port (a device on the LAN) is another site, and
+// from the operator's browser it could otherwise act on this server.
 type hostGuard struct {
-	own     map[string]bool // host names and IPs of the listener, lower case
-	anyIP   bool            // listening on every address: any IP literal is its own
-	port    string
-	allowed map[string]bool // allowedHosts, lower case, without port
-	origins map[string]bool // allowedOrigins, lower case
-	log     *slog.Logger
+	own   map[string]bool // host names and IPs of the listener, lower case
+	anyIP bool            // listening on every address: any IP literal is its own Host
+	// localIPs lists this machine's interface addresses (for Origins on
+	// an unspecified address); a variable so tests can stand in.
+	localIPs func() ([]net.Addr, error)
+	port     string
+	allowed  map[string]bool // allowedHosts, lower case, without port
+	origins  map[string]bool // allowedOrigins, lower case
+	log      *slog.Logger
 	// refusals bounds the lines refused requests write: a client can
 	// send them at will.
 	refusals *loglimit.Limiter
 }
 
 func (s *Server) newHostGuard(configured string, addr net.Addr) *hostGuard {
-	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log, refusals: loglimit.New()}
+	g := &hostGuard{own: map[string]bool{}, allowed: map[string]bool{}, origins: map[string]bool{}, log: s.log, refusals: loglimit.New(),
+		localIPs: net.InterfaceAddrs}
 	ap := netip.MustParseAddrPort(addr.String())
 	ip := ap.Addr().Unmap()
 	g.port = strconv.Itoa(int(ap.Port()))
@@ -95,13 +102,40 @@ func (g *hostGuard) originAllowed(origin string) bool {
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	return g.allowed[name] || (port == g.port && g.ownName(name))
+	if g.allowed[name] || g.own[name] && port == g.port {
+		return true
+	}
+	ip, err := netip.ParseAddr(name)
+	return err == nil && g.anyIP && port == g.port && g.localIP(ip.Unmap())
+}
+
+// localIP says whether ip is loopback or one of this machine's interface
+// addresses, read now (they change as interfaces come and go).
+func (g *hostGuard) localIP(ip netip.Addr) bool {
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := g.localIPs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if own, ok := netip.AddrFromSlice(n.IP); ok && own.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wrap refuses a foreign Host (421) and a foreign browser Origin (403)
-// before next sees the request.
+// before next sees the request. Every answer is what its Content-Type
+// says (nosniff): an error echoing a client's text is never taken for a
+// page.
 func (g *hostGuard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if !g.hostAllowed(r.Host) {
 			g.refusals.Log(g.log, slog.LevelWarn, "request refused: foreign Host", "host", loglimit.Value(r.Host), "remote", r.RemoteAddr,
 				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path))

@@ -2,6 +2,8 @@ package server
 
 import (
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,6 +33,10 @@ func TestHostAndOriginChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		// Answers and refusals alike are never sniffed into a page.
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("GET %s (Host %s) = %d without nosniff", path, host, resp.StatusCode)
+		}
 		return resp.StatusCode
 	}
 	for host, want := range map[string]int{
@@ -120,5 +126,36 @@ func TestRefusalsLogBoundedLines(t *testing.T) {
 	}
 	if len(logged) > loglimit.Lines*1000 {
 		t.Fatalf("%d bytes logged for %d refusals: the client's values were not cut", len(logged), loglimit.Lines)
+	}
+}
+
+// On every address (0.0.0.0, ::, as the Docker image listens), any IP is
+// the server's own Host, but an Origin's IP only when it is this
+// machine's: a page a LAN device serves from its own IP on the same port
+// passed, and from the operator's browser opened sessions on the server
+// (silent pairing from a silentCidrs address, lockouts).
+func TestOriginsOnEveryAddress(t *testing.T) {
+	s := &Server{log: slog.New(slog.DiscardHandler), host: "gw-host"}
+	s.cfg.AllowedOrigins = []string{"http://203.0.113.50:18789"}
+	for _, listen := range []string{"0.0.0.0:18789", "[::]:18789"} {
+		g := s.newHostGuard(listen, &net.TCPAddr{IP: net.ParseIP(strings.Trim(listen[:strings.LastIndex(listen, ":")], "[]")), Port: 18789})
+		g.localIPs = func() ([]net.Addr, error) {
+			return []net.Addr{&net.IPNet{IP: net.ParseIP("192.168.1.10"), Mask: net.CIDRMask(24, 32)}, &net.IPNet{IP: net.ParseIP("2001:db8::10"), Mask: net.CIDRMask(64, 128)}}, nil
+		}
+		for origin, want := range map[string]bool{
+			"http://127.0.0.1:18789": true, "http://localhost:18789": true, "http://[::1]:18789": true,
+			"http://192.168.1.10:18789": true, "http://[2001:db8::10]:18789": true, "http://gw-host:18789": true,
+			"http://203.0.113.50:18789": true, // allowedOrigins
+			"http://203.0.113.9:18789":  false, "https://198.51.100.7:18789": false, "http://[2001:db8::1]:18789": false,
+			"http://192.168.1.11:18789": false, "http://192.168.1.10:8080": false, "http://evil.example:18789": false,
+		} {
+			if got := g.originAllowed(origin); got != want {
+				t.Errorf("listening on %s, Origin %s allowed = %v, want %v", listen, origin, got, want)
+			}
+		}
+		// Host is another matter: an IP in Host cannot be a rebinding name.
+		if !g.hostAllowed("203.0.113.9:18789") || g.hostAllowed("evil.example:18789") {
+			t.Errorf("listening on %s: Host by IP refused, or by a foreign name allowed", listen)
+		}
 	}
 }
