@@ -10,6 +10,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/confusable"
 )
 
 func TestVisible(t *testing.T) {
@@ -23,6 +24,14 @@ func TestVisible(t *testing.T) {
 		"iso\u2066x\u2069":                `iso\u2066x\u2069`,
 		"bad\xffutf8":                     `bad\xffutf8`,
 		"\u05d0\u200f right-to-left mark": "\u05d0\u200f right-to-left mark",
+		// Characters that show nothing, so one name looks like another.
+		"Kitchen\u00adiPad":          `Kitchen\u00adiPad`,
+		"Kitchen\u200biPad\ufeff":    `Kitchen\u200biPad\ufeff`,
+		"Kitchen\u2028iPad":          `Kitchen\u2028iPad`,
+		"Kitchen iPad\U000E0041":     `Kitchen iPad\U000e0041`,
+		"Kitchen\u3164iPad\u034f":    `Kitchen\u3164iPad\u034f`,
+		"\U0001F468\u200d\U0001F469": "\U0001F468\u200d\U0001F469", // a joined emoji stays
+		"\u2764\ufe0f":               "\u2764\ufe0f",               // as does its variation selector
 	} {
 		if got := visible(in); got != want {
 			t.Errorf("visible(%q) = %q, want %q", in, got, want)
@@ -93,4 +102,18 @@ func TestNodeDataIsShownEscaped(t *testing.T) {
 		}
 	}
 	srv.stop(t)
+}
+
+// --json output carries invisible characters as escapes, astral ones as
+// their UTF-16 pair, and decodes to the same strings.
+func TestEscapeHiddenKeepsJSON(t *testing.T) {
+	in, _ := json.Marshal(map[string]string{"n": "a\U000E0041b\u00adc\u202ed\u2764\ufe0f"})
+	out := escapeHidden(in)
+	var back map[string]string
+	if err := json.Unmarshal(out, &back); err != nil || back["n"] != "a\U000E0041b\u00adc\u202ed\u2764\ufe0f" {
+		t.Fatalf("%s decodes to %q (%v)", out, back["n"], err)
+	}
+	if strings.ContainsFunc(string(out), func(r rune) bool { return r != '\n' && confusable.Invisible(r) }) {
+		t.Fatalf("%s holds an invisible character raw", out)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/chromedp/chromedp"
 
@@ -162,6 +163,17 @@ func (p page) until(what, expr string) {
 	})
 }
 
+// assigned says whether r has a category in Go's Unicode tables (a newer
+// browser's may know more).
+func assigned(r rune) bool {
+	for _, table := range unicode.Categories {
+		if unicode.Is(table, r) {
+			return true
+		}
+	}
+	return false
+}
+
 func css(format string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(format, args...)) }
 
 // TestOperatorPageInChromium signs in, decides, renames and removes through
@@ -256,6 +268,27 @@ func TestOperatorPageInChromium(t *testing.T) {
 			t.Errorf("skeleton(%q): the page says %q, the CLI %q", name, got, want)
 		}
 	}
+	// So are its escapes: every code point assigned in Go's Unicode that
+	// the page shows escaped is Invisible, and only those.
+	escaped := map[rune]bool{}
+	list, err := chromedp.Run(b, chromedp.Evaluate[[]int](`(() => { const out = []; for (let n = 0; n < 0xe1000; n++) {
+		if (n >= 0xd800 && n < 0xe000 || n >= 0x30000 && n < 0xe0000) continue;
+		const c = String.fromCodePoint(n); if (visible(c) !== c) out.push(n); } return out; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range list {
+		escaped[rune(n)] = true
+	}
+	for r := rune(0); r < 0xe1000; r++ {
+		if r >= 0xd800 && r < 0xe000 || r >= 0x30000 && r < 0xe0000 || !assigned(r) {
+			continue
+		}
+		if escaped[r] != confusable.Invisible(r) {
+			t.Errorf("U+%04X: the page escapes it %v, the CLI %v", r, escaped[r], confusable.Invisible(r))
+		}
+	}
+
 	p.do("reject the copycat",
 		chromedp.Click(css(`#pending tr[data-request-id=%q] button.reject`, copycat)),
 		chromedp.WaitNotPresent(css(`#pending tr[data-request-id=%q]`, copycat)))

@@ -551,10 +551,21 @@ function button(text, className, onClick, name, type = 'button', disabled = fals
 // visible shows control, bidi-override and invisible characters as
 // escapes (\x1b, \u202e, \u200b), as the CLI does: older imported data may hold them, and a
 // browser would hide them or let them reorder what the operator reads.
+// INVISIBLE matches what visible escapes: controls, format characters,
+// line and paragraph separators, and the other default-ignorable ones
+// (internal/confusable's Invisible, kept alike by server/ui_test.go).
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u2065\u3164\uffa0\ufff0-\ufff8\u{e0000}-\u{e00ff}\u{e01f0}-\u{e0fff}]/gu;
+// Kept: the zero-width joiners and the direction marks right-to-left
+// names need.
+const KEPT = new Set(['\u200c', '\u200d', '\u200e', '\u200f', '\u061c']);
+
 function visible(text) {
-  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g, (c) => {
-    const n = c.charCodeAt(0);
-    return n < 0x80 ? '\\x' + n.toString(16).padStart(2, '0') : '\\u' + n.toString(16).padStart(4, '0');
+  return String(text).replace(INVISIBLE, (c) => {
+    if (KEPT.has(c)) return c;
+    const n = c.codePointAt(0);
+    if (n < 0x80) return '\\x' + n.toString(16).padStart(2, '0');
+    if (n <= 0xffff) return '\\u' + n.toString(16).padStart(4, '0');
+    return '\\U' + n.toString(16).padStart(8, '0');
   });
 }
 
