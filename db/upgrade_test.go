@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pressly/goose/v3"
 )
 
 // oldDatabase makes, in dir, a database at schema version 2 (a first
@@ -17,16 +19,7 @@ import (
 func oldDatabase(t *testing.T, dir string) (token string) {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(dir, "pairing.sqlite")
-	conn, err := sql.Open("sqlite", DSN(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	p, err := newProvider(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, p := gooseOn(t, filepath.Join(dir, "pairing.sqlite"))
 	if _, err := p.UpTo(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -43,20 +36,30 @@ func oldDatabase(t *testing.T, dir string) (token string) {
 		VALUES ('kitchen', ?, ?, 'Kitchen iPad', 1795600000000, 1795600000000)`, hashToken(token), seal.seal("kitchen", token)); err != nil {
 		t.Fatal(err)
 	}
+	conn.Close() // as that release left it: closed
 	return token
 }
 
-func schemaVersion(t *testing.T, path string) int64 {
+// gooseOn opens the database at path with goose's view of its schema;
+// the test closes it.
+func gooseOn(t *testing.T, path string) (*sql.DB, *goose.Provider) {
 	t.Helper()
 	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	p, err := newProvider(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn, p
+}
+
+func schemaVersion(t *testing.T, path string) int64 {
+	t.Helper()
+	conn, p := gooseOn(t, path)
+	defer conn.Close()
 	v, err := p.GetDBVersion(context.Background())
 	if err != nil {
 		t.Fatal(err)
