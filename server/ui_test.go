@@ -39,6 +39,7 @@ func TestUIFiles(t *testing.T) {
 	for _, c := range []struct{ path, ctype string }{
 		{"/ui/", "text/html; charset=utf-8"},
 		{"/ui/app.js", "text/javascript; charset=utf-8"},
+		{"/ui/rules.js", "text/javascript; charset=utf-8"}, // made from internal/confusable
 		{"/ui/app.css", "text/css; charset=utf-8"},
 	} {
 		resp := get(c.path)

@@ -1,10 +1,12 @@
 // Package confusable tells names apart as a reader does: two names with
 // one Skeleton look alike ("Kitchen iPad", "Kitchen іPаd" in Cyrillic
 // letters). The operator page's skeleton (server/ui/app.js) follows the
-// same rules; server/ui_test.go holds the two alike.
+// same rules, with the tables server/ui.go makes from these (rules.js);
+// server/ui_test.go holds the two alike.
 package confusable
 
 import (
+	"maps"
 	"strings"
 	"unicode"
 
@@ -23,6 +25,12 @@ var confusable = map[rune]rune{
 	'υ': 'u', 'χ': 'x', 'γ': 'y', 'ω': 'w', 'μ': 'u',
 	// Latin look-alikes, and digits read as letters
 	'ı': 'l', 'i': 'l', 'ɑ': 'a', 'ɡ': 'g', 'ʏ': 'y', '0': 'o', '1': 'l', '|': 'l',
+}
+
+// Table is the look-alike map Skeleton uses, for the operator page
+// (server/ui.go writes it into the page's rules.js).
+func Table() map[rune]rune {
+	return maps.Clone(confusable)
 }
 
 // Skeleton reduces a name to what a reader can tell apart: compatibility

@@ -2,6 +2,7 @@ package confusable
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,12 +20,11 @@ import (
 // The store refuses the controls and bidi overrides outright
 // (db.IsHidden); the rest it keeps, and readers are shown them.
 func Invisible(r rune) bool {
-	switch r {
-	case 0x200c, 0x200d, 0x200e, 0x200f, 0x061c:
-		return false
-	}
-	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point)
+	return !slices.Contains(Kept, r) && unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point)
 }
+
+// Kept are the format characters Invisible leaves as they are.
+var Kept = []rune{0x200c, 0x200d, 0x200e, 0x200f, 0x061c}
 
 // Visible shows each Invisible character of s as an escape (\x1b,
 // \u202e, \U000e0041), and each byte that is not UTF-8 as \xff. The

@@ -551,14 +551,8 @@ function button(text, className, onClick, name, type = 'button', disabled = fals
 // visible shows control, bidi-override and invisible characters as
 // escapes (\x1b, \u202e, \u200b), as the CLI does: older imported data may hold them, and a
 // browser would hide them or let them reorder what the operator reads.
-// INVISIBLE matches what visible escapes: controls, format characters,
-// line and paragraph separators, and the other default-ignorable ones
-// (internal/confusable's Invisible, kept alike by server/ui_test.go).
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u2065\u3164\uffa0\ufff0-\ufff8\u{e0000}-\u{e00ff}\u{e01f0}-\u{e0fff}]/gu;
-// Kept: the zero-width joiners and the direction marks right-to-left
-// names need.
-const KEPT = new Set(['\u200c', '\u200d', '\u200e', '\u200f', '\u061c']);
-
+// INVISIBLE, KEPT and CONFUSABLE come from rules.js, which the server makes
+// from the CLI's rules (internal/confusable).
 function visible(text) {
   return String(text).replace(INVISIBLE, (c) => {
     if (KEPT.has(c)) return c;
@@ -575,19 +569,7 @@ function label(x) {
 
 // A device asking to pair may take a paired node's name, exactly or in
 // letters that look the same; its request then reads like that node's
-// repair. The rules are internal/confusable's, kept alike (server/ui_test.go).
-const CONFUSABLE = new Map(Object.entries({
-  // Cyrillic
-  'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c',
-  'т': 't', 'у': 'y', 'х': 'x', 'і': 'l', 'ї': 'l', 'ј': 'j', 'ѕ': 's', 'ԁ': 'd', 'ӏ': 'l', 'һ': 'h',
-  'ԛ': 'q', 'ԝ': 'w', 'ү': 'y', 'ь': 'b',
-  // Greek
-  'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'l', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
-  'υ': 'u', 'χ': 'x', 'γ': 'y', 'ω': 'w', 'μ': 'u',
-  // Latin look-alikes, and digits read as letters
-  'ı': 'l', 'i': 'l', 'ɑ': 'a', 'ɡ': 'g', 'ʏ': 'y', '0': 'o', '1': 'l', '|': 'l',
-}));
-
+// repair.
 // skeleton reduces a name to what a reader can tell apart (internal/confusable).
 function skeleton(name) {
   let out = '';
