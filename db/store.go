@@ -116,7 +116,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// since (checkBoot). Looked at before anything opens the database.
 	wal, statErr := os.Stat(opts.Path + "-wal")
 	walLeft := statErr == nil && wal.Size() > 0
-	if err := checkContents(ctx, opts, key != nil); err != nil {
+	tables, err := checkContents(ctx, opts, key != nil)
+	if err != nil {
 		return nil, err
 	}
 	s.write, s.read, err = openPools(opts.Path, readers, opts.Replicated)
@@ -125,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	// The key is checked before any migration: a start refused for its
 	// key leaves the database at the schema it had.
-	plan, err := s.checkKey(ctx, opts, key)
+	plan, err := s.checkKey(ctx, opts, key, tables)
 	if err != nil {
 		s.Close()
 		return nil, err

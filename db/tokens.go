@@ -125,10 +125,11 @@ func checkDatabaseBesideKey(opts Options, keyExists bool) error {
 // set up again as a new, empty store.
 //
 // It runs before the writer connection, which would switch a foreign
-// file to WAL mode, on a connection of its own.
-func checkContents(ctx context.Context, opts Options, keyExists bool) (refused error) {
+// file to WAL mode, on a connection of its own. It returns the tables it
+// found (none for a new database), for checkKey.
+func checkContents(ctx context.Context, opts Options, keyExists bool) (tables []string, refused error) {
 	if info, err := os.Stat(opts.Path); err != nil || info.Size() == 0 {
-		return nil // a new database (checkDatabaseBesideKey looked at the key)
+		return nil, nil // a new database (checkDatabaseBesideKey looked at the key)
 	}
 	// Read-only: closing it then never checkpoints the WAL away (the
 	// last connection to close does, and the WAL a crash left is what
@@ -144,7 +145,7 @@ func checkContents(ctx context.Context, opts Options, keyExists bool) (refused e
 	}
 	conn, err := sql.Open("sqlite", DSN(opts.Path, true)+"&mode=ro")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		conn.Close()
@@ -157,29 +158,28 @@ func checkContents(ctx context.Context, opts Options, keyExists bool) (refused e
 	}()
 	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
-		return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
 	}
-	var tables []string
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+			return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
 		}
 		tables = append(tables, name)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
 	}
 	switch {
 	case len(tables) > 0 && !slices.Contains(tables, gooseTable):
 		shown := tables[:min(len(tables), 5)]
-		return fmt.Errorf("%w: %s is an SQLite database pairgate did not make (its tables: %s; none is pairgate's %s): give the profile a state directory of its own, or move the file away", ErrIntegrity, opts.Path, strings.Join(shown, ", "), gooseTable)
+		return nil, fmt.Errorf("%w: %s is an SQLite database pairgate did not make (its tables: %s; none is pairgate's %s): give the profile a state directory of its own, or move the file away", ErrIntegrity, opts.Path, strings.Join(shown, ", "), gooseTable)
 	case len(tables) == 0 && keyExists:
-		return fmt.Errorf("%w: %s exists but the database %s holds no table: its contents were in its -wal file, which is gone (or the file was replaced); restore the database with its -wal file from a backup, or, to start an empty store on purpose, move %s away", ErrIntegrity, opts.KeyPath, opts.Path, filepath.Base(opts.KeyPath))
+		return nil, fmt.Errorf("%w: %s exists but the database %s holds no table: its contents were in its -wal file, which is gone (or the file was replaced); restore the database with its -wal file from a backup, or, to start an empty store on purpose, move %s away", ErrIntegrity, opts.KeyPath, opts.Path, filepath.Base(opts.KeyPath))
 	}
-	return nil
+	return tables, nil
 }
 
 // gooseTable is where goose records the schema version.
@@ -205,19 +205,14 @@ type keyPlan struct {
 // still serve it). It only reads, and reads any schema version. A missing
 // key may be created only for a database set up under none (no key check,
 // no token), or with opts.NewKey; a key that does not open the key check
-// or the stored tokens is refused.
-func (s *Store) checkKey(ctx context.Context, opts Options, key []byte) (keyPlan, error) {
+// or the stored tokens is refused. tables are the database's
+// (checkContents).
+func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables []string) (keyPlan, error) {
 	var plan keyPlan
-	nodes, err := s.hasTable(ctx, "nodes")
-	if err != nil {
-		return plan, fmt.Errorf("token key: %w", err)
-	}
-	checkTable, err := s.hasTable(ctx, "key_check")
-	if err != nil {
-		return plan, fmt.Errorf("token key: %w", err)
-	}
+	var err error
+	checkTable := slices.Contains(tables, "key_check")
 	var hasCheck bool
-	if nodes {
+	if slices.Contains(tables, "nodes") {
 		err = s.read.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&plan.paired)
 	}
 	if err == nil && checkTable {
@@ -292,14 +287,6 @@ func (s *Store) openKey(ctx context.Context, opts Options, plan keyPlan) error {
 		_, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO key_check (id, sealed) VALUES (1, ?)`, s.seal.seal(keyCheckID, keyCheckID))
 		return err
 	})
-}
-
-// hasTable says whether the database has a table of that name (an older
-// schema may not).
-func (s *Store) hasTable(ctx context.Context, name string) (bool, error) {
-	var has bool
-	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`, name).Scan(&has)
-	return has, err
 }
 
 // keyOpens tries the key on the database's key check (checked says there
