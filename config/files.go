@@ -57,6 +57,21 @@ func CreateFileOnce(path string, data []byte) (bool, error) {
 	return true, SyncDir(filepath.Dir(path))
 }
 
+// SyncFile makes a file written by another hand (SQLite's VACUUM INTO,
+// a Litestream restore) owner-only, like every file of a state
+// directory, and durable.
+func SyncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
 // SyncDir makes a change of a directory's entries durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -70,7 +70,7 @@ func BackupPath(path string, from int64) string {
 func backupBeforeMigrating(ctx context.Context, db *sql.DB, path string, from int64) (string, error) {
 	dst := BackupPath(path, from)
 	tmp := dst + ".partial"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := RemoveDatabase(tmp); err != nil {
 		return "", err
 	}
 	// VACUUM INTO takes an empty file: made first, its mode is ours.
@@ -80,38 +80,40 @@ func backupBeforeMigrating(ctx context.Context, db *sql.DB, path string, from in
 	}
 	f.Close()
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
-		removeDatabase(tmp)
+		RemoveDatabase(tmp)
 		return "", fmt.Errorf("copy to %s: %w", tmp, err)
 	}
 	// Event ids are never reused: the copy, served again by the older
 	// pairgate after a rollback, goes on past every id handed out since
 	// this copy (as a restored replica does).
 	if err := AfterRestore(ctx, tmp, time.Now()); err != nil {
-		removeDatabase(tmp)
+		RemoveDatabase(tmp)
 		return "", err
 	}
 	for _, suffix := range []string{"-wal", "-shm"} { // empty after the clean close
 		os.Remove(tmp + suffix)
 	}
-	if f, err = os.OpenFile(tmp, os.O_RDWR, 0); err == nil {
-		err = f.Sync()
-		f.Close()
-	}
+	err = config.SyncFile(tmp)
 	if err == nil {
 		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
-		removeDatabase(tmp)
+		RemoveDatabase(tmp)
 		return "", err
 	}
 	return dst, config.SyncDir(filepath.Dir(dst))
 }
 
-// removeDatabase removes a database file and its -wal and -shm.
-func removeDatabase(path string) {
+// RemoveDatabase removes a database file with its -wal and -shm (a copy
+// or a database this process made and gave up); files already gone are
+// no error.
+func RemoveDatabase(path string) error {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(path + suffix)
+		if err := os.Remove(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
+	return nil
 }
 
 // tooNew refuses a database a newer pairgate migrated, and says what

@@ -79,7 +79,9 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 			// are.
 			p.Store.Close()
 			p.Store = nil
-			removeDatabase(pc.DatabasePath())
+			// The key made with it goes too: a key without a database
+			// is refused at start as a lost database.
+			db.RemoveDatabase(pc.DatabasePath())
 			if keyMade {
 				os.Remove(opts.KeyPath)
 			}
@@ -102,16 +104,6 @@ func withDiskHint(err error, dir string) error {
 		return fmt.Errorf("%w (%s)", err, hint)
 	}
 	return err
-}
-
-// removeDatabase deletes a database this process has just created (and
-// closed), with its WAL and shared-memory files. The token key made with
-// it goes too (the caller's): a key without a database is refused at
-// start as a lost database.
-func removeDatabase(path string) {
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(path + suffix)
-	}
 }
 
 // operatorToken returns the configured token, the token file's, or the

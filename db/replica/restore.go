@@ -47,18 +47,10 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".restoring")
 	// A restore interrupted earlier left its files (db.AfterRestore opens
 	// the file in WAL mode): they were never the database.
-	removeTemp := func() error {
-		for _, f := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
-			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := removeTemp(); err != nil {
+	if err := db.RemoveDatabase(tmp); err != nil {
 		return err
 	}
-	defer removeTemp()
+	defer db.RemoveDatabase(tmp)
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = tmp
 	opt.Timestamp = at
@@ -74,7 +66,7 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 	if err := db.AfterRestore(ctx, tmp, time.Now()); err != nil {
 		return err
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := config.SyncFile(tmp); err != nil {
 		return err
 	}
 	// Litestream's bookkeeping beside a database that is gone describes
@@ -123,18 +115,4 @@ func RestoreIfMissing(ctx context.Context, p config.Profile, log *slog.Logger) (
 	}
 	log.Info("restored the database from its replica", "profile", p.Name, "replica", url, "database", p.DatabasePath())
 	return true, nil
-}
-
-// syncFile makes a restored file private and durable before it is linked
-// into place.
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Chmod(0o600); err != nil {
-		return err
-	}
-	return f.Sync()
 }
