@@ -792,9 +792,13 @@ func TestEventBurstDoesNotDropReadingOperators(t *testing.T) {
 		ops = append(ops, ts.operator(t, "/", testToken, "operator.pairing"))
 	}
 	ts.clock.Pin(now.Add(6 * time.Minute)) // past the TTL
-	res, err := st.Sweep(context.Background())
-	if err != nil || res.Expired != n {
-		t.Fatalf("sweep %+v, %v; want %d expired", res, err, n)
+	// The server's own sweeper may take a batch of them first: what counts
+	// is that none is pending once this sweep, queued behind it, is done.
+	if _, err := st.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := st.Pending(context.Background()); err != nil || len(left) != 0 {
+		t.Fatalf("after the sweep %d pending, %v; want all %d expired", len(left), err, n)
 	}
 	for i, op := range ops {
 		for range n {
