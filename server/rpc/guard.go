@@ -17,13 +17,14 @@ type Guard struct {
 	failures *limiter
 	requests *rates
 	// failedLines bounds the lines failed attempts write: from many
-	// addresses they are not bounded by the lockout.
-	failedLines *loglimit.Limiter
+	// addresses they are not bounded by the lockout. refusedLines bounds
+	// those of refused new requests, which a caller makes at will.
+	failedLines, refusedLines *loglimit.Limiter
 }
 
 // NewGuard returns a guard on clock now.
 func NewGuard(now func() time.Time, log *slog.Logger) *Guard {
-	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now), failedLines: loglimit.New()}
+	return &Guard{log: log, failures: newLimiter(now), requests: newRates(now), failedLines: loglimit.New(), refusedLines: loglimit.New()}
 }
 
 // Locked reports whether addr is locked out of profile's credential
@@ -69,7 +70,7 @@ func (g *Guard) Admit(s *Session) error {
 		return nil
 	}
 	secs := wholeSeconds(wait)
-	g.log.Warn("pairing request refused: too many new requests "+what, "profile", p.Name, "remote", s.RemoteIP)
+	g.refusedLines.Log(g.log, slog.LevelWarn, "pairing request refused: too many new requests "+what, "profile", p.Name, "remote", s.RemoteIP)
 	return &db.Error{Code: db.CodeRateLimited, RetryAfter: time.Duration(secs) * time.Second,
 		Message: fmt.Sprintf("too many new pairing requests %s; retry in %ds", what, secs),
 		Details: map[string]int64{"retryAfterMs": int64(secs) * 1000}}
