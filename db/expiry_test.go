@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,5 +201,41 @@ func TestRunSweeperStopsOnCancel(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("RunSweeper did not return after cancel")
+	}
+}
+
+// Pruning counts, for each webhook, the events it loses: those after its
+// cursor. A webhook that delivered them all loses none.
+func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
+	s, clk := retentionStore(t)
+	if _, err := s.OpenWebhook(ctx, "behind"); err != nil { // at 0, before every event
+		t.Fatal(err)
+	}
+	const n = sweepBatch + 5
+	for i := range n {
+		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("n-%d", i)})
+	}
+	middle, err := s.OpenWebhook(ctx, "middle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	middle.Cursor = 100
+	if err := s.SaveWebhook(ctx, middle); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenWebhook(ctx, "caught-up"); err != nil { // at the newest event
+		t.Fatal(err)
+	}
+	clk.Advance(2*time.Hour + time.Millisecond)
+	res, err := s.Sweep(ctx)
+	// The sweep expires the requests first: their new events are kept.
+	if err != nil || res.PrunedEvents != n || !maps.Equal(res.Undelivered, map[string]int{"behind": n, "middle": n - 100}) {
+		t.Fatalf("sweep %+v, %v; want %d events pruned, all of them behind's and %d middle's", res, err, n, n-100)
+	}
+	if got := s.Undelivered("behind"); got != n {
+		t.Fatalf("Undelivered(behind) = %d", got)
+	}
+	if res, err := s.Sweep(ctx); err != nil || res.Undelivered != nil {
+		t.Fatalf("a second sweep: %+v, %v", res, err)
 	}
 }

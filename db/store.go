@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,11 @@ type Store struct {
 	path   string // the database file
 	// onCommit, when set, is handed each commit's events (OnCommit).
 	onCommit atomic.Pointer[func([]Event)]
+
+	// undelivered counts, by webhook id, the events pruned before that
+	// webhook delivered them, since the store opened.
+	undeliveredMu sync.Mutex
+	undelivered   map[string]int64
 
 	ttlMs              int64
 	maxPending         int

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/pairgate/pairgate/internal/loglimit"
@@ -22,6 +24,13 @@ type SweepResult struct {
 	Expired        int
 	PrunedRequests int
 	PrunedEvents   int
+	// Undelivered counts, by webhook id, the pruned events that webhook
+	// had not delivered yet: it will never send them.
+	Undelivered map[string]int
+}
+
+func (r SweepResult) empty() bool {
+	return r.Expired == 0 && r.PrunedRequests == 0 && r.PrunedEvents == 0
 }
 
 // Sweep marks expired requests expired (one node.pair.resolved event each)
@@ -51,9 +60,87 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.PrunedEvents, err = s.pruneBatches(ctx, "prune events",
-		`DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND ts_ms < ?1`, now-s.eventRetentionMs)
+	res.PrunedEvents, res.Undelivered, err = s.pruneEvents(ctx, now-s.eventRetentionMs)
 	return res, err
+}
+
+// pruneEvents is pruneBatches for events, which also counts, for each
+// webhook, the pruned events after its cursor: the ones it loses. A
+// webhook's delivery goes on with the events kept.
+func (s *Store) pruneEvents(ctx context.Context, before int64) (int, map[string]int, error) {
+	total := 0
+	var lost map[string]int
+	for {
+		var seqs []int64
+		var behind map[string]int
+		err := s.writeTx(ctx, "prune events", func(tx *sql.Tx) error {
+			seqs, behind = seqs[:0], nil
+			rows, err := tx.QueryContext(ctx, `DELETE FROM events
+				WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND ts_ms < ?1 RETURNING seq`, before, sweepBatch)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var seq int64
+				if err := rows.Scan(&seq); err != nil {
+					rows.Close()
+					return err
+				}
+				seqs = append(seqs, seq)
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(seqs) == 0 {
+				return nil
+			}
+			behind, err = webhooksBehind(ctx, tx, seqs)
+			return err
+		})
+		if err != nil {
+			return total, lost, err
+		}
+		total += len(seqs)
+		for id, n := range behind {
+			if lost == nil {
+				lost = map[string]int{}
+			}
+			lost[id] += n
+			s.countUndelivered(id, n)
+		}
+		if len(seqs) < sweepBatch {
+			return total, lost, nil
+		}
+	}
+}
+
+// webhooksBehind counts, for each webhook whose cursor is before some of
+// seqs, how many of seqs are after it.
+func webhooksBehind(ctx context.Context, tx *sql.Tx, seqs []int64) (map[string]int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, cursor FROM webhooks WHERE cursor < ?`, slices.Max(seqs))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out map[string]int
+	for rows.Next() {
+		var id string
+		var cursor int64
+		if err := rows.Scan(&id, &cursor); err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, seq := range seqs {
+			if seq > cursor {
+				n++
+			}
+		}
+		if out == nil {
+			out = map[string]int{}
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
 }
 
 func (s *Store) expireBatch(ctx context.Context) (int, error) {
@@ -119,8 +206,12 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 		case err != nil && ctx.Err() == nil:
 			failed++
 			failures.Log(s.log, slog.LevelError, "sweep failed", "err", err)
-		case res != SweepResult{}:
+		case !res.empty():
 			s.log.Info("swept", "expired", res.Expired, "prunedRequests", res.PrunedRequests, "prunedEvents", res.PrunedEvents)
+		}
+		for _, id := range slices.Sorted(maps.Keys(res.Undelivered)) {
+			s.log.Warn("webhook fell behind retention.events: events it had not delivered were pruned and will never be sent; it goes on with the events kept",
+				"webhook", id, "events", res.Undelivered[id])
 		}
 		select {
 		case <-ctx.Done():

@@ -110,3 +110,20 @@ func (s *Store) RedeliverWebhook(ctx context.Context, id string, from int64) (We
 	})
 	return w, err
 }
+
+// Undelivered is how many events retention pruned before the webhook
+// delivered them, since the store opened: events it will never send.
+func (s *Store) Undelivered(id string) int64 {
+	s.undeliveredMu.Lock()
+	defer s.undeliveredMu.Unlock()
+	return s.undelivered[id]
+}
+
+func (s *Store) countUndelivered(id string, n int) {
+	s.undeliveredMu.Lock()
+	defer s.undeliveredMu.Unlock()
+	if s.undelivered == nil {
+		s.undelivered = map[string]int64{}
+	}
+	s.undelivered[id] += int64(n)
+}

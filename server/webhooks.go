@@ -85,10 +85,11 @@ var (
 	webhookFailures  = prometheus.NewDesc("pairgate_webhook_failures_total", "Failed webhook delivery attempts since start.", webhookLabels, nil)
 	webhookLag       = prometheus.NewDesc("pairgate_webhook_lag_events", "Events a webhook is behind the newest one.", webhookLabels, nil)
 	webhookDead      = prometheus.NewDesc("pairgate_webhook_dead", "1 while a webhook is dead-lettered (redeliver resumes it).", webhookLabels, nil)
+	webhookPruned    = prometheus.NewDesc("pairgate_webhook_undelivered_pruned_total", "Events retention pruned before a webhook delivered them (never sent), since start.", webhookLabels, nil)
 )
 
 func (webhookMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{webhookDelivered, webhookFailures, webhookLag, webhookDead} {
+	for _, d := range []*prometheus.Desc{webhookDelivered, webhookFailures, webhookLag, webhookDead, webhookPruned} {
 		ch <- d
 	}
 }
@@ -110,6 +111,7 @@ func (m webhookMetrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(webhookFailures, prometheus.CounterValue, float64(st.Failures), name, st.ID)
 			ch <- prometheus.MustNewConstMetric(webhookLag, prometheus.GaugeValue, float64(st.Lag), name, st.ID)
 			ch <- prometheus.MustNewConstMetric(webhookDead, prometheus.GaugeValue, dead, name, st.ID)
+			ch <- prometheus.MustNewConstMetric(webhookPruned, prometheus.CounterValue, float64(st.Undelivered), name, st.ID)
 		}
 	}
 }

@@ -564,3 +564,56 @@ func TestWebhookTimeoutIsNamed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An endpoint retrying an event that retention prunes goes on with the
+// events kept: it neither spins on the missing event nor keeps counting
+// failures against the next one, and what it lost is logged and counted.
+func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
+	var up atomic.Bool
+	rcv := newReceiver(t, func(int, delivery) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	})
+	retry := WebhookPolicy{Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
+	ts := startServer(t, withWebhooks(retry, hookTo(rcv)), func(s *serverSetup) {
+		s.cfg.Profiles[0].EventRetention = time.Hour
+		s.cfg.Profiles[0].SweepInterval = 10 * time.Millisecond
+	})
+	rcv.mu.Lock()
+	rcv.nows = func() []time.Time { return []time.Time{ts.clock.Now()} } // signatures are made on the pinned clock
+	rcv.mu.Unlock()
+	now := time.Now()
+	ts.clock.Pin(now)
+	var req db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"lost"}`, &req)
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+req.Request.RequestID+"/reject", "", nil)
+	var list struct{ Webhooks []webhook.State }
+	eventually(t, "the endpoint retrying", func() bool {
+		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+		return list.Webhooks[0].Attempts > 0
+	})
+	ts.clock.Pin(now.Add(time.Hour + time.Second)) // both events past retention
+	eventually(t, "the endpoint past its pruned events", func() bool {
+		list.Webhooks = nil // omitted fields would keep their old values
+		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+		w := list.Webhooks[0]
+		return w.Undelivered == 2 && w.State == "delivering" && w.Attempts == 0 && w.LastError == ""
+	})
+	if !strings.Contains(ts.log.String(), "webhook fell behind retention.events") ||
+		!strings.Contains(ts.log.String(), "webhook="+list.Webhooks[0].ID+" events=2") {
+		t.Fatalf("the loss is not logged:\n%s", ts.log)
+	}
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	if want := `pairgate_webhook_undelivered_pruned_total{profile="default",webhook="` + list.Webhooks[0].ID + `"} 2`; !strings.Contains(metrics, want) {
+		t.Fatalf("metrics lack %s", want)
+	}
+	up.Store(true)
+	ts.pairOne(t, "next")
+	caughtUp(t, ts, 0, 4)
+	if got := rcv.succeeded(); !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("delivered %v, want 3 and 4", got)
+	}
+	ts.stop() // a worker spinning on the pruned event would never stop
+}

@@ -70,6 +70,9 @@ type endpoint struct {
 	start db.WebhookCursor
 	// poke tells the worker that a redeliver moved its cursor.
 	poke chan struct{}
+	// failed is the seq of the event the cursor's failures are about
+	// (0: none, or not known since a restart). Only the worker uses it.
+	failed int64
 	// Counted since start, for metrics and the API.
 	delivered, failures atomic.Int64
 }
@@ -147,6 +150,9 @@ func (d *Dispatcher) serve(ctx context.Context, ep *endpoint) {
 			var again bool
 			cur, again = d.deliver(ctx, ep, cur, log)
 			due = false
+			if ctx.Err() != nil {
+				return
+			}
 			if again || cur.NextAttemptMs != 0 || cur.DeadAtMs != 0 {
 				continue
 			}
@@ -186,6 +192,19 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 		}
 		return cur, false
 	}
+	if cur.Attempts > 0 && cur.DeadAtMs == 0 && (len(events) == 0 || ep.failed != 0 && events[0].Seq != ep.failed) {
+		// The event it was retrying is gone: retention pruned it (the
+		// sweeper said so). The next one starts with a clean slate, its
+		// own backoff and retry window; with none, it is caught up.
+		log.Warn("webhook: the event it was retrying was pruned before it could be delivered; going on with the events kept",
+			"seq", ep.failed, "attempts", cur.Attempts)
+		cur = db.WebhookCursor{ID: cur.ID, Generation: cur.Generation, Cursor: cur.Cursor}
+		ep.failed = 0
+		var err error
+		if cur, err = d.save(ctx, ep, cur, log); err != nil || len(events) == 0 {
+			return cur, err != nil
+		}
+	}
 	skipped := false
 	for _, e := range events {
 		if !ep.cfg.Wants(e.Name) {
@@ -198,6 +217,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 		}
 		if err == nil {
 			ep.delivered.Add(1)
+			ep.failed = 0
 			cur = db.WebhookCursor{ID: cur.ID, Generation: cur.Generation, Cursor: e.Seq}
 			if cur, err = d.save(ctx, ep, cur, log); err != nil {
 				return cur, true
@@ -206,6 +226,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 			continue
 		}
 		ep.failures.Add(1)
+		ep.failed = e.Seq
 		now := d.nowMs()
 		if cur.Attempts == 0 {
 			cur.FailingSinceMs = now
@@ -300,6 +321,9 @@ type State struct {
 	// Delivered and Failures count attempts since the server started.
 	Delivered int64 `json:"delivered"`
 	Failures  int64 `json:"failures"`
+	// Undelivered counts the events retention pruned before the endpoint
+	// delivered them, since the server started: they are never sent.
+	Undelivered int64 `json:"undelivered"`
 }
 
 // States reads every endpoint's state, in configuration order.
@@ -326,7 +350,8 @@ func (d *Dispatcher) States(ctx context.Context) ([]State, error) {
 func (d *Dispatcher) state(ctx context.Context, ep *endpoint, cur db.WebhookCursor, last int64) (State, error) {
 	lag, err := d.opts.Store.CountEventsAfter(ctx, cur.Cursor)
 	s := State{WebhookCursor: cur, URL: ep.cfg.RedactedURL(), Events: ep.cfg.Events, State: "delivering",
-		LastSeq: last, Lag: lag, Delivered: ep.delivered.Load(), Failures: ep.failures.Load()}
+		LastSeq: last, Lag: lag, Delivered: ep.delivered.Load(), Failures: ep.failures.Load(),
+		Undelivered: d.opts.Store.Undelivered(ep.id)}
 	switch {
 	case cur.DeadAtMs != 0:
 		s.State = "dead"
