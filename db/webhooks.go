@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 )
 
 // WebhookCursor is where one webhook endpoint's delivery stands.
@@ -126,4 +127,41 @@ func (s *Store) countUndelivered(id string, n int) {
 		s.undelivered = map[string]int64{}
 	}
 	s.undelivered[id] += int64(n)
+}
+
+// ForgetWebhooks deletes the cursors of the endpoints not in keep (taken
+// out of the configuration) and returns them: an endpoint added back
+// starts afresh at the newest event, and a forgotten one's events are not
+// counted as lost when pruned. It writes only when there is one to forget.
+func (s *Store) ForgetWebhooks(ctx context.Context, keep []string) ([]WebhookCursor, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+webhookColumns+` FROM webhooks ORDER BY id`)
+	if err != nil {
+		return nil, classify(err, "read webhooks")
+	}
+	var gone []WebhookCursor
+	for rows.Next() {
+		w, err := scanWebhook(rows)
+		if err != nil {
+			rows.Close()
+			return nil, classify(err, "read webhooks")
+		}
+		if !slices.Contains(keep, w.ID) {
+			gone = append(gone, w)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err, "read webhooks")
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	err = s.writeTx(ctx, "forget webhooks", func(tx *sql.Tx) error {
+		for _, w := range gone {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM webhooks WHERE id = ?`, w.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return gone, err
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"net/http"
 	"strconv"
@@ -25,6 +26,18 @@ type WebhookPolicy struct {
 func (s *Server) openWebhooks(ctx context.Context) error {
 	s.webhooks = map[string]*webhook.Dispatcher{}
 	for _, p := range s.profiles {
+		var ids []string
+		for _, w := range p.Config.Webhooks {
+			ids = append(ids, w.ID())
+		}
+		gone, err := p.Store.ForgetWebhooks(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("profile %q: forget the webhooks taken out of its configuration: %w", p.Config.Name, err)
+		}
+		for _, w := range gone {
+			s.log.Info("webhook taken out of the configuration: its delivery state is forgotten; added back, it starts at the newest event",
+				"profile", p.Config.Name, "webhook", w.ID, "cursor", w.Cursor)
+		}
 		if len(p.Config.Webhooks) == 0 {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -616,4 +617,34 @@ func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 		t.Fatalf("delivered %v, want 3 and 4", got)
 	}
 	ts.stop() // a worker spinning on the pruned event would never stop
+}
+
+// An endpoint taken out of the configuration is forgotten at start (and
+// said so): its pruned events are not counted as lost, and added back it
+// starts at the newest event. Configured ones keep their cursor.
+func TestWebhookTakenOutIsForgotten(t *testing.T) {
+	rcv := newReceiver(t, ok)
+	kept := hookTo(rcv)
+	ts := startServer(t, withWebhooks(fast, kept), func(s *serverSetup) {
+		p, err := OpenProfile(t.Context(), s.cfg.Profiles[0], slog.New(slog.DiscardHandler), time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		for _, id := range []string{"wh_0123456789", kept.ID()} {
+			if _, err := p.Store.OpenWebhook(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	st := ts.byName["default"].Store
+	if _, err := st.Webhook(t.Context(), "wh_0123456789"); err == nil {
+		t.Fatal("the endpoint taken out of the configuration is still kept")
+	}
+	if _, err := st.Webhook(t.Context(), kept.ID()); err != nil {
+		t.Fatalf("the configured endpoint's cursor: %v", err)
+	}
+	if !strings.Contains(ts.log.String(), `msg="webhook taken out of the configuration: its delivery state is forgotten; added back, it starts at the newest event" profile=default webhook=wh_0123456789 cursor=0`) {
+		t.Fatalf("not said:\n%s", ts.log)
+	}
 }
