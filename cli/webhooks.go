@@ -63,6 +63,15 @@ func (webhooksListCommand) run(ctx context.Context, c *conn, out output) error {
 			rows[i] = []string{w.ID, w.URL, events, w.State, strconv.FormatInt(w.Cursor, 10), strconv.FormatInt(w.Lag, 10), strconv.Itoa(w.Attempts), w.LastError}
 		}
 		table(out.w, out.width, []string{"ID", "URL", "Events", "State", "Cursor", "Lag", "Attempts", "Last error"}, rows)
+		for _, w := range hooks {
+			if w.Undelivered > 0 {
+				what := fmt.Sprintf("%d events were", w.Undelivered)
+				if w.Undelivered == 1 {
+					what = "1 event was"
+				}
+				fmt.Fprintf(out.w, "%s fell behind retention.events: %s pruned before delivery and will never be sent (counted since the server started).\n", w.ID, what)
+			}
+		}
 	})
 }
 

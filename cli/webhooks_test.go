@@ -210,3 +210,29 @@ func TestKilledServerRedeliversTheWebhookInFlight(t *testing.T) {
 		t.Fatalf("webhook-ids %v, want %v", got, want)
 	}
 }
+
+// webhooks list says when an endpoint lost events to retention: here one
+// that cannot be reached while its only event is pruned after a second.
+func TestWebhooksListSaysWhatRetentionPruned(t *testing.T) {
+	dir := t.TempDir()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	hookURL := closed.URL + "/gone"
+	closed.Close() // nothing listens there now
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s\n    sweepInterval: 20ms\n    retention:\n      events: 1s\n    webhooks:\n      - url: %s\n        secret: %s\n",
+		dir+"/gw", hookURL, hookSecret)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": dir + "/gw", "PAIRGATE_URL": srv.url})
+	request(t, srv.url, getenv, `{"nodeId":"kitchen-ipad"}`)
+	waitFor(t, "the event pruned undelivered", func() bool {
+		var states []webhook.State
+		_, out, _ := cliRun(getenv, "webhooks", "list", "--json")
+		json.Unmarshal([]byte(out), &states)
+		return len(states) == 1 && states[0].Undelivered == 1
+	})
+	code, out, errs := cliRun(getenv, "webhooks", "list")
+	id := config.Webhook{URL: hookURL}.ID()
+	if want := id + " fell behind retention.events: 1 event was pruned before delivery and will never be sent"; code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, want %q in:\n%s%s", code, want, out, errs)
+	}
+}
