@@ -17,6 +17,12 @@ import (
 // write lock before answering SQLITE_BUSY.
 const busyTimeout = 5 * time.Second
 
+// walSizeLimit is what the WAL is cut back to when the writer restarts
+// it: a reader holding a snapshot (a backup, an open sqlite3 shell) lets
+// it grow past the checkpoint's 1000 pages (4 MiB), and without a limit
+// the file keeps that high-water mark for good.
+const walSizeLimit = 8 << 20
+
 // DSN builds the modernc.org/sqlite connection string for a database file.
 // Every pragma is in the DSN so that every pooled connection gets it.
 // Writers begin their transactions IMMEDIATE: they take the write lock up
@@ -30,6 +36,7 @@ func DSN(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 		q.Set("_txlock", "immediate")
 	}
 	return (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String()
