@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pairgate/pairgate/internal/syncbuf"
 )
 
 func TestExpiryBoundary(t *testing.T) {
@@ -237,5 +241,54 @@ func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
 	}
 	if res, err := s.Sweep(ctx); err != nil || res.Undelivered != nil {
 		t.Fatalf("a second sweep: %+v, %v", res, err)
+	}
+}
+
+// What the sweeper does is said at once, then summed into a line a
+// minute (and one when it stops): requests that expire one by one do not
+// make a line a sweep.
+func TestRunSweeperSaysWhatItSweptOnceAMinute(t *testing.T) {
+	var logs syncbuf.Buffer
+	clk := newClock()
+	opts := testOptions(t.TempDir(), clk)
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := openWith(t, opts)
+	const n = 5
+	for i := range n {
+		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("n-%d", i)})
+		clk.Advance(time.Minute)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.RunSweeper(ctx, 5*time.Millisecond) }()
+	// Each minute the clock moves on, one more request expires, in a
+	// sweep of its own.
+	for i := range n {
+		clk.Advance(time.Minute)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			expired := 0
+			for _, name := range eventNames(allEvents(t, s)) {
+				if name == EventResolved+":expired" {
+					expired++
+				}
+			}
+			if expired == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("request %d never expired", i)
+			}
+		}
+	}
+	cancel()
+	<-done
+	lines := regexp.MustCompile(`msg=swept expired=(\d+)`).FindAllStringSubmatch(logs.String(), -1)
+	total := 0
+	for _, l := range lines {
+		k, _ := strconv.Atoi(l[1])
+		total += k
+	}
+	if len(lines) != 2 || total != n {
+		t.Fatalf("%d swept lines saying %d expired, want 2 saying %d:\n%s", len(lines), total, n, logs.String())
 	}
 }

@@ -196,6 +196,19 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 	// minute, with the count of the lines left out, not once a sweep.
 	failures := &loglimit.Limiter{Burst: 1, Window: time.Minute}
 	failed := 0
+	// What was swept is said at once, then at most once a minute, summed:
+	// requests that age out one by one do not make a line a sweep.
+	var unsaid SweepResult
+	var said time.Time
+	say := func() {
+		s.log.Info("swept", "expired", unsaid.Expired, "prunedRequests", unsaid.PrunedRequests, "prunedEvents", unsaid.PrunedEvents)
+		unsaid, said = SweepResult{}, time.Now()
+	}
+	defer func() {
+		if !unsaid.empty() {
+			say()
+		}
+	}()
 	for {
 		res, err := s.Sweep(ctx)
 		if err == nil && failed > 0 {
@@ -206,8 +219,12 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 		case err != nil && ctx.Err() == nil:
 			failed++
 			failures.Log(s.log, slog.LevelError, "sweep failed", "err", err)
-		case !res.empty():
-			s.log.Info("swept", "expired", res.Expired, "prunedRequests", res.PrunedRequests, "prunedEvents", res.PrunedEvents)
+		}
+		unsaid.Expired += res.Expired
+		unsaid.PrunedRequests += res.PrunedRequests
+		unsaid.PrunedEvents += res.PrunedEvents
+		if !unsaid.empty() && time.Since(said) >= time.Minute {
+			say()
 		}
 		for _, id := range slices.Sorted(maps.Keys(res.Undelivered)) {
 			s.log.Warn("webhook fell behind retention.events: events it had not delivered were pruned and will never be sent; it goes on with the events kept",
