@@ -14,7 +14,16 @@ import (
 type pendingCommand struct{ listing }
 
 func (pendingCommand) run(ctx context.Context, c *conn, out output) error {
-	// node.pair.list: the paired nodes too, whose names a request may copy.
+	pending, err := c.api.Pending(ctx, c.profile)
+	if err != nil {
+		return err
+	}
+	if out.json || len(pending) == 0 {
+		return out.print(pending, func() { printPending(out, pending, nil) })
+	}
+	// node.pair.list: the paired nodes too, whose names a request may
+	// copy, in one snapshot with the requests. Fetched only when there
+	// are requests to show: the paired list may be long.
 	list, err := c.api.PairList(ctx, c.profile)
 	if err != nil {
 		return err
