@@ -80,3 +80,28 @@ func TestPairingRequestFloodControl(t *testing.T) {
 		t.Fatalf("after a minute: %+v", f.Error)
 	}
 }
+
+// A node that connects again and again with fresh keys, refused by the
+// request rate each time, makes one log line a minute (saying how many
+// were left out at the next), not two a refusal.
+func TestRefusedConnectsLogALineAMinute(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.Profiles[0].RequestsPerAddress = 1 })
+	refused := 0
+	for range 12 {
+		d := newDevice()
+		c, err := dialWS(t, ts.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hello := c.call("connect", d.signedConnect(c.challenge(), "", time.Now())); !hello.OK {
+			refused++
+		}
+		c.conn.Close()
+	}
+	logs := ts.log.String()
+	if refused != 11 || strings.Count(logs, `msg="websocket connect refused"`) != 1 ||
+		!strings.Contains(logs, `reason="too many new pairing requests from this address; retry in `) ||
+		strings.Contains(logs, "pairing request refused") {
+		t.Fatalf("%d refused; want one line for 11 refusals:\n%s", refused, logs)
+	}
+}

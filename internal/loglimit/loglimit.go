@@ -41,7 +41,23 @@ type Limiter struct {
 	start      time.Time
 	lines      int
 	suppressed int
+	// fromKey is LogFrom's: when each client's last line went through,
+	// and how many of its lines were left out since.
+	fromKey map[string]*keyLines
 }
+
+type keyLines struct {
+	at   time.Time
+	left int
+}
+
+// KeyWindow is how often one client (LogFrom's key) gets a line of one
+// kind through: a single misbehaving node cannot spend a Limiter's Burst
+// on its own. maxKeys bounds the clients remembered.
+const (
+	KeyWindow = time.Minute
+	maxKeys   = 4096
+)
 
 // Lines in Window is how many lines of one kind a client can cause (a
 // refused request, a refused connect, a failed token).
@@ -60,10 +76,54 @@ func New() *Limiter {
 func (l *Limiter) allow() (bool, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
+	return l.allowAt(l.clock())
+}
+
+func (l *Limiter) clock() time.Time {
 	if l.now != nil {
-		now = l.now()
+		return l.now()
 	}
+	return time.Now()
+}
+
+// allowKey is allow for one client's line: at most one a KeyWindow for
+// the key, within the Limiter's Burst. It also says how many of the
+// key's lines were left out since its last.
+func (l *Limiter) allowKey(key string) (ok bool, left, keyLeft int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock()
+	k := l.fromKey[key]
+	if k != nil && now.Sub(k.at) < KeyWindow {
+		k.left++
+		return false, 0, 0
+	}
+	if ok, left = l.allowAt(now); !ok {
+		return false, 0, 0
+	}
+	if k == nil {
+		if len(l.fromKey) >= maxKeys {
+			for key, k := range l.fromKey {
+				if now.Sub(k.at) >= KeyWindow {
+					delete(l.fromKey, key)
+				}
+			}
+			if len(l.fromKey) >= maxKeys { // all recent: forget them (bounded memory over fewer lines)
+				clear(l.fromKey)
+			}
+		}
+		if l.fromKey == nil {
+			l.fromKey = map[string]*keyLines{}
+		}
+		k = &keyLines{}
+		l.fromKey[key] = k
+	}
+	keyLeft = k.left
+	k.at, k.left = now, 0
+	return true, left, keyLeft
+}
+
+func (l *Limiter) allowAt(now time.Time) (bool, int) {
 	if now.Sub(l.start) >= l.Window {
 		l.start, l.lines = now, 0
 	}
@@ -86,6 +146,27 @@ func (l *Limiter) Log(log *slog.Logger, level slog.Level, msg string, args ...an
 	ok, left := l.allow()
 	if !ok {
 		return
+	}
+	if left > 0 {
+		args = append(args, "suppressed", left)
+	}
+	log.Log(context.Background(), level, msg, args...)
+}
+
+// LogFrom is Log for a line a client causes, key naming the client (its
+// address, with what else tells its lines apart): besides the Limiter's
+// bound, each key gets at most one line a KeyWindow, the next one
+// carrying "repeats" with the number of its lines left out.
+func (l *Limiter) LogFrom(key string, log *slog.Logger, level slog.Level, msg string, args ...any) {
+	if !log.Enabled(context.Background(), level) {
+		return
+	}
+	ok, left, repeats := l.allowKey(key)
+	if !ok {
+		return
+	}
+	if repeats > 0 {
+		args = append(args, "repeats", repeats)
 	}
 	if left > 0 {
 		args = append(args, "suppressed", left)

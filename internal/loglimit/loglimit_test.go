@@ -2,7 +2,9 @@ package loglimit
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +40,44 @@ func TestLimiter(t *testing.T) {
 	want := "level=WARN msg=refused i=0\nlevel=WARN msg=refused i=1\nlevel=WARN msg=refused i=5 suppressed=3\n"
 	if buf.String() != want {
 		t.Fatalf("logged:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// One client gets a line a KeyWindow through, the next saying how many of
+// its were left out; another client still gets its own through.
+func TestLogFrom(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	now := time.Unix(1000, 0)
+	l := New()
+	l.now = func() time.Time { return now }
+	for i := range 100 {
+		l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "i", i)
+		now = now.Add(100 * time.Millisecond)
+	}
+	l.LogFrom("10.0.0.2", log, slog.LevelWarn, "refused", "i", 100)
+	now = now.Add(KeyWindow)
+	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "i", 101)
+	want := "level=WARN msg=refused i=0\nlevel=WARN msg=refused i=100\nlevel=WARN msg=refused i=101 repeats=99\n"
+	if buf.String() != want {
+		t.Fatalf("logged:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// The clients remembered are bounded: past maxKeys, the ones whose
+// window is over are forgotten, or, when none is, all of them.
+func TestLogFromMemoryIsBounded(t *testing.T) {
+	l := &Limiter{Burst: 1 << 30, Window: time.Second}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i := range 3 * maxKeys {
+		l.LogFrom(strconv.Itoa(i), log, slog.LevelWarn, "refused")
+	}
+	if n := len(l.fromKey); n > maxKeys {
+		t.Fatalf("%d clients remembered, bound %d", n, maxKeys)
 	}
 }

@@ -258,7 +258,7 @@ func runRequest(ctx context.Context, d *Dispatcher, s *Session, p requestArgs) (
 		// new one spends from the request rates.
 		p.NodeMeta = FillMeta(p.NodeMeta, s.Node)
 		p.RemoteIP = s.RemoteIP
-		in.Admit = func() error { return d.guard.Admit(s) }
+		in.Admit = func() error { return d.guard.AdmitRequest(s) }
 		if s.Conn != nil {
 			s.Conn.ReleaseHold()
 			in.Awaiting = s.Conn.AwaitResolution

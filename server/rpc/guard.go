@@ -18,7 +18,8 @@ type Guard struct {
 	requests *rates
 	// failedLines bounds the lines failed attempts write: from many
 	// addresses they are not bounded by the lockout. refusedLines bounds
-	// those of refused new requests, which a caller makes at will.
+	// those of refused node.pair.request calls, which a caller makes at
+	// will: a line a minute from one address.
 	failedLines, refusedLines *loglimit.Limiter
 }
 
@@ -52,9 +53,19 @@ func LockedError(class string, retry time.Duration) error {
 
 func wholeSeconds(d time.Duration) int { return int(d.Seconds() + 0.999) }
 
+// AdmitRequest is Admit for a node.pair.request call: a refusal is
+// logged (a connect's refusal is logged by the connect, with its reason).
+func (g *Guard) AdmitRequest(s *Session) error {
+	err := g.Admit(s)
+	if err != nil {
+		g.refusedLines.LogFrom(s.Profile.Name+"\x00"+s.RemoteIP, g.log, slog.LevelWarn, "pairing request refused", "profile", s.Profile.Name, "remote", s.RemoteIP, "reason", WireError(err).Message)
+	}
+	return err
+}
+
 // Admit spends a new pending request from the profile's rate and its
 // caller's address's: a flood of fresh device keys cannot fill the
-// pending list.
+// pending list. It does not log.
 func (g *Guard) Admit(s *Session) error {
 	p := s.Profile
 	addrKey := p.Name + "\x00" + s.RemoteIP
@@ -70,7 +81,6 @@ func (g *Guard) Admit(s *Session) error {
 		return nil
 	}
 	secs := wholeSeconds(wait)
-	g.refusedLines.Log(g.log, slog.LevelWarn, "pairing request refused: too many new requests "+what, "profile", p.Name, "remote", s.RemoteIP)
 	return &db.Error{Code: db.CodeRateLimited, RetryAfter: time.Duration(secs) * time.Second,
 		Message: fmt.Sprintf("too many new pairing requests %s; retry in %ds", what, secs),
 		Details: map[string]int64{"retryAfterMs": int64(secs) * 1000}}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
 func TestLimiterMemoryIsBounded(t *testing.T) {
@@ -31,20 +29,30 @@ func TestRatesMemoryIsBounded(t *testing.T) {
 	}
 }
 
-// A caller refused new requests over and over writes a bounded number of
-// lines, the next one saying how many were left out.
+// A caller refused new requests over and over writes a line a minute,
+// the next one saying how many were left out; another address still gets
+// its own line.
 func TestRefusedRequestLinesAreBounded(t *testing.T) {
 	var buf bytes.Buffer
 	g := NewGuard(time.Now, slog.New(slog.NewTextHandler(&buf, nil)))
-	s := &Session{Profile: &Profile{Name: "default", RequestsPerAddress: 1, RequestsPerProfile: 1000}, RemoteIP: "192.0.2.7"}
+	p := &Profile{Name: "default", RequestsPerAddress: 1, RequestsPerProfile: 1000}
+	s := &Session{Profile: p, RemoteIP: "192.0.2.7"}
 	refused := 0
 	for range 500 {
-		if g.Admit(s) != nil {
+		if g.AdmitRequest(s) != nil {
 			refused++
 		}
 	}
-	lines := strings.Count(buf.String(), "pairing request refused")
-	if refused != 499 || lines == 0 || lines > loglimit.Lines {
-		t.Fatalf("%d refused, %d lines logged (at most %d):\n%s", refused, lines, loglimit.Lines, buf.String())
+	other := &Session{Profile: p, RemoteIP: "192.0.2.8"}
+	g.AdmitRequest(other)
+	if g.AdmitRequest(other) == nil {
+		t.Fatal("a second request within the minute was admitted")
+	}
+	if g.Admit(s) == nil {
+		t.Fatal("Admit admitted")
+	}
+	lines := strings.Count(buf.String(), `msg="pairing request refused"`)
+	if refused != 499 || lines != 2 || !strings.Contains(buf.String(), `remote=192.0.2.7 reason="too many new pairing requests from this address; retry in 60s"`) {
+		t.Fatalf("%d refused, %d lines logged (want one an address):\n%s", refused, lines, buf.String())
 	}
 }

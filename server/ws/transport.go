@@ -134,7 +134,7 @@ func (t *Transport) NewHub(p *rpc.Profile) *Hub {
 // request's Host and Origin.
 func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remoteIP string) {
 	if !t.holdAddr(remoteIP) {
-		t.refusals.Log(t.o.Log, slog.LevelWarn, "websocket refused: too many connections from this address", "remote", remoteIP, "max", t.o.MaxConnsPerAddress)
+		t.refusals.LogFrom(remoteIP, t.o.Log, slog.LevelWarn, "websocket refused: too many connections from this address", "remote", remoteIP, "max", t.o.MaxConnsPerAddress)
 		http.Error(w, fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", t.o.MaxConnsPerAddress), http.StatusTooManyRequests)
 		return
 	}
