@@ -125,6 +125,9 @@ func (cmd *redeliverCommand) run(ctx context.Context, c *conn, out output) error
 		return err
 	}
 	return out.print(st, func() {
+		if cmd.from.set && st.Cursor+1 > cmd.from.v {
+			fmt.Fprintf(out.w, "No event from %d to %d is kept (retention.events prunes old ones).\n", cmd.from.v, st.Cursor)
+		}
 		fmt.Fprintf(out.w, "Webhook %s resumes with event %d (%d behind).\n", st.ID, st.Cursor+1, st.Lag)
 	})
 }

@@ -245,14 +245,18 @@ func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
 }
 
 // What the sweeper does is said at once, then summed into a line a
-// minute (and one when it stops): requests that expire one by one do not
-// make a line a sweep.
+// minute (and one when it stops): requests that expire one by one, and
+// events a webhook loses a few at a time, do not make a line a sweep.
 func TestRunSweeperSaysWhatItSweptOnceAMinute(t *testing.T) {
 	var logs syncbuf.Buffer
 	clk := newClock()
 	opts := testOptions(t.TempDir(), clk)
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	opts.EventRetention = 3 * time.Minute
 	s := openWith(t, opts)
+	if _, err := s.OpenWebhook(ctx, "behind"); err != nil { // at 0, never delivering
+		t.Fatal(err)
+	}
 	const n = 5
 	for i := range n {
 		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("n-%d", i)})
@@ -290,5 +294,14 @@ func TestRunSweeperSaysWhatItSweptOnceAMinute(t *testing.T) {
 	}
 	if len(lines) != 2 || total != n {
 		t.Fatalf("%d swept lines saying %d expired, want 2 saying %d:\n%s", len(lines), total, n, logs.String())
+	}
+	lines = regexp.MustCompile(`webhook=behind events=(\d+)`).FindAllStringSubmatch(logs.String(), -1)
+	total = 0
+	for _, l := range lines {
+		k, _ := strconv.Atoi(l[1])
+		total += k
+	}
+	if lost := s.Undelivered("behind"); len(lines) != 2 || int64(total) != lost || lost < n {
+		t.Fatalf("%d lines saying the webhook lost %d events, want 2 saying all %d (at least %d, over several sweeps):\n%s", len(lines), total, lost, n, logs.String())
 	}
 }

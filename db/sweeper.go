@@ -198,15 +198,27 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 	failed := 0
 	// What was swept is said at once, then at most once a minute, summed:
 	// requests that age out one by one do not make a line a sweep.
+	// So is what each webhook lost: an endpoint down for longer than
+	// retention.events loses events every sweep.
 	var unsaid SweepResult
 	var said time.Time
 	say := func() {
 		s.log.Info("swept", "expired", unsaid.Expired, "prunedRequests", unsaid.PrunedRequests, "prunedEvents", unsaid.PrunedEvents)
 		unsaid, said = SweepResult{}, time.Now()
 	}
+	lost, lostSaid := map[string]int{}, map[string]time.Time{}
+	sayLost := func(id string) {
+		s.log.Warn("webhook fell behind retention.events: events it had not delivered were pruned and will never be sent; it goes on with the events kept",
+			"webhook", id, "events", lost[id])
+		delete(lost, id)
+		lostSaid[id] = time.Now()
+	}
 	defer func() {
 		if !unsaid.empty() {
 			say()
+		}
+		for _, id := range slices.Sorted(maps.Keys(lost)) {
+			sayLost(id)
 		}
 	}()
 	for {
@@ -226,9 +238,13 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 		if !unsaid.empty() && time.Since(said) >= time.Minute {
 			say()
 		}
-		for _, id := range slices.Sorted(maps.Keys(res.Undelivered)) {
-			s.log.Warn("webhook fell behind retention.events: events it had not delivered were pruned and will never be sent; it goes on with the events kept",
-				"webhook", id, "events", res.Undelivered[id])
+		for id, n := range res.Undelivered {
+			lost[id] += n
+		}
+		for _, id := range slices.Sorted(maps.Keys(lost)) {
+			if time.Since(lostSaid[id]) >= time.Minute {
+				sayLost(id)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -84,7 +84,8 @@ func (s *Store) SaveWebhook(ctx context.Context, w WebhookCursor) error {
 
 // RedeliverWebhook restarts an endpoint's delivery at event from (or,
 // when from is 0, at the event after its cursor), clearing failures and a
-// dead letter.
+// dead letter. Where that event is no longer kept, the cursor moves on to
+// just before the first one that is.
 func (s *Store) RedeliverWebhook(ctx context.Context, id string, from int64) (WebhookCursor, error) {
 	var w WebhookCursor
 	err := s.writeTx(ctx, "redeliver webhook", func(tx *sql.Tx) error {
@@ -95,9 +96,14 @@ func (s *Store) RedeliverWebhook(ctx context.Context, id string, from int64) (We
 		if from > last+1 {
 			return invalidf("from %d is beyond the newest event (%d)", from, last)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET cursor = CASE WHEN ? > 0 THEN ? - 1 ELSE cursor END,
+		// The cursor goes to just before the first event kept from there:
+		// the events before it are pruned (or their ids were skipped), and
+		// the answer says where delivery really resumes.
+		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET cursor = coalesce(
+				(SELECT min(seq) - 1 FROM events WHERE seq > CASE WHEN ?1 > 0 THEN ?1 - 1 ELSE webhooks.cursor END),
+				CASE WHEN ?1 > 0 THEN ?1 - 1 ELSE cursor END),
 			generation = generation + 1, attempts = 0, failing_since_ms = NULL, next_attempt_ms = NULL,
-			last_error = NULL, dead_at_ms = NULL WHERE id = ?`, from, from, id)
+			last_error = NULL, dead_at_ms = NULL WHERE id = ?2`, from, id)
 		if err != nil {
 			return err
 		}

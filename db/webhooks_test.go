@@ -3,7 +3,9 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 )
 
 func TestWebhookCursor(t *testing.T) {
@@ -58,5 +60,36 @@ func TestWebhookCursor(t *testing.T) {
 	}
 	if _, err := s.Webhook(ctx, "wh_none"); ErrorCode(err) != CodeNotFound {
 		t.Errorf("unknown webhook = %v", err)
+	}
+}
+
+// A redeliver from an event no longer kept resumes with the first one
+// that is, and says so in the cursor it answers.
+func TestRedeliverFromPrunedEvents(t *testing.T) {
+	s, clk := retentionStore(t)
+	for i := range 3 {
+		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("old-%d", i)}) // events 1–3
+	}
+	if _, err := s.OpenWebhook(ctx, "wh_1"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2*time.Hour + time.Millisecond)
+	if res, err := s.Sweep(ctx); err != nil || res.PrunedEvents != 3 {
+		t.Fatalf("sweep %+v, %v", res, err)
+	}
+	// The sweep expired the three requests: events 4–6 are kept.
+	for _, tc := range []struct{ from, cursor int64 }{{1, 3}, {3, 3}, {4, 3}, {5, 4}, {0, 4}} {
+		if got, err := s.RedeliverWebhook(ctx, "wh_1", tc.from); err != nil || got.Cursor != tc.cursor {
+			t.Errorf("redeliver from %d = %+v, %v; want cursor %d", tc.from, got, err, tc.cursor)
+		}
+	}
+	// From the cursor, where the events after it are pruned.
+	w, _ := s.Webhook(ctx, "wh_1")
+	w.Cursor = 1
+	if err := s.SaveWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.RedeliverWebhook(ctx, "wh_1", 0); err != nil || got.Cursor != 3 {
+		t.Errorf("redeliver from cursor 1 = %+v, %v; want cursor 3", got, err)
 	}
 }

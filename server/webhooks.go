@@ -86,6 +86,8 @@ func (s *Server) handleRedeliver(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.log.Info("webhook redelivery requested", "profile", p.Config.Name, "webhook", st.ID,
+		"from", from, "resumesWith", st.Cursor+1, "lag", st.Lag, "remote", c.RealIP())
 	return c.JSON(http.StatusOK, st)
 }
 

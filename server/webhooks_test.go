@@ -567,8 +567,8 @@ func TestWebhookTimeoutIsNamed(t *testing.T) {
 }
 
 // An endpoint retrying an event that retention prunes goes on with the
-// events kept: it neither spins on the missing event nor keeps counting
-// failures against the next one, and what it lost is logged and counted.
+// events kept: it neither spins on the missing event nor forgets that it
+// is failing, and what it lost is logged and counted.
 func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 	var up atomic.Bool
 	rcv := newReceiver(t, func(int, delivery) int {
@@ -578,37 +578,28 @@ func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 		return http.StatusServiceUnavailable
 	})
 	retry := WebhookPolicy{Backoff: func(int) time.Duration { return 20 * time.Millisecond }}
-	ts := startServer(t, withWebhooks(retry, hookTo(rcv)), func(s *serverSetup) {
-		s.cfg.Profiles[0].EventRetention = time.Hour
-		s.cfg.Profiles[0].SweepInterval = 10 * time.Millisecond
-	})
-	rcv.mu.Lock()
-	rcv.nows = func() []time.Time { return []time.Time{ts.clock.Now()} } // signatures are made on the pinned clock
-	rcv.mu.Unlock()
-	now := time.Now()
-	ts.clock.Pin(now)
-	var req db.RequestResult
-	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"lost"}`, &req)
-	ts.mustAPI(t, 200, "POST", base+"/requests/"+req.Request.RequestID+"/reject", "", nil)
-	var list struct{ Webhooks []webhook.State }
-	eventually(t, "the endpoint retrying", func() bool {
-		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
-		return list.Webhooks[0].Attempts > 0
-	})
+	ts, now := startPruning(t, rcv, retry)
+	ts.pairOne(t, "lost") // events 1 and 2
+	state := waitHook(t, ts, "the endpoint retrying", func(w webhook.State) bool { return w.Attempts > 0 })
+	failures := state.Failures
 	ts.clock.Pin(now.Add(time.Hour + time.Second)) // both events past retention
-	eventually(t, "the endpoint past its pruned events", func() bool {
-		list.Webhooks = nil // omitted fields would keep their old values
-		ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
-		w := list.Webhooks[0]
-		return w.Undelivered == 2 && w.State == "delivering" && w.Attempts == 0 && w.LastError == ""
+	state = waitHook(t, ts, "the endpoint past its pruned events", func(w webhook.State) bool {
+		return w.Undelivered == 2 && w.NextAttemptMs == 0
 	})
+	if state.State != "retrying" || state.Attempts == 0 || state.LastError != "HTTP 503" || state.Cursor != 0 {
+		t.Fatalf("an endpoint that never delivered shows %+v; want it still retrying", state)
+	}
 	if !strings.Contains(ts.log.String(), "webhook fell behind retention.events") ||
-		!strings.Contains(ts.log.String(), "webhook="+list.Webhooks[0].ID+" events=2") {
+		!strings.Contains(ts.log.String(), "webhook="+state.ID+" events=2") {
 		t.Fatalf("the loss is not logged:\n%s", ts.log)
 	}
 	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
-	if want := `pairgate_webhook_undelivered_pruned_total{profile="default",webhook="` + list.Webhooks[0].ID + `"} 2`; !strings.Contains(metrics, want) {
+	if want := `pairgate_webhook_undelivered_pruned_total{profile="default",webhook="` + state.ID + `"} 2`; !strings.Contains(metrics, want) {
 		t.Fatalf("metrics lack %s", want)
+	}
+	time.Sleep(100 * time.Millisecond) // five backoffs: with nothing to send, nothing is tried
+	if idle := hookState(t, ts); idle.Failures > failures+2 {
+		t.Fatalf("with nothing to send the endpoint made %d more attempts", idle.Failures-failures)
 	}
 	up.Store(true)
 	ts.pairOne(t, "next")
@@ -616,7 +607,70 @@ func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 	if got := rcv.succeeded(); !slices.Equal(got, []int64{3, 4}) {
 		t.Fatalf("delivered %v, want 3 and 4", got)
 	}
+	if !strings.Contains(ts.log.String(), `msg="webhook delivering again" profile=default webhook=`+state.ID+" seq=3") {
+		t.Fatalf("the recovery is not logged:\n%s", ts.log)
+	}
+	// A replay from a pruned event resumes with the first one kept, and
+	// the answer and the log say so.
+	var again webhook.State
+	ts.mustAPI(t, 200, "POST", base+"/webhooks/"+state.ID+"/redeliver?from=1", "", &again)
+	if again.Cursor != 2 || again.Lag != 2 ||
+		!strings.Contains(ts.log.String(), `msg="webhook redelivery requested" profile=default webhook=`+state.ID+" from=1 resumesWith=3 lag=2 remote=127.0.0.1") {
+		t.Fatalf("redeliver from 1: %+v\n%s", again, ts.log)
+	}
+	caughtUp(t, ts, 0, 4)
 	ts.stop() // a worker spinning on the pruned event would never stop
+}
+
+// An endpoint never reached is dead-lettered when its retry window ends,
+// even though retention pruned the events it failed on meanwhile.
+func TestWebhookNeverReachedIsDeadLetteredAcrossPruning(t *testing.T) {
+	rcv := newReceiver(t, func(int, delivery) int { return http.StatusServiceUnavailable })
+	policy := WebhookPolicy{Backoff: func(int) time.Duration { return 20 * time.Millisecond }, RetryWindow: 2 * time.Hour}
+	ts, now := startPruning(t, rcv, policy)
+	ts.pairOne(t, "first") // events 1 and 2
+	waitHook(t, ts, "the endpoint retrying", func(w webhook.State) bool { return w.Attempts > 0 })
+	ts.clock.Pin(now.Add(time.Hour + time.Second))
+	waitHook(t, ts, "events 1 and 2 pruned", func(w webhook.State) bool { return w.Undelivered == 2 })
+	ts.clock.Pin(now.Add(2*time.Hour + 2*time.Second)) // the window since the first failure is over
+	ts.pairOne(t, "second")
+	waitHook(t, ts, "the endpoint dead-lettered", func(w webhook.State) bool { return w.State == "dead" })
+}
+
+// startPruning serves the default profile with one endpoint to rcv, an
+// hour's event retention and a sweep every 10 ms, on a pinned clock (the
+// receiver checks signatures on it).
+func startPruning(t *testing.T, rcv *receiver, policy WebhookPolicy) (*testServer, time.Time) {
+	t.Helper()
+	ts := startServer(t, withWebhooks(policy, hookTo(rcv)), func(s *serverSetup) {
+		s.cfg.Profiles[0].EventRetention = time.Hour
+		s.cfg.Profiles[0].SweepInterval = 10 * time.Millisecond
+	})
+	rcv.mu.Lock()
+	rcv.nows = func() []time.Time { return []time.Time{ts.clock.Now()} }
+	rcv.mu.Unlock()
+	now := time.Now()
+	ts.clock.Pin(now)
+	return ts, now
+}
+
+// hookState reads the default profile's first endpoint.
+func hookState(t *testing.T, ts *testServer) webhook.State {
+	t.Helper()
+	var list struct{ Webhooks []webhook.State }
+	ts.mustAPI(t, 200, "GET", base+"/webhooks", "", &list)
+	return list.Webhooks[0]
+}
+
+// waitHook waits until the default profile's first endpoint satisfies ok.
+func waitHook(t *testing.T, ts *testServer, what string, ok func(webhook.State) bool) webhook.State {
+	t.Helper()
+	var w webhook.State
+	eventually(t, what, func() bool {
+		w = hookState(t, ts)
+		return ok(w)
+	})
+	return w
 }
 
 // An endpoint taken out of the configuration is forgotten at start (and
@@ -625,7 +679,10 @@ func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 func TestWebhookTakenOutIsForgotten(t *testing.T) {
 	rcv := newReceiver(t, ok)
 	kept := hookTo(rcv)
+	fresh := hookTo(rcv)
+	fresh.URL += "/work"
 	ts := startServer(t, withWebhooks(fast, kept), func(s *serverSetup) {
+		s.cfg.Profiles[1].Webhooks = []config.Webhook{fresh}
 		p, err := OpenProfile(t.Context(), s.cfg.Profiles[0], slog.New(slog.DiscardHandler), time.Now)
 		if err != nil {
 			t.Fatal(err)
@@ -646,5 +703,10 @@ func TestWebhookTakenOutIsForgotten(t *testing.T) {
 	}
 	if !strings.Contains(ts.log.String(), `msg="webhook taken out of the configuration: its delivery state is forgotten; added back, it starts at the newest event" profile=default webhook=wh_0123456789 cursor=0`) {
 		t.Fatalf("not said:\n%s", ts.log)
+	}
+	// The kept endpoint is not new; the work profile's is.
+	if n := strings.Count(ts.log.String(), `msg="new webhook: it gets the events after the newest one`); n != 1 ||
+		!strings.Contains(ts.log.String(), "profile=work webhook="+fresh.ID()+" url=http://"+rcv.srv.Listener.Addr().String()+"/… after=0") {
+		t.Fatalf("%d new webhooks said, want the work profile's:\n%s", n, ts.log)
 	}
 }

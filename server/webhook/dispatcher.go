@@ -70,9 +70,6 @@ type endpoint struct {
 	start db.WebhookCursor
 	// poke tells the worker that a redeliver moved its cursor.
 	poke chan struct{}
-	// failed is the seq of the event the cursor's failures are about
-	// (0: none, or not known since a restart). Only the worker uses it.
-	failed int64
 	// Counted since start, for metrics and the API.
 	delivered, failures atomic.Int64
 }
@@ -101,9 +98,15 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 			opts.Log.Warn("webhook is plain http to a host other than loopback: events and signatures cross the network unencrypted; use https",
 				"profile", opts.Profile, "webhook", cfg.ID(), "url", cfg.RedactedURL())
 		}
+		_, err = opts.Store.Webhook(ctx, cfg.ID())
+		isNew := db.ErrorCode(err) == db.CodeNotFound
 		start, err := opts.Store.OpenWebhook(ctx, cfg.ID())
 		if err != nil {
 			return nil, fmt.Errorf("profile %q: webhook %s: %w", opts.Profile, cfg.ID(), err)
+		}
+		if isNew {
+			opts.Log.Info("new webhook: it gets the events after the newest one (pairgate webhooks redeliver --from replays older ones)",
+				"profile", opts.Profile, "webhook", cfg.ID(), "url", cfg.RedactedURL(), "after", start.Cursor)
 		}
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		d.endpoints = append(d.endpoints, &endpoint{
@@ -192,18 +195,15 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 		}
 		return cur, false
 	}
-	if cur.Attempts > 0 && cur.DeadAtMs == 0 && (len(events) == 0 || ep.failed != 0 && events[0].Seq != ep.failed) {
-		// The event it was retrying is gone: retention pruned it (the
-		// sweeper said so). The next one starts with a clean slate, its
-		// own backoff and retry window; with none, it is caught up.
-		log.Warn("webhook: the event it was retrying was pruned before it could be delivered; going on with the events kept",
-			"seq", ep.failed, "attempts", cur.Attempts)
-		cur = db.WebhookCursor{ID: cur.ID, Generation: cur.Generation, Cursor: cur.Cursor}
-		ep.failed = 0
-		var err error
-		if cur, err = d.save(ctx, ep, cur, log); err != nil || len(events) == 0 {
-			return cur, err != nil
-		}
+	if len(events) == 0 && cur.NextAttemptMs != 0 {
+		// The event it was retrying is gone (retention pruned it; the
+		// sweeper said so) and none follows: the next event is tried
+		// when it comes. The endpoint is still failing: its attempts,
+		// backoff and retry window go on with that event, so one that
+		// is never reached is dead-lettered all the same.
+		cur.NextAttemptMs = 0
+		next, err := d.save(ctx, ep, cur, log)
+		return next, err != nil
 	}
 	skipped := false
 	for _, e := range events {
@@ -217,7 +217,10 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 		}
 		if err == nil {
 			ep.delivered.Add(1)
-			ep.failed = 0
+			if cur.Attempts > 0 {
+				log.Info("webhook delivering again", "seq", e.Seq, "failedAttempts", cur.Attempts,
+					"failingFor", (time.Duration(d.nowMs()-cur.FailingSinceMs) * time.Millisecond).Round(time.Second))
+			}
 			cur = db.WebhookCursor{ID: cur.ID, Generation: cur.Generation, Cursor: e.Seq}
 			if cur, err = d.save(ctx, ep, cur, log); err != nil {
 				return cur, true
@@ -226,7 +229,6 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 			continue
 		}
 		ep.failures.Add(1)
-		ep.failed = e.Seq
 		now := d.nowMs()
 		if cur.Attempts == 0 {
 			cur.FailingSinceMs = now
