@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -96,17 +97,17 @@ func TestHostAndOriginChecks(t *testing.T) {
 }
 
 // A client decides how often a refusal is logged and what it holds: the
-// lines are bounded in number (loglimit.Lines a window) and in size (the
-// Host, Origin and path cut to loglimit.MaxValue).
+// lines are bounded in number (one a minute for the same refusal of the
+// same client, loglimit.Lines a window in all) and in size (the Host,
+// Origin and path cut to loglimit.MaxValue).
 func TestRefusalsLogBoundedLines(t *testing.T) {
 	ts := startServer(t)
 	before := len(ts.log.String())
-	host := strings.Repeat("h", 100_000) + ".example"
-	origin := "http://" + strings.Repeat("o", 100_000) + ".example"
-	for i := range 2 * loglimit.Lines {
+	refuse := func(i int, host, origin string) {
+		t.Helper()
 		req, _ := http.NewRequest("GET", ts.url+"/healthz", nil)
 		req.Host = host
-		if i%2 == 1 {
+		if origin != "" {
 			req, _ = http.NewRequest("POST", ts.url+"/api/v1/profiles/default/verify", strings.NewReader("{}"))
 			req.Header.Set("Origin", origin)
 		}
@@ -120,9 +121,23 @@ func TestRefusalsLogBoundedLines(t *testing.T) {
 			t.Fatalf("request %d: %d, want 421 or 403", i, resp.StatusCode)
 		}
 	}
+	long := strings.Repeat("h", 100_000)
+	for i := range 10 { // the same refusal again and again: one line
+		refuse(i, long+".example", "")
+	}
+	if n := strings.Count(ts.log.String()[before:], "request refused"); n != 1 {
+		t.Fatalf("%d refusal lines for 10 of the same, want 1", n)
+	}
+	for i := range 2 * loglimit.Lines { // each another: Lines in all
+		if i%2 == 0 {
+			refuse(i, fmt.Sprintf("%s-%d.example", long, i), "")
+		} else {
+			refuse(i, "", fmt.Sprintf("http://%s-%d.example", strings.Repeat("o", 100_000), i))
+		}
+	}
 	logged := ts.log.String()[before:]
 	if n := strings.Count(logged, "request refused"); n != loglimit.Lines {
-		t.Fatalf("%d refusal lines for %d refused requests, want %d", n, 2*loglimit.Lines, loglimit.Lines)
+		t.Fatalf("%d refusal lines for %d refused requests, want %d", n, 10+2*loglimit.Lines, loglimit.Lines)
 	}
 	if len(logged) > loglimit.Lines*1000 {
 		t.Fatalf("%d bytes logged for %d refusals: the client's values were not cut", len(logged), loglimit.Lines)
