@@ -124,7 +124,7 @@ func (s *Store) OldestSeq(ctx context.Context) (int64, error) {
 // had seen them all was told its database was restored.
 func (s *Store) IssuedSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
-	err := s.r.queryRow(ctx, nil, `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), coalesce((SELECT max(seq) FROM events), 0))`).Scan(&seq)
+	err := s.r.queryRow(ctx, nil, qIssuedSeq).Scan(&seq)
 	return seq.Int64, classify(err, "read the last seq handed out")
 }
 

@@ -34,6 +34,8 @@ const (
 	qEventsAfter      = `SELECT seq, ts_ms, name, payload, actor, source FROM events WHERE seq > ? ORDER BY seq LIMIT ?`
 	qLastSeq          = `SELECT max(seq) FROM events`
 	qCountEventsAfter = `SELECT count(*) FROM events WHERE seq > ?`
+	// qIssuedSeq is the highest event seq ever handed out (IssuedSeq).
+	qIssuedSeq = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), coalesce((SELECT max(seq) FROM events), 0))`
 )
 
 var writeStatements = []string{qPendingOfNode, qCountLive, qNodeExists, qDecide, qNodeForApproval, qRequestByID, qInsertRequest, qUpsertNode, qInsertEvent, qMarkConnected, qLogConnect}

@@ -81,6 +81,7 @@ type Store struct {
 	// webhook delivered them, since the store opened.
 	undeliveredMu sync.Mutex
 	undelivered   map[string]int64
+	webhookFilter atomic.Pointer[func(id, event string) bool]
 
 	ttlMs              int64
 	maxPending         int

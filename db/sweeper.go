@@ -1,6 +1,7 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"log/slog"
@@ -70,37 +71,38 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 func (s *Store) pruneEvents(ctx context.Context, before int64) (int, map[string]int, error) {
 	total := 0
 	var lost map[string]int
+	wants := s.webhookFilter.Load()
 	for {
-		var seqs []int64
+		var pruned []prunedEvent
 		var behind map[string]int
 		err := s.writeTx(ctx, "prune events", func(tx *sql.Tx) error {
-			seqs, behind = seqs[:0], nil
+			pruned, behind = pruned[:0], nil
 			rows, err := tx.QueryContext(ctx, `DELETE FROM events
-				WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND ts_ms < ?1 RETURNING seq`, before, sweepBatch)
+				WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND ts_ms < ?1 RETURNING seq, name`, before, sweepBatch)
 			if err != nil {
 				return err
 			}
 			for rows.Next() {
-				var seq int64
-				if err := rows.Scan(&seq); err != nil {
+				var e prunedEvent
+				if err := rows.Scan(&e.seq, &e.name); err != nil {
 					rows.Close()
 					return err
 				}
-				seqs = append(seqs, seq)
+				pruned = append(pruned, e)
 			}
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			if len(seqs) == 0 {
+			if len(pruned) == 0 {
 				return nil
 			}
-			behind, err = webhooksBehind(ctx, tx, seqs)
+			behind, err = webhooksBehind(ctx, tx, pruned, wants)
 			return err
 		})
 		if err != nil {
 			return total, lost, err
 		}
-		total += len(seqs)
+		total += len(pruned)
 		for id, n := range behind {
 			if lost == nil {
 				lost = map[string]int{}
@@ -108,16 +110,23 @@ func (s *Store) pruneEvents(ctx context.Context, before int64) (int, map[string]
 			lost[id] += n
 			s.countUndelivered(id, n)
 		}
-		if len(seqs) < sweepBatch {
+		if len(pruned) < sweepBatch {
 			return total, lost, nil
 		}
 	}
 }
 
+type prunedEvent struct {
+	seq  int64
+	name string
+}
+
 // webhooksBehind counts, for each webhook whose cursor is before some of
-// seqs, how many of seqs are after it.
-func webhooksBehind(ctx context.Context, tx *sql.Tx, seqs []int64) (map[string]int, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, cursor FROM webhooks WHERE cursor < ?`, slices.Max(seqs))
+// the pruned events, how many of them after it the webhook would have
+// sent (wants, when set, is its event filter).
+func webhooksBehind(ctx context.Context, tx *sql.Tx, pruned []prunedEvent, wants *func(id, event string) bool) (map[string]int, error) {
+	newest := slices.MaxFunc(pruned, func(a, b prunedEvent) int { return cmp.Compare(a.seq, b.seq) }).seq
+	rows, err := tx.QueryContext(ctx, `SELECT id, cursor FROM webhooks WHERE cursor < ?`, newest)
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +139,13 @@ func webhooksBehind(ctx context.Context, tx *sql.Tx, seqs []int64) (map[string]i
 			return nil, err
 		}
 		n := 0
-		for _, seq := range seqs {
-			if seq > cursor {
+		for _, e := range pruned {
+			if e.seq > cursor && (wants == nil || (*wants)(id, e.name)) {
 				n++
 			}
+		}
+		if n == 0 {
+			continue
 		}
 		if out == nil {
 			out = map[string]int{}

@@ -41,7 +41,7 @@ func (s *Store) OpenWebhook(ctx context.Context, id string) (WebhookCursor, erro
 	var w WebhookCursor
 	err := s.writeTx(ctx, "open webhook", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, cursor)
-			VALUES (?, (SELECT coalesce(max(seq), 0) FROM events)) ON CONFLICT (id) DO NOTHING`, id); err != nil {
+			VALUES (?, (`+qIssuedSeq+`)) ON CONFLICT (id) DO NOTHING`, id); err != nil {
 			return err
 		}
 		var err error
@@ -89,8 +89,8 @@ func (s *Store) SaveWebhook(ctx context.Context, w WebhookCursor) error {
 func (s *Store) RedeliverWebhook(ctx context.Context, id string, from int64) (WebhookCursor, error) {
 	var w WebhookCursor
 	err := s.writeTx(ctx, "redeliver webhook", func(tx *sql.Tx) error {
-		var last int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&last); err != nil {
+		var last int64 // the newest event handed out, pruned or not
+		if err := tx.QueryRowContext(ctx, qIssuedSeq).Scan(&last); err != nil {
 			return err
 		}
 		if from > last+1 {
@@ -170,4 +170,12 @@ func (s *Store) ForgetWebhooks(ctx context.Context, keep []string) ([]WebhookCur
 		return nil
 	})
 	return gone, err
+}
+
+// SetWebhookFilter tells the sweeper which events each webhook sends
+// (wants reports whether webhook id sends events named event), so that
+// the pruned events it counts as a webhook's loss are only those it
+// would have sent. Unset, every event counts.
+func (s *Store) SetWebhookFilter(wants func(id, event string) bool) {
+	s.webhookFilter.Store(&wants)
 }

@@ -93,3 +93,27 @@ func TestRedeliverFromPrunedEvents(t *testing.T) {
 		t.Errorf("redeliver from cursor 1 = %+v, %v; want cursor 3", got, err)
 	}
 }
+
+// With every event pruned, the newest event handed out still counts: a
+// new endpoint starts after it (not at 0, before events it never saw),
+// and a redeliver may name the next one.
+func TestWebhooksKnowTheNewestEventWhenAllArePruned(t *testing.T) {
+	s, clk := retentionStore(t)
+	id := mustRequest(t, s, RequestInput{NodeID: "a"}).Request.RequestID
+	if _, err := s.Reject(ctx, id, byCLI); err != nil { // events 1 and 2
+		t.Fatal(err)
+	}
+	clk.Advance(3 * time.Hour)
+	if res, err := s.Sweep(ctx); err != nil || res.PrunedEvents != 2 {
+		t.Fatalf("sweep %+v, %v", res, err)
+	}
+	w, err := s.OpenWebhook(ctx, "wh_new")
+	if err != nil || w.Cursor != 2 {
+		t.Fatalf("a new endpoint with every event pruned: %+v, %v; want cursor 2", w, err)
+	}
+	if got, err := s.RedeliverWebhook(ctx, "wh_new", 3); err != nil || got.Cursor != 2 {
+		t.Fatalf("redeliver from the next event: %+v, %v", got, err)
+	}
+	_, err = s.RedeliverWebhook(ctx, "wh_new", 4)
+	wantCode(t, err, CodeInvalid, "from 4 is beyond the newest event (2)")
+}

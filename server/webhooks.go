@@ -82,12 +82,14 @@ func (s *Server) handleRedeliver(c echo.Context) error {
 	if d == nil {
 		return apiError(db.CodeNotFound, "profile %q has no webhooks; declare them under webhooks: in its configuration", p.Config.Name)
 	}
+	before, _ := p.Store.Webhook(c.Request().Context(), c.Param("id"))
 	st, err := d.Redeliver(c.Request().Context(), c.Param("id"), from)
 	if err != nil {
 		return err
 	}
 	s.log.Info("webhook redelivery requested", "profile", p.Config.Name, "webhook", st.ID,
-		"from", from, "resumesWith", st.Cursor+1, "lag", st.Lag, "remote", c.RealIP())
+		"from", from, "resumesWith", st.Cursor+1, "lag", st.Lag, "remote", c.RealIP(),
+		"clearedAttempts", before.Attempts, "wasDead", before.DeadAtMs != 0)
 	return c.JSON(http.StatusOK, st)
 }
 

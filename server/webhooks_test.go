@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -408,6 +409,9 @@ func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
 	if resumed.State != "delivering" || resumed.Cursor != 0 {
 		t.Fatalf("redeliver answered %+v", resumed)
 	}
+	if !regexp.MustCompile(`msg="webhook redelivery requested" profile=default webhook=\S+ from=0 resumesWith=1 lag=\d+ remote=127.0.0.1 clearedAttempts=[1-9]\d* wasDead=true`).MatchString(ts.log.String()) {
+		t.Fatalf("the redelivery of a dead endpoint is not logged:\n%s", ts.log)
+	}
 	last, _ := ts.byName["default"].Store.LastSeq(t.Context())
 	eventually(t, "resumed and caught up", func() bool { s := state(); return s.Cursor == last && s.State == "delivering" })
 	// Redeliver from an earlier event replays it, with its own webhook-id.
@@ -615,7 +619,7 @@ func TestWebhookGoesOnWhenItsRetriedEventIsPruned(t *testing.T) {
 	var again webhook.State
 	ts.mustAPI(t, 200, "POST", base+"/webhooks/"+state.ID+"/redeliver?from=1", "", &again)
 	if again.Cursor != 2 || again.Lag != 2 ||
-		!strings.Contains(ts.log.String(), `msg="webhook redelivery requested" profile=default webhook=`+state.ID+" from=1 resumesWith=3 lag=2 remote=127.0.0.1") {
+		!strings.Contains(ts.log.String(), `msg="webhook redelivery requested" profile=default webhook=`+state.ID+" from=1 resumesWith=3 lag=2 remote=127.0.0.1 clearedAttempts=0 wasDead=false") {
 		t.Fatalf("redeliver from 1: %+v\n%s", again, ts.log)
 	}
 	caughtUp(t, ts, 0, 4)

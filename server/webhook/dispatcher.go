@@ -89,6 +89,16 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 		opts.RetryWindow = DefaultRetryWindow
 	}
 	d := &Dispatcher{opts: opts}
+	wants := map[string]config.Webhook{}
+	for _, cfg := range opts.Endpoints {
+		wants[cfg.ID()] = cfg
+	}
+	// The sweeper counts as an endpoint's loss only the pruned events it
+	// would have sent.
+	opts.Store.SetWebhookFilter(func(id, event string) bool {
+		cfg, ok := wants[id]
+		return !ok || cfg.Wants(event)
+	})
 	for _, cfg := range opts.Endpoints {
 		key, err := cfg.SigningKey()
 		if err != nil {
@@ -240,8 +250,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, cur db.WebhookCu
 			log.Error("webhook dead-lettered: event not delivered within the retry window; redeliver resumes",
 				"seq", e.Seq, "attempts", cur.Attempts, "err", err)
 		} else {
-			cur.NextAttemptMs = now + d.opts.Backoff(cur.Attempts).Milliseconds()
-			log.Warn("webhook delivery failed; will retry", "seq", e.Seq, "attempt", cur.Attempts, "err", err)
+			wait := d.opts.Backoff(cur.Attempts)
+			cur.NextAttemptMs = now + wait.Milliseconds()
+			log.Warn("webhook delivery failed; will retry", "seq", e.Seq, "attempt", cur.Attempts, "retryIn", wait.Round(time.Second), "err", err)
 		}
 		cur, err = d.save(ctx, ep, cur, log)
 		return cur, err != nil // moved by a redeliver: deliver from there
@@ -314,8 +325,9 @@ type State struct {
 	// Events is the filter; absent: every event.
 	Events []string `json:"events,omitempty"`
 	// State is delivering, retrying or dead.
-	State   string `json:"state"`
-	LastSeq int64  `json:"lastSeq"`
+	State string `json:"state"`
+	// LastSeq is the newest event's seq, pruned or not.
+	LastSeq int64 `json:"lastSeq"`
 	// Lag is how many events the endpoint is behind (filtered ones
 	// included): counted, not LastSeq-Cursor, which a gap in the seqs (a
 	// restart after a crash, a restore) makes a thousand or more.
@@ -330,7 +342,7 @@ type State struct {
 
 // States reads every endpoint's state, in configuration order.
 func (d *Dispatcher) States(ctx context.Context) ([]State, error) {
-	last, err := d.opts.Store.LastSeq(ctx)
+	last, err := d.opts.Store.IssuedSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +390,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, id string, from int64) (Stat
 		case ep.poke <- struct{}{}:
 		default:
 		}
-		last, err := d.opts.Store.LastSeq(ctx)
+		last, err := d.opts.Store.IssuedSeq(ctx)
 		if err != nil {
 			return State{}, err
 		}
