@@ -104,4 +104,9 @@ func TestRefusedConnectsLogALineAMinute(t *testing.T) {
 		strings.Contains(logs, "pairing request refused") {
 		t.Fatalf("%d refused; want one line for 11 refusals:\n%s", refused, logs)
 	}
+	// The metric counts every one.
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	if want := `pairgate_ws_connects_refused_total{code="UNAVAILABLE",profile="default"} 11`; !strings.Contains(metrics, want) {
+		t.Fatalf("metrics lack %s", want)
+	}
 }

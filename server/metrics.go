@@ -24,6 +24,7 @@ type metrics struct {
 	decisions   *prometheus.CounterVec
 	verifies    *prometheus.CounterVec
 	wsClients   *prometheus.GaugeVec
+	wsRefused   *prometheus.CounterVec
 	sseClients  *prometheus.GaugeVec
 }
 
@@ -50,11 +51,14 @@ func newMetrics(profiles []*Profile, replication func(string) (replica.Status, b
 		wsClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pairgate_ws_clients", Help: "Open WebSocket sessions by profile and role.",
 		}, []string{"profile", "role"}),
+		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pairgate_ws_connects_refused_total", Help: "WebSocket connects refused, by profile and the error code answered (TOO_MANY_CONNECTIONS: before the upgrade); the log has a line a minute for the same refusal of the same client.",
+		}, []string{"profile", "code"}),
 		sseClients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pairgate_sse_clients", Help: "Open event streams by profile.",
 		}, []string{"profile"}),
 	}
-	m.reg.MustRegister(m.httpReqs, m.httpSeconds, m.calls, m.decisions, m.verifies, m.wsClients, m.sseClients,
+	m.reg.MustRegister(m.httpReqs, m.httpSeconds, m.calls, m.decisions, m.verifies, m.wsClients, m.wsRefused, m.sseClients,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, p := range profiles {
 		// Every series from the start, at 0: an alert on a rate of them
@@ -177,6 +181,11 @@ func (m *metrics) verified(profile string, ok bool) {
 // sessions follows the open WebSocket sessions (ws.Options).
 func (m *metrics) sessions(profile, role string, delta int) {
 	m.wsClients.WithLabelValues(profile, role).Add(float64(delta))
+}
+
+// refused counts a refused WebSocket connect (ws.Options).
+func (m *metrics) refused(profile, code string) {
+	m.wsRefused.WithLabelValues(profile, code).Inc()
 }
 
 // decided counts a resolution the hub delivered (ws.Options).

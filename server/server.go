@@ -120,7 +120,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		Log: log, Dispatcher: s.dispatch, Guard: s.guard, Now: s.now, Version: opts.Version, Host: s.host,
 		DeviceWindow: opts.DeviceSignatureWindow, Nonce: opts.ChallengeNonce,
 		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval,
-		Sessions: s.metrics.sessions, Decided: s.metrics.decided,
+		Sessions: s.metrics.sessions, Decided: s.metrics.decided, Refused: s.metrics.refused,
 		MaxConnsPerAddress: cmp.Or(cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress),
 	})
 	warnWeakTokens(profiles, log)

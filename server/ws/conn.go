@@ -216,6 +216,9 @@ func (c *conn) refuse(remoteIP, id string, cp connectParams, e *handshakeError) 
 	c.t.refusals.LogFrom(key, c.t.o.Log, slog.LevelInfo, "websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", loglimit.Value(wire.Message),
 		"client", loglimit.Value(cp.Client.ID), "version", loglimit.Value(cp.Client.Version), "mode", loglimit.Value(cp.Client.Mode), "role", loglimit.Value(cp.Role),
 		"minProtocol", cp.MinProtocol, "maxProtocol", cp.MaxProtocol)
+	if c.t.o.Refused != nil {
+		c.t.o.Refused(c.hub.profile.Name, wire.Code)
+	}
 	c.enqueue(mustJSON(resFrame{Type: "res", ID: id, OK: false, Error: wire}))
 	reason := e.closeReason
 	if reason == "" {

@@ -51,6 +51,9 @@ type Options struct {
 	// Decided of each resolution delivered, for metrics (nil: nothing).
 	Sessions func(profile, role string, delta int)
 	Decided  func(profile, decision string)
+	// Refused is told of each connect refused, with the error code it
+	// was answered (or TOO_MANY_CONNECTIONS, refused before the upgrade).
+	Refused func(profile, code string)
 	// MaxConnsPerAddress bounds the connections one source address holds
 	// open, in their handshake or in a session (0: no bound).
 	MaxConnsPerAddress int
@@ -135,6 +138,9 @@ func (t *Transport) NewHub(p *rpc.Profile) *Hub {
 func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remoteIP string) {
 	if !t.holdAddr(remoteIP) {
 		t.refusals.LogFrom(remoteIP, t.o.Log, slog.LevelWarn, "websocket refused: too many connections from this address", "remote", remoteIP, "max", t.o.MaxConnsPerAddress)
+		if t.o.Refused != nil {
+			t.o.Refused(h.profile.Name, "TOO_MANY_CONNECTIONS")
+		}
 		http.Error(w, fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", t.o.MaxConnsPerAddress), http.StatusTooManyRequests)
 		return
 	}
