@@ -23,12 +23,7 @@ func TestValue(t *testing.T) {
 
 func TestLimiter(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := timeless(&buf)
 	now := time.Unix(1000, 0)
 	l := &Limiter{Burst: 2, Window: time.Second}
 	l.now = func() time.Time { return now }
@@ -47,12 +42,7 @@ func TestLimiter(t *testing.T) {
 // its were left out; another client still gets its own through.
 func TestLogFrom(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := timeless(&buf)
 	now := time.Unix(1000, 0)
 	l := New()
 	l.now = func() time.Time { return now }
@@ -80,4 +70,14 @@ func TestLogFromMemoryIsBounded(t *testing.T) {
 	if n := len(l.fromKey); n > maxKeys {
 		t.Fatalf("%d clients remembered, bound %d", n, maxKeys)
 	}
+}
+
+// timeless is a text logger to w without the time: lines to compare.
+func timeless(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
 }
