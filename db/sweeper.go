@@ -239,8 +239,7 @@ func (s *Store) RunSweeper(ctx context.Context, every time.Duration) {
 			s.log.Info("sweeping again", "failedSweeps", failed)
 			failed = 0
 		}
-		switch {
-		case err != nil && ctx.Err() == nil:
+		if err != nil && ctx.Err() == nil {
 			failed++
 			failures.Log(s.log, slog.LevelError, "sweep failed", "err", err)
 		}
