@@ -214,7 +214,7 @@ func TestRunSweeperStopsOnCancel(t *testing.T) {
 func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
 	s, clk := retentionStore(t)
 	for _, id := range []string{"behind", "resolved-only"} { // at 0, before every event
-		if _, err := s.OpenWebhook(ctx, id); err != nil {
+		if _, _, err := s.OpenWebhook(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +222,7 @@ func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
 	for i := range n {
 		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("n-%d", i)})
 	}
-	middle, err := s.OpenWebhook(ctx, "middle")
+	middle, _, err := s.OpenWebhook(ctx, "middle")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSweeperCountsEventsWebhooksHadNotDelivered(t *testing.T) {
 	if err := s.SaveWebhook(ctx, middle); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.OpenWebhook(ctx, "caught-up"); err != nil { // at the newest event
+	if _, _, err := s.OpenWebhook(ctx, "caught-up"); err != nil { // at the newest event
 		t.Fatal(err)
 	}
 	s.SetWebhookFilter(func(id, event string) bool { return id != "resolved-only" || event == EventResolved })
@@ -258,7 +258,7 @@ func TestRunSweeperSaysWhatItSweptOnceAMinute(t *testing.T) {
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	opts.EventRetention = 3 * time.Minute
 	s := openWith(t, opts)
-	if _, err := s.OpenWebhook(ctx, "behind"); err != nil { // at 0, never delivering
+	if _, _, err := s.OpenWebhook(ctx, "behind"); err != nil { // at 0, never delivering
 		t.Fatal(err)
 	}
 	const n = 5

@@ -71,7 +71,10 @@ func (s *Store) Sweep(ctx context.Context) (SweepResult, error) {
 func (s *Store) pruneEvents(ctx context.Context, before int64) (int, map[string]int, error) {
 	total := 0
 	var lost map[string]int
-	wants := s.webhookFilter.Load()
+	wants := func(id, event string) bool { return true }
+	if f := s.webhookFilter.Load(); f != nil {
+		wants = *f
+	}
 	for {
 		var pruned []prunedEvent
 		var behind map[string]int
@@ -123,8 +126,8 @@ type prunedEvent struct {
 
 // webhooksBehind counts, for each webhook whose cursor is before some of
 // the pruned events, how many of them after it the webhook would have
-// sent (wants, when set, is its event filter).
-func webhooksBehind(ctx context.Context, tx *sql.Tx, pruned []prunedEvent, wants *func(id, event string) bool) (map[string]int, error) {
+// sent (wants is the webhooks' event filter).
+func webhooksBehind(ctx context.Context, tx *sql.Tx, pruned []prunedEvent, wants func(id, event string) bool) (map[string]int, error) {
 	newest := slices.MaxFunc(pruned, func(a, b prunedEvent) int { return cmp.Compare(a.seq, b.seq) }).seq
 	rows, err := tx.QueryContext(ctx, `SELECT id, cursor FROM webhooks WHERE cursor < ?`, newest)
 	if err != nil {
@@ -140,7 +143,7 @@ func webhooksBehind(ctx context.Context, tx *sql.Tx, pruned []prunedEvent, wants
 		}
 		n := 0
 		for _, e := range pruned {
-			if e.seq > cursor && (wants == nil || (*wants)(id, e.name)) {
+			if e.seq > cursor && wants(id, e.name) {
 				n++
 			}
 		}

@@ -35,20 +35,24 @@ func scanWebhook(row interface{ Scan(...any) error }) (WebhookCursor, error) {
 }
 
 // OpenWebhook returns the endpoint's cursor, creating it at the newest
-// event when the endpoint is new: a new endpoint gets what happens from
-// now on (Redeliver replays older events).
-func (s *Store) OpenWebhook(ctx context.Context, id string) (WebhookCursor, error) {
-	var w WebhookCursor
-	err := s.writeTx(ctx, "open webhook", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, cursor)
-			VALUES (?, (`+qIssuedSeq+`)) ON CONFLICT (id) DO NOTHING`, id); err != nil {
+// event when the endpoint is new (created): a new endpoint gets what
+// happens from now on (Redeliver replays older events).
+func (s *Store) OpenWebhook(ctx context.Context, id string) (w WebhookCursor, created bool, err error) {
+	err = s.writeTx(ctx, "open webhook", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, cursor)
+			VALUES (?, (`+qIssuedSeq+`)) ON CONFLICT (id) DO NOTHING`, id)
+		if err != nil {
 			return err
 		}
-		var err error
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		created = n == 1
 		w, err = scanWebhook(tx.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
 		return err
 	})
-	return w, err
+	return w, created, err
 }
 
 // Webhook reads an endpoint's cursor.

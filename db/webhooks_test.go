@@ -18,16 +18,16 @@ func TestWebhookCursor(t *testing.T) {
 		}
 	}
 	// A new endpoint starts at the newest event; opening again keeps it.
-	w, err := s.OpenWebhook(ctx, "wh_1")
-	if err != nil || w.Cursor != 3 || w.Attempts != 0 {
-		t.Fatalf("open = %+v, %v", w, err)
+	w, created, err := s.OpenWebhook(ctx, "wh_1")
+	if err != nil || !created || w.Cursor != 3 || w.Attempts != 0 {
+		t.Fatalf("open = %+v, %t, %v", w, created, err)
 	}
 	w.Cursor, w.Attempts, w.FailingSinceMs, w.LastError = 2, 4, 77, "HTTP 500"
 	if err := s.SaveWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := s.OpenWebhook(ctx, "wh_1"); err != nil || again != w {
-		t.Fatalf("reopen = %+v, %v; want %+v", again, err, w)
+	if again, created, err := s.OpenWebhook(ctx, "wh_1"); err != nil || created || again != w {
+		t.Fatalf("reopen = %+v, %t, %v; want %+v, not created", again, created, err, w)
 	}
 	// A redeliver wins over a delivery that was in flight when it came.
 	w.DeadAtMs = 99
@@ -70,7 +70,7 @@ func TestRedeliverFromPrunedEvents(t *testing.T) {
 	for i := range 3 {
 		mustRequest(t, s, RequestInput{NodeID: fmt.Sprintf("old-%d", i)}) // events 1–3
 	}
-	if _, err := s.OpenWebhook(ctx, "wh_1"); err != nil {
+	if _, _, err := s.OpenWebhook(ctx, "wh_1"); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(2*time.Hour + time.Millisecond)
@@ -107,7 +107,7 @@ func TestWebhooksKnowTheNewestEventWhenAllArePruned(t *testing.T) {
 	if res, err := s.Sweep(ctx); err != nil || res.PrunedEvents != 2 {
 		t.Fatalf("sweep %+v, %v", res, err)
 	}
-	w, err := s.OpenWebhook(ctx, "wh_new")
+	w, _, err := s.OpenWebhook(ctx, "wh_new")
 	if err != nil || w.Cursor != 2 {
 		t.Fatalf("a new endpoint with every event pruned: %+v, %v; want cursor 2", w, err)
 	}

@@ -692,7 +692,7 @@ func TestWebhookTakenOutIsForgotten(t *testing.T) {
 		}
 		defer p.Close()
 		for _, id := range []string{"wh_0123456789", kept.ID()} {
-			if _, err := p.Store.OpenWebhook(t.Context(), id); err != nil {
+			if _, _, err := p.Store.OpenWebhook(t.Context(), id); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -108,13 +108,11 @@ func New(ctx context.Context, opts Options) (*Dispatcher, error) {
 			opts.Log.Warn("webhook is plain http to a host other than loopback: events and signatures cross the network unencrypted; use https",
 				"profile", opts.Profile, "webhook", cfg.ID(), "url", cfg.RedactedURL())
 		}
-		_, err = opts.Store.Webhook(ctx, cfg.ID())
-		isNew := db.ErrorCode(err) == db.CodeNotFound
-		start, err := opts.Store.OpenWebhook(ctx, cfg.ID())
+		start, created, err := opts.Store.OpenWebhook(ctx, cfg.ID())
 		if err != nil {
 			return nil, fmt.Errorf("profile %q: webhook %s: %w", opts.Profile, cfg.ID(), err)
 		}
-		if isNew {
+		if created {
 			opts.Log.Info("new webhook: it gets the events after the newest one (pairgate webhooks redeliver --from replays older ones)",
 				"profile", opts.Profile, "webhook", cfg.ID(), "url", cfg.RedactedURL(), "after", start.Cursor)
 		}
