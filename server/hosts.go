@@ -137,7 +137,7 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if !g.hostAllowed(r.Host) {
-			g.refusals.LogFrom(clientHost(r)+"\x00host\x00"+r.Host, g.log, slog.LevelWarn, "request refused: foreign Host", "host", loglimit.Value(r.Host), "remote", r.RemoteAddr,
+			g.refusals.LogFrom(hostname(r.RemoteAddr), g.log, slog.LevelWarn, "request refused: foreign Host", "host", loglimit.Value(r.Host), "remote", r.RemoteAddr,
 				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path))
 			refuseRequest(w, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", loglimit.Value(r.Host)))
 			return
@@ -145,7 +145,7 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 		origin := r.Header.Get("Origin")
 		changes := r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions
 		if origin != "" && (changes || websocket.IsWebSocketUpgrade(r)) && !g.originAllowed(origin) {
-			g.refusals.LogFrom(clientHost(r)+"\x00origin\x00"+origin, g.log, slog.LevelWarn, "request refused: foreign Origin", "origin", loglimit.Value(origin), "remote", r.RemoteAddr,
+			g.refusals.LogFrom(hostname(r.RemoteAddr), g.log, slog.LevelWarn, "request refused: foreign Origin", "origin", loglimit.Value(origin), "remote", r.RemoteAddr,
 				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path), "websocket", websocket.IsWebSocketUpgrade(r))
 			refuseRequest(w, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", loglimit.Value(origin)))
 			return
@@ -160,14 +160,4 @@ func refuseRequest(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: statusCode(status), Message: message}})
-}
-
-// clientHost is the address a request came from, without its port: a
-// client's refusals are logged once a minute, whichever port it used.
-func clientHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

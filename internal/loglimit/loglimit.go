@@ -7,7 +7,9 @@ package loglimit
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -41,9 +43,9 @@ type Limiter struct {
 	start      time.Time
 	lines      int
 	suppressed int
-	// fromKey is LogFrom's: when each client's last line went through,
-	// and how many of its lines were left out since.
-	fromKey map[string]*keyLines
+	// fromKey is LogFrom's: when each client's last line of a shape went
+	// through, and how many of them were left out since.
+	fromKey map[uint64]*keyLines
 }
 
 type keyLines struct {
@@ -51,9 +53,9 @@ type keyLines struct {
 	left int
 }
 
-// KeyWindow is how often one client (LogFrom's key) gets a line of one
-// kind through: a single misbehaving node cannot spend a Limiter's Burst
-// on its own. maxKeys bounds the clients remembered.
+// KeyWindow is how often one client gets the same line through (LogFrom):
+// a single misbehaving node cannot spend a Limiter's Burst on its own.
+// maxKeys bounds the lines remembered.
 const (
 	KeyWindow = time.Minute
 	maxKeys   = 4096
@@ -89,7 +91,7 @@ func (l *Limiter) clock() time.Time {
 // allowKey is allow for one client's line: at most one a KeyWindow for
 // the key, within the Limiter's Burst. It also says how many of the
 // key's lines were left out since its last.
-func (l *Limiter) allowKey(key string) (ok bool, left, keyLeft int) {
+func (l *Limiter) allowKey(key uint64) (ok bool, left, keyLeft int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock()
@@ -113,7 +115,7 @@ func (l *Limiter) allowKey(key string) (ok bool, left, keyLeft int) {
 			}
 		}
 		if l.fromKey == nil {
-			l.fromKey = map[string]*keyLines{}
+			l.fromKey = map[uint64]*keyLines{}
 		}
 		k = &keyLines{}
 		l.fromKey[key] = k
@@ -153,15 +155,17 @@ func (l *Limiter) Log(log *slog.Logger, level slog.Level, msg string, args ...an
 	log.Log(context.Background(), level, msg, args...)
 }
 
-// LogFrom is Log for a line a client causes, key naming the client (its
-// address, with what else tells its lines apart): besides the Limiter's
-// bound, each key gets at most one line a KeyWindow, the next one
-// carrying "repeats" with the number of its lines left out.
-func (l *Limiter) LogFrom(key string, log *slog.Logger, level slog.Level, msg string, args ...any) {
+// LogFrom is Log for a line a client causes (client: its address):
+// besides the Limiter's bound, the same line from the same client gets
+// through once a KeyWindow, the next one carrying "repeats" with the
+// number left out. Lines are the same when msg and args are, but for the
+// digits in their strings: a retry-in, a port, a number in a name do not
+// make another line (numbers passed as numbers do).
+func (l *Limiter) LogFrom(client string, log *slog.Logger, level slog.Level, msg string, args ...any) {
 	if !log.Enabled(context.Background(), level) {
 		return
 	}
-	ok, left, repeats := l.allowKey(key)
+	ok, left, repeats := l.allowKey(lineKey(client, msg, args))
 	if !ok {
 		return
 	}
@@ -172,4 +176,30 @@ func (l *Limiter) LogFrom(key string, log *slog.Logger, level slog.Level, msg st
 		args = append(args, "suppressed", left)
 	}
 	log.Log(context.Background(), level, msg, args...)
+}
+
+var keySeed = maphash.MakeSeed()
+
+// lineKey hashes a line's client and shape: its strings without their
+// digits, its other values as they print.
+func lineKey(client, msg string, args []any) uint64 {
+	var h maphash.Hash
+	h.SetSeed(keySeed)
+	h.WriteString(client)
+	for _, a := range append([]any{msg}, args...) {
+		h.WriteByte(0)
+		s, ok := a.(string)
+		if !ok {
+			s = fmt.Sprint(a)
+		} else {
+			s = strings.Map(func(r rune) rune {
+				if '0' <= r && r <= '9' {
+					return -1
+				}
+				return r
+			}, s)
+		}
+		h.WriteString(s)
+	}
+	return h.Sum64()
 }

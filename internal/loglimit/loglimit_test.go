@@ -2,6 +2,7 @@ package loglimit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -38,8 +39,10 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-// One client gets a line a KeyWindow through, the next saying how many of
-// its were left out; another client still gets its own through.
+// One client gets the same line through once a KeyWindow, the next one
+// saying how many were left out; the digits in its strings do not make
+// another line, but another message, another string or another number
+// does, and another client gets its own.
 func TestLogFrom(t *testing.T) {
 	var buf bytes.Buffer
 	log := timeless(&buf)
@@ -47,13 +50,22 @@ func TestLogFrom(t *testing.T) {
 	l := New()
 	l.now = func() time.Time { return now }
 	for i := range 100 {
-		l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "i", i)
+		l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "reason", fmt.Sprintf("retry in %ds", 100-i), "max", 3)
 		now = now.Add(100 * time.Millisecond)
 	}
-	l.LogFrom("10.0.0.2", log, slog.LevelWarn, "refused", "i", 100)
+	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "reason", "bad token", "max", 3)
+	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "reason", "retry in 1s", "max", 4)
+	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "locked out", "reason", "retry in 1s", "max", 3)
+	l.LogFrom("10.0.0.2", log, slog.LevelWarn, "refused", "reason", "retry in 1s", "max", 3)
 	now = now.Add(KeyWindow)
-	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "i", 101)
-	want := "level=WARN msg=refused i=0\nlevel=WARN msg=refused i=100\nlevel=WARN msg=refused i=101 repeats=99\n"
+	l.LogFrom("10.0.0.1", log, slog.LevelWarn, "refused", "reason", "retry in 9s", "max", 3)
+	want := `level=WARN msg=refused reason="retry in 100s" max=3
+level=WARN msg=refused reason="bad token" max=3
+level=WARN msg=refused reason="retry in 1s" max=4
+level=WARN msg="locked out" reason="retry in 1s" max=3
+level=WARN msg=refused reason="retry in 1s" max=3
+level=WARN msg=refused reason="retry in 9s" max=3 repeats=99
+`
 	if buf.String() != want {
 		t.Fatalf("logged:\n%s\nwant:\n%s", buf.String(), want)
 	}

@@ -58,7 +58,7 @@ func wholeSeconds(d time.Duration) int { return int(d.Seconds() + 0.999) }
 func (g *Guard) AdmitRequest(s *Session) error {
 	err := g.Admit(s)
 	if err != nil {
-		g.refusedLines.LogFrom(s.Profile.Name+"\x00"+s.RemoteIP, g.log, slog.LevelWarn, "pairing request refused", "profile", s.Profile.Name, "remote", s.RemoteIP, "reason", WireError(err).Message)
+		g.refusedLines.LogFrom(s.RemoteIP, g.log, slog.LevelWarn, "pairing request refused", "profile", s.Profile.Name, "remote", s.RemoteIP, "reason", WireError(err).Message)
 	}
 	return err
 }

@@ -3,10 +3,8 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,16 +202,9 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 // The reasons are the protocol's messages, which never hold a token.
 func (c *conn) refuse(remoteIP, id string, cp connectParams, e *handshakeError) {
 	wire := rpc.WireError(e.err)
-	// A line a minute for the same refusal of the same client (a node
-	// that retries at once is refused again and again, for the same
-	// reason; its retry-in seconds do not make it another).
-	key := fmt.Sprint(c.hub.profile.Name, "\x00", remoteIP, "\x00", strings.Map(func(r rune) rune {
-		if '0' <= r && r <= '9' {
-			return -1
-		}
-		return r
-	}, wire.Message), "\x00", cp.Client.ID, "\x00", cp.Client.Version, "\x00", cp.Client.Mode, "\x00", cp.Role, "\x00", cp.MinProtocol, "-", cp.MaxProtocol)
-	c.t.refusals.LogFrom(key, c.t.o.Log, slog.LevelInfo, "websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", loglimit.Value(wire.Message),
+	// A line a minute for the same refusal of the same client: a node
+	// that retries at once is refused again and again, for the same reason.
+	c.t.refusals.LogFrom(remoteIP, c.t.o.Log, slog.LevelInfo, "websocket connect refused", "profile", c.hub.profile.Name, "remote", remoteIP, "reason", loglimit.Value(wire.Message),
 		"client", loglimit.Value(cp.Client.ID), "version", loglimit.Value(cp.Client.Version), "mode", loglimit.Value(cp.Client.Mode), "role", loglimit.Value(cp.Role),
 		"minProtocol", cp.MinProtocol, "maxProtocol", cp.MaxProtocol)
 	if c.t.o.Refused != nil {
