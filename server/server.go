@@ -54,8 +54,9 @@ type Options struct {
 	ChallengeNonce func() string
 	// HandshakeTimeout bounds the wait for connect (default 10s).
 	HandshakeTimeout time.Duration
-	// WriteTimeout bounds each write to a WebSocket or event-stream
-	// client; one that does not take it is dropped (default 10s).
+	// WriteTimeout bounds each write to a client (a WebSocket, an event
+	// stream, any HTTP answer); one that does not take it is dropped
+	// (default 10s).
 	WriteTimeout time.Duration
 	// TickInterval is how often every WebSocket session is sent the
 	// protocol's tick (default 30s, as hello-ok announces).
@@ -84,7 +85,7 @@ type Server struct {
 	ws       *ws.Transport
 	host     string
 	metrics  *metrics
-	// writeWait bounds each write to an event stream.
+	// writeWait bounds each write to an HTTP client or event stream.
 	writeWait time.Duration
 	// stallLimit is Options.WriteStallLimit.
 	stallLimit time.Duration
@@ -182,7 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
-			Handler:           s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile)),
+			Handler:           writeDeadlines(s.writeWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile))),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

@@ -3,11 +3,13 @@ package server
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,4 +142,35 @@ func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("still serving after shutdown")
 	}
+}
+
+// An outside trial's finding: a client that pipelines requests and never
+// reads the answers held its connection, a goroutine and megabytes of
+// socket buffer for as long as it liked (plain HTTP answers had no write
+// deadline). Now the write that stops moving is given up after the write
+// timeout and the connection closed; the server goes on serving.
+func TestUnreadAnswersAreGivenUp(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.WriteTimeout = 300 * time.Millisecond })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	const n = 400 // answers of ~44 KB: far more than the socket buffers hold
+	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
+	go io.WriteString(conn, strings.Repeat(req, n)) // the server stops reading once it cannot answer
+	time.Sleep(5 * ts.writeWait)                    // not reading: the server's write stalls
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.Copy(io.Discard, conn)
+	// Closed with our requests unread in its buffer, the server's socket
+	// resets the connection instead of ending it.
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the connection was still open after %d bytes: %v", got, err)
+	}
+	if size := int64(len(openAPI)); got >= n*size {
+		t.Fatalf("read %d bytes, every answer: the server never gave up", got)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 }
