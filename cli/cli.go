@@ -25,7 +25,8 @@ const (
 	exitUsage  = 2
 	// exitConfig (EX_CONFIG) is for bad configuration, for a database
 	// whose schema is newer than this binary, and for a state directory
-	// whose files do not belong together (db.ErrIntegrity).
+	// whose files do not belong together (db.ErrIntegrity) or is damaged
+	// (db.IsDamaged): restarting mends none of them.
 	exitConfig = 78
 )
 
@@ -123,7 +124,7 @@ func exitCode(env Env, err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &ce), errors.Is(err, db.ErrSchemaTooNew), errors.Is(err, db.ErrIntegrity):
+	case errors.As(err, &ce), errors.Is(err, db.ErrSchemaTooNew), errors.Is(err, db.ErrIntegrity), db.IsDamaged(err):
 		return exitConfig
 	}
 	return exitFailed

@@ -67,3 +67,41 @@ func TestServeRefusesALostKeyOrDatabase(t *testing.T) {
 		t.Fatal("the refused start made an empty database")
 	}
 }
+
+// An outside trial's finding: a database cut short (a half-copied file)
+// got SQLite's "database disk image is malformed" and exit 1 from serve,
+// export and migrate --status, which a supervisor retries for ever. Each
+// now exits 78 and says what to do, and changes nothing.
+func TestADatabaseCutShortIsRefusedAsDamaged(t *testing.T) {
+	for _, size := range []int64{100, 4096, 40000} {
+		stateDir := t.TempDir()
+		nodes := filepath.Join(stateDir, "nodes")
+		getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+		run := func(args ...string) (int, string) {
+			var errb bytes.Buffer
+			code := Run(context.Background(), args, getenv, nil, io.Discard, &errb)
+			return code, errb.String()
+		}
+		if code, errs := run("import", "--from", fixture.Path(t, "snapshots", "06-final")); code != 0 {
+			t.Fatalf("import = %d %s", code, errs)
+		}
+		path := filepath.Join(nodes, "pairing.sqlite")
+		if err := os.Truncate(path, size); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.ReadFile(path)
+		for _, args := range [][]string{
+			{"serve", "--listen", "127.0.0.1:0"},
+			{"export", "--to", t.TempDir()},
+			{"migrate", "--status"},
+		} {
+			code, errs := run(args...)
+			if code != 78 || !strings.Contains(errs, path+" is damaged or cut short") || !strings.Contains(errs, "restore it from a backup or a replica") {
+				t.Errorf("cut to %d bytes, %s = %d %s", size, args[0], code, errs)
+			}
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Errorf("cut to %d bytes: a refusal changed the database", size)
+		}
+	}
+}

@@ -154,7 +154,7 @@ func Migrations(ctx context.Context, path string) ([]Migration, error) {
 	}
 	statuses, err := p.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read migrations of %s: %w", path, err)
+		return nil, damaged(path, fmt.Errorf("read migrations of %s: %w", path, err))
 	}
 	out := make([]Migration, 0, len(statuses))
 	for _, st := range statuses {

@@ -113,6 +113,29 @@ func storageProblem(err error) string {
 	return ""
 }
 
+// IsDamaged reports an error of SQLite's that says the database file is
+// damaged (SQLITE_CORRUPT) or is not a database (SQLITE_NOTADB, as a file
+// cut short before its header is): restarting does not mend it.
+func IsDamaged(err error) bool {
+	switch sqliteCode(err) & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
+// damaged turns such an error, met opening or reading path, into
+// ErrIntegrity with what to do; other errors pass unchanged. An outside
+// trial found a database cut short (a half-copied file) answered with
+// SQLite's "database disk image is malformed" alone, and exit 1, which a
+// supervisor retries for ever.
+func damaged(path string, err error) error {
+	if !IsDamaged(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %s is damaged or cut short (SQLite: %v); restore it from a backup or a replica (pairgate restore), or move it away to start empty", ErrIntegrity, path, err)
+}
+
 // classify turns a storage failure into an *Error for callers: busy and
 // I/O-ish failures are "unavailable" (retry later), everything else internal.
 func classify(err error, what string) error {

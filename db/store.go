@@ -343,7 +343,8 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 			return err
 		}
 		if line != "ok" {
-			problems = append(problems, line)
+			// One line: SQLite starts a report with "*** in database main ***\n".
+			problems = append(problems, strings.Join(strings.Fields(line), " "))
 		}
 	}
 	if err := rows.Err(); err != nil {

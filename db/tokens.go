@@ -158,19 +158,19 @@ func checkContents(ctx context.Context, opts Options, keyExists bool) (tables []
 	}()
 	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+		return nil, damaged(opts.Path, fmt.Errorf("read the tables of %s: %w", opts.Path, err))
 	}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+			return nil, damaged(opts.Path, fmt.Errorf("read the tables of %s: %w", opts.Path, err))
 		}
 		tables = append(tables, name)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the tables of %s: %w", opts.Path, err)
+		return nil, damaged(opts.Path, fmt.Errorf("read the tables of %s: %w", opts.Path, err))
 	}
 	switch {
 	case len(tables) > 0 && !slices.Contains(tables, gooseTable):

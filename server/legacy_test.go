@@ -273,6 +273,9 @@ func TestADamagedDatabaseIsRefusedAtStart(t *testing.T) {
 	if !errors.Is(err, db.ErrIntegrity) || !strings.Contains(err.Error(), "is damaged (SQLite's quick_check: ") {
 		t.Fatalf("OpenProfile on a damaged database = %v; want a refusal naming quick_check", err)
 	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Fatalf("the refusal is not one line: %q", err)
+	}
 }
 
 // An operator trial: a mirror export that failed (the file was immutable
