@@ -14,6 +14,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/diskhint"
 )
 
 func runImport(ctx context.Context, env Env, args []string) error {
@@ -136,8 +137,12 @@ func runExport(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(p.DatabasePath()); err != nil {
+	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no pairgate database at %s: nothing to export", p.DatabasePath())
+	} else if err != nil {
+		// Not "no database": one that cannot be looked at (a trial saw a
+		// directory of the server's user called empty) is still there.
+		return diskhint.Wrap(fmt.Errorf("cannot read the database: %w", err), p.NodesDir())
 	}
 	dir := *to
 	if dir == "" {
@@ -190,6 +195,16 @@ func keepLegacyImport(p config.Profile) error {
 // (and may migrate); with one, it shares the database, whose schema the
 // server keeps current.
 func openOffline(ctx context.Context, p config.Profile) (*db.Store, func(), error) {
+	store, closeStore, err := openOfflineIn(ctx, p)
+	if err != nil {
+		// A read-only or full filesystem, or a directory of another user
+		// (a command run as root beside a server that is not): say which.
+		return nil, nil, diskhint.Wrap(err, p.NodesDir())
+	}
+	return store, closeStore, nil
+}
+
+func openOfflineIn(ctx context.Context, p config.Profile) (*db.Store, func(), error) {
 	if err := p.EnsureNodesDir(); err != nil {
 		return nil, nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/diskhint"
 	"github.com/pairgate/pairgate/migrations"
 )
 
@@ -103,7 +104,7 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		return nil
 	}
 	if *status {
-		return printMigrations(ctx, env, p)
+		return diskhint.Wrap(printMigrations(ctx, env, p), p.NodesDir())
 	}
 	if err := keepLegacyImport(p); err != nil {
 		return err

@@ -105,3 +105,17 @@ func TestADatabaseCutShortIsRefusedAsDamaged(t *testing.T) {
 		}
 	}
 }
+
+// An outside trial's finding: export called a database it could not look
+// at (a directory of the server's user) "no pairgate database … nothing
+// to export". Only a database that is not there is called missing; here
+// nodes/ is a file, so the database cannot even be looked for.
+func TestExportSaysWhyItCannotReadTheDatabase(t *testing.T) {
+	stateDir := t.TempDir()
+	os.WriteFile(filepath.Join(stateDir, "nodes"), []byte("not a directory"), 0o600)
+	var errb bytes.Buffer
+	code := Run(context.Background(), []string{"export", "--to", t.TempDir()}, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir}), nil, io.Discard, &errb)
+	if code != 1 || strings.Contains(errb.String(), "no pairgate database") || !strings.Contains(errb.String(), "cannot read the database: stat "+filepath.Join(stateDir, "nodes", "pairing.sqlite")+": not a directory") {
+		t.Fatalf("export = %d %s", code, errb.String())
+	}
+}

@@ -389,3 +389,23 @@ func TestFirstStartImportIgnoresMaxPending(t *testing.T) {
 		t.Fatalf("%d pending imported, want 2", len(pending))
 	}
 }
+
+// An outside trial: a stateDir that did not exist (a typo) was made, and
+// an empty profile served, with nothing in the log to say so. Opening it
+// again, or a directory that was there, says nothing.
+func TestANewStateDirectoryIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	existing := config.NewProfile("default", t.TempDir())
+	missing := config.NewProfile("work", filepath.Join(t.TempDir(), "typo", "state"))
+	for _, pc := range []config.Profile{existing, missing, missing} {
+		p, err := OpenProfile(context.Background(), pc, log, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+	}
+	if n := strings.Count(logs.String(), "created the profile's state directory, which did not exist"); n != 1 || !strings.Contains(logs.String(), "stateDir="+missing.StateDir) {
+		t.Fatalf("%d lines of a new state directory:\n%s", n, logs.String())
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/internal/diskhint"
 	"github.com/pairgate/pairgate/server/rpc"
 	"github.com/pairgate/pairgate/server/ws"
 )
@@ -44,8 +45,15 @@ const minOperatorToken = 32
 // takes the state-directory lock, resolves the operator token, and opens
 // and migrates the store. now is the store's clock (nil: time.Now).
 func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now func() time.Time) (*Profile, error) {
+	_, dirErr := os.Stat(pc.StateDir)
 	if err := pc.EnsureNodesDir(); err != nil {
 		return nil, err // it names the profile
+	}
+	if errors.Is(dirErr, fs.ErrNotExist) {
+		// An outside trial: a typo in stateDir served an empty profile,
+		// every node's token failing, and the log said nothing of it.
+		log.Warn("created the profile's state directory, which did not exist: the profile starts empty; if its state is elsewhere (a typo in stateDir, a mount not there yet), stop pairgate and fix stateDir",
+			"profile", pc.Name, "stateDir", pc.StateDir)
 	}
 	lock, err := db.LockStateDir(pc.LockPath())
 	if err != nil {
@@ -64,7 +72,7 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	// schema) leaves no operator token file generated behind.
 	if p.Store, err = db.Open(ctx, opts); err != nil {
 		p.Close()
-		return nil, fmt.Errorf("profile %q: %w", pc.Name, withDiskHint(err, pc.NodesDir()))
+		return nil, fmt.Errorf("profile %q: %w", pc.Name, diskhint.Wrap(err, pc.NodesDir()))
 	}
 	if err := p.Store.QuickCheck(ctx); err != nil {
 		p.Close()
@@ -96,14 +104,6 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	}
 	p.operatorDigest, p.shortToken = sha256.Sum256([]byte(token)), len(token) < minOperatorToken
 	return p, nil
-}
-
-// withDiskHint adds what diskHint finds about dir's filesystem to err.
-func withDiskHint(err error, dir string) error {
-	if hint := diskHint(dir); hint != "" {
-		return fmt.Errorf("%w (%s)", err, hint)
-	}
-	return err
 }
 
 // operatorToken returns the configured token, the token file's, or the

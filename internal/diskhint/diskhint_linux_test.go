@@ -1,4 +1,4 @@
-package server
+package diskhint
 
 import (
 	"errors"
@@ -11,10 +11,10 @@ import (
 // created) gets one, added after the error.
 func TestDiskHint(t *testing.T) {
 	base := errors.New("open pairing.sqlite: disk I/O error")
-	if err := withDiskHint(base, t.TempDir()); err != base {
+	if err := Wrap(base, t.TempDir()); err != base {
 		t.Fatalf("a healthy directory: %v", err)
 	}
-	err := withDiskHint(base, "/proc")
+	err := Wrap(base, "/proc")
 	if !errors.Is(err, base) || !strings.Contains(err.Error(), "the filesystem holding /proc has 0 KiB free") {
 		t.Fatalf("/proc: %v", err)
 	}

@@ -1,18 +1,19 @@
-package server
+package diskhint
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
 
-// diskHint says what about dir's filesystem explains a failure to open a
+// Hint says what about dir's filesystem explains a failure to open a
 // profile: no space left, mounted read-only, or not writable by this
 // process; "" when none of these holds. An operator trial saw only "disk
 // I/O error (4874)" for a full disk, and "attempt to write a readonly
 // database" without the directory.
-func diskHint(dir string) string {
+func Hint(dir string) string {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err == nil {
 		if st.Flags&unix.ST_RDONLY != 0 {
@@ -23,7 +24,21 @@ func diskHint(dir string) string {
 		}
 	}
 	if err := unix.Access(dir, unix.W_OK); err != nil {
-		return fmt.Sprintf("%s is not writable by this process (uid %d): %v", dir, os.Getuid(), err)
+		return fmt.Sprintf("%s is not writable by this process (uid %d): %v%s", dir, os.Getuid(), err, owner(dir))
 	}
 	return ""
+}
+
+// owner names the user owning dir, or the nearest directory above it this
+// process can look at: the user a command should run as.
+func owner(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if unix.Stat(d, &st) == nil {
+			return fmt.Sprintf("; %s belongs to uid %d: run as that user", d, st.Uid)
+		}
+		if d == filepath.Dir(d) {
+			return ""
+		}
+	}
 }
