@@ -46,6 +46,9 @@ Every nodes command takes --json (pure JSON on stdout) and:
                   single profile and no directory was chosen, that profile)
   --token TOKEN   default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in
                   $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token
+  --token-file F  the token from file F, instead of --token (which other
+                  users see in the process list)
+  --timeout D     how long to wait for each answer (default 30s)
 
 Examples:
   pairgate nodes pending

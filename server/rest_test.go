@@ -791,6 +791,32 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("in openapi.json but not served: %s", k)
 		}
 	}
+	// The refusals every route can answer (an operator trial: clients
+	// generated from the document did not know them): 421 for a foreign
+	// Host on any route, 403 for a foreign Origin on a write, 408 for a
+	// body that does not arrive.
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			var o struct {
+				RequestBody any            `json:"requestBody"`
+				Responses   map[string]any `json:"responses"`
+			}
+			b, _ := json.Marshal(op)
+			json.Unmarshal(b, &o)
+			want := []string{"421"}
+			if method != "get" {
+				want = append(want, "403")
+			}
+			if o.RequestBody != nil {
+				want = append(want, "408")
+			}
+			for _, code := range want {
+				if o.Responses[code] == nil {
+					t.Errorf("%s %s does not list %s", strings.ToUpper(method), path, code)
+				}
+			}
+		}
+	}
 }
 
 // Every property the OpenAPI document lets a request carry is accepted,
