@@ -159,8 +159,11 @@ func (f Field) checkValue(path string, v json.RawMessage) error {
 			return pathError(path, "must be boolean")
 		}
 	case Int:
-		var n float64
-		if json.Unmarshal(v, &n) != nil || n != float64(int64(n)) {
+		// Digits only: the value is decoded into a Go integer, and an
+		// outside trial's 4e0 (an integer to JSON Schema) passed here,
+		// then was refused in the decoder's words, naming Go types.
+		var n int64
+		if json.Unmarshal(v, &n) != nil {
 			return pathError(path, "must be integer")
 		}
 		if n < 1 {

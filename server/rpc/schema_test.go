@@ -66,3 +66,26 @@ func FuzzSchemaFastPath(f *testing.F) {
 		}
 	})
 }
+
+// An outside trial: "maxProtocol":4e0 passed the integer check and was
+// then refused by the decoder, in words naming Go's types. An integer is
+// written in digits; anything else is refused by the schema, by path.
+func TestIntegersAreDigits(t *testing.T) {
+	sc := Schema{{Name: "n", Kind: Int, Required: true}}
+	for raw, want := range map[string]string{
+		`{"n":4}`:                    "",
+		`{"n":4e0}`:                  "at /n: must be integer",
+		`{"n":4.0}`:                  "at /n: must be integer",
+		`{"n":1.5}`:                  "at /n: must be integer",
+		`{"n":99999999999999999999}`: "at /n: must be integer",
+		`{"n":0}`:                    "at /n: must be >= 1",
+	} {
+		got := ""
+		if err := sc.Check(json.RawMessage(raw)); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", raw, got, want)
+		}
+	}
+}
