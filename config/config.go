@@ -57,7 +57,8 @@ type Config struct {
 	// warn or error.
 	LogLevel string
 	// MaxConnsPerAddress bounds the WebSocket connections one source
-	// address holds open; 0 is DefaultMaxConnsPerAddress.
+	// address holds open, and apart its plain HTTP connections; 0 is
+	// DefaultMaxConnsPerAddress.
 	MaxConnsPerAddress int
 	Profiles           []Profile
 }

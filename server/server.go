@@ -180,12 +180,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	servers := make([]*http.Server, len(listeners))
+	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), s.cfg.TrustedProxies, s.log)
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
 			Handler:           writeDeadlines(s.writeWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile))),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
+			ConnState:         conns.track,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 		attrs := []any{"addr", l.ln.Addr().String()}

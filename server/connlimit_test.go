@@ -1,0 +1,106 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// An outside trial's finding: plain HTTP connections had no bound per
+// address, so one address could hold as many as it liked (each with a
+// goroutine and a descriptor) by asking on each now and then. They are
+// bounded apart from WebSocket sessions, by the same number: the next is
+// answered 429 before its request is read, a closed one frees its place,
+// and a connection that became a WebSocket counts only as one (until it
+// is upgraded, a WebSocket's connection is a plain one).
+func TestPlainConnectionsPerAddressAreBounded(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.cfg.MaxConnsPerAddress = 3 })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	ask := func(c net.Conn, r *bufio.Reader) (*http.Response, error) {
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		resp, err := http.ReadResponse(r, nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	// Three WebSocket sessions: once upgraded, the WebSocket bound's own.
+	for range 3 {
+		ws, _, err := websocket.DefaultDialer.Dial(ts.ws+"/", nil)
+		if err != nil {
+			t.Fatalf("a WebSocket: %v", err)
+		}
+		defer ws.Close()
+	}
+	var held []net.Conn
+	for i := range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if resp, err := ask(c, bufio.NewReader(c)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %v %v", i, resp, err)
+		}
+		held = append(held, c) // kept open, idle
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := ask(c, bufio.NewReader(c))
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a fourth plain connection: %v %v, want 429", resp, err)
+	}
+	if !strings.Contains(ts.log.String(), "connection refused: too many connections from this address") {
+		t.Fatalf("the refusal is not logged:\n%s", ts.log)
+	}
+	held[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(ts.url + "/healthz")
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if err == nil {
+			resp.Body.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection did not free its place: %v %v", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Behind a trusted proxy every client comes from the proxy's address:
+// its connections are not bounded by that address.
+func TestTrustedProxiesAreNotBoundedByConnections(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.cfg.MaxConnsPerAddress = 2
+		s.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	for i := range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d from the proxy: %v %v", i, resp, err)
+		}
+	}
+}
