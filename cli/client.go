@@ -249,21 +249,31 @@ func (c *conn) explain(ctx context.Context, err error) error {
 	case err == nil:
 		return nil
 	case client.IsUnreachable(err):
-		return fmt.Errorf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL())
+		return &worded{fmt.Sprintf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL()), err}
 	case client.IsInterrupted(err):
-		return fmt.Errorf("the connection to the server at %s ended before it answered (was it stopping?); what was asked may or may not be done: `pairgate nodes list` shows what was done", c.api.URL())
+		return &worded{fmt.Sprintf("the connection to the server at %s ended before it answered (was it stopping?); what was asked may or may not be done: `pairgate nodes list` shows what was done", c.api.URL()), err}
 	case client.IsTimeout(err):
 		// A change may still be made: the server may be waiting on its
 		// database (`pairgate health` says), and a write it began goes
 		// through once that answers.
-		return fmt.Errorf("the server at %s did not answer in %s; what was asked may still be done once it does: `pairgate health` shows whether its database is stalled, `pairgate nodes list` what was done (--timeout waits longer)", c.api.URL(), c.timeout)
+		return &worded{fmt.Sprintf("the server at %s did not answer in %s; what was asked may still be done once it does: `pairgate health` shows whether its database is stalled, `pairgate nodes list` what was done (--timeout waits longer)", c.api.URL(), c.timeout), err}
 	case db.ErrorCode(err) == db.CodeUnauthorized && c.named:
-		return c.refusedNamed(ctx)
+		return &worded{c.refusedNamed(ctx).Error(), err}
 	case db.ErrorCode(err) == db.CodeUnauthorized:
-		return c.refused()
+		return &worded{c.refused().Error(), err}
 	}
 	return err
 }
+
+// worded is a failure worded for the operator, which still unwraps to
+// what failed (for --json's code).
+type worded struct {
+	msg   string
+	cause error
+}
+
+func (w *worded) Error() string { return w.msg }
+func (w *worded) Unwrap() error { return w.cause }
 
 // refusedNamed explains a token the named profile refused, with the
 // profiles the server has.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,5 +36,39 @@ func TestCLIWordsRefusalsByCode(t *testing.T) {
 	// health needs no token and is not locked out.
 	if code, out, _ := cliRun(getenv, "health"); code != exitOK || !strings.Contains(out, `"default":"ok"`) {
 		t.Fatalf("health during the lockout: %d %s", code, out)
+	}
+}
+
+// An operator trial: with --json a failed command printed nothing on
+// stdout, and "already approved" looked like "no such request". It now
+// prints the REST API's error shape, with the code a script can test.
+func TestJSONFailuresSayTheirCode(t *testing.T) {
+	stateDir := t.TempDir()
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	srv := startServe(t, getenv)
+	getenv = testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir, "PAIRGATE_URL": srv.url})
+	id := request(t, srv.url, getenv, `{"nodeId":"json-node"}`)
+	if code, _, errs := cliRun(getenv, "nodes", "approve", id, "--json"); code != exitOK {
+		t.Fatalf("approve = %d %s", code, errs)
+	}
+	check := func(wantCode string, args ...string) {
+		t.Helper()
+		code, out, errs := cliRun(getenv, args...)
+		var got struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitFailed || got.Error.Code != wantCode || got.Error.Message+"\n" != errs {
+			t.Fatalf("%v = %d\nstdout %s\nstderr %s\nwant code %s, the message of stderr", args, code, out, errs, wantCode)
+		}
+	}
+	check("conflict", "nodes", "approve", id, "--json")
+	check("not_found", "nodes", "approve", "00000000-0000-0000-0000-000000000000", "--json")
+	check("not_found", "nodes", "remove", "--node", "no-such-node", "--json")
+	srv.stop(t)
+	check("unreachable", "nodes", "pending", "--json")
+	check("unreachable", "profiles", "--json")
+	// Without --json, stdout stays empty.
+	if _, out, _ := cliRun(getenv, "nodes", "pending"); out != "" {
+		t.Fatalf("a failure without --json printed %q", out)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pairgate/pairgate/db"
+	"github.com/pairgate/pairgate/server/client"
 )
 
 // subcommand is one command of a group of server commands (pairgate
@@ -85,9 +88,38 @@ func (g group) run(ctx context.Context, env Env, args []string) error {
 	out := output{w: env.Stdout, json: *cf.json, width: terminalWidth(env, env.Stdout), now: time.Now()}
 	c, err := cf.connect(ctx, env)
 	if err != nil {
-		return failed(name, err)
+		return out.failure(failed(name, err))
 	}
-	return failed(name, c.explain(ctx, cmd.run(ctx, c, out)))
+	return out.failure(failed(name, c.explain(ctx, cmd.run(ctx, c, out))))
+}
+
+// failure returns err, the command's failure as worded for the operator,
+// and with --json also prints it on stdout as the REST API answers one:
+// {"error":{"code","message"}}, the code from what failed under the
+// words, so a script can tell "already approved" (conflict) from "no
+// such request" (not_found) without reading them. An operator trial
+// found --json printed nothing at all on a failure.
+func (o output) failure(err error) error {
+	if err == nil || !o.json {
+		return err
+	}
+	var code db.Code
+	switch {
+	case client.IsUnreachable(err):
+		code = "unreachable"
+	case client.IsTimeout(err):
+		code = db.CodeTimeout
+	case client.IsInterrupted(err):
+		code = "interrupted"
+	default:
+		code = db.ErrorCode(err)
+	}
+	type failure struct {
+		Code    db.Code `json:"code"`
+		Message string  `json:"message"`
+	}
+	printJSON(o.w, map[string]failure{"error": {Code: code, Message: err.Error()}})
+	return err
 }
 
 func (g group) names() []string {

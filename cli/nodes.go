@@ -107,12 +107,12 @@ func resolveNode(nodes []nodeEntry, query string) (nodeEntry, error) {
 		case 1:
 			return found[0], nil
 		}
-		return nodeEntry{}, fmt.Errorf("ambiguous node: %s matches %s; give the full id", q, describeAll(found))
+		return nodeEntry{}, &db.Error{Code: db.CodeInvalid, Message: fmt.Sprintf("ambiguous node: %s matches %s; give the full id", q, describeAll(found))}
 	}
 	if len(q) < 6 && slices.ContainsFunc(nodes, func(n nodeEntry) bool { return strings.HasPrefix(n.NodeID, q) }) {
-		return nodeEntry{}, fmt.Errorf("unknown node: %s (an id prefix needs 6 or more characters; known: %s)", q, describeAll(nodes))
+		return nodeEntry{}, &db.Error{Code: db.CodeNotFound, Message: fmt.Sprintf("unknown node: %s (an id prefix needs 6 or more characters; known: %s)", q, describeAll(nodes))}
 	}
-	return nodeEntry{}, fmt.Errorf("unknown node: %s (known: %s)", q, describeAll(nodes))
+	return nodeEntry{}, &db.Error{Code: db.CodeNotFound, Message: fmt.Sprintf("unknown node: %s (known: %s)", q, describeAll(nodes))}
 }
 
 func describeAll(nodes []nodeEntry) string {

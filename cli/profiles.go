@@ -13,13 +13,14 @@ func runProfiles(ctx context.Context, env Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	out := output{w: env.Stdout, json: *cf.json}
 	c, _, _, err := cf.newConn(env)
 	if err != nil {
-		return failed("profiles", err)
+		return out.failure(failed("profiles", err))
 	}
 	profiles, err := c.api.Profiles(ctx)
 	if err != nil {
-		return failed("profiles", c.explain(ctx, err))
+		return out.failure(failed("profiles", c.explain(ctx, err)))
 	}
 	if *cf.json {
 		return printJSON(env.Stdout, profiles)
