@@ -41,9 +41,29 @@ type deadlineWriter struct {
 
 func (d *deadlineWriter) extend() { d.rc.SetWriteDeadline(time.Now().Add(d.wait)) }
 
+// deadlineChunk is how much of one Write goes out under one deadline: a
+// large answer written at once (an export of many nodes is one Write of
+// its JSON) is not cut off for a client that reads it slowly but
+// steadily, as long as 64 KiB leave in each wait.
+const deadlineChunk = 64 << 10
+
 func (d *deadlineWriter) Write(b []byte) (int, error) {
-	d.extend()
-	return d.ResponseWriter.Write(b)
+	if len(b) == 0 {
+		d.extend()
+		return d.ResponseWriter.Write(b)
+	}
+	n := 0
+	for len(b) > 0 {
+		chunk := b[:min(len(b), deadlineChunk)]
+		d.extend()
+		m, err := d.ResponseWriter.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[len(chunk):]
+	}
+	return n, nil
 }
 
 func (d *deadlineWriter) WriteHeader(code int) {
