@@ -243,6 +243,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"token and file", "profiles:\n  - name: a\n    token: x\n    tokenFile: /y\n", `profiles[0].token: both token and tokenFile are set`},
 		{"bad cidr", "profiles:\n  - name: a\n    autoApprove:\n      silentCidrs: [nope]\n", `profiles[0].autoApprove.silentCidrs[0]: "nope" is not an address or CIDR`},
 		{"not yaml", "profiles: [\n", "not valid YAML"},
+		// The parser names line 1, where the list began; the fix says so.
+		{"mis-indented", "profiles:\n  - name: a\n   stateDir: /tmp/x\n", "line 1: did not find expected '-' indicator; the line named may be where the broken block begins"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,7 +86,10 @@ func Parse(raw []byte, getenv func(string) string) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return Default(getenv), nil
 		}
-		return Config{}, &Error{Key: "(file)", Problem: "not valid YAML: " + err.Error(), Fix: "see config/pairgate.example.yaml"}
+		// The YAML parser names the line where the block it was reading
+		// began, not the line that broke it (an operator trial: a key
+		// indented one space too few on line 3, "line 1" in the error).
+		return Config{}, &Error{Key: "(file)", Problem: "not valid YAML: " + err.Error(), Fix: "the line named may be where the broken block begins: check the indentation of the lines after it (spaces, the same for every key of a list item); see config/pairgate.example.yaml"}
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
