@@ -54,10 +54,12 @@ type Options struct {
 	ChallengeNonce func() string
 	// HandshakeTimeout bounds the wait for connect (default 10s).
 	HandshakeTimeout time.Duration
-	// WriteTimeout bounds each write to a client (a WebSocket, an event
-	// stream, any HTTP answer); one that does not take it is dropped
-	// (default 10s).
+	// WriteTimeout bounds each write to a WebSocket or event-stream
+	// client; one that does not take it is dropped (default 10s).
 	WriteTimeout time.Duration
+	// AnswerWriteTimeout bounds each 64 KiB of any other HTTP answer
+	// (default answerWait, 2 minutes).
+	AnswerWriteTimeout time.Duration
 	// TickInterval is how often every WebSocket session is sent the
 	// protocol's tick (default 30s, as hello-ok announces).
 	TickInterval time.Duration
@@ -85,8 +87,9 @@ type Server struct {
 	ws       *ws.Transport
 	host     string
 	metrics  *metrics
-	// writeWait bounds each write to an HTTP client or event stream.
-	writeWait time.Duration
+	// writeWait bounds each write to an event stream; answerWait each
+	// 64 KiB of another HTTP answer.
+	writeWait, answerWait time.Duration
 	// stallLimit is Options.WriteStallLimit.
 	stallLimit time.Duration
 	webhooks   map[string]*webhook.Dispatcher
@@ -106,6 +109,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		cfg: cfg, profiles: profiles, byName: map[string]*Profile{}, log: log, now: opts.Now,
 		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
 		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
+		answerWait: cmp.Or(opts.AnswerWriteTimeout, answerWait),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -184,7 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
-			Handler:           writeDeadlines(s.writeWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile))),
+			Handler:           writeDeadlines(s.stopCtx, s.answerWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile))),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			ConnState:         conns.track,

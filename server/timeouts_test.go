@@ -150,7 +150,7 @@ func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
 // deadline). Now the write that stops moving is given up after the write
 // timeout and the connection closed; the server goes on serving.
 func TestUnreadAnswersAreGivenUp(t *testing.T) {
-	ts := startServer(t, func(s *serverSetup) { s.opts.WriteTimeout = 300 * time.Millisecond })
+	ts := startServer(t, func(s *serverSetup) { s.opts.AnswerWriteTimeout = 300 * time.Millisecond })
 	addr := strings.TrimPrefix(ts.url, "http://")
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -161,7 +161,7 @@ func TestUnreadAnswersAreGivenUp(t *testing.T) {
 	const n = 400 // answers of ~44 KB: far more than the socket buffers hold
 	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
 	go io.WriteString(conn, strings.Repeat(req, n)) // the server stops reading once it cannot answer
-	time.Sleep(5 * ts.writeWait)                    // not reading: the server's write stalls
+	time.Sleep(5 * ts.answerWait)                   // not reading: the server's write stalls
 	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, err := io.Copy(io.Discard, conn)
 	// Closed with our requests unread in its buffer, the server's socket
@@ -173,4 +173,25 @@ func TestUnreadAnswersAreGivenUp(t *testing.T) {
 		t.Fatalf("read %d bytes, every answer: the server never gave up", got)
 	}
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}
+
+// A re-trial: shutdown waited for an HTTP answer its client did not read
+// (7.4 s, for an export). Once shutdown begins, such a write has a second.
+func TestShutdownDoesNotWaitForUnreadAnswers(t *testing.T) {
+	ts := startServer(t) // the answer timeout is its default, minutes
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
+	go io.WriteString(conn, strings.Repeat(req, 400))
+	time.Sleep(500 * time.Millisecond) // the server's write is blocked
+	start := time.Now()
+	ts.stop()
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("shutdown waited %v for a client that does not read", waited)
+	}
 }

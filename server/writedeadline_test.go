@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +19,7 @@ import (
 func TestWriteDeadlinesLetSlowSteadyReadersFinish(t *testing.T) {
 	const size = 8 << 20
 	body := bytes.Repeat([]byte("x"), size)
-	srv := httptest.NewUnstartedServer(writeDeadlines(time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(writeDeadlines(context.Background(), time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(body) // one Write, as an encoder does
 	})))
 	// The send buffer of a slow link: loopback's grows to megabytes, and
