@@ -162,6 +162,9 @@ func runExport(ctx context.Context, env Env, args []string) error {
 	defer closeStore()
 	if !*force {
 		if err := store.CheckOverwrite(ctx, dir); err != nil {
+			if db.IsDamaged(err) {
+				return err // --force cannot read a damaged database either
+			}
 			return fmt.Errorf("%w; or, to write over them anyway, --force", err)
 		}
 	}

@@ -99,6 +99,12 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *status {
+		// What serve would refuse as a lost database, said as serve does.
+		if err := db.CheckBesideKey(db.OptionsFor(p)); err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(p.DatabasePath()); errors.Is(err, fs.ErrNotExist) && *status {
 		fmt.Fprintf(env.Stdout, "No database at %s yet; `pairgate serve` creates it (importing OpenClaw's files in nodes/, if any), as does `pairgate migrate` where there are none.\n", p.DatabasePath())
 		return nil

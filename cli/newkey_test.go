@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/fixture"
 )
 
@@ -117,5 +118,75 @@ func TestExportSaysWhyItCannotReadTheDatabase(t *testing.T) {
 	code := Run(context.Background(), []string{"export", "--to", t.TempDir()}, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir}), nil, io.Discard, &errb)
 	if code != 1 || strings.Contains(errb.String(), "no pairgate database") || !strings.Contains(errb.String(), "cannot read the database: stat "+filepath.Join(stateDir, "nodes", "pairing.sqlite")+": not a directory") {
 		t.Fatalf("export = %d %s", code, errb.String())
+	}
+}
+
+// A re-trial: `migrate --status` on an empty (0-byte) database beside its
+// key wrote goose's table into it, and serve then took it for a new,
+// empty profile. --status writes nothing, and it and migrate refuse the
+// lost database as serve does.
+func TestMigrateLeavesAnEmptyDatabaseAsItIs(t *testing.T) {
+	stateDir := t.TempDir()
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	run := func(args ...string) (int, string) {
+		var errb bytes.Buffer
+		code := Run(context.Background(), args, getenv, nil, io.Discard, &errb)
+		return code, errb.String()
+	}
+	if code, errs := run("import", "--from", fixture.Path(t, "snapshots", "06-final")); code != 0 {
+		t.Fatalf("import = %d %s", code, errs)
+	}
+	path := filepath.Join(stateDir, "nodes", "pairing.sqlite")
+	db.RemoveDatabase(path)
+	os.WriteFile(path, nil, 0o600)
+	for _, args := range [][]string{{"migrate", "--status"}, {"migrate"}, {"serve", "--listen", "127.0.0.1:0"}} {
+		if code, errs := run(args...); code != 78 || !strings.Contains(errs, "is empty (0 bytes)") {
+			t.Errorf("%v = %d %s", args, code, errs)
+		}
+		if info, err := os.Stat(path); err != nil || info.Size() != 0 {
+			t.Fatalf("after %v the database is %v %v", args, info, err)
+		}
+	}
+}
+
+// A re-trial overwrote one page of a database at a time: some damage was
+// refused as damage (78, restore it), some answered with SQLite's words
+// and no way out ("token key: database disk image is malformed"). Damage
+// on any page is now either unnoticed (a page nothing reads) or refused
+// with exit 78 and what to restore.
+func TestDamageOnAnyPageIsRefusedAsDamage(t *testing.T) {
+	pristine := t.TempDir()
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": pristine})
+	if code := Run(context.Background(), []string{"import", "--from", fixture.Path(t, "snapshots", "06-final")}, getenv, nil, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("import = %d", code)
+	}
+	if code := Run(context.Background(), []string{"migrate"}, getenv, nil, io.Discard, io.Discard); code != 0 { // checkpoints: every page in the file
+		t.Fatalf("migrate = %d", code)
+	}
+	raw, err := os.ReadFile(filepath.Join(pristine, "nodes", "pairing.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := os.ReadFile(filepath.Join(pristine, "nodes", "pairing.key"))
+	refused := 0
+	for page := range len(raw) / 4096 {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "nodes"), 0o700)
+		damaged := bytes.Clone(raw)
+		copy(damaged[page*4096+100:(page+1)*4096], bytes.Repeat([]byte{0xA5}, 4096))
+		os.WriteFile(filepath.Join(dir, "nodes", "pairing.sqlite"), damaged, 0o600)
+		os.WriteFile(filepath.Join(dir, "nodes", "pairing.key"), key, 0o600)
+		var errb bytes.Buffer
+		code := Run(context.Background(), []string{"export", "--to", t.TempDir()}, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": dir}), nil, io.Discard, &errb)
+		switch {
+		case code == 0:
+		case code == 78 && strings.Contains(errb.String(), "restore it from a backup or a replica"):
+			refused++
+		default:
+			t.Errorf("page %d damaged: export = %d %s", page, code, errb.String())
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no damaged page of %d was refused", len(raw)/4096)
 	}
 }

@@ -142,8 +142,14 @@ type Migration struct {
 // Migrations reports every migration this binary knows and whether the
 // database at path has it. It reads only the goose version table; a
 // database newer than this binary is reported with ErrSchemaTooNew.
+//
+// It opens the database read-only: goose would create its version table
+// where there is none, and a re-trial saw `migrate --status` turn an
+// empty (0-byte) database beside its key, which serve refuses as lost,
+// into a new schema that serve then took for a new, empty profile. With
+// no version table, every migration is reported pending.
 func Migrations(ctx context.Context, path string) ([]Migration, error) {
-	conn, err := sql.Open("sqlite", DSN(path, false))
+	conn, err := sql.Open("sqlite", DSN(path, true)+"&mode=ro")
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +157,18 @@ func Migrations(ctx context.Context, path string) ([]Migration, error) {
 	p, err := newProvider(conn)
 	if err != nil {
 		return nil, err
+	}
+	var versioned bool
+	err = conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`, gooseTable).Scan(&versioned)
+	if err != nil {
+		return nil, damaged(path, fmt.Errorf("read migrations of %s: %w", path, err))
+	}
+	if !versioned {
+		var out []Migration
+		for _, src := range p.ListSources() {
+			out = append(out, Migration{Version: src.Version, File: src.Path})
+		}
+		return out, nil
 	}
 	statuses, err := p.Status(ctx)
 	if err != nil {

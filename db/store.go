@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -92,6 +93,26 @@ type Store struct {
 // Open opens (creating if needed) a profile's database, checks or applies
 // its schema, and loads (creating if needed) the sealing key.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	s, err := open(ctx, opts)
+	if err == nil || errors.Is(err, ErrSchemaTooNew) || errors.Is(err, ErrLocked) {
+		return s, err
+	}
+	// Damage met anywhere on the way in is refused as damage, with what
+	// to do: a re-trial overwrote one page at a time and got SQLite's
+	// words alone (the key check, the boot record), goose's ("table
+	// already exists"), or a damaged token taken for a wrong key, whose
+	// advice (new-key) would have lost every token. Only a failure pays
+	// for the check.
+	if IsDamaged(err) {
+		return nil, damaged(opts.Path, err)
+	}
+	if qerr := quickCheckFile(ctx, opts.Path); qerr != nil {
+		return nil, fmt.Errorf("%w (met as: %v)", qerr, err)
+	}
+	return nil, err
+}
+
+func open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		path:               opts.Path,
 		now:                opts.Now,
@@ -331,9 +352,44 @@ func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
 // of answering writes with rows of other records and failing later. It
 // reads every page once.
 func (s *Store) QuickCheck(ctx context.Context) error {
-	rows, err := s.read.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	return quickCheck(ctx, s.read, s.path)
+}
+
+// quickCheckFile runs quick_check on the database at path, read-only,
+// for Open's failures: nil when the file is sound (or cannot be looked
+// at: the failure at hand then stands).
+func quickCheckFile(ctx context.Context, path string) error {
+	if info, err := os.Stat(path); err != nil || info.Size() == 0 {
+		return nil
+	}
+	// A read-only look at a WAL database makes an empty -wal and a -shm
+	// where there were none: they go again, as a refusal changes no file.
+	made := map[string]bool{}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(path + suffix); errors.Is(err, fs.ErrNotExist) {
+			made[suffix] = true
+		}
+	}
+	conn, err := sql.Open("sqlite", DSN(path, true)+"&mode=ro")
 	if err != nil {
-		return fmt.Errorf("%w: %s cannot be checked: %v; restore it from a backup or a replica (pairgate restore)", ErrIntegrity, s.path, err)
+		return nil
+	}
+	defer func() {
+		conn.Close()
+		if wal, err := os.Stat(path + "-wal"); made["-wal"] && err == nil && wal.Size() == 0 {
+			os.Remove(path + "-wal")
+			if made["-shm"] {
+				os.Remove(path + "-shm")
+			}
+		}
+	}()
+	return quickCheck(ctx, conn, path)
+}
+
+func quickCheck(ctx context.Context, conn *sql.DB, path string) error {
+	rows, err := conn.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if err != nil {
+		return fmt.Errorf("%w: %s cannot be checked: %v; restore it from a backup or a replica (pairgate restore)", ErrIntegrity, path, err)
 	}
 	defer rows.Close()
 	var problems []string
@@ -351,7 +407,7 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s is damaged (SQLite's quick_check: %s); restore it from a backup or a replica (pairgate restore), or move it away to start empty", ErrIntegrity, s.path, strings.Join(problems, "; "))
+		return fmt.Errorf("%w: %s is damaged (SQLite's quick_check: %s); restore it from a backup or a replica (pairgate restore), or move it away to start empty", ErrIntegrity, path, strings.Join(problems, "; "))
 	}
 	return nil
 }

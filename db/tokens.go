@@ -96,6 +96,14 @@ func readKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// CheckBesideKey refuses, as Open does, a missing or empty database
+// where the profile's key exists (a lost database): for commands that
+// only look (migrate --status).
+func CheckBesideKey(opts Options) error {
+	_, err := os.Stat(opts.KeyPath)
+	return checkDatabaseBesideKey(opts, err == nil)
+}
+
 // checkDatabaseBesideKey refuses a missing or empty database where a key
 // exists: the key is written after the database is set up, so the
 // database was lost, and starting empty would lose every pairing silently.
