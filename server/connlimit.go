@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/internal/loglimit"
 )
 
@@ -21,7 +23,8 @@ import (
 //
 // It counts a connection from the moment it is accepted until it closes
 // or becomes a WebSocket (hijacked), which the WebSocket bound counts
-// from then on. Peers in trustedProxies are not bounded: every client
+// from then on; a connection past the bound is answered 429 before its
+// request is read, and never served. Peers in trustedProxies are not bounded: every client
 // behind one comes from its address (the WebSocket bound, which reads
 // the forwarded address, still applies to them).
 type connLimit struct {
@@ -32,8 +35,8 @@ type connLimit struct {
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
-	// counted holds the connections counted, so that a state change of
-	// one that was refused (closed at once) is not uncounted.
+	// counted holds the connections counted (not a trusted proxy's),
+	// so that only those are uncounted.
 	counted map[net.Conn]netip.Addr
 }
 
@@ -42,28 +45,32 @@ func newConnLimit(max int, trusted []netip.Prefix, log *slog.Logger) *connLimit 
 		open: map[netip.Addr]int{}, counted: map[net.Conn]netip.Addr{}}
 }
 
-// track is an http.Server's ConnState: it counts new connections, refuses
-// one past the bound with a 429 before reading its request, and uncounts
-// them when they close or are hijacked.
+// peer is the address c counts against, and whether it is bounded at
+// all (a trusted proxy's is not).
+func (l *connLimit) peer(c net.Conn) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range l.trusted {
+		if p.Contains(addr) {
+			return addr, false
+		}
+	}
+	return addr, true
+}
+
+// track is an http.Server's ConnState: it counts new connections and
+// uncounts them when they close or are hijacked.
 func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil {
+		addr, bounded := l.peer(c)
+		if !bounded {
 			return
-		}
-		addr := ap.Addr().Unmap()
-		for _, p := range l.trusted {
-			if p.Contains(addr) {
-				return
-			}
 		}
 		l.mu.Lock()
-		if l.open[addr] >= l.max {
-			l.mu.Unlock()
-			l.refuse(c, addr)
-			return
-		}
 		l.open[addr]++
 		l.counted[c] = addr
 		l.mu.Unlock()
@@ -79,15 +86,64 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	}
 }
 
-// refuse answers a connection past the bound and closes it; the server
-// then finds it closed and ends it. It runs in the server's accept loop
-// (where StateNew is told), before the connection is read, so the request
-// is never served; a new socket's send buffer is empty, so the write does
-// not wait (and may wait a second at most).
-func (l *connLimit) refuse(c net.Conn, addr netip.Addr) {
-	l.lines.LogFrom(addr.String(), l.log, slog.LevelWarn, "connection refused: too many connections from this address", "remote", addr.String(), "max", l.max)
-	body := fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress\n", l.max)
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+// listener bounds ln: a connection from an address at the bound is never
+// handed to the HTTP server; it is answered and closed on a goroutine of
+// its own. (The server counts the ones it gets in track, on the same
+// goroutine as Accept, right after it.)
+func (l *connLimit) listener(ln net.Listener) net.Listener {
+	return &limitedListener{Listener: ln, l: l, refusing: make(chan struct{}, maxRefusing)}
+}
+
+// maxRefusing bounds the refusals answered at once: past it, under a
+// flood, a connection is closed without its answer.
+const maxRefusing = 256
+
+type limitedListener struct {
+	net.Listener
+	l        *connLimit
+	refusing chan struct{}
+}
+
+func (ll *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr, bounded := ll.l.peer(c)
+		if !bounded {
+			return c, nil
+		}
+		ll.l.mu.Lock()
+		over := ll.l.open[addr] >= ll.l.max
+		ll.l.mu.Unlock()
+		if !over {
+			return c, nil
+		}
+		ll.l.lines.LogFrom(addr.String(), ll.l.log, slog.LevelWarn, "connection refused: too many connections from this address", "remote", addr.String(), "max", ll.l.max)
+		select {
+		case ll.refusing <- struct{}{}:
+			go func() {
+				defer func() { <-ll.refusing }()
+				ll.l.refuse(c)
+			}()
+		default:
+			c.Close()
+		}
+	}
+}
+
+// refuse answers a connection past the bound with 429 and the API's
+// error, then reads what the client sent before closing (for up to a
+// second), so that the close does not reset the connection and lose the
+// answer (a re-trial saw every refusal end in a reset).
+func (l *connLimit) refuse(c net.Conn) {
+	body := fmt.Sprintf(`{"error":{"code":%q,"message":"too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress"}}`+"\n", db.CodeLimit, l.max)
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	io.CopyN(io.Discard, c, 64<<10)
 	c.Close()
 }
