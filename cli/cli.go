@@ -111,10 +111,13 @@ func exitCode(env Env, err error) int {
 		return exitOK
 	}
 	var failure *commandError
+	var asJSON *jsonFailure
 	// Errors may quote node data (ids, names, legacy file keys); a
 	// report's own lines stay lines.
 	msg := visibleLines(err.Error())
-	if errors.As(err, &failure) {
+	if errors.As(err, &asJSON) {
+		asJSON.write(env.Stderr)
+	} else if errors.As(err, &failure) {
 		fmt.Fprintln(env.Stderr, msg) // "nodes approve failed: …", as OpenClaw prints it
 	} else {
 		fmt.Fprintln(env.Stderr, "pairgate: "+msg)

@@ -181,9 +181,9 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 	case db.ErrorCode(err) == db.CodeRateLimited:
 		// Wrong tokens tried against every profile at once lock this
 		// address out of the list; each profile keeps its own count.
-		return nil, fmt.Errorf("%v; a profile named with --profile NAME is counted on its own", err)
+		return nil, &worded{fmt.Sprintf("%v; a profile named with --profile NAME is counted on its own", err), err}
 	case db.ErrorCode(err) == db.CodeUnauthorized:
-		return nil, c.refusedToken(ctx, local.StateDir)
+		return nil, &worded{c.refusedToken(ctx, local.StateDir).Error(), err}
 	case err != nil:
 		return nil, c.explain(ctx, err)
 	}
@@ -203,8 +203,8 @@ func (f clientFlags) connect(ctx context.Context, env Env) (*conn, error) {
 		c.profile = profiles[0].Name
 		return c, nil
 	}
-	return nil, fmt.Errorf("the server at %s serves no profile with state directory %s; this token opens: %s (name one with --profile NAME)",
-		c.api.URL(), p.StateDir, strings.Join(served, ", "))
+	return nil, &db.Error{Code: db.CodeNotFound, Message: fmt.Sprintf("the server at %s serves no profile with state directory %s; this token opens: %s (name one with --profile NAME)",
+		c.api.URL(), p.StateDir, strings.Join(served, ", "))}
 }
 
 // refusedToken explains a refused operator token: where it was read from,

@@ -39,9 +39,10 @@ func TestCLIWordsRefusalsByCode(t *testing.T) {
 	}
 }
 
-// An operator trial: with --json a failed command printed nothing on
-// stdout, and "already approved" looked like "no such request". It now
-// prints the REST API's error shape, with the code a script can test.
+// An operator trial: with --json a failed command said nothing a script
+// could read, and "already approved" looked like "no such request". Its
+// stderr is now the REST API's error shape, with the code a script can
+// test; stdout stays empty, as OpenClaw's CLI leaves it.
 func TestJSONFailuresSayTheirCode(t *testing.T) {
 	stateDir := t.TempDir()
 	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
@@ -57,18 +58,21 @@ func TestJSONFailuresSayTheirCode(t *testing.T) {
 		var got struct {
 			Error struct{ Code, Message string }
 		}
-		if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitFailed || got.Error.Code != wantCode || got.Error.Message+"\n" != errs {
-			t.Fatalf("%v = %d\nstdout %s\nstderr %s\nwant code %s, the message of stderr", args, code, out, errs, wantCode)
+		if err := json.Unmarshal([]byte(errs), &got); err != nil || code != exitFailed || got.Error.Code != wantCode || !strings.HasPrefix(got.Error.Message, args[0]+" ") || out != "" {
+			t.Fatalf("%v = %d\nstdout %s\nstderr %s\nwant code %s on stderr, nothing on stdout", args, code, out, errs, wantCode)
 		}
 	}
 	check("conflict", "nodes", "approve", id, "--json")
 	check("not_found", "nodes", "approve", "00000000-0000-0000-0000-000000000000", "--json")
 	check("not_found", "nodes", "remove", "--node", "no-such-node", "--json")
+	// A wrong token, with or without the profile named: one code.
+	check("unauthorized", "nodes", "pending", "--json", "--token", "a-wrong-token-0123456789abcdef0123")
+	check("unauthorized", "nodes", "pending", "--json", "--token", "a-wrong-token-0123456789abcdef0123", "--profile", "default")
 	srv.stop(t)
 	check("unreachable", "nodes", "pending", "--json")
 	check("unreachable", "profiles", "--json")
-	// Without --json, stdout stays empty.
-	if _, out, _ := cliRun(getenv, "nodes", "pending"); out != "" {
-		t.Fatalf("a failure without --json printed %q", out)
+	// Without --json, the failure is its line.
+	if _, out, errs := cliRun(getenv, "nodes", "pending"); out != "" || !strings.HasPrefix(errs, "nodes pending failed: no pairgate answers at ") {
+		t.Fatalf("a failure without --json: stdout %q stderr %q", out, errs)
 	}
 }

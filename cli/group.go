@@ -93,12 +93,14 @@ func (g group) run(ctx context.Context, env Env, args []string) error {
 	return out.failure(failed(name, c.explain(ctx, cmd.run(ctx, c, out))))
 }
 
-// failure returns err, the command's failure as worded for the operator,
-// and with --json also prints it on stdout as the REST API answers one:
-// {"error":{"code","message"}}, the code from what failed under the
-// words, so a script can tell "already approved" (conflict) from "no
-// such request" (not_found) without reading them. An operator trial
-// found --json printed nothing at all on a failure.
+// failure returns err, the command's failure as worded for the operator;
+// with --json it is written on stderr as the REST API answers one,
+// {"error":{"code","message"}}, instead of as a line, the code from what
+// failed under the words, so a script can tell "already approved"
+// (conflict) from "no such request" (not_found) without reading them
+// (an operator trial). stdout stays empty on a failure, as OpenClaw's
+// own CLI leaves it (a re-trial: `… --json | jq '.[]'` must not find an
+// error object where it expects the list).
 func (o output) failure(err error) error {
 	if err == nil || !o.json {
 		return err
@@ -114,12 +116,25 @@ func (o output) failure(err error) error {
 	default:
 		code = db.ErrorCode(err)
 	}
+	return &jsonFailure{err: err, code: code}
+}
+
+// jsonFailure is a failure Run writes on stderr as JSON.
+type jsonFailure struct {
+	err  error
+	code db.Code
+}
+
+func (f *jsonFailure) Error() string { return f.err.Error() }
+func (f *jsonFailure) Unwrap() error { return f.err }
+
+// write writes the failure as {"error":{"code","message"}}.
+func (f *jsonFailure) write(w io.Writer) {
 	type failure struct {
 		Code    db.Code `json:"code"`
 		Message string  `json:"message"`
 	}
-	printJSON(o.w, map[string]failure{"error": {Code: code, Message: err.Error()}})
-	return err
+	printJSON(w, map[string]failure{"error": {Code: f.code, Message: f.err.Error()}})
 }
 
 func (g group) names() []string {
