@@ -47,7 +47,7 @@ const minOperatorToken = 32
 func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now func() time.Time) (*Profile, error) {
 	_, dirErr := os.Stat(pc.StateDir)
 	if err := pc.EnsureNodesDir(); err != nil {
-		return nil, err // it names the profile
+		return nil, diskhint.Wrap(err, pc.StateDir) // it names the profile
 	}
 	if errors.Is(dirErr, fs.ErrNotExist) {
 		// An outside trial: a typo in stateDir served an empty profile,
@@ -57,6 +57,9 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	}
 	lock, err := db.LockStateDir(pc.LockPath())
 	if err != nil {
+		if !errors.Is(err, db.ErrLocked) {
+			err = diskhint.Wrap(err, pc.NodesDir()) // a directory of another user
+		}
 		return nil, fmt.Errorf("profile %q: %w", pc.Name, err)
 	}
 	p := &Profile{Config: pc, lock: lock}

@@ -1,7 +1,9 @@
 package diskhint
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -14,6 +16,13 @@ import (
 // I/O error (4874)" for a full disk, and "attempt to write a readonly
 // database" without the directory.
 func Hint(dir string) string {
+	// A directory still to be made: what matters is the one to make it in.
+	for {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) || dir == filepath.Dir(dir) {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err == nil {
 		if st.Flags&unix.ST_RDONLY != 0 {

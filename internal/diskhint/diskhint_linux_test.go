@@ -18,4 +18,9 @@ func TestDiskHint(t *testing.T) {
 	if !errors.Is(err, base) || !strings.Contains(err.Error(), "the filesystem holding /proc has 0 KiB free") {
 		t.Fatalf("/proc: %v", err)
 	}
+	// A directory still to be made is judged by the one it is made in (a
+	// re-trial got "not writable …: no such file or directory").
+	if err := Wrap(base, "/proc/no-such-dir/nodes"); !strings.Contains(err.Error(), "the filesystem holding /proc has 0 KiB free") {
+		t.Fatalf("a directory under /proc still to be made: %v", err)
+	}
 }
