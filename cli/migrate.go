@@ -110,6 +110,11 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		return nil
 	}
 	if *status {
+		// The version table alone says nothing of damage elsewhere (a
+		// re-trial: "applied" on a database serve refuses).
+		if err := db.QuickCheckFile(ctx, p.DatabasePath()); err != nil {
+			return err
+		}
 		return diskhint.Wrap(printMigrations(ctx, env, p), p.NodesDir())
 	}
 	if err := keepLegacyImport(p); err != nil {

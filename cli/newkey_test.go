@@ -168,7 +168,7 @@ func TestDamageOnAnyPageIsRefusedAsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, _ := os.ReadFile(filepath.Join(pristine, "nodes", "pairing.key"))
-	refused := 0
+	refused := map[string]int{}
 	for page := range len(raw) / 4096 {
 		dir := t.TempDir()
 		os.MkdirAll(filepath.Join(dir, "nodes"), 0o700)
@@ -176,17 +176,25 @@ func TestDamageOnAnyPageIsRefusedAsDamage(t *testing.T) {
 		copy(damaged[page*4096+100:(page+1)*4096], bytes.Repeat([]byte{0xA5}, 4096))
 		os.WriteFile(filepath.Join(dir, "nodes", "pairing.sqlite"), damaged, 0o600)
 		os.WriteFile(filepath.Join(dir, "nodes", "pairing.key"), key, 0o600)
-		var errb bytes.Buffer
-		code := Run(context.Background(), []string{"export", "--to", t.TempDir()}, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": dir}), nil, io.Discard, &errb)
-		switch {
-		case code == 0:
-		case code == 78 && strings.Contains(errb.String(), "restore it from a backup or a replica"):
-			refused++
-		default:
-			t.Errorf("page %d damaged: export = %d %s", page, code, errb.String())
+		// migrate --status first: it must change nothing export then meets.
+		for _, args := range [][]string{{"migrate", "--status"}, {"export", "--to", t.TempDir()}} {
+			var errb bytes.Buffer
+			code := Run(context.Background(), args, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": dir}), nil, io.Discard, &errb)
+			switch {
+			case code == 0:
+			case code == 78 && strings.Contains(errb.String(), "restore it from a backup or a replica"):
+				refused[args[0]]++
+			default:
+				t.Errorf("page %d damaged: %s = %d %s", page, args[0], code, errb.String())
+			}
 		}
 	}
-	if refused == 0 {
+	if refused["export"] == 0 {
 		t.Fatalf("no damaged page of %d was refused", len(raw)/4096)
+	}
+	// The status command looks at the whole file too: it reported
+	// "applied" for damage export refuses (a re-trial).
+	if refused["migrate"] < refused["export"] {
+		t.Fatalf("migrate --status refused %d damaged pages, export %d", refused["migrate"], refused["export"])
 	}
 }

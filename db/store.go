@@ -106,7 +106,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if IsDamaged(err) {
 		return nil, damaged(opts.Path, err)
 	}
-	if qerr := quickCheckFile(ctx, opts.Path); qerr != nil {
+	if qerr := QuickCheckFile(ctx, opts.Path); qerr != nil {
 		return nil, fmt.Errorf("%w (met as: %v)", qerr, err)
 	}
 	return nil, err
@@ -355,10 +355,10 @@ func (s *Store) QuickCheck(ctx context.Context) error {
 	return quickCheck(ctx, s.read, s.path)
 }
 
-// quickCheckFile runs quick_check on the database at path, read-only,
-// for Open's failures: nil when the file is sound (or cannot be looked
-// at: the failure at hand then stands).
-func quickCheckFile(ctx context.Context, path string) error {
+// QuickCheckFile runs quick_check on the database at path, read-only
+// (Open's failures, migrate --status): nil when the file is sound (or
+// cannot be looked at: the failure at hand then stands).
+func QuickCheckFile(ctx context.Context, path string) error {
 	if info, err := os.Stat(path); err != nil || info.Size() == 0 {
 		return nil
 	}
