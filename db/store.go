@@ -388,6 +388,9 @@ func QuickCheckFile(ctx context.Context, path string) error {
 
 func quickCheck(ctx context.Context, conn *sql.DB, path string) error {
 	rows, err := conn.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if IsDamaged(err) {
+		return damaged(path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s cannot be checked: %v; restore it from a backup or a replica (pairgate restore)", ErrIntegrity, path, err)
 	}
