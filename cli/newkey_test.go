@@ -69,24 +69,31 @@ func TestServeRefusesALostKeyOrDatabase(t *testing.T) {
 	}
 }
 
+// importedStateDir is a state directory holding the real gateway's final
+// pairings, and a function running pairgate on it (exit code, stderr).
+func importedStateDir(t *testing.T) (string, func(args ...string) (int, string)) {
+	t.Helper()
+	stateDir := t.TempDir()
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	run := func(args ...string) (int, string) {
+		var errb bytes.Buffer
+		code := Run(context.Background(), args, getenv, nil, io.Discard, &errb)
+		return code, errb.String()
+	}
+	if code, errs := run("import", "--from", fixture.Path(t, "snapshots", "06-final")); code != 0 {
+		t.Fatalf("import = %d %s", code, errs)
+	}
+	return stateDir, run
+}
+
 // An outside trial's finding: a database cut short (a half-copied file)
 // got SQLite's "database disk image is malformed" and exit 1 from serve,
 // export and migrate --status, which a supervisor retries for ever. Each
 // now exits 78 and says what to do, and changes nothing.
 func TestADatabaseCutShortIsRefusedAsDamaged(t *testing.T) {
 	for _, size := range []int64{100, 4096, 40000} {
-		stateDir := t.TempDir()
-		nodes := filepath.Join(stateDir, "nodes")
-		getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
-		run := func(args ...string) (int, string) {
-			var errb bytes.Buffer
-			code := Run(context.Background(), args, getenv, nil, io.Discard, &errb)
-			return code, errb.String()
-		}
-		if code, errs := run("import", "--from", fixture.Path(t, "snapshots", "06-final")); code != 0 {
-			t.Fatalf("import = %d %s", code, errs)
-		}
-		path := filepath.Join(nodes, "pairing.sqlite")
+		stateDir, run := importedStateDir(t)
+		path := filepath.Join(stateDir, "nodes", "pairing.sqlite")
 		if err := os.Truncate(path, size); err != nil {
 			t.Fatal(err)
 		}
@@ -126,16 +133,7 @@ func TestExportSaysWhyItCannotReadTheDatabase(t *testing.T) {
 // empty profile. --status writes nothing, and it and migrate refuse the
 // lost database as serve does.
 func TestMigrateLeavesAnEmptyDatabaseAsItIs(t *testing.T) {
-	stateDir := t.TempDir()
-	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
-	run := func(args ...string) (int, string) {
-		var errb bytes.Buffer
-		code := Run(context.Background(), args, getenv, nil, io.Discard, &errb)
-		return code, errb.String()
-	}
-	if code, errs := run("import", "--from", fixture.Path(t, "snapshots", "06-final")); code != 0 {
-		t.Fatalf("import = %d %s", code, errs)
-	}
+	stateDir, run := importedStateDir(t)
 	path := filepath.Join(stateDir, "nodes", "pairing.sqlite")
 	db.RemoveDatabase(path)
 	os.WriteFile(path, nil, 0o600)

@@ -52,9 +52,9 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 }
 
-// stuckSubscriber opens an event stream with a small receive buffer and
-// never reads it.
-func stuckSubscriber(t *testing.T, ts *testServer) net.Conn {
+// slowReader connects to ts with a small receive buffer; it is closed
+// when the test ends.
+func slowReader(t *testing.T, ts *testServer) (net.Conn, string) {
 	t.Helper()
 	addr := strings.TrimPrefix(ts.url, "http://")
 	conn, err := net.Dial("tcp", addr)
@@ -63,6 +63,14 @@ func stuckSubscriber(t *testing.T, ts *testServer) net.Conn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.(*net.TCPConn).SetReadBuffer(4096)
+	return conn, addr
+}
+
+// stuckSubscriber opens an event stream with a small receive buffer and
+// never reads it.
+func stuckSubscriber(t *testing.T, ts *testServer) net.Conn {
+	t.Helper()
+	conn, addr := slowReader(t, ts)
 	fmt.Fprintf(conn, "GET %s/events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", base, addr, testToken)
 	return conn
 }
@@ -144,6 +152,21 @@ func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
 	}
 }
 
+// unreadRequests answers of ~44 KB are far more than the socket buffers
+// between the server and a client that does not read hold.
+const unreadRequests = 400
+
+// unreadAnswers pipelines unreadRequests requests for the OpenAPI
+// document on a connection with a small receive buffer, and reads none
+// of the answers.
+func unreadAnswers(t *testing.T, ts *testServer) net.Conn {
+	t.Helper()
+	conn, addr := slowReader(t, ts)
+	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
+	go io.WriteString(conn, strings.Repeat(req, unreadRequests)) // the server stops reading once it cannot answer
+	return conn
+}
+
 // An outside trial's finding: a client that pipelines requests and never
 // reads the answers held its connection, a goroutine and megabytes of
 // socket buffer for as long as it liked (plain HTTP answers had no write
@@ -151,17 +174,8 @@ func TestShutdownDoesNotWaitForStuckEventStream(t *testing.T) {
 // timeout and the connection closed; the server goes on serving.
 func TestUnreadAnswersAreGivenUp(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.AnswerWriteTimeout = 300 * time.Millisecond })
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4096)
-	const n = 400 // answers of ~44 KB: far more than the socket buffers hold
-	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
-	go io.WriteString(conn, strings.Repeat(req, n)) // the server stops reading once it cannot answer
-	time.Sleep(5 * ts.answerWait)                   // not reading: the server's write stalls
+	conn := unreadAnswers(t, ts)
+	time.Sleep(5 * ts.answerWait) // not reading: the server's write stalls
 	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, err := io.Copy(io.Discard, conn)
 	// Closed with our requests unread in its buffer, the server's socket
@@ -169,7 +183,7 @@ func TestUnreadAnswersAreGivenUp(t *testing.T) {
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the connection was still open after %d bytes: %v", got, err)
 	}
-	if size := int64(len(openAPI)); got >= n*size {
+	if size := int64(len(openAPI)); got >= unreadRequests*size {
 		t.Fatalf("read %d bytes, every answer: the server never gave up", got)
 	}
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
@@ -179,15 +193,7 @@ func TestUnreadAnswersAreGivenUp(t *testing.T) {
 // (7.4 s, for an export). Once shutdown begins, such a write has a second.
 func TestShutdownDoesNotWaitForUnreadAnswers(t *testing.T) {
 	ts := startServer(t) // the answer timeout is its default, minutes
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4096)
-	req := "GET /api/v1/openapi.json HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
-	go io.WriteString(conn, strings.Repeat(req, 400))
+	unreadAnswers(t, ts)
 	time.Sleep(500 * time.Millisecond) // the server's write is blocked
 	start := time.Now()
 	ts.stop()
