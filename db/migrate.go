@@ -149,11 +149,11 @@ type Migration struct {
 // into a new schema that serve then took for a new, empty profile. With
 // no version table, every migration is reported pending.
 func Migrations(ctx context.Context, path string) ([]Migration, error) {
-	conn, err := sql.Open("sqlite", DSN(path, true)+"&mode=ro")
+	conn, done, err := lookAt(path)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer done(true) // a look changes no file
 	p, err := newProvider(conn)
 	if err != nil {
 		return nil, err

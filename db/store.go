@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -362,27 +361,11 @@ func QuickCheckFile(ctx context.Context, path string) error {
 	if info, err := os.Stat(path); err != nil || info.Size() == 0 {
 		return nil
 	}
-	// A read-only look at a WAL database makes an empty -wal and a -shm
-	// where there were none: they go again, as a refusal changes no file.
-	made := map[string]bool{}
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if _, err := os.Stat(path + suffix); errors.Is(err, fs.ErrNotExist) {
-			made[suffix] = true
-		}
-	}
-	conn, err := sql.Open("sqlite", DSN(path, true)+"&mode=ro")
+	conn, done, err := lookAt(path)
 	if err != nil {
 		return nil
 	}
-	defer func() {
-		conn.Close()
-		if wal, err := os.Stat(path + "-wal"); made["-wal"] && err == nil && wal.Size() == 0 {
-			os.Remove(path + "-wal")
-			if made["-shm"] {
-				os.Remove(path + "-shm")
-			}
-		}
-	}()
+	defer done(true)
 	return quickCheck(ctx, conn, path)
 }
 

@@ -96,6 +96,32 @@ func readKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// lookAt opens the database at path read-only. Such a look at a WAL
+// database makes an empty -wal and a -shm where there were none: done
+// closes it and, with forget, removes the ones it made, so the look
+// changes no file.
+func lookAt(path string) (conn *sql.DB, done func(forget bool), err error) {
+	made := map[string]bool{}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(path + suffix); errors.Is(err, fs.ErrNotExist) {
+			made[suffix] = true
+		}
+	}
+	conn, err = sql.Open("sqlite", DSN(path, true)+"&mode=ro")
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func(forget bool) {
+		conn.Close()
+		if wal, err := os.Stat(path + "-wal"); forget && made["-wal"] && err == nil && wal.Size() == 0 {
+			os.Remove(path + "-wal")
+			if made["-shm"] {
+				os.Remove(path + "-shm")
+			}
+		}
+	}, nil
+}
+
 // CheckBesideKey refuses, as Open does, a missing or empty database
 // where the profile's key exists (a lost database): for commands that
 // only look (migrate --status).
@@ -141,29 +167,13 @@ func checkContents(ctx context.Context, opts Options, keyExists bool) (tables []
 	}
 	// Read-only: closing it then never checkpoints the WAL away (the
 	// last connection to close does, and the WAL a crash left is what
-	// checkBoot looks for).
-	// A read-only look at a WAL database makes an empty -wal and a -shm
-	// where there were none, and leaves them: a refusal removes them
-	// again, so it changes no file (an open that goes on uses them).
-	made := map[string]bool{}
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if _, err := os.Stat(opts.Path + suffix); errors.Is(err, fs.ErrNotExist) {
-			made[suffix] = true
-		}
-	}
-	conn, err := sql.Open("sqlite", DSN(opts.Path, true)+"&mode=ro")
+	// checkBoot looks for). A refusal leaves no file it made; an open
+	// that goes on uses them.
+	conn, done, err := lookAt(opts.Path)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		conn.Close()
-		if wal, err := os.Stat(opts.Path + "-wal"); refused != nil && made["-wal"] && err == nil && wal.Size() == 0 {
-			os.Remove(opts.Path + "-wal")
-			if made["-shm"] {
-				os.Remove(opts.Path + "-shm")
-			}
-		}
-	}()
+	defer func() { done(refused != nil) }()
 	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
 		return nil, damaged(opts.Path, fmt.Errorf("read the tables of %s: %w", opts.Path, err))
