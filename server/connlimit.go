@@ -35,14 +35,10 @@ type connLimit struct {
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
-	// counted holds the connections counted (not a trusted proxy's),
-	// so that only those are uncounted.
-	counted map[net.Conn]netip.Addr
 }
 
 func newConnLimit(max int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
-	return &connLimit{max: max, trusted: trusted, log: log, lines: loglimit.New(),
-		open: map[netip.Addr]int{}, counted: map[net.Conn]netip.Addr{}}
+	return &connLimit{max: max, trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{}}
 }
 
 // peer is the address c counts against, and whether it is bounded at
@@ -63,26 +59,23 @@ func (l *connLimit) peer(c net.Conn) (netip.Addr, bool) {
 
 // track is an http.Server's ConnState: it counts new connections and
 // uncounts them when they close or are hijacked.
+// Every connection the server gets is told StateNew once, then one of
+// StateClosed or StateHijacked last, so its peer is counted once and
+// uncounted once.
 func (l *connLimit) track(c net.Conn, state http.ConnState) {
-	switch state {
-	case http.StateNew:
-		addr, bounded := l.peer(c)
-		if !bounded {
-			return
-		}
-		l.mu.Lock()
+	if state != http.StateNew && state != http.StateClosed && state != http.StateHijacked {
+		return
+	}
+	addr, bounded := l.peer(c)
+	if !bounded {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state == http.StateNew {
 		l.open[addr]++
-		l.counted[c] = addr
-		l.mu.Unlock()
-	case http.StateClosed, http.StateHijacked:
-		l.mu.Lock()
-		if addr, ok := l.counted[c]; ok {
-			delete(l.counted, c)
-			if l.open[addr]--; l.open[addr] <= 0 {
-				delete(l.open, addr)
-			}
-		}
-		l.mu.Unlock()
+	} else if l.open[addr]--; l.open[addr] <= 0 {
+		delete(l.open, addr)
 	}
 }
 
@@ -138,9 +131,10 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 // second), so that the close does not reset the connection and lose the
 // answer (a re-trial saw every refusal end in a reset).
 func (l *connLimit) refuse(c net.Conn) {
-	body := fmt.Sprintf(`{"error":{"code":%q,"message":"too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress"}}`+"\n", db.CodeLimit, l.max)
+	body := mustJSON(errorBody{Error: errorDetail{Code: string(db.CodeLimit),
+		Message: fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", l.max)}})
 	c.SetDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(body)+1, body)
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
