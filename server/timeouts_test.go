@@ -6,12 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/pairgate/pairgate/db"
 )
@@ -75,6 +81,9 @@ func stuckSubscriber(t *testing.T, ts *testServer) net.Conn {
 	return conn
 }
 
+// bigNodes numbers bigEvents' nodes, new ones on every call.
+var bigNodes atomic.Int64
+
 // bigEvents writes n pairing requests of about 64 KiB each: more than the
 // socket buffers between the server and a client that does not read.
 func bigEvents(t *testing.T, ts *testServer, n int) {
@@ -84,9 +93,9 @@ func bigEvents(t *testing.T, ts *testServer, n int) {
 		caps[i] = fmt.Sprintf("%03d", i) + strings.Repeat("c", db.MaxItemBytes-3)
 	}
 	st := ts.byName["default"].Store
-	for i := range n {
+	for range n {
 		meta := db.NodeMeta{Caps: caps, Commands: caps}
-		if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("big-%d", i), NodeMeta: meta}, db.Origin{Actor: "test"}); err != nil {
+		if _, err := st.Request(context.Background(), db.RequestInput{NodeID: fmt.Sprintf("big-%d", bigNodes.Add(1)), NodeMeta: meta}, db.Origin{Actor: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,4 +209,108 @@ func TestShutdownDoesNotWaitForUnreadAnswers(t *testing.T) {
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Fatalf("shutdown waited %v for a client that does not read", waited)
 	}
+}
+
+// A re-trial's finding: a client dropped for not reading left the
+// server's socket in FIN-WAIT-1 holding its full send buffer (2 MB for
+// over a minute for one event stream), until the kernel gave up on the
+// peer. The connection is now reset on a write that timed out, which
+// frees the buffer at once.
+func TestDroppedClientsLeaveNoSendBuffer(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.WriteTimeout = 500 * time.Millisecond })
+	conn := stuckSubscriber(t, ts)
+	bigEvents(t, ts, 130)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(ts.log.String(), "dropping an event-stream client that does not read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stuck client was not dropped:\n%s", ts.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	port := conn.RemoteAddr().(*net.TCPAddr).Port
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		held := closingSockets(t, port)
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dropped client's connection still holds %d bytes of send buffer after it was closed", held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+
+	// The same for a WebSocket operator that stops reading its events.
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	slow, _, err := dialer.Dial(ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.ReadMessage() // challenge
+	slow.WriteJSON(map[string]any{"type": "req", "id": "c", "method": "connect", "params": connectFrame("operator", testToken, []string{"operator.pairing"})})
+	if _, hello, err := slow.ReadMessage(); err != nil || !strings.Contains(string(hello), `"ok":true`) {
+		t.Fatalf("connect: %s %v", hello, err)
+	}
+	bigEvents(t, ts, 130)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ts.log.String(), "dropping a client that does not read its frames"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the WebSocket client that does not read was not dropped:\n%s", ts.log)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		held := closingSockets(t, port)
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dropped WebSocket client's connection still holds %d bytes of send buffer after it was closed", held)
+		}
+	}
+}
+
+// closingSockets sums the send queues of the sockets on local port port
+// that were closed by this side and wait for their peer (FIN-WAIT-1,
+// CLOSING, LAST-ACK), from /proc/net/tcp and tcp6.
+func closingSockets(t *testing.T, port int) (queued int) {
+	t.Helper()
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 5 {
+				continue
+			}
+			local := f[1]
+			p, err := strconv.ParseUint(local[strings.LastIndexByte(local, ':')+1:], 16, 16)
+			if err != nil || int(p) != port {
+				continue
+			}
+			switch f[3] { // TCP_FIN_WAIT1, TCP_CLOSING, TCP_LAST_ACK
+			case "04", "0B", "09":
+			default:
+				continue
+			}
+			tx, _, _ := strings.Cut(f[4], ":")
+			n, err := strconv.ParseUint(tx, 16, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", file, line, err)
+			}
+			queued += int(n)
+		}
+	}
+	return queued
 }
