@@ -223,7 +223,7 @@ func (c Config) Validate() error {
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return keyError("logLevel", fmt.Sprintf("%q is not a log level", c.LogLevel), "use debug, info, warn or error (or set PAIRGATE_LOG_LEVEL)")
+		return keyError("logLevel", fmt.Sprintf("%q is not a log level", c.LogLevel), "use debug, info, warn or error")
 	}
 	if c.MaxConnsPerAddress < 0 || c.MaxConnsPerAddress > 1_000_000 {
 		return keyError("maxConnectionsPerAddress", fmt.Sprintf("%d is out of range", c.MaxConnsPerAddress), fmt.Sprintf("use a number from 1 to 1000000 (the default is %d)", DefaultMaxConnsPerAddress))
@@ -313,11 +313,13 @@ func (c Config) Validate() error {
 		if p.RequestsPerProfile < 1 || p.RequestsPerProfile > 1_000_000 {
 			return keyError(at("requestRate.perProfile"), fmt.Sprintf("%d is out of range", p.RequestsPerProfile), fmt.Sprintf("use a number of requests a minute from 1 to 1000000 (the default is %d)", DefaultRequestsPerProfile))
 		}
-		if p.DecidedRetention < 0 {
-			return keyError(at("retention.decided"), "a retention cannot be negative", "use a duration such as 168h")
+		// 0 is refused too: it read as the default (an outside trial),
+		// where whoever wrote it may have meant "keep nothing".
+		if p.DecidedRetention <= 0 {
+			return keyError(at("retention.decided"), fmt.Sprintf("%s is not a retention", p.DecidedRetention), "use a positive duration such as 168h (the default; leave the key out for it)")
 		}
-		if p.EventRetention < 0 {
-			return keyError(at("retention.events"), "a retention cannot be negative", "use a duration such as 720h")
+		if p.EventRetention <= 0 {
+			return keyError(at("retention.events"), fmt.Sprintf("%s is not a retention", p.EventRetention), "use a positive duration such as 720h (the default; leave the key out for it)")
 		}
 		if err := p.validateWebhooks(fmt.Sprintf("profiles[%d]", i)); err != nil {
 			return err

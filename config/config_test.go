@@ -104,7 +104,7 @@ func TestLogLevel(t *testing.T) {
 		}
 	}
 	_, err := Load("", env(map[string]string{"HOME": "/h", "PAIRGATE_LOG_LEVEL": "loud"}))
-	if err == nil || !strings.Contains(err.Error(), `logLevel: "loud" is not a log level; use debug, info, warn or error`) {
+	if err == nil || !strings.Contains(err.Error(), `config $PAIRGATE_LOG_LEVEL: "loud" is not a log level; use debug, info, warn or error`) {
 		t.Fatalf("PAIRGATE_LOG_LEVEL=loud: %v", err)
 	}
 }
@@ -172,6 +172,8 @@ func TestValidationNamesKeyAndFix(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"ttl too short", "profiles:\n  - name: a\n    ttl: 10ms\n", "config f: profiles[0].ttl: 10ms is too short; use at least 1s (the default is 5m)"},
+		{"retention zero", "profiles:\n  - name: a\n    retention: {events: 0s}\n", "config f: profiles[0].retention.events: 0s is not a retention; use a positive duration such as 720h (the default; leave the key out for it)"},
+		{"retention negative", "profiles:\n  - name: a\n    retention: {decided: -1h}\n", "config f: profiles[0].retention.decided: -1h0m0s is not a retention; use a positive duration such as 168h (the default; leave the key out for it)"},
 		{"max pending zero", "profiles:\n  - name: a\n    maxPending: 0\n", "config f: profiles[0].maxPending: 0 is out of range; use a number from 1 to 1000000 (the default is 1000)"},
 		{"origin with a path", "allowedOrigins: [https://ops.example/]\n", `config f: allowedOrigins[0]: "https://ops.example/" is not an origin; write scheme://host[:port] with nothing after, e.g. https://ops.example`},
 		{"host with a scheme", "allowedHosts: [https://pairgate.example]\n", `config f: allowedHosts[0]: "https://pairgate.example" is not a host name; write the name alone, e.g. pairgate.example`},

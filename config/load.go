@@ -61,13 +61,16 @@ func Load(path string, getenv func(string) string) (Config, error) {
 }
 
 // blameEnvironment names the environment variable a problem came from,
-// when the value was the variable's: $PAIRGATE_LISTEN for listen, and,
+// when the value was the variable's: $PAIRGATE_LISTEN for listen,
+// $PAIRGATE_LOG_LEVEL for logLevel, and,
 // with no configuration file, $OPENCLAW_STATE_DIR for the default
 // profile's state directory.
 func blameEnvironment(ce *Error, path string, getenv func(string) string) {
 	switch {
 	case ce.Key == "listen" && getenv("PAIRGATE_LISTEN") != "":
 		ce.Key = "$PAIRGATE_LISTEN"
+	case ce.Key == "logLevel" && getenv("PAIRGATE_LOG_LEVEL") != "":
+		ce.Key = "$PAIRGATE_LOG_LEVEL"
 	case ce.Key == "profiles[0].stateDir" && path == "" && getenv("OPENCLAW_STATE_DIR") != "":
 		ce.Key, ce.Fix = "$OPENCLAW_STATE_DIR", "set it to an absolute directory, such as ~/.openclaw or /var/lib/pairgate, or unset it for ~/.openclaw"
 	}
