@@ -135,23 +135,25 @@ func exitCode(env Env, err error) int {
 
 // examples are shown by 'pairgate <command> --help'.
 var examples = map[string]string{
-	"serve":          "pairgate serve\n  pairgate serve --config pairgate.yaml\n  PAIRGATE_LISTEN=0.0.0.0:18789 pairgate serve",
-	"import":         "pairgate import --from ~/.openclaw/nodes --dry-run\n  pairgate import --from /backup/nodes --replace --profile work",
-	"export":         "pairgate export --to /tmp/nodes-backup\n  pairgate export --redact-tokens --profile work",
-	"migrate":        "pairgate migrate --status\n  pairgate migrate --state-dir /srv/gateway",
-	"new-key":        "pairgate new-key --profile work",
-	"restore":        "pairgate restore --profile work\n  pairgate restore --state-dir /var/lib/pairgate/work --from s3://backups/pairgate/work?endpoint=https://s3.example\n  pairgate restore --state-dir /tmp/yesterday --from file:///backups/work --timestamp 2026-12-01T10:00:00Z",
-	"health":         "pairgate health\n  pairgate health --url http://127.0.0.1:18790",
-	"version":        "pairgate version",
-	"profiles":       "pairgate profiles\n  pairgate profiles --json --token \"$TOKEN\"",
-	"nodes pending":  "pairgate nodes pending\n  pairgate nodes pending --json --profile work",
-	"nodes list":     "pairgate nodes list",
-	"nodes status":   "pairgate nodes status\n  OPENCLAW_STATE_DIR=/srv/gw2 pairgate nodes status --json",
-	"nodes describe": "pairgate nodes describe --node \"kitchen ipad\"",
-	"nodes approve":  "pairgate nodes approve 9b5a87a6-4780-4b92-a6ba-f2b617fdd92a",
-	"nodes reject":   "pairgate nodes reject 6da54dff-b3b1-429f-bd56-c74c92bfdac1",
-	"nodes rename":   "pairgate nodes rename --node 88a48a --name \"Den iPad\"",
-	"nodes remove":   "pairgate nodes remove --node \"Den iPad\"",
+	"serve":              "pairgate serve\n  pairgate serve --config pairgate.yaml\n  PAIRGATE_LISTEN=0.0.0.0:18789 pairgate serve",
+	"import":             "pairgate import --from ~/.openclaw/nodes --dry-run\n  pairgate import --from /backup/nodes --replace --profile work",
+	"export":             "pairgate export --to /tmp/nodes-backup\n  pairgate export --redact-tokens --profile work",
+	"migrate":            "pairgate migrate --status\n  pairgate migrate --state-dir /srv/gateway",
+	"new-key":            "pairgate new-key --profile work",
+	"restore":            "pairgate restore --profile work\n  pairgate restore --state-dir /var/lib/pairgate/work --from s3://backups/pairgate/work?endpoint=https://s3.example\n  pairgate restore --state-dir /tmp/yesterday --from file:///backups/work --timestamp 2026-12-01T10:00:00Z",
+	"health":             "pairgate health\n  pairgate health --url http://127.0.0.1:18790",
+	"version":            "pairgate version",
+	"profiles":           "pairgate profiles\n  pairgate profiles --json --token \"$TOKEN\"",
+	"nodes pending":      "pairgate nodes pending\n  pairgate nodes pending --json --profile work",
+	"nodes list":         "pairgate nodes list",
+	"nodes status":       "pairgate nodes status\n  OPENCLAW_STATE_DIR=/srv/gw2 pairgate nodes status --json",
+	"nodes describe":     "pairgate nodes describe --node \"kitchen ipad\"",
+	"nodes approve":      "pairgate nodes approve 9b5a87a6-4780-4b92-a6ba-f2b617fdd92a",
+	"nodes reject":       "pairgate nodes reject 6da54dff-b3b1-429f-bd56-c74c92bfdac1",
+	"nodes rename":       "pairgate nodes rename --node 88a48a --name \"Den iPad\"",
+	"nodes remove":       "pairgate nodes remove --node \"Den iPad\"",
+	"webhooks list":      "pairgate webhooks list\n  pairgate webhooks list --json --profile work",
+	"webhooks redeliver": "pairgate webhooks redeliver wh_3551a7ff58\n  pairgate webhooks redeliver wh_3551a7ff58 --from 120 --profile work",
 }
 
 // newFlags returns a flag set that reports errors instead of exiting. Its
@@ -162,13 +164,18 @@ func newFlags(env Env, name, synopsis string) *flag.FlagSet {
 	fs.SetOutput(env.Stdout) // only the help asked for is printed there
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: pairgate %s %s\n\nFlags:\n", name, synopsis)
+		fmt.Fprintf(w, "Usage: pairgate %s\n", strings.TrimSpace(name+" "+synopsis))
+		heading := "\nFlags:\n" // none for a command that takes no flags
 		fs.VisitAll(func(f *flag.Flag) {
 			arg, usage := flag.UnquoteUsage(f)
 			if arg != "" {
 				arg = " " + arg
 			}
-			fmt.Fprintf(w, "  --%s%s\n    \t%s\n", f.Name, arg, usage)
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && !strings.Contains(usage, "default") {
+				usage += " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(w, "%s  --%s%s\n    \t%s\n", heading, f.Name, arg, usage)
+			heading = ""
 		})
 		if ex, ok := examples[name]; ok {
 			fmt.Fprintf(w, "\nExamples:\n  %s\n", ex)

@@ -37,7 +37,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		token:        fs.String("token", "", "operator `token` (default $OPENCLAW_GATEWAY_TOKEN, else the profile's token in $PAIRGATE_CONFIG, else <stateDir>/nodes/operator.token)"),
 		tokenFile:    fs.String("token-file", "", "`file` holding the operator token, instead of --token (which other users see in the process list)"),
 		json:         fs.Bool("json", false, "print JSON only"),
-		timeout:      fs.Duration("timeout", 30*time.Second, "how long to wait for each answer of the server (e.g. 10s, 2m)"),
+		timeout:      fs.Duration("timeout", 30*time.Second, "how long to wait for each answer of the server, e.g. 10s or 2m"),
 	}
 }
 

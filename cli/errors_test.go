@@ -76,3 +76,26 @@ func TestJSONFailuresSayTheirCode(t *testing.T) {
 		t.Fatalf("a failure without --json: stdout %q stderr %q", out, errs)
 	}
 }
+
+// A documentation trial: `import --json` answered a failure in words
+// only. It is JSON, with the code, as the nodes commands' failures are.
+func TestImportJSONFailuresSayTheirCode(t *testing.T) {
+	stateDir := t.TempDir()
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "paired.json"), []byte(`{"n1": {"nodeId": "n2", "token": "t"}}`), 0o600)
+	getenv := testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": stateDir})
+	code, out, errs := cliRun(getenv, "import", "--from", bad, "--json")
+	var got struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal([]byte(errs), &got); err != nil || code != exitFailed || got.Error.Code != "invalid" || !strings.Contains(got.Error.Message, "the legacy files are not valid") || out != "" {
+		t.Fatalf("import --json of invalid files = %d\nstdout %s\nstderr %s\nwant code invalid on stderr, nothing on stdout", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "nodes", "pairing.sqlite")); err == nil {
+		t.Fatal("a refused import made a database")
+	}
+	// Without --json, the failure is its line.
+	if code, out, errs := cliRun(getenv, "import", "--from", bad); code != exitFailed || out != "" || !strings.HasPrefix(errs, "pairgate: the legacy files are not valid") {
+		t.Fatalf("import of invalid files = %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}

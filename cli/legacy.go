@@ -17,16 +17,19 @@ import (
 	"github.com/pairgate/pairgate/internal/diskhint"
 )
 
-func runImport(ctx context.Context, env Env, args []string) error {
+func runImport(ctx context.Context, env Env, args []string) (err error) {
 	flags := newFlags(env, "import", "[--from DIR] [--dry-run] [--replace] [--json] [--state-dir DIR | --profile NAME]")
 	from := flags.String("from", "", "`directory` holding paired.json and pending.json (default: the profile's nodes/)")
 	dryRun := flags.Bool("dry-run", false, "report what would change; change nothing")
 	replace := flags.Bool("replace", false, "make the profile exactly what the files say (default: merge)")
-	asJSON := flags.Bool("json", false, "print the report as JSON")
+	asJSON := flags.Bool("json", false, "print the report as JSON (and a failure as {\"error\":{\"code\",\"message\"}} on stderr)")
 	pf := addProfileFlags(flags)
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
+	// With --json, a failure is JSON too, as the nodes commands' are: a
+	// script reads its code, not its words (a documentation trial).
+	defer func() { err = output{json: *asJSON}.failure(err) }()
 	p, err := pf.resolve(env)
 	if err != nil {
 		return err
@@ -75,11 +78,13 @@ func runImport(ctx context.Context, env Env, args []string) error {
 		defer os.RemoveAll(scratch)
 		p.StateDir, p.KeyFile, p.Replicas = scratch, "", nil
 	}
+	made := newStateDir(env, p)
 	store, closeStore, err := openOffline(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	defer made()
 	mode := db.ImportMerge
 	if *replace {
 		mode = db.ImportReplace

@@ -69,23 +69,31 @@ func (f profileFlags) resolveAs(env Env, name string) (config.Profile, error) {
 			return c, nil
 		}
 	}
+	names := make([]string, len(cfg.Profiles))
+	for i, c := range cfg.Profiles {
+		names[i] = c.Name
+	}
 	if name != "" {
 		// Most likely a typo: ~/.openclaw-NAME is not what a user of a
 		// configuration means.
-		names := make([]string, len(cfg.Profiles))
-		for i, c := range cfg.Profiles {
-			names[i] = c.Name
-		}
 		return p, fmt.Errorf("$PAIRGATE_CONFIG (%s) has no profile %q; it has %s (a directory it does not list: --state-dir DIR)", path, name, strings.Join(names, ", "))
 	}
-	if *f.stateDir == "" && env.Getenv("OPENCLAW_STATE_DIR") == "" {
-		for _, c := range cfg.Profiles {
-			if c.Name == config.DefaultProfile {
-				return c, nil
-			}
+	if *f.stateDir != "" || env.Getenv("OPENCLAW_STATE_DIR") != "" {
+		return p, nil
+	}
+	// Nothing chosen: the profile the server's "/" serves, its "default",
+	// else its only one. An outside trial: a configuration without
+	// "default" sent export, import and migrate to ~/.openclaw, a
+	// directory it does not list, in silence.
+	for _, c := range cfg.Profiles {
+		if c.Name == config.DefaultProfile {
+			return c, nil
 		}
 	}
-	return p, nil
+	if len(cfg.Profiles) == 1 {
+		return cfg.Profiles[0], nil
+	}
+	return p, fmt.Errorf("$PAIRGATE_CONFIG (%s) has no profile %q, and several others: choose one with --profile NAME (%s), or a directory with --state-dir DIR", path, config.DefaultProfile, strings.Join(names, ", "))
 }
 
 func runMigrate(ctx context.Context, env Env, args []string) error {
@@ -120,9 +128,11 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 	if err := keepLegacyImport(p); err != nil {
 		return err
 	}
+	made := newStateDir(env, p)
 	if err := p.EnsureNodesDir(); err != nil {
 		return err
 	}
+	defer made()
 	var before int64 // the schema version found: 0 for no database
 	if _, err := os.Stat(p.DatabasePath()); err == nil {
 		migs, err := db.Migrations(ctx, p.DatabasePath())
@@ -152,6 +162,23 @@ func runMigrate(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "Migrated from schema %d to %d. The database as it was is in %s, for the pairgate before (the README's Upgrading).\n", before, latest, db.BackupPath(p.DatabasePath(), before))
 	}
 	return nil
+}
+
+// newStateDir is for a command about to make the profile's state
+// directory, if it does not exist: the func it returns says so on stderr.
+// An outside trial: `import --profile NAME` without $PAIRGATE_CONFIG
+// filled a new ~/.openclaw-NAME, which no server reads, in silence; serve
+// warns of the same.
+func newStateDir(env Env, p config.Profile) func() {
+	if _, err := os.Stat(p.StateDir); !errors.Is(err, fs.ErrNotExist) {
+		return func() {}
+	}
+	return func() {
+		if _, err := os.Stat(p.StateDir); err != nil {
+			return // not made after all
+		}
+		fmt.Fprintf(env.Stderr, "pairgate: made the state directory %s, which did not exist: no server serves it yet. If you meant a profile that is elsewhere, check --profile (without $PAIRGATE_CONFIG, --profile NAME is ~/.openclaw-NAME), --state-dir and $OPENCLAW_STATE_DIR.\n", p.StateDir)
+	}
 }
 
 // lockStateDir takes a profile's state-directory lock; busy explains a

@@ -21,8 +21,8 @@ var nodesCommands = group{name: "nodes", usage: nodesUsage, commands: []subcomma
 	{"list", "[--json]", "list pending and paired nodes", func() subcommand { return &listCommand{} }},
 	{"status", "[--json]", "list known nodes with connection status and capabilities", func() subcommand { return &statusCommand{} }},
 	{"describe", "--node ID|NAME [--json]", "describe one node", func() subcommand { return &describeCommand{} }},
-	{"approve", "REQUEST_ID", "approve a pending pairing request (prints the node's new token once)", func() subcommand { return &decideCommand{approve: true} }},
-	{"reject", "REQUEST_ID", "reject a pending pairing request", func() subcommand { return &decideCommand{} }},
+	{"approve", "REQUEST_ID [--json]", "approve a pending pairing request (prints the node's new token once)", func() subcommand { return &decideCommand{approve: true} }},
+	{"reject", "REQUEST_ID [--json]", "reject a pending pairing request", func() subcommand { return &decideCommand{} }},
 	{"rename", "--node ID|NAME --name NAME [--json]", "rename a paired node (kept across repairs)", func() subcommand { return &renameCommand{} }},
 	{"remove", "--node ID|NAME [--json]", "remove a pairing: its token stops working at once", func() subcommand { return &removeCommand{} }},
 }}

@@ -167,3 +167,92 @@ func TestTokenFileFlag(t *testing.T) {
 		t.Fatalf("a missing --token-file: exit %d %s", code, errs)
 	}
 }
+
+// A documentation trial: with a configuration that has no profile
+// "default", export, import and migrate without a profile went to
+// ~/.openclaw, a directory the configuration does not list, in silence.
+// They now take its only profile, or refuse and name them.
+func TestAConfigurationWithoutDefaultIsNotTheHomeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	legacy := filepath.Join(dir, "legacy")
+	os.MkdirAll(legacy, 0o700)
+	os.WriteFile(filepath.Join(legacy, "pending.json"), []byte("{}"), 0o600)
+	os.WriteFile(filepath.Join(legacy, "paired.json"), []byte("{}"), 0o600)
+	two := filepath.Join(dir, "two.yaml")
+	os.WriteFile(two, []byte(fmt.Sprintf("profiles:\n  - name: a\n    stateDir: %s/a\n  - name: b\n    stateDir: %s/b\n", dir, dir)), 0o600)
+	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": two})
+	for _, args := range [][]string{
+		{"migrate"}, {"migrate", "--status"},
+		{"import", "--from", legacy}, {"import", "--from", legacy, "--dry-run"},
+		{"export", "--to", filepath.Join(dir, "out")},
+	} {
+		code, out, errs := cliRun(env, args...)
+		if code != exitFailed || !strings.Contains(errs, `has no profile "default", and several others: choose one with --profile NAME (a, b)`) {
+			t.Fatalf("%v with two profiles, neither default: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env("HOME"), ".openclaw")); err == nil {
+		t.Fatal("a command made ~/.openclaw, which the configuration does not list")
+	}
+
+	one := filepath.Join(dir, "one.yaml")
+	os.WriteFile(one, []byte(fmt.Sprintf("profiles:\n  - name: lab\n    stateDir: %s/lab\n", dir)), 0o600)
+	env = testEnv(t, map[string]string{"PAIRGATE_CONFIG": one})
+	if code, out, errs := cliRun(env, "import", "--from", legacy); code != exitOK {
+		t.Fatalf("import with the configuration's only profile: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lab", "nodes", "pairing.sqlite")); err != nil {
+		t.Fatalf("import did not go to the configuration's only profile: %v", err)
+	}
+}
+
+// A documentation trial: `import --profile NAME` without $PAIRGATE_CONFIG
+// filled a new ~/.openclaw-NAME, which no server reads, and said nothing.
+// The import still runs (a new profile may be set up so), and says it made
+// the directory.
+func TestANewStateDirectoryIsSaid(t *testing.T) {
+	dir := t.TempDir()
+	legacy := filepath.Join(dir, "legacy")
+	os.MkdirAll(legacy, 0o700)
+	os.WriteFile(filepath.Join(legacy, "pending.json"), []byte("{}"), 0o600)
+	os.WriteFile(filepath.Join(legacy, "paired.json"), []byte("{}"), 0o600)
+	env := testEnv(t, nil)
+	made := filepath.Join(env("HOME"), ".openclaw-typo")
+	code, out, errs := cliRun(env, "import", "--from", legacy, "--profile", "typo")
+	if code != exitOK || !strings.Contains(errs, "made the state directory "+made+", which did not exist") {
+		t.Fatalf("import into a new ~/.openclaw-typo: exit %d\n%s%s", code, out, errs)
+	}
+	// Once it exists, nothing more is said.
+	code, out, errs = cliRun(env, "import", "--from", legacy, "--profile", "typo")
+	if code != exitOK || strings.Contains(errs, "made the state directory") {
+		t.Fatalf("import into the existing ~/.openclaw-typo: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cliRun(env, "migrate", "--state-dir", filepath.Join(dir, "fresh"))
+	if code != exitOK || !strings.Contains(errs, "made the state directory "+filepath.Join(dir, "fresh")) {
+		t.Fatalf("migrate of a new state directory: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A documentation trial: `profiles --profile lab` with another profile's
+// token listed that other profile. A named profile is the one listed, or
+// the command says the token does not open it.
+func TestProfilesListsTheProfileNamed(t *testing.T) {
+	dir := t.TempDir()
+	const token = "default-operator-token-0123456789abc"
+	cfg := filepath.Join(dir, "pairgate.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("profiles:\n  - name: default\n    stateDir: %s/home\n    token: %s\n  - name: lab\n    stateDir: %s/lab\n    token: %s\n", dir, token, dir, token)), 0o600)
+	srv := startServe(t, testEnv(t, nil), "--config", cfg)
+	env := testEnv(t, map[string]string{"PAIRGATE_URL": srv.url})
+	code, out, errs := cliRun(env, "profiles", "--token", token)
+	if code != exitOK || !strings.Contains(out, "default") || !strings.Contains(out, "lab") {
+		t.Fatalf("profiles: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cliRun(env, "profiles", "--token", token, "--profile", "lab")
+	if code != exitOK || !strings.Contains(out, filepath.Join(dir, "lab")) || strings.Contains(out, filepath.Join(dir, "home")) {
+		t.Fatalf("profiles --profile lab: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cliRun(env, "profiles", "--token", token, "--profile", "work")
+	if code != exitFailed || !strings.Contains(errs, `serves no profile "work" for this token; it opens default, lab`) {
+		t.Fatalf("profiles --profile work: exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -32,8 +32,8 @@ Commands:
   redeliver  ID [--from SEQ]: resume an endpoint (out of backoff or dead
              letter), at event SEQ or after its cursor
 
-Both take --json, --url, --token, --profile and --state-dir as the nodes
-commands do.
+Both take --json, --url, --token, --token-file, --profile, --state-dir
+and --timeout as the nodes commands do.
 
 Examples:
   pairgate webhooks list

@@ -34,7 +34,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp): // the help was asked for, and printed
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "pairgate-load:", err)
 		os.Exit(1)
 	}
