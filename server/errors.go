@@ -68,6 +68,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		// dispatcher's line, at info, names the call).
 		s.log.Debug("request given up by its client", "method", c.Request().Method, "path", c.Path(), "err", err)
 		return
+	case db.ErrorCode(err) == db.CodeLimit:
+		// A capacity reached (maxPending) is flow control, answered as
+		// such, not a fault of the server (a documentation trial).
+		s.log.Warn("request refused: the profile is at capacity", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	default:
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	}

@@ -919,6 +919,10 @@ func TestRESTPendingCapIs503(t *testing.T) {
 	if r.status != 503 || !strings.Contains(r.errorMessage(), "too many pending requests") || r.header.Get("Retry-After") != "" {
 		t.Fatalf("over the cap = %d %s", r.status, r.body)
 	}
+	// Flow control, not a fault: a warning, not an error.
+	if logs := ts.log.String(); strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, `level=WARN msg="request refused: the profile is at capacity"`) {
+		t.Fatalf("the refusal's log:\n%s", logs)
+	}
 }
 
 // Finding 10 of issue #10: API answers are never cached, and weak or
