@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -82,7 +83,16 @@ type stream struct {
 	errors    int64
 	lastErr   string
 	txid      uint64
+	// warnedAt is when a failure was last logged: the same failure is
+	// logged again at most once per failureLogEvery.
+	warnedAt time.Time
 }
+
+// failureLogEvery spaces the log lines of a replica that keeps failing
+// the same way (an outside trial saw one line every 2 s while a final
+// sync retried); a new error is logged at once, and a success after
+// failures says so.
+const failureLogEvery = time.Minute
 
 // Start begins streaming every replicated profile's database (opened and
 // migrated by the server first). It returns nil, nil when no profile is
@@ -128,7 +138,12 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		return nil, nil
 	}
 	r.store = litestream.NewStore(dbs, litestream.DefaultCompactionLevels)
-	r.store.Logger = log
+	names := make([]string, 0, len(r.dbs))
+	for name := range r.dbs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	r.store.Logger = log.With("profiles", strings.Join(names, ",")) // the store is every replicated profile's
 	for _, s := range r.dbs {
 		s.db.SetLogger(s.log) // NewStore gave each the default logger
 	}
@@ -180,12 +195,18 @@ func (s *stream) syncOnce(ctx context.Context, now func() time.Time) error {
 	if err != nil {
 		if ctx.Err() == nil {
 			s.errors++
+			if err.Error() != s.lastErr || now().Sub(s.warnedAt) >= failureLogEvery {
+				s.log.Warn("replication failed; retrying", "err", err, "failures", s.errors)
+				s.warnedAt = now()
+			}
 			s.lastErr = err.Error()
-			s.log.Warn("replication failed; retrying", "err", err, "failures", s.errors)
 		}
 		return err
 	}
-	s.syncedAt, s.lastErr = began, ""
+	if s.lastErr != "" {
+		s.log.Info("replication works again", "failures", s.errors)
+	}
+	s.syncedAt, s.lastErr, s.warnedAt = began, "", time.Time{}
 	s.txid = uint64(s.db.Replica.Pos().TXID)
 	return nil
 }
@@ -259,6 +280,9 @@ func (s *stream) finalSync(ctx context.Context, now func() time.Time) error {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		err := s.syncOnce(ctx, now)
 		if err == nil {
+			// What an operator stopping the server waits to read (the
+			// fleet guide's step 1).
+			s.log.Info("final sync done: the replica holds every acknowledged write", "txid", s.txid)
 			return nil
 		}
 		select {

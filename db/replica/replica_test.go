@@ -160,7 +160,8 @@ func TestCloseSyncsTheLastChanges(t *testing.T) {
 	p := profileAt(t, "p", url)
 	st := openStore(t, p)
 	// An interval longer than the test: only Close can sync.
-	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: time.Hour})
+	var logs syncbuf.Buffer
+	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.NewTextHandler(&logs, nil)), Options{Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +170,11 @@ func TestCloseSyncsTheLastChanges(t *testing.T) {
 	st.Close()
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// An operator stopping the server reads that it did (a documentation
+	// trial: only the exit status said so).
+	if !strings.Contains(logs.String(), `msg="final sync done: the replica holds every acknowledged write" profile=p`) {
+		t.Fatalf("no line for the final sync:\n%s", logs.String())
 	}
 	verifyAll(t, restoreElsewhere(t, p, url, time.Time{}), tokens)
 }
@@ -183,7 +189,8 @@ func TestFailingReplicaIsReported(t *testing.T) {
 	p := profileAt(t, "p", "file://"+blocked)
 	st := openStore(t, p)
 	defer st.Close()
-	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.DiscardHandler), Options{Interval: 10 * time.Millisecond})
+	var logs syncbuf.Buffer
+	r, err := Start(ctx, []config.Profile{p}, slog.New(slog.NewTextHandler(&logs, nil)), Options{Interval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +206,7 @@ func TestFailingReplicaIsReported(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, _ := r.Status("p")
-		if status.State == "failing" && status.Errors > 0 && status.LastError != "" && status.SyncedAtMs == 0 {
+		if status.State == "failing" && status.Errors > 3 && status.LastError != "" && status.SyncedAtMs == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -209,6 +216,11 @@ func TestFailingReplicaIsReported(t *testing.T) {
 	}
 	if _, ok := r.Status("other"); ok {
 		t.Fatal("a status for a profile that is not replicated")
+	}
+	// The same failure again and again is one line (a documentation
+	// trial: one every 2 s).
+	if n := strings.Count(logs.String(), "replication failed; retrying"); n != 1 {
+		t.Fatalf("%d lines for one failure, repeated:\n%s", n, logs.String())
 	}
 }
 
