@@ -344,6 +344,19 @@ func TestTablesKeepIdsWholeAndAlignWideText(t *testing.T) {
 	}
 }
 
+// A documentation trial: webhooks list wrapped an endpoint's URL inside
+// its port, to give room to a long last error.
+func TestTablesKeepURLsWholeBesideLongErrors(t *testing.T) {
+	const url = "http://127.0.0.1:19220/hooks/pairgate"
+	var b bytes.Buffer
+	table(&b, 119, []string{"ID", "URL", "Events", "State", "Cursor", "Lag", "Attempts", "Last error"}, [][]string{
+		{"wh_3551a7ff58", url, "all", "retrying", "12", "3", "7", "Post \"" + url + "\": dial tcp 127.0.0.1:19220: connect: connection refused, and more words"},
+	})
+	if !strings.Contains(b.String(), url) {
+		t.Fatalf("the URL was wrapped:\n%s", b.String())
+	}
+}
+
 // nodes list shows when a paired node last connected, connected now or
 // not, as OpenClaw's does (it read a live session's connect time only,
 // blank for every node not connected), and --json prints node.pair.list.

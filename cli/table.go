@@ -31,11 +31,13 @@ func terminalWidth(env Env, w io.Writer) int {
 	return defaultWidth
 }
 
-// idColumns are the headers of columns of request ids, which an operator
-// copies whole into approve or reject: they are narrowed (and wrapped)
-// only when every other column is as narrow as it goes. Node ids (64
-// characters) wrap like any cell: --node takes a prefix of 6.
-var idColumns = map[string]bool{"Request": true}
+// idColumns are the headers of columns an operator copies whole: request
+// ids, into approve or reject, and webhook URLs (a documentation trial saw
+// one wrapped inside its port beside a long last error). They are
+// narrowed (and wrapped) only when every other column is as narrow as it
+// goes. Node ids (64 characters) wrap like any cell: --node takes a
+// prefix of 6.
+var idColumns = map[string]bool{"Request": true, "URL": true}
 
 // table renders rows in a box-drawn table no wider than width: columns
 // take their content's width (in terminal columns), and when that is too
