@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/pairgate/pairgate/config"
@@ -30,6 +31,9 @@ func runImport(ctx context.Context, env Env, args []string) (err error) {
 	// With --json, a failure is JSON too, as the nodes commands' are: a
 	// script reads its code, not its words (a documentation trial).
 	defer func() { err = output{json: *asJSON}.failure(err) }()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(importMemoryLimit))
+	}
 	p, err := pf.resolve(env)
 	if err != nil {
 		return err
@@ -99,6 +103,14 @@ func runImport(ctx context.Context, env Env, args []string) (err error) {
 	printImportReport(env.Stdout, dir, rep)
 	return nil
 }
+
+// importMemoryLimit is the import's soft memory limit (unless
+// $GOMEMLIMIT sets one). It holds the files and every record they hold at
+// once (a 100,000-node paired.json: ~180 MB live at most), and the
+// collector, left to its default, let the heap double past that: a trial
+// measured 337–378 MB peak RSS, over the 300 MB the specification allows.
+// Under the limit it collects sooner: 224 MB, and no slower (8.8 s).
+const importMemoryLimit = 200 << 20
 
 func printImportReport(w io.Writer, dir string, rep db.ImportReport) {
 	fmt.Fprintf(w, "Import from %s (%s):\n", dir, rep.Mode)

@@ -228,3 +228,40 @@ func BenchmarkCheckOverwrite(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkImport100k imports 100,000 paired nodes and 1,000 pending
+// requests into a new store, as `pairgate import` does after reading the
+// files: one transaction, each record looked up, hashed, sealed and
+// written.
+func BenchmarkImport100k(b *testing.B) {
+	const paired, pending = 100_000, 1_000
+	clock := &testClock{t: time.Now()}
+	now := clock.t.UnixMilli()
+	var st LegacyState
+	for i := range paired {
+		id := fmt.Sprintf("%064x", i)
+		st.Paired = append(st.Paired, Node{NodeID: id, Token: fmt.Sprintf("token-%d-0123456789abcdef", i),
+			NodeMeta:    NodeMeta{DisplayName: "Node " + strconv.Itoa(i), Platform: "iOS", Caps: []string{"canvas", "camera"}},
+			CreatedAtMs: now - int64(paired-i), ApprovedAtMs: now - int64(paired-i)})
+	}
+	for i := range pending {
+		st.Pending = append(st.Pending, PendingRequest{RequestID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
+			NodeID: fmt.Sprintf("new-%d", i), TS: now - 1000})
+	}
+	b.StopTimer()
+	for range b.N {
+		opts := testOptions(b.TempDir(), clock)
+		opts.MaxPending = 10_000
+		s, err := Open(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		rep, err := s.Import(ctx, st, ImportMerge, false, Origin{Actor: "bench"})
+		b.StopTimer()
+		if err != nil || rep.PairedAdded != paired || rep.PendingAdded != pending {
+			b.Fatalf("import: %+v %v", rep, err)
+		}
+		s.Close()
+	}
+}

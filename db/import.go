@@ -79,10 +79,12 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 	err := s.writeTx(ctx, "import", func(tx *sql.Tx) error {
 		rep = ImportReport{Mode: mode, DryRun: dryRun, SHA256: st.SHA256, UnknownFields: st.Unknown}
 		now := s.nowMs()
-		if err := s.importPaired(ctx, tx, st.Paired, mode, now, by, &rep); err != nil {
+		ps := s.w.forTx(tx)
+		defer ps.close()
+		if err := s.importPaired(ctx, tx, ps, st.Paired, mode, now, by, &rep); err != nil {
 			return err
 		}
-		if err := s.importPending(ctx, tx, st, mode, now, by, &rep); err != nil {
+		if err := s.importPending(ctx, tx, ps, st, mode, now, by, &rep); err != nil {
 			return err
 		}
 		rep.Changed = rep.PairedAdded+rep.PairedReplaced+rep.PairedRemoved+rep.PendingAdded+rep.PendingRemoved+rep.PendingClosed > 0
@@ -98,13 +100,13 @@ func (s *Store) Import(ctx context.Context, st LegacyState, mode string, dryRun 
 	return rep, err
 }
 
-func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode string, now int64, by Origin, rep *ImportReport) error {
+func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, ps *txStatements, nodes []Node, mode string, now int64, by Origin, rep *ImportReport) error {
 	inFile := map[string]bool{}
 	var removedAtMs map[string]int64 // read once, when a merge first needs it
 	for _, n := range nodes {
 		inFile[n.NodeID] = true
 		var digest []byte
-		cur, err := scanNode(s.w.queryRow(ctx, tx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, n.NodeID), &digest)
+		cur, err := scanNode(ps.queryRow(ctx, `SELECT `+nodeColumns+`, token_hash FROM nodes WHERE node_id = ?`, n.NodeID), &digest)
 		switch {
 		case errors.Is(err, sql.ErrNoRows) && mode == ImportMerge:
 			if removedAtMs == nil {
@@ -132,14 +134,14 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 		}
 		args := append([]any{n.NodeID, hashToken(n.Token), s.seal.seal(n.NodeID, n.Token)}, metaArgs(n.NodeMeta)...)
 		args = append(args, n.CreatedAtMs, n.ApprovedAtMs, jsonColumn(n.Bins), nullInt(n.LastConnectedAtMs), n.Extra.column())
-		if _, err := s.w.exec(ctx, tx, `INSERT OR REPLACE INTO nodes (node_id, token_hash, token_sealed, `+metaColumns+`,
+		if _, err := ps.exec(ctx, `INSERT OR REPLACE INTO nodes (node_id, token_hash, token_sealed, `+metaColumns+`,
 				created_at_ms, approved_at_ms, bins, last_connected_at_ms, extra)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return err
 		}
 		// A pending request from before this approval was decided since;
 		// approved here, it would replace the imported token.
-		r, err := scanRequest(s.w.queryRow(ctx, tx, qPendingOfNode, n.NodeID))
+		r, err := scanRequest(ps.queryRow(ctx, qPendingOfNode, n.NodeID))
 		switch {
 		case err == nil && r.TS <= n.ApprovedAtMs:
 			if err := s.decide(ctx, tx, r, DecisionExpired, now, now, by); err != nil {
@@ -153,7 +155,7 @@ func (s *Store) importPaired(ctx context.Context, tx *sql.Tx, nodes []Node, mode
 	if mode != ImportReplace {
 		return nil
 	}
-	removed, err := s.deleteMissing(ctx, tx, `SELECT node_id FROM nodes`, `DELETE FROM nodes WHERE node_id = ?`, inFile)
+	removed, err := s.deleteMissing(ctx, tx, ps, `SELECT node_id FROM nodes`, `DELETE FROM nodes WHERE node_id = ?`, inFile)
 	rep.PairedRemoved = len(removed)
 	if err != nil {
 		return err
@@ -215,7 +217,7 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, mode string, now int64, by Origin, rep *ImportReport) error {
+func (s *Store) importPending(ctx context.Context, tx *sql.Tx, ps *txStatements, st LegacyState, mode string, now int64, by Origin, rep *ImportReport) error {
 	inFile := map[string]bool{}
 	for _, r := range st.Pending {
 		inFile[r.RequestID] = true
@@ -245,7 +247,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 			continue
 		}
 		var status string
-		err := s.w.queryRow(ctx, tx, `SELECT status FROM requests WHERE request_id = ?`, r.RequestID).Scan(&status)
+		err := ps.queryRow(ctx, `SELECT status FROM requests WHERE request_id = ?`, r.RequestID).Scan(&status)
 		switch {
 		case err == nil && status == StatusPending:
 			rep.PendingUnchanged++
@@ -256,7 +258,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		existing, err := scanRequest(s.w.queryRow(ctx, tx, qPendingOfNode, r.NodeID))
+		existing, err := scanRequest(ps.queryRow(ctx, qPendingOfNode, r.NodeID))
 		switch {
 		case err == nil && existing.TS >= cutoff:
 			rep.SkippedNodePending++
@@ -272,7 +274,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		// (OpenClaw drops a request when it approves it): kept, its
 		// approval would replace the node's token.
 		var approvedAt int64
-		err = s.w.queryRow(ctx, tx, `SELECT approved_at_ms FROM nodes WHERE node_id = ?`, r.NodeID).Scan(&approvedAt)
+		err = ps.queryRow(ctx, `SELECT approved_at_ms FROM nodes WHERE node_id = ?`, r.NodeID).Scan(&approvedAt)
 		switch {
 		case err == nil && approvedAt >= r.TS:
 			rep.SkippedDecided++
@@ -285,7 +287,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 		}
 		args := append([]any{r.RequestID, r.NodeID}, metaArgs(r.NodeMeta)...)
 		args = append(args, nullBool(r.Silent), r.IsRepair, r.TS, r.Extra.column())
-		if _, err := s.w.exec(ctx, tx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms, extra)
+		if _, err := ps.exec(ctx, `INSERT INTO requests (request_id, node_id, `+metaColumns+`, silent, is_repair, ts_ms, extra)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return fmt.Errorf("request %s: %w", r.RequestID, err)
 		}
@@ -317,7 +319,7 @@ func (s *Store) importPending(ctx context.Context, tx *sql.Tx, st LegacyState, m
 // deleteMissing deletes, by del, every id that query finds and keep lacks
 // (a replace import removing what the files no longer hold), and says how
 // many it deleted.
-func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string, keep map[string]bool) ([]string, error) {
+func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, ps *txStatements, query, del string, keep map[string]bool) ([]string, error) {
 	rows, err := s.w.query(ctx, tx, query)
 	if err != nil {
 		return nil, err
@@ -338,7 +340,7 @@ func (s *Store) deleteMissing(ctx context.Context, tx *sql.Tx, query, del string
 		return nil, err
 	}
 	for _, id := range gone {
-		if _, err := s.w.exec(ctx, tx, del, id); err != nil {
+		if _, err := ps.exec(ctx, del, id); err != nil {
 			return nil, err
 		}
 	}
