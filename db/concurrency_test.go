@@ -1,10 +1,13 @@
 package db
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Two Stores on one file stand for the server and the CLI: two processes'
@@ -155,5 +158,57 @@ func TestOutboxOrderAndRollback(t *testing.T) {
 		if evs[i].Seq <= evs[i-1].Seq {
 			t.Fatalf("seq not increasing: %d after %d", evs[i].Seq, evs[i-1].Seq)
 		}
+	}
+}
+
+// An outside trial at 100,000 nodes: concurrent lists, each holding a
+// connection of the read pool for its whole scan, took every one, and a
+// node's verify (a point read) waited seconds behind them. Whole-table
+// reads now take at most bulkReaders connections; the rest stay free.
+func TestBulkReadsLeavePointReadsAConnection(t *testing.T) {
+	s := openStore(t, newClock())
+	token := pairNode(t, s, "node-1")
+	release := make(chan struct{})
+	var holding atomic.Int32
+	var done sync.WaitGroup
+	for range readers + 1 { // more than the pool has
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			s.bulkRead(ctx, "a list", func(tx *sql.Tx) error {
+				var n int
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&n); err != nil {
+					return err
+				}
+				holding.Add(1) // and holds its connection until released
+				<-release
+				return nil
+			})
+		}()
+	}
+	for holding.Load() < bulkReaders {
+		time.Sleep(time.Millisecond)
+	}
+	defer func() { close(release); done.Wait() }()
+	// Point reads do not watch their context (prepared.queryRow): the
+	// wait is bounded here.
+	answered := make(chan error, 1)
+	go func() {
+		v, err := s.Verify(ctx, "node-1", token)
+		if err == nil && !v.OK {
+			err = fmt.Errorf("verify: %+v", v)
+		}
+		if err == nil {
+			_, err = s.Node(ctx, "node-1")
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("point reads beside %d whole-table reads: %v", readers+1, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("point reads beside %d whole-table reads found no connection of the read pool", readers+1)
 	}
 }

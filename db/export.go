@@ -3,6 +3,7 @@ package db
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,21 +127,24 @@ func (s *Store) CheckOverwrite(ctx context.Context, dir string) error {
 
 // approvals maps each paired node to when it was approved.
 func (s *Store) approvals(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT node_id, approved_at_ms FROM nodes`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	out := map[string]int64{}
-	for rows.Next() {
-		var id string
-		var at int64
-		if err := rows.Scan(&id, &at); err != nil {
-			return nil, err
+	err := s.bulkRead(ctx, "read approvals", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT node_id, approved_at_ms FROM nodes`)
+		if err != nil {
+			return err
 		}
-		out[id] = at
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var at int64
+			if err := rows.Scan(&id, &at); err != nil {
+				return err
+			}
+			out[id] = at
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // MirrorExport is Export for mirrorLegacyFiles: the nodes whose token

@@ -497,7 +497,7 @@ func (s *Store) changeNode(ctx context.Context, tx *sql.Tx, query string, args .
 // List returns live pending requests and paired nodes from one snapshot.
 func (s *Store) List(ctx context.Context) (Listing, error) {
 	var out Listing
-	err := s.readTx(ctx, "list", func(tx *sql.Tx) error {
+	err := s.bulkRead(ctx, "list", func(tx *sql.Tx) error {
 		var err error
 		if out.Pending, err = s.pending(ctx, tx, "DESC"); err != nil {
 			return err
@@ -511,7 +511,7 @@ func (s *Store) List(ctx context.Context) (Listing, error) {
 // Pending returns the live pending requests, newest first.
 func (s *Store) Pending(ctx context.Context) ([]PendingRequest, error) {
 	var out []PendingRequest
-	err := s.readTx(ctx, "list pending", func(tx *sql.Tx) error {
+	err := s.bulkRead(ctx, "list pending", func(tx *sql.Tx) error {
 		var err error
 		out, err = s.pending(ctx, tx, "DESC")
 		return err
@@ -522,7 +522,7 @@ func (s *Store) Pending(ctx context.Context) ([]PendingRequest, error) {
 // Nodes returns the paired nodes, newest approval first, without tokens.
 func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 	var out []Node
-	err := s.readTx(ctx, "list nodes", func(tx *sql.Tx) error {
+	err := s.bulkRead(ctx, "list nodes", func(tx *sql.Tx) error {
 		var err error
 		out, err = s.queryNodes(ctx, tx, `ORDER BY approved_at_ms DESC, node_id`)
 		return err

@@ -33,7 +33,7 @@ func (sn Snapshot) TokenProblem() error {
 // Snapshot reads the whole state in one read transaction.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	var sn Snapshot
-	err := s.readTx(ctx, "snapshot", func(tx *sql.Tx) error {
+	err := s.bulkRead(ctx, "snapshot", func(tx *sql.Tx) error {
 		var err error
 		if sn.Pending, err = s.pending(ctx, tx, "ASC"); err != nil {
 			return err

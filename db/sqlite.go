@@ -185,6 +185,19 @@ func (s *Store) lazyTx(ctx context.Context, what string, lazy bool, fn func(tx *
 
 // readTx runs fn in one read transaction on the read pool: a consistent
 // snapshot of the database.
+// bulkRead is readTx for a read of a whole table (a list, a snapshot):
+// at most bulkReaders run at once, the others wait for a turn before
+// they take a connection of the read pool.
+func (s *Store) bulkRead(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.bulk <- struct{}{}:
+	case <-ctx.Done():
+		return classify(ctx.Err(), what)
+	}
+	defer func() { <-s.bulk }()
+	return s.readTx(ctx, what, fn)
+}
+
 func (s *Store) readTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
