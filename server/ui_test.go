@@ -515,3 +515,43 @@ func (ts *testServer) requester(t *testing.T) func(body string) string {
 		return res.Request.RequestID
 	}
 }
+
+// An outside trial at 100,000 nodes: every event started another refresh
+// of the lists (seconds and some 80 MB each), and four ran at once. The
+// page runs one at a time; events meanwhile ask for one more, after it.
+func TestOperatorPageRefreshesOneAtATime(t *testing.T) {
+	b := browser(t)
+	ts := startServer(t)
+	request := ts.requester(t)
+	first := request(`{"nodeId":"first"}`)
+	p := page{t: t, ctx: b}
+	p.do("sign in",
+		chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, first)))
+	// Each list the page asks for now takes a second, as a large one does.
+	p.eval(`window.inFlight = 0; window.mostInFlight = 0; window.lists = 0;
+		const fetched = window.fetch;
+		window.fetch = async (...args) => {
+			if (!String(args[0]).includes('/rpc')) return fetched(...args);
+			window.lists++;
+			window.mostInFlight = Math.max(window.mostInFlight, ++window.inFlight);
+			try {
+				await new Promise((r) => setTimeout(r, 1000));
+				return await fetched(...args);
+			} finally {
+				window.inFlight--;
+			}
+		};
+		''`)
+	var last string
+	for i := range 8 { // an event every 300 ms, for over two seconds
+		last = request(fmt.Sprintf(`{"nodeId":"n%d"}`, i))
+		time.Sleep(300 * time.Millisecond)
+	}
+	p.do("the last request shows", chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, last)))
+	if most := p.eval(`String(window.mostInFlight)`); most != "1" {
+		t.Fatalf("%s refreshes of the lists in flight at once (%s in all), want 1", most, p.eval(`String(window.lists)`))
+	}
+}

@@ -17,6 +17,13 @@ const state = {
   listing: null, // {pending, paired, connected: Set}
   generation: 0, // bumped on every profile switch and sign-out
   refreshTimer: 0,
+  // One refresh at a time: at 100,000 nodes one takes seconds and some
+  // 80 MB, and an outside trial saw four in flight at once, each event
+  // starting another. Events meanwhile ask for one more (refreshAgain),
+  // and the next waits as long as the last took (refreshTook).
+  refreshing: false,
+  refreshAgain: false,
+  refreshTook: 0,
   streamAbort: null,
   lastEventId: '',
   editing: '', // the node whose name is being edited: its row is left alone
@@ -149,7 +156,14 @@ function selectProfile(name) {
 // and which nodes are connected; a stale answer (the profile changed while
 // it was in flight) is dropped.
 async function refresh() {
+  if (state.refreshing) {
+    state.refreshAgain = true;
+    return;
+  }
+  state.refreshing = true;
+  state.refreshAgain = false;
   const gen = state.generation;
+  const began = Date.now();
   try {
     const [list, nodes] = await Promise.all([
       api('POST', profilePath('/rpc'), { method: 'node.pair.list', params: {} }),
@@ -164,12 +178,23 @@ async function refresh() {
     render();
   } catch (err) {
     if (gen === state.generation) failed(err);
+  } finally {
+    state.refreshing = false;
+    state.refreshTook = Date.now() - began;
+    // Asked for meanwhile: what changed since this one began is loaded,
+    // at once for a profile switched to meanwhile.
+    if (state.refreshAgain && gen !== state.generation) refresh();
+    else if (state.refreshAgain) scheduleRefresh();
   }
 }
 
 function scheduleRefresh() {
+  if (state.refreshing) {
+    state.refreshAgain = true;
+    return;
+  }
   clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
+  state.refreshTimer = setTimeout(refresh, Math.max(REFRESH_DELAY_MS, state.refreshTook));
 }
 
 // stream follows the profile's Server-Sent Events (read with fetch, since
