@@ -51,6 +51,8 @@ type conn struct {
 	named bool
 	// timeout bounds each call (--timeout).
 	timeout time.Duration
+	// reads says the command changes nothing (a list, a lookup).
+	reads bool
 }
 
 // newConn resolves the server, the local profile (resolveAs) and the
@@ -252,6 +254,10 @@ func (c *conn) explain(ctx context.Context, err error) error {
 		return &worded{fmt.Sprintf("no pairgate answers at %s; start one with `pairgate serve` (or point --url / $PAIRGATE_URL at it)", c.api.URL()), err}
 	case client.IsInterrupted(err):
 		return &worded{fmt.Sprintf("the connection to the server at %s ended before it answered (was it stopping?); what was asked may or may not be done: `pairgate nodes list` shows what was done", c.api.URL()), err}
+	case client.IsTimeout(err) && c.reads:
+		// A read changes nothing: it may be large (a trial's list of
+		// 100,000 nodes took 30 s beside ten exports) or the server busy.
+		return &worded{fmt.Sprintf("the server at %s did not answer in %s; this command changes nothing: the server may be busy or the answer large (--timeout waits longer), and `pairgate health` shows whether its database is stalled", c.api.URL(), c.timeout), err}
 	case client.IsTimeout(err):
 		// A change may still be made: the server may be waiting on its
 		// database (`pairgate health` says), and a write it began goes

@@ -90,6 +90,9 @@ func (g group) run(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return out.failure(failed(name, err))
 	}
+	if r, ok := cmd.(readOnly); ok {
+		c.reads = r.readOnly()
+	}
 	return out.failure(failed(name, c.explain(ctx, cmd.run(ctx, c, out))))
 }
 
@@ -151,6 +154,11 @@ type listing struct{}
 
 func (listing) declare(*flag.FlagSet)     {}
 func (listing) check(args []string) error { return noArgs(args) }
+func (listing) readOnly() bool            { return true }
+
+// readOnly is a subcommand that changes nothing: a call of it that times
+// out is said so (conn.explain).
+type readOnly interface{ readOnly() bool }
 
 // noArgs is the check of a subcommand that takes no positional argument.
 func noArgs(args []string) error {

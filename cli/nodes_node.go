@@ -30,6 +30,8 @@ func (f *nodeFlag) check(args []string) error {
 // describeCommand is pairgate nodes describe --node.
 type describeCommand struct{ nodeFlag }
 
+func (*describeCommand) readOnly() bool { return true }
+
 func (cmd *describeCommand) run(ctx context.Context, c *conn, out output) error {
 	n, err := findNode(ctx, c, cmd.node)
 	if err != nil {

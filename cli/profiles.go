@@ -22,6 +22,7 @@ func runProfiles(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return out.failure(failed("profiles", err))
 	}
+	c.reads = true
 	profiles, err := c.api.Profiles(ctx)
 	if err != nil {
 		return out.failure(failed("profiles", c.explain(ctx, err)))

@@ -28,6 +28,14 @@ func TestCLISaysATimedOutCallMayStillBeDone(t *testing.T) {
 		!strings.Contains(errs, "pairgate health") || strings.Contains(errs, "no pairgate answers") {
 		t.Fatalf("a call that timed out: exit %d\n%s", code, errs)
 	}
+	// A read that times out changed nothing, and says so (a scale trial:
+	// the write's words fit no list).
+	for _, args := range [][]string{{"nodes", "list"}, {"nodes", "describe", "--node", "n1"}, {"profiles"}} {
+		code, _, errs := cliRun(getenv, append(args, "--url", url, "--profile", "default", "--token", "operator-token-0123456789abcdef0123", "--timeout", "200ms")...)
+		if code != exitFailed || !strings.Contains(errs, "did not answer in 200ms; this command changes nothing") || strings.Contains(errs, "may still be done") {
+			t.Fatalf("%v that timed out: exit %d\n%s", args, code, errs)
+		}
+	}
 	if code, _, errs := cliRun(getenv, "nodes", "pending", "--url", url, "--timeout", "0s"); code != exitUsage || !strings.Contains(errs, "--timeout 0s: give a positive duration") {
 		t.Fatalf("--timeout 0s: exit %d\n%s", code, errs)
 	}
