@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,28 @@ func (s *Store) LegacyFiles(ctx context.Context, redact bool) (LegacyExport, err
 		Paired: LegacyPairedJSON(sn.Paired, redact), Pending: LegacyPendingJSON(sn.Pending),
 		PairedCount: len(sn.Paired), PendingCount: len(sn.Pending),
 	}, nil
+}
+
+// ExportSnapshot is the snapshot an export writes (WriteLegacyAnswer),
+// read at once: without redact, tokens pairing.key cannot open make it
+// fail, before anything is written.
+func (s *Store) ExportSnapshot(ctx context.Context, redact bool) (Snapshot, error) {
+	return s.exportable(ctx, redact)
+}
+
+// WriteLegacyAnswer writes REST's export answer, {"paired": …, "pending":
+// …}, each member the legacy file as Export writes it, straight from the
+// snapshot: no copy of either file is held (a trial's ten concurrent
+// exports of 100,000 nodes took the server to 2.85 GB, each one's files
+// held twice, as bytes and as their JSON encoding).
+func WriteLegacyAnswer(w io.Writer, sn Snapshot, redact bool) error {
+	b := bufio.NewWriterSize(w, 64<<10)
+	b.WriteString(`{"paired":`)
+	writeLegacyPaired(b, sn.Paired, redact)
+	b.WriteString(`,"pending":`)
+	writeLegacyPending(b, sn.Pending)
+	b.WriteString("}\n")
+	return b.Flush()
 }
 
 // exportable reads one snapshot and, unless tokens are to be redacted,

@@ -38,11 +38,18 @@ func (s *Server) handleExport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	files, err := profileOf(c).Store.LegacyFiles(c.Request().Context(), redact)
+	sn, err := profileOf(c).Store.ExportSnapshot(c.Request().Context(), redact)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]json.RawMessage{"paired": files.Paired, "pending": files.Pending})
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(http.StatusOK)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	// A client gone mid-answer has its connection closed: nothing to say.
+	db.WriteLegacyAnswer(c.Response(), sn, redact)
+	return nil
 }
 
 // handleImport takes {paired, pending} (each a legacy file's object, either
