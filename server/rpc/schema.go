@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strings"
 
 	"github.com/pairgate/pairgate/db"
 )
@@ -164,6 +166,14 @@ func (f Field) checkValue(path string, v json.RawMessage) error {
 		// then was refused in the decoder's words, naming Go types.
 		var n int64
 		if json.Unmarshal(v, &n) != nil {
+			// Digits too many for an int64 are an integer still, only
+			// too large (a re-trial: 23 digits read "must be integer").
+			if digits := strings.TrimPrefix(string(v), "-"); digits != "" && strings.Trim(digits, "0123456789") == "" {
+				if strings.HasPrefix(string(v), "-") {
+					return pathError(path, "must be >= 1")
+				}
+				return pathError(path, fmt.Sprintf("must be <= %d", int64(math.MaxInt64)))
+			}
 			return pathError(path, "must be integer")
 		}
 		if n < 1 {

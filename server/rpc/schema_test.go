@@ -73,12 +73,13 @@ func FuzzSchemaFastPath(f *testing.F) {
 func TestIntegersAreDigits(t *testing.T) {
 	sc := Schema{{Name: "n", Kind: Int, Required: true}}
 	for raw, want := range map[string]string{
-		`{"n":4}`:                    "",
-		`{"n":4e0}`:                  "at /n: must be integer",
-		`{"n":4.0}`:                  "at /n: must be integer",
-		`{"n":1.5}`:                  "at /n: must be integer",
-		`{"n":99999999999999999999}`: "at /n: must be integer",
-		`{"n":0}`:                    "at /n: must be >= 1",
+		`{"n":4}`:                     "",
+		`{"n":4e0}`:                   "at /n: must be integer",
+		`{"n":4.0}`:                   "at /n: must be integer",
+		`{"n":1.5}`:                   "at /n: must be integer",
+		`{"n":99999999999999999999}`:  "at /n: must be <= 9223372036854775807",
+		`{"n":-99999999999999999999}`: "at /n: must be >= 1",
+		`{"n":0}`:                     "at /n: must be >= 1",
 	} {
 		got := ""
 		if err := sc.Check(json.RawMessage(raw)); err != nil {
