@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
@@ -173,7 +174,20 @@ func runExport(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	store, closeStore, err := openOffline(ctx, p)
-	if err != nil {
+	if err != nil && diskhint.Hint(p.NodesDir()) != "" {
+		// A state directory this user cannot write (a read-only mount, a
+		// backup copy, another user's): its database is read from a
+		// private copy, unless a server holds it.
+		if *to == "" {
+			return fmt.Errorf("%w; to export from a copy of its database instead, give --to DIR", err)
+		}
+		var copyErr error
+		store, closeStore, copyErr = openCopy(ctx, p)
+		if copyErr != nil {
+			return fmt.Errorf("%w; nor could it be read from a copy: %w", err, copyErr)
+		}
+		fmt.Fprintf(env.Stderr, "pairgate: %s cannot be written by this user (or is read-only): exported from a copy of its database\n", p.NodesDir())
+	} else if err != nil {
 		return err
 	}
 	defer closeStore()
@@ -191,6 +205,62 @@ func runExport(ctx context.Context, env Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "Wrote %s (%d paired) and %s (%d pending) to %s\n", db.PairedFile, rep.Paired, db.PendingFile, rep.Pending, rep.Dir)
 	return nil
+}
+
+// openCopy opens a private copy of a profile's database (and its WAL),
+// for an export from a state directory this user cannot write: the store
+// cannot be opened there (its lock and WAL files are written). A server
+// holding the state directory refuses it: its database changes under the
+// copy. The copy is migrated if it is older, and removed when closed.
+func openCopy(ctx context.Context, p config.Profile) (*db.Store, func(), error) {
+	if lock, err := os.Open(p.LockPath()); err == nil {
+		defer lock.Close()
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+			return nil, nil, fmt.Errorf("%s is served by a running server: export it over REST (GET …/export), or as the server's user", p.StateDir)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "pairgate-export-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cp := config.NewProfile(p.Name, tmp)
+	cp.KeyFile, cp.TTL, cp.MaxPending = p.KeyPath(), p.TTL, p.MaxPending
+	if err := cp.EnsureNodesDir(); err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(p.DatabasePath()+suffix, cp.DatabasePath()+suffix); err != nil && !(suffix != "" && errors.Is(err, fs.ErrNotExist)) {
+			os.RemoveAll(tmp)
+			return nil, nil, err
+		}
+	}
+	opts := db.OptionsFor(cp)
+	opts.Migrate = true
+	store, err := db.Open(ctx, opts)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	return store, func() { store.Close(); os.RemoveAll(tmp) }, nil
+}
+
+// copyFile copies from to a new file to (0600).
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // keepLegacyImport refuses to create the database of a state directory

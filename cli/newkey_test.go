@@ -3,12 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/fixture"
 )
@@ -195,4 +197,66 @@ func TestDamageOnAnyPageIsRefusedAsDamage(t *testing.T) {
 	if refused["migrate"] < refused["export"] {
 		t.Fatalf("migrate --status refused %d damaged pages, export %d", refused["migrate"], refused["export"])
 	}
+}
+
+// A re-trial: export could not read a state directory it may not write (a
+// backup copy, a read-only mount), since the store opens for writing. It
+// now reads a private copy of the database (openCopy, used when the state
+// directory is not writable; the tests run as root, for whom every
+// directory here is, so openCopy is called directly). The copy exports
+// what the store holds, leaves the state directory as it was, and refuses
+// while a server holds the directory.
+func TestExportReadsACopyOfAStateDirectoryItCannotWrite(t *testing.T) {
+	stateDir, run := importedStateDir(t)
+	direct := t.TempDir()
+	if code, errs := run("export", "--to", direct); code != 0 {
+		t.Fatalf("export = %d %s", code, errs)
+	}
+	before := dirContents(t, filepath.Join(stateDir, "nodes"))
+	p := config.NewProfile("default", stateDir)
+	store, closeStore, err := openCopy(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromCopy := t.TempDir()
+	if _, err := store.Export(context.Background(), fromCopy, false); err != nil {
+		t.Fatal(err)
+	}
+	closeStore()
+	for _, name := range []string{"paired.json", "pending.json"} {
+		want, _ := os.ReadFile(filepath.Join(direct, name))
+		got, _ := os.ReadFile(filepath.Join(fromCopy, name))
+		if len(want) == 0 || !bytes.Equal(got, want) {
+			t.Fatalf("%s from the copy differs:\n%s\nwant\n%s", name, got, want)
+		}
+	}
+	if after := dirContents(t, filepath.Join(stateDir, "nodes")); after != before {
+		t.Fatalf("reading a copy changed the state directory:\n%s\nwas\n%s", after, before)
+	}
+	lock, err := db.LockStateDir(p.LockPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	if _, _, err := openCopy(context.Background(), p); err == nil || !strings.Contains(err.Error(), "is served by a running server") {
+		t.Fatalf("a copy of a served state directory: %v", err)
+	}
+}
+
+// dirContents lists a directory's files with their sizes and times.
+func dirContents(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s %d %v\n", e.Name(), info.Size(), info.ModTime().UnixNano())
+	}
+	return b.String()
 }
