@@ -174,10 +174,7 @@ func TestTokenFileFlag(t *testing.T) {
 // They now take its only profile, or refuse and name them.
 func TestAConfigurationWithoutDefaultIsNotTheHomeDirectory(t *testing.T) {
 	dir := t.TempDir()
-	legacy := filepath.Join(dir, "legacy")
-	os.MkdirAll(legacy, 0o700)
-	os.WriteFile(filepath.Join(legacy, "pending.json"), []byte("{}"), 0o600)
-	os.WriteFile(filepath.Join(legacy, "paired.json"), []byte("{}"), 0o600)
+	legacy := emptyLegacyFiles(t, dir)
 	two := filepath.Join(dir, "two.yaml")
 	os.WriteFile(two, []byte(fmt.Sprintf("profiles:\n  - name: a\n    stateDir: %s/a\n  - name: b\n    stateDir: %s/b\n", dir, dir)), 0o600)
 	env := testEnv(t, map[string]string{"PAIRGATE_CONFIG": two})
@@ -212,10 +209,7 @@ func TestAConfigurationWithoutDefaultIsNotTheHomeDirectory(t *testing.T) {
 // the directory.
 func TestANewStateDirectoryIsSaid(t *testing.T) {
 	dir := t.TempDir()
-	legacy := filepath.Join(dir, "legacy")
-	os.MkdirAll(legacy, 0o700)
-	os.WriteFile(filepath.Join(legacy, "pending.json"), []byte("{}"), 0o600)
-	os.WriteFile(filepath.Join(legacy, "paired.json"), []byte("{}"), 0o600)
+	legacy := emptyLegacyFiles(t, dir)
 	env := testEnv(t, nil)
 	made := filepath.Join(env("HOME"), ".openclaw-typo")
 	code, out, errs := cliRun(env, "import", "--from", legacy, "--profile", "typo")
@@ -255,4 +249,20 @@ func TestProfilesListsTheProfileNamed(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errs, `serves no profile "work" for this token; it opens default, lab`) {
 		t.Fatalf("profiles --profile work: exit %d\n%s%s", code, out, errs)
 	}
+}
+
+// emptyLegacyFiles writes an empty paired.json and pending.json into
+// dir/legacy and returns that directory.
+func emptyLegacyFiles(t *testing.T, dir string) string {
+	t.Helper()
+	legacy := filepath.Join(dir, "legacy")
+	if err := os.MkdirAll(legacy, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"pending.json", "paired.json"} {
+		if err := os.WriteFile(filepath.Join(legacy, name), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return legacy
 }

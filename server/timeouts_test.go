@@ -122,13 +122,7 @@ func TestStuckEventStreamIsDropped(t *testing.T) {
 		all <- requested == 130
 	}()
 	bigEvents(t, ts, 130)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(ts.log.String(), "dropping an event-stream client that does not read") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the stuck client was not dropped:\n%s", ts.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitLogged(t, ts, "dropping an event-stream client that does not read")
 	select {
 	case ok := <-all:
 		if !ok {
@@ -220,25 +214,9 @@ func TestDroppedClientsLeaveNoSendBuffer(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.WriteTimeout = 500 * time.Millisecond })
 	conn := stuckSubscriber(t, ts)
 	bigEvents(t, ts, 130)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(ts.log.String(), "dropping an event-stream client that does not read") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the stuck client was not dropped:\n%s", ts.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitLogged(t, ts, "dropping an event-stream client that does not read")
 	port := conn.RemoteAddr().(*net.TCPAddr).Port
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		held := closingSockets(t, port)
-		if held == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the dropped client's connection still holds %d bytes of send buffer after it was closed", held)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitNoSendBuffer(t, port, "event stream")
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 
 	// The same for a WebSocket operator that stops reading its events.
@@ -260,18 +238,31 @@ func TestDroppedClientsLeaveNoSendBuffer(t *testing.T) {
 		t.Fatalf("connect: %s %v", hello, err)
 	}
 	bigEvents(t, ts, 130)
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ts.log.String(), "dropping a client that does not read its frames"); time.Sleep(20 * time.Millisecond) {
+	waitLogged(t, ts, "dropping a client that does not read its frames")
+	waitNoSendBuffer(t, port, "WebSocket")
+}
+
+// waitLogged waits up to 20 s for the server to log line.
+func waitLogged(t *testing.T, ts *testServer, line string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ts.log.String(), line); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the WebSocket client that does not read was not dropped:\n%s", ts.log)
+			t.Fatalf("not logged in 20 s: %q\n%s", line, ts.log)
 		}
 	}
+}
+
+// waitNoSendBuffer waits up to 5 s for the sockets closed on the server's
+// port to hold no send buffer (what: the client dropped).
+func waitNoSendBuffer(t *testing.T, port int, what string) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		held := closingSockets(t, port)
 		if held == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the dropped WebSocket client's connection still holds %d bytes of send buffer after it was closed", held)
+			t.Fatalf("the dropped %s client's connection still holds %d bytes of send buffer after it was closed", what, held)
 		}
 	}
 }

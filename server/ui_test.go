@@ -462,12 +462,7 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	request := ts.requester(t)
 	kitchen := request(`{"nodeId":"kitchen-ipad","displayName":"Kitchen iPad"}`)
 	impostor := request(`{"nodeId":"imp","displayName":"Kitchen\u200biPad"}`)
-	p := page{t: t, ctx: b}
-	p.do("sign in",
-		chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
-		chromedp.Click(chromedp.CSS("#signin-button")),
-		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, impostor)))
+	p := signedIn(t, b, ts, impostor)
 	if got := p.eval(fmt.Sprintf(`document.querySelector('tr[data-request-id=%q] td.name').innerText`, impostor)); got != "Kitchen\\u200biPad\nimp\n⚠ named like Kitchen iPad (node kitchen-ipad), which asks too" {
 		t.Fatalf("the impostor's row shows %q", got)
 	}
@@ -506,6 +501,18 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	p.until("Escape closed the form", `document.querySelectorAll('form.rename').length === 0 && document.querySelector('#nodes tr[data-node-id="imp"] td.name').textContent === 'Kitchen\\u200biPad'`)
 }
 
+// signedIn opens the page in the browser b and signs in with the operator
+// token, once the pending request waitFor shows.
+func signedIn(t *testing.T, b context.Context, ts *testServer, waitFor string) page {
+	p := page{t: t, ctx: b}
+	p.do("sign in",
+		chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Click(chromedp.CSS("#signin-button")),
+		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, waitFor)))
+	return p
+}
+
 // requester makes pairing requests over REST and returns their ids.
 func (ts *testServer) requester(t *testing.T) func(body string) string {
 	return func(body string) string {
@@ -524,12 +531,7 @@ func TestOperatorPageRefreshesOneAtATime(t *testing.T) {
 	ts := startServer(t)
 	request := ts.requester(t)
 	first := request(`{"nodeId":"first"}`)
-	p := page{t: t, ctx: b}
-	p.do("sign in",
-		chromedp.Navigate(ts.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
-		chromedp.Click(chromedp.CSS("#signin-button")),
-		chromedp.WaitVisible(css(`#pending tr[data-request-id=%q]`, first)))
+	p := signedIn(t, b, ts, first)
 	// Each list the page asks for now takes a second, as a large one does.
 	p.eval(`window.inFlight = 0; window.mostInFlight = 0; window.lists = 0;
 		const fetched = window.fetch;
