@@ -1,6 +1,8 @@
 package db
 
 import (
+	"bytes"
+	"encoding/json"
 	"runtime"
 	"strconv"
 	"strings"
@@ -117,5 +119,27 @@ func TestDeepLegacyFileIsRefused(t *testing.T) {
 	}
 	if got > 16*uint64(len(file)) {
 		t.Fatalf("refusing %d bytes allocated %d", len(file), got)
+	}
+}
+
+// NodeList.WriteJSON (REST's GET …/nodes, written entry by entry) writes
+// what json.Marshal does, byte for byte, with the encoder's newline.
+func TestNodeListWritesWhatMarshalDoes(t *testing.T) {
+	for _, l := range []NodeList{
+		{TS: 1},
+		{TS: 2, Nodes: []NodeEntry{}},
+		{TS: 1795627040011, Nodes: []NodeEntry{
+			{NodeID: "a<b>&c", NodeMeta: NodeMeta{DisplayName: "Küche \u2028 \"iPad\"", Caps: []string{}, Permissions: Permissions{{Name: "<camera>", Granted: true}, {Name: "1", Granted: false}}}, Paired: true},
+			{NodeID: "n2", ConnectedAtMs: 5, Paired: true, Connected: true},
+		}},
+	} {
+		var got bytes.Buffer
+		if err := l.WriteJSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(l)
+		if got.String() != string(want)+"\n" {
+			t.Errorf("WriteJSON\n%s\nwant\n%s", got.String(), want)
+		}
 	}
 }

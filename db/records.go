@@ -1,9 +1,11 @@
 package db
 
 import (
+	"bufio"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"reflect"
 )
 
@@ -54,6 +56,33 @@ type NodeDescription struct {
 type NodeList struct {
 	TS    int64       `json:"ts"`
 	Nodes []NodeEntry `json:"nodes"`
+}
+
+// WriteJSON writes l as json.Marshal does, and a newline (as an encoder
+// does), one entry at a time: at 100,000 nodes the answer is 37 MB, which
+// an encoder builds whole (growing, so copying, its buffer) before the
+// first byte goes out, once for each caller at a time.
+func (l NodeList) WriteJSON(w io.Writer) error {
+	b := bufio.NewWriterSize(w, 64<<10)
+	fmt.Fprintf(b, `{"ts":%d,"nodes":`, l.TS)
+	if l.Nodes == nil {
+		b.WriteString("null")
+	} else {
+		b.WriteByte('[')
+		for i, n := range l.Nodes {
+			e, err := json.Marshal(n)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(e)
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString("}\n")
+	return b.Flush()
 }
 
 // PendingRequest is a node's request to join, in OpenClaw's shape and field order.

@@ -185,8 +185,20 @@ func (s *Server) call(c echo.Context, method string, raw json.RawMessage, status
 	if status == http.StatusNoContent {
 		return c.NoContent(status)
 	}
+	if long, ok := out.(longAnswer); ok && !c.QueryParams().Has("pretty") {
+		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		c.Response().WriteHeader(status)
+		if c.Request().Method != http.MethodHead {
+			long.WriteJSON(c.Response()) // a client gone mid-answer: nothing to say
+		}
+		return nil
+	}
 	return c.JSON(status, out)
 }
+
+// longAnswer is an answer written as it is encoded, not encoded whole
+// first (db.NodeList: every paired node).
+type longAnswer interface{ WriteJSON(io.Writer) error }
 
 // handleProfiles lists the profiles the bearer token opens.
 func (s *Server) handleProfiles(own *Profile) echo.HandlerFunc {

@@ -962,3 +962,30 @@ func TestNoStoreAndWeakTokenWarnings(t *testing.T) {
 		t.Fatal("the operator token reached the log")
 	}
 }
+
+// GET …/nodes is written entry by entry (db.NodeList.WriteJSON), as
+// c.JSON would have written it whole; ?pretty still indents, and HEAD
+// sends no body.
+func TestNodesAnswerIsWrittenAsEncoded(t *testing.T) {
+	ts := startServer(t)
+	for _, id := range []string{"n<1>", "n&2"} {
+		var res db.RequestResult
+		ts.mustAPI(t, 201, "POST", base+"/requests", fmt.Sprintf(`{"nodeId":%q,"displayName":"Küche"}`, id), &res)
+		ts.mustAPI(t, 200, "POST", base+"/requests/"+res.Request.RequestID+"/approve", "", nil)
+	}
+	r := ts.api(t, "GET", base+"/nodes", testToken, "")
+	var l db.NodeList
+	if err := json.Unmarshal(r.body, &l); err != nil || len(l.Nodes) != 2 {
+		t.Fatalf("GET nodes = %d %s: %v", r.status, r.body, err)
+	}
+	want, _ := json.Marshal(l)
+	if r.status != 200 || string(r.body) != string(want)+"\n" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET nodes = %d %q\n%s\nwant\n%s", r.status, r.header.Get("Content-Type"), r.body, want)
+	}
+	if r := ts.api(t, "GET", base+"/nodes?pretty", testToken, ""); r.status != 200 || !strings.Contains(string(r.body), "\n  \"nodes\": [") {
+		t.Fatalf("GET nodes?pretty = %d %s", r.status, r.body)
+	}
+	if r := ts.api(t, "HEAD", base+"/nodes", testToken, ""); r.status != 200 || len(r.body) != 0 {
+		t.Fatalf("HEAD nodes = %d %q", r.status, r.body)
+	}
+}
