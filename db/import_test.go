@@ -476,8 +476,22 @@ func TestImportKeepsWithinMaxPending(t *testing.T) {
 		}
 		return st
 	}
-	if _, err := s.Import(ctx, file(3), ImportMerge, false, Origin{Actor: "import"}); ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), "leave 3 live pending requests, and this profile holds at most 2 (maxPending)") {
+	// Refused before the import's work (checkPendingFirst: an outside
+	// trial waited 13–15 s for the refusal after 100,000 nodes).
+	if _, err := s.Import(ctx, file(3), ImportMerge, false, Origin{Actor: "import"}); ErrorCode(err) != CodeInvalid || !strings.Contains(err.Error(), "leave at least 3 live pending requests, and this profile holds at most 2 (maxPending)") {
 		t.Fatalf("import of 3 under maxPending 2 = %v", err)
+	}
+	// Requests the import would skip do not count early: two of these
+	// three are older than their nodes' approvals in the same files.
+	paired := fmt.Sprintf(`{"n0": {"nodeId": "n0", "token": "t0", "createdAtMs": %d, "approvedAtMs": %d}, "n1": {"nodeId": "n1", "token": "t1", "createdAtMs": %d, "approvedAtMs": %d}}`, now, now+1, now, now+1)
+	st := file(3)
+	withPaired, err := ReadLegacy([]byte(paired), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Paired = withPaired.Paired
+	if rep, err := s.Import(ctx, st, ImportMerge, true, Origin{Actor: "import"}); err != nil || rep.PendingAdded != 1 || rep.SkippedDecided != 2 {
+		t.Fatalf("dry import of 3 requests, 2 decided since = %+v, %v", rep, err)
 	}
 	if p, _ := s.Pending(ctx); len(p) != 0 {
 		t.Fatalf("a refused import left %d pending", len(p))
