@@ -133,6 +133,10 @@ func TestReplicateThenRestore(t *testing.T) {
 			if err := Restore(ctx, tc.url, other.DatabasePath(), time.Time{}, log); err != nil {
 				t.Fatal(err)
 			}
+			// Litestream's own restore messages come through our logger.
+			if !strings.Contains(logs.String(), "msg=\"post-restore integrity check passed\"") {
+				t.Fatalf("Litestream's restore line is not in the given log:\n%s", logs)
+			}
 			restored := openStore(t, other)
 			verifyAll(t, restored, tokens)
 			restored.Close()

@@ -55,7 +55,12 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 	opt.OutputPath = tmp
 	opt.Timestamp = at
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
-	rep := litestream.NewReplicaWithClient(nil, client)
+	// Litestream logs the restore through its replica's database, or
+	// through slog's default (plain log lines) without one: this one is
+	// never opened, it only carries the caller's logger.
+	shell := litestream.NewDB(tmp)
+	shell.Logger = log
+	rep := litestream.NewReplicaWithClient(shell, client)
 	rep.MonitorEnabled = false
 	if err := rep.Restore(ctx, opt); err != nil {
 		if errors.Is(err, litestream.ErrTxNotAvailable) || errors.Is(err, litestream.ErrNoSnapshots) {
