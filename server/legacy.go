@@ -1,14 +1,13 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,8 +16,12 @@ import (
 )
 
 // importReadTimeout bounds the upload of an import body, which may hold
-// two large files; only an operator gets this far.
-const importReadTimeout = 2 * time.Minute
+// two large files; only an operator gets this far. importWait bounds how
+// long an import waits for the one running before it.
+const (
+	importReadTimeout = 2 * time.Minute
+	importWait        = 2 * time.Minute
+)
 
 // mirrorEvery bounds how often mirrorLegacyFiles rewrites the files;
 // mirrorRetry is the first wait before a failed export is tried again.
@@ -60,9 +63,34 @@ func (s *Server) handleImport(c echo.Context) error {
 		return err
 	}
 	mode := c.QueryParam("mode")
+	// One at a time: an import holds its body and what it parsed of it,
+	// several times the body, and a body may be 256 MiB (an outside
+	// trial took a server to 2.8 GB with three at once). The next one's
+	// body is not read until then.
+	wait := time.NewTimer(s.importWait)
+	defer wait.Stop()
+	select {
+	case s.imports <- struct{}{}:
+		defer func() { <-s.imports }()
+	case <-c.Request().Context().Done():
+		return c.Request().Context().Err()
+	case <-wait.C:
+		return &db.Error{Code: db.CodeRateLimited, RetryAfter: 10 * time.Second,
+			Message: fmt.Sprintf("another import has been running on this server for over %s: imports run one at a time; try again when it ends", s.importWait)}
+	}
 	body, err := readBody(c, 2*db.MaxLegacyFile+4096, importReadTimeout)
 	if err != nil {
 		return err
+	}
+	// json.Valid copies nothing; only a body it refuses is read again,
+	// strictly, for a message that says where and what (in the words of
+	// every other JSON refusal: a path, nesting beyond 64 levels).
+	if !json.Valid(body) {
+		err := db.CheckJSONObject(body)
+		if err == nil {
+			err = errors.New("not JSON")
+		}
+		return apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}
 	paired, pending, err := importMembers(body)
 	if err != nil {
@@ -89,40 +117,132 @@ func (s *Server) handleImport(c echo.Context) error {
 }
 
 // importMembers splits an import body, {"paired": {...}, "pending": {...}}
-// (either may be absent), into the two files' bytes without parsing them:
-// ReadLegacy validates each once.
+// (either may be absent), into the two files' bytes. body is valid JSON
+// (json.Valid). The members are slices of body, not copies (a body may
+// be 256 MiB), and only the outer object is read here: a member's end is
+// found by counting brackets outside strings; ReadLegacy reads each
+// member once, strictly.
 func importMembers(body []byte) (paired, pending []byte, err error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, nil, errors.New(`want {"paired": {...}, "pending": {...}}`)
+	want := errors.New(`want {"paired": {...}, "pending": {...}}`)
+	i := skipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return nil, nil, want
 	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, nil, errors.New(db.DescribeJSONError(body, err, dec.InputOffset()))
+	i = skipSpace(body, i+1)
+	for first := true; ; first = false {
+		if i < len(body) && body[i] == '}' && first {
+			i++
+			break
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, fmt.Errorf("%v: %s", t, db.DescribeJSONError(body, err, dec.InputOffset()))
+		keyStart, keyEnd := i, jsonValueEnd(body, i)
+		if keyEnd < 0 || body[i] != '"' {
+			return nil, nil, want
+		}
+		var key string
+		if keyEnd-keyStart > 64 || json.Unmarshal(body[keyStart:keyEnd], &key) != nil {
+			key = "" // no member's name: it is only reported unknown
+		}
+		i = skipSpace(body, keyEnd)
+		if i == len(body) || body[i] != ':' {
+			return nil, nil, want
+		}
+		start := skipSpace(body, i+1)
+		end := jsonValueEnd(body, start)
+		if end < 0 {
+			return nil, nil, want
 		}
 		switch {
-		case t == "paired" && paired == nil:
-			paired = raw
-		case t == "pending" && pending == nil:
-			pending = raw
-		case t == "paired" || t == "pending":
-			return nil, nil, fmt.Errorf("duplicate key %q", t)
+		case key == "paired" && paired == nil:
+			paired = body[start:end]
+		case key == "pending" && pending == nil:
+			pending = body[start:end]
+		case key == "paired" || key == "pending":
+			return nil, nil, fmt.Errorf("duplicate key %q", key)
 		default:
-			return nil, nil, fmt.Errorf(`unknown member %q: want {"paired": {...}, "pending": {...}}`, t)
+			return nil, nil, fmt.Errorf(`unknown member %s: want {"paired": {...}, "pending": {...}}`, shortQuoted(body[keyStart:keyEnd]))
 		}
+		i = skipSpace(body, end)
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+			continue
+		}
+		if i < len(body) && body[i] == '}' {
+			i++
+			break
+		}
+		return nil, nil, want
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, nil, errors.New(db.DescribeJSONError(body, err, dec.InputOffset()))
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if skipSpace(body, i) != len(body) {
 		return nil, nil, errors.New("trailing data after the object")
 	}
 	return paired, pending, nil
+}
+
+// skipSpace is the index of the first byte from i on that is not JSON
+// white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonValueEnd is the index just past the JSON value starting at i, or
+// -1 when none ends there. It checks no more than where the value ends:
+// strings and their escapes, brackets counted (not matched), a scalar up
+// to the next delimiter.
+func jsonValueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			for j++; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(b) {
+				return -1
+			}
+		case '{', '[':
+			depth++
+			continue
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return -1
+			}
+		case ' ', '\t', '\n', '\r', ',', ':':
+			if depth == 0 {
+				return -1
+			}
+			continue
+		default:
+			if depth == 0 {
+				for j < len(b) && !strings.ContainsRune(" \t\n\r,:{}[]\"", rune(b[j])) {
+					j++
+				}
+				return j
+			}
+			continue
+		}
+		if depth == 0 {
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// shortQuoted is a JSON string as a report shows it: whole when short,
+// else its start and its length (a member name may be megabytes).
+func shortQuoted(s []byte) string {
+	if len(s) <= 66 {
+		return string(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:60], len(s))
 }
 
 func boolQuery(c echo.Context, name string) (bool, error) {

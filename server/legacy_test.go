@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,14 +99,31 @@ func TestRESTImportExport(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"paired":{},"other":{}}`:   `unknown member "other"`,
 		`{"paired":{},"paired":{}}`:  `duplicate key "paired"`,
-		`{"paired":{}} []`:           "trailing data after the object",
+		`{"paired":{}} []`:           "trailing data after the JSON value",
 		`["paired"]`:                 "want {",
 		`{"pending":{"r":{"ts":1}}}`: `pending.json: $["r"].requestId: missing`,
-		"{\"paired\":\n{\"a\":1,}}":  `paired: malformed JSON at line 2, column 8: invalid character '}' looking for beginning of object key string`,
+		"{\"paired\":\n{\"a\":1,}}":  `$["paired"]: malformed JSON at line 2, column 8: invalid character '}' looking for beginning of object key string`,
+		// Deeper than the json package's own limit: refused in the words
+		// of every other JSON refusal, with the path.
+		`{"paired":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`:  `$["paired"][0]`,
+		`{"` + strings.Repeat("x", 5000) + `":{}}`:                                    `unknown member "xxxxx`,
+		`{"paired":{}, "pending":{"r":{"requestId":"r","nodeId":"a}\"]","ts":1}} , }`: "invalid JSON body: $: malformed JSON",
 	} {
 		if r := ts.api(t, "POST", base+"/import", testToken, body); r.status != 400 || !strings.Contains(r.errorMessage(), want) {
 			t.Fatalf("import %s = %d %s; want 400 with %q", body, r.status, r.body, want)
 		}
+	}
+	// A long member name is shown by its start and length, not whole.
+	if r := ts.api(t, "POST", base+"/import", testToken, `{"`+strings.Repeat("x", 5000)+`":{}}`); len(r.body) > 500 || !strings.Contains(r.errorMessage(), "(5002 bytes)") {
+		t.Fatalf("long member name = %d %s", r.status, r.body)
+	}
+	// Brackets and quotes inside strings do not end a member early.
+	member := `{"r":{"requestId":"r","nodeId":"a}\"]{[","ts":1}}`
+	r = ts.api(t, "POST", base+"/import?dryRun=true", testToken, ` { "pending" : `+member+` , "paired" : {} } `)
+	var report db.ImportReport
+	r.decode(t, &report)
+	if sum := sha256.Sum256([]byte(member)); r.status != 200 || report.SHA256["pending.json"] != hex.EncodeToString(sum[:]) {
+		t.Fatalf("import with brackets in a string = %d %s", r.status, r.body)
 	}
 	if r := ts.api(t, "POST", base+"/import?mode=both", testToken, `{"paired":{}}`); r.status != 400 || !strings.Contains(r.errorMessage(), "mode") {
 		t.Fatalf("bad mode = %d %s", r.status, r.body)
@@ -442,4 +464,48 @@ func TestMirrorWaitsAsLongAsItsExportsTake(t *testing.T) {
 			t.Errorf("after an export of %v the mirror waits %v, want %v", c.took, got, c.want)
 		}
 	}
+}
+
+// Imports run one at a time: the next waits for the slot (its body
+// unread), and past ImportWait is refused with 429 and Retry-After,
+// changing nothing.
+func TestImportsRunOneAtATime(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.ImportWait = 300 * time.Millisecond })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	body := `{"paired":{},"pending":{}}`
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The first import's body arrives in two parts: it holds the slot
+	// until the second.
+	head := fmt.Sprintf("POST %s/import?mode=replace HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", base, addr, testToken, len(body))
+	if _, err := io.WriteString(conn, head+body[:10]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(ts.imports) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first import never took the slot")
+		}
+	}
+	r := ts.api(t, "POST", base+"/import", testToken, `{"paired":{"n":{"nodeId":"n","token":"t0123456789abcdef","createdAtMs":1,"approvedAtMs":1}}}`)
+	if r.status != 429 || r.header.Get("Retry-After") == "" || !strings.Contains(r.errorMessage(), "another import") {
+		t.Fatalf("second import beside the first = %d %v %s", r.status, r.header, r.body)
+	}
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first import: %v %v", resp, err)
+	}
+	var nodes db.NodeList
+	ts.mustAPI(t, 200, "GET", base+"/nodes", "", &nodes)
+	if len(nodes.Nodes) != 0 {
+		t.Fatalf("the refused import paired %+v", nodes.Nodes)
+	}
+	// The slot is free again.
+	ts.mustAPI(t, 200, "POST", base+"/import?dryRun=true", `{"paired":{}}`, nil)
 }

@@ -137,7 +137,20 @@ func readObject(c echo.Context) (json.RawMessage, error) {
 func readBody(c echo.Context, limit int64, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(c.Response())
 	rc.SetReadDeadline(time.Now().Add(timeout))
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	var body []byte
+	var err error
+	switch n := c.Request().ContentLength; {
+	case n > limit:
+		return nil, apiError(db.CodeTooLarge, "request body larger than %d bytes", limit)
+	case n >= 0:
+		// Read into a buffer of the announced size, not one grown by
+		// doubling: an import's body may be 256 MiB.
+		body = make([]byte, n)
+		_, err = io.ReadFull(r, body)
+	default:
+		body, err = io.ReadAll(r)
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):

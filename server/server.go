@@ -72,6 +72,9 @@ type Options struct {
 	// through before /readyz calls the profile unavailable and the log
 	// says so (default 10s).
 	WriteStallLimit time.Duration
+	// ImportWait is how long an import waits for the one before it
+	// (default importWait, 2 minutes).
+	ImportWait time.Duration
 }
 
 // Server serves a set of opened profiles.
@@ -96,6 +99,11 @@ type Server struct {
 	hookPolicy WebhookPolicy
 	// replication reports a profile's replication (nil: none).
 	replication func(profile string) (replica.Status, bool)
+	// imports holds one slot: imports run one at a time, server-wide
+	// (each holds its body and what it parsed of it, hundreds of MB at
+	// the size limit); importWait bounds the wait for the slot.
+	imports    chan struct{}
+	importWait time.Duration
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
@@ -110,6 +118,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
 		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
 		answerWait: cmp.Or(opts.AnswerWriteTimeout, answerWait),
+		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait),
 	}
 	if s.now == nil {
 		s.now = time.Now
