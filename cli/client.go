@@ -126,6 +126,20 @@ func serverBase(raw string) (base, profile string, err error) {
 // the profile's token in the server's configuration ($PAIRGATE_CONFIG),
 // or the token file the server generated in the local state directory.
 func (f clientFlags) operatorToken(env Env, p config.Profile) (token, source string, err error) {
+	token, source, err = f.findOperatorToken(env, p)
+	if err != nil {
+		return "", "", err
+	}
+	// HTTP cannot carry it: the request would never leave (an outside
+	// trial was told the connection ended, which an approve reads as
+	// "maybe done").
+	if i := strings.IndexFunc(token, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return "", "", &usageError{msg: fmt.Sprintf("the operator token from %s holds a line break or another control character (byte %d): a token is one line of printable characters; nothing was sent", source, i+1)}
+	}
+	return token, source, nil
+}
+
+func (f clientFlags) findOperatorToken(env Env, p config.Profile) (token, source string, err error) {
 	if *f.token != "" && *f.tokenFile != "" {
 		return "", "", &usageError{msg: "--token and --token-file both give the token: give one of them"}
 	}

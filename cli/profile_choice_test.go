@@ -166,6 +166,15 @@ func TestTokenFileFlag(t *testing.T) {
 	if code, _, errs := cliRun(env, "nodes", "pending", "--profile", "work", "--token-file", file+".missing"); code != exitFailed || !strings.Contains(errs, "--token-file") {
 		t.Fatalf("a missing --token-file: exit %d %s", code, errs)
 	}
+	// A token HTTP cannot carry is refused as such, before anything is
+	// sent (it was "the connection ended": an approve maybe done).
+	os.WriteFile(file, []byte("line1\nline2\n"), 0o600)
+	for _, args := range [][]string{{"--token-file", file}, {"--token", "tok\x01en"}} {
+		args = append([]string{"nodes", "approve", "00000000-0000-0000-0000-000000000000", "--profile", "work"}, args...)
+		if code, _, errs := cliRun(env, args...); code != exitUsage || !strings.Contains(errs, "control character") || strings.Contains(errs, "may or may not") {
+			t.Fatalf("%v: exit %d %s", args, code, errs)
+		}
+	}
 }
 
 // A documentation trial: with a configuration that has no profile
