@@ -257,17 +257,32 @@ func (p *jparser) array(depth int) (jvalue, error) {
 // memberPath names a member of the top-level object the way reports do:
 // $["node-a"].
 func memberPath(name string) string {
-	b, _ := json.Marshal(name)
-	return "$[" + string(b) + "]"
+	return "$[" + quotedName(name) + "]"
+}
+
+// quotedName is name as a JSON string, only its start when it is long:
+// a report names a key in every problem of its record, and a key may be
+// megabytes (an outside trial printed a 100,123-byte error).
+func quotedName(name string) string {
+	const keep = 64
+	if len(name) <= keep+16 {
+		b, _ := json.Marshal(name)
+		return string(b)
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	b, _ := json.Marshal(name[:cut])
+	return fmt.Sprintf("%s…\" (%d bytes)", b[:len(b)-1], len(name))
 }
 
 // childPath names member name below path: .name, or ["name"] quoted
 // when the name holds characters (a newline, ESC) that would break or
 // rewrite the line of a report.
 func childPath(path, name string) string {
-	if strings.ContainsFunc(name, IsHidden) {
-		b, _ := json.Marshal(name)
-		return path + "[" + string(b) + "]"
+	if strings.ContainsFunc(name, IsHidden) || len(name) > 80 {
+		return path + "[" + quotedName(name) + "]"
 	}
 	return path + "." + name
 }

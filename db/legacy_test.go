@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,8 +96,15 @@ func TestLegacyReaderRefusesBadFiles(t *testing.T) {
 			}
 		})
 	}
+	// A long key is named by its start: every problem of its record
+	// names it (a 100,000-byte key made a 100,123-byte error).
+	long := strings.Repeat("k", 100_000)
+	_, err := ReadLegacy([]byte(`{"`+long+`":{"nodeId":"n","x`+long+`":1}}`), nil)
+	if err == nil || len(err.Error()) > 2000 || !strings.Contains(err.Error(), `$["kkkk`) || !strings.Contains(err.Error(), `…" (100000 bytes)]`) {
+		t.Fatalf("a long key's report (%d bytes): %.600v", len(fmt.Sprint(err)), err)
+	}
 	// Every problem is reported, not only the first.
-	_, err := ReadLegacy([]byte(`{"a":{"nodeId":"a"},"b":{"nodeId":"x","token":""}}`), []byte(`[]`))
+	_, err = ReadLegacy([]byte(`{"a":{"nodeId":"a"},"b":{"nodeId":"x","token":""}}`), []byte(`[]`))
 	for _, want := range []string{`$["a"].token: missing`, `$["b"].nodeId: "x" differs`, `$["b"].createdAtMs: missing`, "pending.json: $: want an object"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("report lacks %q:\n%v", want, err)
