@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -24,7 +25,11 @@ func runServe(ctx context.Context, env Env, args []string) (err error) {
 		return err
 	}
 	if *listen != "" {
-		if _, _, err := net.SplitHostPort(*listen); err != nil {
+		_, port, err := net.SplitHostPort(*listen)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
 			return &usageError{msg: fmt.Sprintf("serve: --listen %q is not a host:port address; write e.g. --listen 127.0.0.1:18789", *listen)}
 		}
 	}

@@ -349,6 +349,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"serve-01-listen-not-an-address", 2, []string{"serve", "--listen", "foo"}},
 		{"serve-02-config-missing", 78, []string{"serve", "--config", filepath.Join(stateDir, "nope.yaml")}},
 		{"serve-03-port-in-use", 1, []string{"serve", "--listen", taken.Addr().String()}},
+		{"serve-04-listen-port-out-of-range", 2, []string{"serve", "--listen", "127.0.0.1:80000"}},
 	} {
 		code, out, errs := cliRun(getenv, c.args...)
 		if code != c.code {
