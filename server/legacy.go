@@ -270,7 +270,7 @@ func autoImport(ctx context.Context, p *Profile, log *slog.Logger) error {
 		rep, err = p.Store.Import(ctx, st, db.ImportMerge, false, db.Origin{Actor: "import", Source: "auto"})
 	}
 	if err != nil {
-		return fmt.Errorf("%w: the legacy files in %s cannot be imported, so the profile is not served without them (nothing was written; the next start tries again): %w; fix them, or move them out of %s to start without them", db.ErrIntegrity, dir, err, dir)
+		return fmt.Errorf("%w: the legacy files in %s cannot be imported, so the profile is not served without them (the files are untouched, and the database just made for them is removed again, migrations and all: the next start tries again): %w; fix them, or move them out of %s to start without them", db.ErrIntegrity, dir, err, dir)
 	}
 	log.Info("imported legacy files into the new database", "profile", p.Config.Name, "dir", dir,
 		"pairedAdded", rep.PairedAdded, "pendingAdded", rep.PendingAdded, "skippedExpired", rep.SkippedExpired,
