@@ -90,7 +90,7 @@ func (s *Server) handleImport(c echo.Context) error {
 		if err == nil {
 			err = errors.New("not JSON")
 		}
-		return apiError(db.CodeInvalid, "invalid JSON body: %s", err)
+		return apiError(db.CodeInvalid, "invalid JSON body: %s%s", err, formHint(c))
 	}
 	paired, pending, err := importMembers(body)
 	if err != nil {

@@ -127,9 +127,20 @@ func readObject(c echo.Context) (json.RawMessage, error) {
 		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
 	}
 	if err := db.CheckJSONObject(body); err != nil {
-		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s", err)
+		return nil, apiError(db.CodeInvalid, "invalid JSON body: %s%s", err, formHint(c))
 	}
 	return body, nil
+}
+
+// formHint says, for a body sent as a form, that the API takes JSON:
+// curl -d sends JSON as a form too, which is read as JSON all the same,
+// so only a body that is not JSON is told.
+func formHint(c echo.Context) string {
+	mt, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if mt == echo.MIMEApplicationForm || mt == echo.MIMEMultipartForm {
+		return fmt.Sprintf(" (the body was sent as a form, %s: the API takes a JSON object, e.g. {\"nodeId\": \"…\"})", mt)
+	}
+	return ""
 }
 
 // readBody reads a request body of at most limit bytes (413) within

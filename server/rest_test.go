@@ -285,6 +285,24 @@ func TestRESTErrors(t *testing.T) {
 	}
 }
 
+// A form body is told that the API takes JSON (it was told "invalid
+// character 'o' in literal null"); JSON sent as a form, as curl -d sends
+// it, is read all the same.
+func TestFormBodies(t *testing.T) {
+	ts := startServer(t)
+	const form = "application/x-www-form-urlencoded"
+	r := ts.api(t, "POST", base+"/requests", testToken, "nodeId=n1", "Content-Type", form)
+	if r.status != 400 || !strings.Contains(r.errorMessage(), "the body was sent as a form, "+form+": the API takes a JSON object") {
+		t.Fatalf("form body = %d %s", r.status, r.body)
+	}
+	if r := ts.api(t, "POST", base+"/requests", testToken, `{"nodeId":"n1"}`, "Content-Type", form); r.status != 201 {
+		t.Fatalf("JSON sent as a form = %d %s", r.status, r.body)
+	}
+	if r := ts.api(t, "POST", base+"/requests", testToken, `{"nodeId":`); strings.Contains(r.errorMessage(), "form") {
+		t.Fatalf("a JSON body is told of forms: %s", r.body)
+	}
+}
+
 // The authentication scheme is case-insensitive (RFC 9110): a REST
 // trial's "bearer" was answered "missing operator token".
 func TestBearerSchemeIgnoresCase(t *testing.T) {
