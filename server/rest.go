@@ -296,11 +296,31 @@ func (s *Server) handleCreateRequest(c echo.Context) error {
 }
 
 func (s *Server) handleApprove(c echo.Context) error {
+	if err := noBody(c); err != nil {
+		return err
+	}
 	return s.call(c, "node.pair.approve", params("requestId", c.Param("requestId")), http.StatusOK)
 }
 
 func (s *Server) handleReject(c echo.Context) error {
+	if err := noBody(c); err != nil {
+		return err
+	}
 	return s.call(c, "node.pair.reject", params("requestId", c.Param("requestId")), http.StatusOK)
+}
+
+// noBody refuses a body on a route that takes none, but {} (a client
+// that always sends an object): a {"displayName": …} sent with an
+// approval was ignored in silence.
+func noBody(c echo.Context) error {
+	body, err := readBody(c, maxBody, bodyReadTimeout)
+	if err != nil {
+		return err
+	}
+	if t := bytes.TrimSpace(body); len(t) > 0 && !bytes.Equal(t, []byte("{}")) {
+		return apiError(db.CodeInvalid, "%s %s takes no body; send none (or {})", c.Request().Method, c.Request().URL.Path)
+	}
+	return nil
 }
 
 func (s *Server) handleNodes(c echo.Context) error {
@@ -324,6 +344,9 @@ func (s *Server) handleRename(c echo.Context) error {
 }
 
 func (s *Server) handleRemove(c echo.Context) error {
+	if err := noBody(c); err != nil {
+		return err
+	}
 	return s.call(c, "node.pair.remove", params("nodeId", c.Param("nodeId")), http.StatusNoContent)
 }
 
