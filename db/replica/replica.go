@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,13 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 	for _, s := range r.dbs {
 		s.db.SetLogger(s.log) // NewStore gave each the default logger
 	}
+	for i, p := range profiles {
+		if s := r.dbs[p.Name]; s != nil {
+			if err := s.checkNotStale(ctx, opts.ConfigFile, i, p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := r.store.Open(ctx); err != nil {
 		r.store.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("replication: %w", err)
@@ -161,6 +169,30 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		s.log.Info("replicating")
 	}
 	return r, nil
+}
+
+// checkNotStale refuses to replicate a database whose replica went on
+// without it: it synced up to some transaction, and the replica holds
+// later ones, which only another host serving the profile since can have
+// written (a host moved with pairgate restore, and the old one started
+// again). Litestream would take the database for one restored to an
+// earlier state and write it over the replica's newest, and the other
+// host's acknowledged decisions would be gone from it; served here, it
+// would also verify tokens the other host revoked. A database restored
+// here (pairgate restore, restoreIfMissing) has synced nothing yet, and
+// starts the replica's next history as Litestream intends.
+func (s *stream) checkNotStale(ctx context.Context, configFile string, i int, p config.Profile) error {
+	local, err := s.db.Pos()
+	if err != nil || local.TXID == 0 {
+		return nil // nothing synced from here (or Litestream's Open says what is wrong)
+	}
+	remote, err := s.db.Replica.MaxLTXFileInfo(ctx, 0)
+	if err != nil || remote.MaxTXID <= local.TXID {
+		return nil // an unreachable replica: Litestream's Open reports it
+	}
+	return &config.Error{File: configFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i),
+		Problem: fmt.Sprintf("%s holds changes to profile %q that this database never had (the replica is at transaction %d, this database last synced transaction %d): another host has served the profile since; serving it here would verify tokens that host revoked, and replicating would write over its decisions", s.url, p.Name, remote.MaxTXID, local.TXID),
+		Fix:     fmt.Sprintf("if the profile lives on the other host now, remove it from this host's configuration; to move it back here, stop the other host, move this profile's %s, its -wal and %s away, and run pairgate restore --profile %s", p.DatabasePath(), filepath.Join(filepath.Dir(p.DatabasePath()), "."+filepath.Base(p.DatabasePath())+litestream.MetaDirSuffix), p.Name)}
 }
 
 // run syncs every interval (a sync with nothing new costs no upload),

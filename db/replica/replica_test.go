@@ -380,3 +380,66 @@ func TestOneFailingFinalSyncSparesTheOthers(t *testing.T) {
 	}
 	verifyAll(t, restoreElsewhere(t, good, goodURL, time.Time{}), tokens)
 }
+
+// An outside trial: the profile moved to host B (pairgate restore), B
+// approved nodes and stopped, then the old host A started again. Litestream
+// took A's database for one restored to an earlier state and wrote it over
+// the replica: B's acknowledged approvals were gone from its newest state.
+// A now refuses to replicate (and so to serve), and the replica keeps B's.
+func TestAStaleHostDoesNotOverwriteTheReplica(t *testing.T) {
+	ctx := context.Background()
+	url := "file://" + t.TempDir() + "/moved"
+	quiet := slog.New(slog.DiscardHandler)
+	opts := Options{Interval: 20 * time.Millisecond}
+
+	a := profileAt(t, "default", url)
+	st := openStore(t, a)
+	r, err := Start(ctx, []config.Profile{a}, quiet, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair(t, st, "a", 3)
+	st.Close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Host B: restored from the replica, it serves and approves.
+	b := profileAt(t, "default", url)
+	b.KeyFile = a.KeyPath()
+	if err := Restore(ctx, url, b.DatabasePath(), time.Time{}, quiet); err != nil {
+		t.Fatal(err)
+	}
+	stB := openStore(t, b)
+	rB, err := Start(ctx, []config.Profile{b}, quiet, opts)
+	if err != nil {
+		t.Fatalf("a host restored from the replica must replicate to it: %v", err)
+	}
+	onB := pair(t, stB, "b", 2)
+	stB.Close()
+	if err := rB.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Host A again, unchanged.
+	stA := openStore(t, a)
+	defer stA.Close()
+	_, err = Start(ctx, []config.Profile{a}, quiet, opts)
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "another host has served the profile since") || !strings.Contains(err.Error(), "pairgate restore --profile default") {
+		t.Fatalf("a stale host started replicating: %v", err)
+	}
+	// The replica's newest state is still B's.
+	verifyAll(t, restoreElsewhere(t, a, url, time.Time{}), onB)
+
+	// B, started again, goes on as before.
+	stB = openStore(t, b)
+	rB, err = Start(ctx, []config.Profile{b}, quiet, opts)
+	if err != nil {
+		t.Fatalf("the host that holds the profile: %v", err)
+	}
+	stB.Close()
+	if err := rB.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
