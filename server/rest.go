@@ -309,15 +309,15 @@ func (s *Server) handleReject(c echo.Context) error {
 	return s.call(c, "node.pair.reject", params("requestId", c.Param("requestId")), http.StatusOK)
 }
 
-// noBody refuses a body on a route that takes none, but {} (a client
-// that always sends an object): a {"displayName": …} sent with an
+// noBody refuses a body on a route that takes none, but {} and null (a
+// client that always sends one): a {"displayName": …} sent with an
 // approval was ignored in silence.
 func noBody(c echo.Context) error {
 	body, err := readBody(c, maxBody, bodyReadTimeout)
 	if err != nil {
 		return err
 	}
-	if t := bytes.TrimSpace(body); len(t) > 0 && !bytes.Equal(t, []byte("{}")) {
+	if t := string(bytes.TrimSpace(body)); t != "" && t != "{}" && t != "null" {
 		return apiError(db.CodeInvalid, "%s %s takes no body; send none (or {})", c.Request().Method, c.Request().URL.Path)
 	}
 	return nil

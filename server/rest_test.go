@@ -261,6 +261,7 @@ func TestRESTErrors(t *testing.T) {
 		{"reject with a body", "POST", base + "/requests/x/reject", testToken, `{"x":1}`, 400, "POST /api/v1/profiles/default/requests/x/reject takes no body; send none (or {})"},
 		{"remove with a body", "DELETE", base + "/nodes/x", testToken, `{"x":1}`, 400, "DELETE /api/v1/profiles/default/nodes/x takes no body; send none (or {})"},
 		{"approve with {}", "POST", base + "/requests/x/approve", testToken, ` {} `, 404, "unknown requestId"},
+		{"approve with null", "POST", base + "/requests/x/approve", testToken, `null`, 404, "unknown requestId"},
 		{"unknown route", "GET", "/api/v1/nope", "", "", 404, "Not Found"},
 		{"PUT on a GET route", "PUT", base + "/pending", testToken, "", 405, "Method Not Allowed"},
 		{"GET on a POST route", "GET", base + "/requests/x/approve", testToken, "", 405, "Method Not Allowed"},
