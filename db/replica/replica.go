@@ -116,13 +116,7 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		rc := p.Replicas[0]
 		client, err := newClient(ctx, rc.URL)
 		if err != nil {
-			fix := "check the bucket, path, endpoint and region, and the S3 credentials in the environment"
-			if strings.Contains(err.Error(), "RootCAs") && os.Getenv("AWS_CA_BUNDLE") != "" {
-				// The AWS SDK cannot add a CA bundle to the HTTP client
-				// Litestream brings (docs/configuration.md).
-				fix = "unset AWS_CA_BUNDLE for pairgate: Litestream's S3 client cannot take a CA bundle"
-			}
-			return nil, &config.Error{File: opts.ConfigFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: fix}
+			return nil, &config.Error{File: opts.ConfigFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: clientFix(err)}
 		}
 		plog := log.With("profile", p.Name, "replica", rc.RedactedURL())
 		db := litestream.NewDB(p.DatabasePath())
@@ -326,6 +320,16 @@ func (s *stream) finalSync(ctx context.Context, now func() time.Time) error {
 }
 
 // newClient opens the replica client of a URL (s3:// or file://).
+// clientFix says what to do about newClient's error.
+func clientFix(err error) string {
+	if strings.Contains(err.Error(), "RootCAs") && os.Getenv("AWS_CA_BUNDLE") != "" {
+		// The AWS SDK cannot add a CA bundle to the HTTP client
+		// Litestream brings (docs/configuration.md).
+		return "unset AWS_CA_BUNDLE for pairgate: Litestream's S3 client cannot take a CA bundle"
+	}
+	return "check the bucket, path, endpoint and region, and the S3 credentials in the environment"
+}
+
 func newClient(ctx context.Context, url string) (litestream.ReplicaClient, error) {
 	client, err := litestream.NewReplicaClientFromURL(url)
 	if err != nil {

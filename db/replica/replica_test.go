@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -349,6 +350,31 @@ func TestCABundleRefusalSaysWhatToDo(t *testing.T) {
 	_, err := Start(context.Background(), []config.Profile{p}, slog.New(slog.DiscardHandler), Options{ConfigFile: "/etc/pairgate.yaml"})
 	if err == nil || !strings.HasPrefix(err.Error(), "config /etc/pairgate.yaml: profiles[0].replicas[0].url: ") || !strings.Contains(err.Error(), "unset AWS_CA_BUNDLE") {
 		t.Fatalf("Start with AWS_CA_BUNDLE set = %v", err)
+	}
+}
+
+// pairgate restore says the same of AWS_CA_BUNDLE as serve (it printed
+// the SDK's words alone), and of an endpoint that does not answer, what
+// it is, not Litestream's "get v0.3.x time bounds: s3: list generations".
+func TestRestoreSaysWhatIsWrongWithTheReplica(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
+	url := "s3://bkt/p?endpoint=http://127.0.0.1:1&region=us-east-1"
+	path := filepath.Join(t.TempDir(), "pairing.sqlite")
+	quiet := slog.New(slog.DiscardHandler)
+	t.Setenv("AWS_CA_BUNDLE", "")
+	err := Restore(context.Background(), url, path, time.Time{}, quiet)
+	if err == nil || !strings.HasPrefix(err.Error(), "cannot reach the replica at s3://bkt/p (dial tcp 127.0.0.1:1: connect: connection refused)") || strings.Contains(err.Error(), "v0.3.x") {
+		t.Fatalf("restore from an endpoint that does not answer = %v", err)
+	}
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(bundle, []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), 0o600)
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	if err := Restore(context.Background(), url, path, time.Time{}, quiet); err == nil || !strings.Contains(err.Error(), "unset AWS_CA_BUNDLE") {
+		t.Fatalf("restore with AWS_CA_BUNDLE set = %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed restore left %s: %v", path, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -35,9 +36,10 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 			return err
 		}
 	}
+	shown := config.Replica{URL: url}.RedactedURL()
 	client, err := newClient(ctx, url)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s cannot be used (%v); %s", shown, err, clientFix(err))
 	}
 	if at.IsZero() {
 		log.Info("restoring the newest state", "database", path)
@@ -66,7 +68,13 @@ func Restore(ctx context.Context, url, path string, at time.Time, log *slog.Logg
 		if errors.Is(err, litestream.ErrTxNotAvailable) || errors.Is(err, litestream.ErrNoSnapshots) {
 			return ErrNoBackup
 		}
-		return fmt.Errorf("restore: %w", err)
+		var unreachable *net.OpError
+		if errors.As(err, &unreachable) {
+			// Litestream's own words for it ("get v0.3.x time bounds: s3:
+			// list generations: …") name its internals, after 8 tries.
+			return fmt.Errorf("cannot reach the replica at %s (%v): check its endpoint, and that it is up; nothing was restored", shown, unreachable)
+		}
+		return fmt.Errorf("restore from %s: %w", shown, err)
 	}
 	if err := db.AfterRestore(ctx, tmp, time.Now()); err != nil {
 		return err
