@@ -13,7 +13,7 @@ import (
 
 // openRefused opens the store in dir and wants ErrIntegrity saying want;
 // the refusal must leave the state directory's files as they were.
-func openRefused(t *testing.T, dir string, opts Options, want string) {
+func openRefused(t *testing.T, dir string, opts Options, want string) error {
 	t.Helper()
 	before := dirState(t, dir)
 	s, err := Open(ctx, opts)
@@ -27,6 +27,7 @@ func openRefused(t *testing.T, dir string, opts Options, want string) {
 	if after := dirState(t, dir); after != before {
 		t.Fatalf("a refused open changed the state directory:\n%s\n%s", before, after)
 	}
+	return err
 }
 
 // dirState names each file in dir with its size and, for the key, content.
@@ -76,6 +77,20 @@ func TestStartupIntegrity(t *testing.T) {
 		d := copyStore(t, dir)
 		os.WriteFile(filepath.Join(d, "pairing.key"), bytes.Repeat([]byte{7}, keySize), 0o600)
 		openRefused(t, d, testOptions(d, newClock()), "pairing.key does not open the tokens sealed in "+filepath.Join(d, "pairing.sqlite")+": it is not this database's key")
+		// new-key refuses while this key is there: the advice says so.
+		openRefused(t, d, testOptions(d, newClock()), "if it is lost for good, move this key away and run `pairgate new-key`")
+	})
+	t.Run("key missing, opened by the server", func(t *testing.T) {
+		// serve has the configuration, keyFile and all: the advice of
+		// running with $PAIRGATE_CONFIG is for the CLI's commands.
+		d := copyStore(t, dir)
+		os.Remove(filepath.Join(d, "pairing.key"))
+		opts := testOptions(d, newClock())
+		opts.Serving = true
+		err := openRefused(t, d, opts, "pairing.key is missing, and the database holds the tokens of 1 paired node(s) sealed under it; restore the original pairing.key")
+		if strings.Contains(err.Error(), "PAIRGATE_CONFIG") {
+			t.Fatalf("serve is told to set $PAIRGATE_CONFIG: %v", err)
+		}
 	})
 	t.Run("wrong key, database from before the key check", func(t *testing.T) {
 		d := copyStore(t, dir)

@@ -35,6 +35,10 @@ type Options struct {
 	// Path is the SQLite database file; KeyPath the token-sealing key.
 	Path    string
 	KeyPath string
+	// Serving says the server opens the store, with its configuration:
+	// KeyPath is its keyFile already (a refusal does not send the
+	// operator to $PAIRGATE_CONFIG).
+	Serving bool
 	// Now is the clock; tests pin it. Nil means time.Now.
 	Now func() time.Time
 	// Limits and retention; zero values take the defaults of config.

@@ -260,6 +260,9 @@ func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables [
 				return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s is there: move it to %s", ErrIntegrity, opts.KeyPath, held, beside, opts.KeyPath)
 			}
 		}
+		if opts.Serving {
+			return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s", ErrIntegrity, opts.KeyPath, held, restore)
+		}
 		return plan, fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
 	case key == nil:
 		plan.create = true
@@ -270,7 +273,8 @@ func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables [
 	}
 	opens, checked := s.keyOpens(ctx, checkTable)
 	if (paired > 0 || checked) && !opens {
-		return plan, fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path, restore)
+		return plan, fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path,
+			strings.Replace(restore, "run `pairgate new-key`", "move this key away and run `pairgate new-key`", 1))
 	}
 	plan.checked = opens && checked
 	return plan, nil

@@ -69,6 +69,7 @@ func OpenProfile(ctx context.Context, pc config.Profile, log *slog.Logger, now f
 	_, keyErr := os.Stat(opts.KeyPath)
 	keyMade := created && errors.Is(keyErr, fs.ErrNotExist)
 	opts.Migrate = true // we hold the lock
+	opts.Serving = true
 	opts.Now = now
 	opts.Logger = log.With("profile", pc.Name)
 	// The store first: a store Open refuses (a missing key, a newer
