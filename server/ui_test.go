@@ -300,7 +300,7 @@ func TestOperatorPageInChromium(t *testing.T) {
 		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.rename`)),
 		chromedp.SetValue(css(`#nodes tr[data-node-id="kitchen-ipad"] form.rename input`), refused),
 		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.save`)))
-	p.until("the refusal", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('displayName')`)
+	p.until("the refusal, naming what failed", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('Rename kitchen-ipad failed: ') && document.querySelector('.notice.error').textContent.includes('displayName')`)
 	p.until("the form back with the typed name", `(document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] form.rename input') || {}).value === `+refusedJS)
 	p.do("cancel it", chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.cancel`)))
 	p.until("the kept name", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] td.name').textContent === 'Den iPad'`)
@@ -499,6 +499,15 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 	p.do("rename again", chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.rename`)), chromedp.WaitVisible(chromedp.CSS(`form.rename`)))
 	p.eval(`document.activeElement.blur(); document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'})); ''`)
 	p.until("Escape closed the form", `document.querySelectorAll('form.rename').length === 0 && document.querySelector('#nodes tr[data-node-id="imp"] td.name').textContent === 'Kitchen\\u200biPad'`)
+
+	// The server gone: the page says which action failed and why, not the
+	// browser's "Failed to fetch".
+	ts.stop()
+	p.do("remove with the server stopped",
+		chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.remove`)),
+		chromedp.WaitVisible(css(`#nodes tr[data-node-id="imp"] button.remove.confirm`)),
+		chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.remove.confirm`)))
+	p.until("the notice", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('Remove Kitchen\\u200biPad (imp) failed: the server did not answer')`)
 }
 
 // signedIn opens the page in the browser b and signs in with the operator

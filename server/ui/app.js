@@ -56,7 +56,13 @@ async function api(method, path, body) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const resp = await fetch(apiURL(path), init);
+  let resp;
+  try {
+    resp = await fetch(apiURL(path), init);
+  } catch {
+    // The browser says only "Failed to fetch".
+    throw new APIError(0, 'unreachable', 'the server did not answer (stopped, restarting, or out of reach); it may or may not have been done: the lists show what was once it is back');
+  }
   if (resp.status === 204) return null;
   let data = null;
   try {
@@ -260,7 +266,7 @@ function setLive(on) {
 // id), the row's buttons disabled and naming it until the server answers.
 // Its outcome is told even if the operator looked at another profile
 // meanwhile; call gets the profile it acts on.
-async function act(key, doing, call) {
+async function act(key, doing, call, what) {
   const profile = state.profile;
   const busy = busyKey(profile, key);
   if (state.busy.has(busy)) return;
@@ -269,12 +275,19 @@ async function act(key, doing, call) {
   try {
     await call(profile);
   } catch (err) {
-    if (state.token) failed(err, profile);
+    if (state.token) failed(what ? withAction(err, what) : err, profile);
   } finally {
     state.busy.delete(busy);
     render();
     if (state.profile === profile) refresh();
   }
+}
+
+// withAction names what failed ("Remove Den iPad (den-ipad)") in an
+// error's message.
+function withAction(err, what) {
+  if (!(err instanceof APIError)) return new Error(`${what} failed: ${err.message}`);
+  return new APIError(err.status, err.code, `${what} failed: ${err.message}`);
 }
 
 function busyKey(profile, key) {
@@ -285,14 +298,14 @@ function approve(req) {
   return act(req.requestId, 'approving…', async (profile) => {
     const res = await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/approve', profile));
     showNotice(`Approved ${label(res.node)} (${res.node.nodeId}, profile ${profile}).`, res.node.token);
-  });
+  }, `Approve ${label(req)} (${req.nodeId})`);
 }
 
 function reject(req) {
   return act(req.requestId, 'rejecting…', async (profile) => {
     await api('POST', profilePath('/requests/' + encodeURIComponent(req.requestId) + '/reject', profile));
     showNotice(`Rejected ${label(req)} (${req.nodeId}, profile ${profile}).`);
-  });
+  }, `Reject ${label(req)} (${req.nodeId})`);
 }
 
 // rename saves a node's new name. A name that did not go through (refused,
@@ -308,7 +321,7 @@ async function rename(node, displayName) {
       throw err;
     }
     showNotice(`Renamed ${node.nodeId} to ${displayName} (profile ${profile}).`);
-  });
+  }, `Rename ${node.nodeId}`);
   if (!failedIn || failedIn !== state.profile || state.editing || !state.token) return;
   const td = $('#nodes tbody').querySelector(`tr[data-key="${CSS.escape(node.nodeId)}"] td.name`);
   // The focus returns to it only from nowhere: not taken from what the
@@ -320,7 +333,7 @@ function remove(node) {
   return act(node.nodeId, 'removing…', async (profile) => {
     await api('DELETE', profilePath('/nodes/' + encodeURIComponent(node.nodeId), profile));
     showNotice(`Removed ${label(node)} (${node.nodeId}, profile ${profile}); its token no longer verifies.`);
-  });
+  }, `Remove ${label(node)} (${node.nodeId})`);
 }
 
 function failed(err, profile = state.profile) {
