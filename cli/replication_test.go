@@ -225,7 +225,9 @@ func TestServeRefusesABadReplicaURL(t *testing.T) {
 
 func TestRestoreRefuses(t *testing.T) {
 	served := filepath.Join(t.TempDir(), "served")
-	replicaURL := "file://" + filepath.Join(t.TempDir(), "replica")
+	replicaDir := filepath.Join(t.TempDir(), "replica")
+	os.MkdirAll(replicaDir, 0o755) // empty: no backup in it
+	replicaURL := "file://" + replicaDir
 	startServe(t, testEnv(t, map[string]string{"OPENCLAW_STATE_DIR": served}))
 	for _, tc := range []struct {
 		name string
@@ -234,7 +236,9 @@ func TestRestoreRefuses(t *testing.T) {
 		want string
 	}{
 		{"no replica", []string{"--state-dir", t.TempDir()}, exitUsage, "restore: no replica: give --from URL"},
-		{"bad url", []string{"--state-dir", t.TempDir(), "--from", "ftp://h/x"}, exitUsage, `restore: --from: "ftp://h/x" is not a replica URL (s3:// or file://)`},
+		{"bad url", []string{"--state-dir", t.TempDir(), "--from", "ftp://h/x"}, exitUsage, `restore: --from: "ftp://h/x" is not a replica URL (s3:// or file://); write e.g. --from s3://`},
+		{"missing directory", []string{"--state-dir", t.TempDir(), "--from", replicaURL + "-nope"}, exitFailed, "restore: " + replicaDir + "-nope does not exist: is the path the one the old host replicated to"},
+		{"future timestamp", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "2999-01-01T00:00:00Z"}, exitUsage, "restore: --timestamp 2999-01-01T00:00:00Z is in the future"},
 		{"bad timestamp", []string{"--state-dir", t.TempDir(), "--from", replicaURL, "--timestamp", "yesterday"}, exitUsage, `restore: --timestamp "yesterday" is not an RFC 3339 time`},
 		{"served", []string{"--state-dir", served, "--from", replicaURL}, exitFailed, "a served database is never restored over"},
 		{"empty replica", []string{"--state-dir", t.TempDir(), "--from", replicaURL}, exitFailed, "holds no backup of a database"},

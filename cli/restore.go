@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	neturl "net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -30,6 +32,10 @@ func runRestore(ctx context.Context, env Env, args []string) (err error) {
 		if asOf, err = time.Parse(time.RFC3339, *at); err != nil {
 			return &usageError{msg: fmt.Sprintf("restore: --timestamp %q is not an RFC 3339 time; write e.g. --timestamp 2026-12-01T10:00:00Z", *at)}
 		}
+		if now := time.Now(); asOf.After(now) {
+			// It restored the newest state, and called it a point in time.
+			return &usageError{msg: fmt.Sprintf("restore: --timestamp %s is in the future (it is %s now): leave --timestamp out to restore the newest state", *at, now.UTC().Format(time.RFC3339))}
+		}
 	}
 	p, err := pf.resolve(env)
 	if err != nil {
@@ -44,7 +50,15 @@ func runRestore(ctx context.Context, env Env, args []string) (err error) {
 	}
 	shown := config.Replica{URL: url}
 	if err := shown.Check(); err != nil {
-		return &usageError{msg: "restore: --from: " + err.Error()}
+		// The check speaks of the configuration's key (url: …).
+		msg := strings.NewReplacer("write e.g. url: ", "write e.g. --from ", " or url: ", " or --from ").Replace(err.Error())
+		return &usageError{msg: "restore: --from: " + msg}
+	}
+	if u, err := neturl.Parse(url); err == nil && u.Scheme == "file" {
+		// Litestream reads a missing directory as an empty replica.
+		if _, err := os.Stat(u.Path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore: %s does not exist: is the path the one the old host replicated to (its replicas url)?", u.Path)
+		}
 	}
 	_, statErr := os.Stat(p.NodesDir())
 	madeNodes := errors.Is(statErr, fs.ErrNotExist)
