@@ -10,6 +10,7 @@ import (
 	"github.com/pairgate/pairgate/config"
 	"github.com/pairgate/pairgate/db"
 	"github.com/pairgate/pairgate/db/replica"
+	"github.com/pairgate/pairgate/server/webhook"
 )
 
 // routes shows the whole HTTP surface in one place. own is the profile of
@@ -130,6 +131,11 @@ type readiness struct {
 	// Replication is each replicated profile's replica state; it does not
 	// make the server unready (serving goes on while a replica is down).
 	Replication map[string]replica.Status `json:"replication,omitempty"`
+	// Webhooks is each profile's webhooks that do not deliver (retrying
+	// or dead), by id; like replication, it does not make the server
+	// unready. No URL or error here (no token is asked): pairgate
+	// webhooks list says them.
+	Webhooks map[string]map[string]webhook.Health `json:"webhooks,omitempty"`
 	// Errors says why a profile is unavailable.
 	Errors map[string]string `json:"errors,omitempty"`
 }
@@ -170,6 +176,22 @@ func (s *Server) readyz(c echo.Context, own *Profile) error {
 			r.Errors[p.Config.Name] = err.Error()
 		}
 		r.Profiles[p.Config.Name] = status
+		if d := s.webhooks[p.Config.Name]; d != nil && status == "ok" {
+			if hs, err := d.Health(c.Request().Context()); err == nil {
+				for id, h := range hs {
+					if h.State == "delivering" {
+						continue
+					}
+					if r.Webhooks == nil {
+						r.Webhooks = map[string]map[string]webhook.Health{}
+					}
+					if r.Webhooks[p.Config.Name] == nil {
+						r.Webhooks[p.Config.Name] = map[string]webhook.Health{}
+					}
+					r.Webhooks[p.Config.Name][id] = h
+				}
+			}
+		}
 		if s.replication == nil {
 			continue
 		}

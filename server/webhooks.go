@@ -103,10 +103,11 @@ var (
 	webhookLag       = prometheus.NewDesc("pairgate_webhook_lag_events", "Events a webhook is behind the newest one.", webhookLabels, nil)
 	webhookDead      = prometheus.NewDesc("pairgate_webhook_dead", "1 while a webhook is dead-lettered (redeliver resumes it).", webhookLabels, nil)
 	webhookPruned    = prometheus.NewDesc("pairgate_webhook_undelivered_pruned_total", "Events retention pruned before a webhook delivered them (never sent), since start.", webhookLabels, nil)
+	webhookFailing   = prometheus.NewDesc("pairgate_webhook_failing_seconds", "How long a webhook has failed to deliver its next event (0 while it delivers): alert on it long before it is dead.", webhookLabels, nil)
 )
 
 func (webhookMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{webhookDelivered, webhookFailures, webhookLag, webhookDead, webhookPruned} {
+	for _, d := range []*prometheus.Desc{webhookDelivered, webhookFailures, webhookLag, webhookDead, webhookPruned, webhookFailing} {
 		ch <- d
 	}
 }
@@ -129,6 +130,11 @@ func (m webhookMetrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(webhookLag, prometheus.GaugeValue, float64(st.Lag), name, st.ID)
 			ch <- prometheus.MustNewConstMetric(webhookDead, prometheus.GaugeValue, dead, name, st.ID)
 			ch <- prometheus.MustNewConstMetric(webhookPruned, prometheus.CounterValue, float64(st.Undelivered), name, st.ID)
+			failing := 0.0
+			if st.State != "delivering" && st.FailingSinceMs > 0 {
+				failing = max(0, float64(m.s.now().UnixMilli()-st.FailingSinceMs)/1000)
+			}
+			ch <- prometheus.MustNewConstMetric(webhookFailing, prometheus.GaugeValue, failing, name, st.ID)
 		}
 	}
 }

@@ -375,6 +375,20 @@ func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
 	if s := state(); s.State == "dead" {
 		t.Fatalf("dead before the window ran out: %+v", s)
 	}
+	// An operator sees it failing long before it is dead: /metrics says
+	// for how long, /readyz (still ready) which one and since when, with
+	// neither its URL nor its error (it asks for no token).
+	failing := fmt.Sprintf(`pairgate_webhook_failing_seconds{profile="default",webhook="%s"} %d`, state().ID, int((webhook.DefaultRetryWindow - time.Second).Seconds()))
+	if metrics := string(ts.api(t, "GET", "/metrics", "", "").body); !strings.Contains(metrics, failing) {
+		t.Fatalf("metrics lack %s", failing)
+	}
+	ready := ts.api(t, "GET", "/readyz", "", "")
+	var r readiness
+	ready.decode(t, &r)
+	if h := r.Webhooks["default"][state().ID]; ready.status != 200 || h.State != "retrying" || h.FailingSinceMs != start.UnixMilli() || h.Attempts < 2 ||
+		strings.Contains(string(ready.body), "HTTP 500") || strings.Contains(string(ready.body), "127.0.0.1") {
+		t.Fatalf("/readyz of a failing webhook = %d %s", ready.status, ready.body)
+	}
 	pin(start.Add(webhook.DefaultRetryWindow))
 	eventually(t, "dead-lettered", func() bool { return state().State == "dead" })
 	attempts := len(rcv.deliveries())
@@ -414,6 +428,9 @@ func TestWebhookDeadLetterAndRedeliver(t *testing.T) {
 	}
 	last, _ := ts.byName["default"].Store.LastSeq(t.Context())
 	eventually(t, "resumed and caught up", func() bool { s := state(); return s.Cursor == last && s.State == "delivering" })
+	if ready := ts.api(t, "GET", "/readyz", "", ""); strings.Contains(string(ready.body), `"webhooks"`) {
+		t.Fatalf("/readyz of a delivering webhook = %s", ready.body)
+	}
 	// Redeliver from an earlier event replays it, with its own webhook-id.
 	ts.mustAPI(t, 200, "POST", base+"/webhooks/"+state().ID+"/redeliver?from=1", "", nil)
 	eventually(t, "replayed from 1", func() bool { return len(rcv.succeeded()) == 2*int(last) })

@@ -373,6 +373,34 @@ func (d *Dispatcher) state(ctx context.Context, ep *endpoint, cur db.WebhookCurs
 	return s, err
 }
 
+// Health is an endpoint's delivery state without its counts (no lag
+// count: /readyz reads it, unauthenticated, on every probe).
+type Health struct {
+	State          string `json:"state"`
+	Attempts       int    `json:"attempts,omitempty"`
+	FailingSinceMs int64  `json:"failingSince,omitempty"`
+}
+
+// Health reads each endpoint's state by id.
+func (d *Dispatcher) Health(ctx context.Context) (map[string]Health, error) {
+	out := make(map[string]Health, len(d.endpoints))
+	for _, ep := range d.endpoints {
+		cur, err := d.opts.Store.Webhook(ctx, ep.id)
+		if err != nil {
+			return nil, err
+		}
+		h := Health{State: "delivering"}
+		switch {
+		case cur.DeadAtMs != 0:
+			h = Health{State: "dead", Attempts: cur.Attempts, FailingSinceMs: cur.FailingSinceMs}
+		case cur.Attempts > 0:
+			h = Health{State: "retrying", Attempts: cur.Attempts, FailingSinceMs: cur.FailingSinceMs}
+		}
+		out[ep.id] = h
+	}
+	return out, nil
+}
+
 // Redeliver restarts an endpoint's delivery at event from (0: the event
 // after its cursor), clearing its failures or dead letter, and wakes it.
 func (d *Dispatcher) Redeliver(ctx context.Context, id string, from int64) (State, error) {
