@@ -223,6 +223,26 @@ func TestServeRefusesABadReplicaURL(t *testing.T) {
 	}
 }
 
+// A replica whose client cannot be made (AWS_CA_BUNDLE set: Litestream's
+// S3 client takes no CA bundle) is refused before start-up makes the state
+// directory and the operator token file (an outside trial found both).
+func TestServeRefusesAnUnusableReplicaFirst(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "gw")
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(bundle, []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), 0o600)
+	path := writeReplicatedConfig(t, stateDir, filepath.Join(t.TempDir(), "k"), "s3://bkt/p?endpoint=http://127.0.0.1:1&region=us-east-1", false)
+	env := testEnv(t, map[string]string{"AWS_CA_BUNDLE": bundle, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
+	t.Setenv("AWS_CA_BUNDLE", bundle) // the AWS SDK reads the process's environment
+	var errb bytes.Buffer
+	code := Run(context.Background(), []string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, env, strings.NewReader(""), &bytes.Buffer{}, &errb)
+	if code != exitConfig || !strings.Contains(errb.String(), "unset AWS_CA_BUNDLE") {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+	if _, err := os.Stat(stateDir); err == nil {
+		t.Fatal("a refused start created the state directory")
+	}
+}
+
 func TestRestoreRefuses(t *testing.T) {
 	served := filepath.Join(t.TempDir(), "served")
 	replicaDir := filepath.Join(t.TempDir(), "replica")

@@ -62,6 +62,10 @@ func runServe(ctx context.Context, env Env, args []string) (err error) {
 		log.Warn("$OPENCLAW_STATE_DIR names a directory no profile of the configuration serves: each profile is at its stateDir in the file (without one: ~/.openclaw for default, ~/.openclaw-NAME for the others)", "OPENCLAW_STATE_DIR", dir, "config", *configPath)
 	}
 
+	if err := replica.CheckClients(ctx, cfg.Profiles, *configPath); err != nil {
+		return err
+	}
+
 	// Replication stops after the profiles closed (deferred first, run
 	// last): its final sync must not hold the files under their store.
 	var replicator *replica.Replicator

@@ -116,7 +116,7 @@ func Start(ctx context.Context, profiles []config.Profile, log *slog.Logger, opt
 		rc := p.Replicas[0]
 		client, err := newClient(ctx, rc.URL)
 		if err != nil {
-			return nil, &config.Error{File: opts.ConfigFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: clientFix(err)}
+			return nil, clientError(opts.ConfigFile, i, rc, err)
 		}
 		plog := log.With("profile", p.Name, "replica", rc.RedactedURL())
 		db := litestream.NewDB(p.DatabasePath())
@@ -320,6 +320,26 @@ func (s *stream) finalSync(ctx context.Context, now func() time.Time) error {
 }
 
 // newClient opens the replica client of a URL (s3:// or file://).
+// CheckClients makes the client of every replicated profile's replica,
+// as Start will: serve calls it before it opens any profile, so that a
+// replica that cannot be used (AWS_CA_BUNDLE set, a bad S3 setting) is
+// refused before start-up has made a state directory or a token file.
+func CheckClients(ctx context.Context, profiles []config.Profile, configFile string) error {
+	for i, p := range profiles {
+		if !p.Replicated() {
+			continue
+		}
+		if _, err := newClient(ctx, p.Replicas[0].URL); err != nil {
+			return clientError(configFile, i, p.Replicas[0], err)
+		}
+	}
+	return nil
+}
+
+func clientError(configFile string, i int, rc config.Replica, err error) error {
+	return &config.Error{File: configFile, Key: fmt.Sprintf("profiles[%d].replicas[0].url", i), Problem: fmt.Sprintf("%s cannot be used (%v)", rc.RedactedURL(), err), Fix: clientFix(err)}
+}
+
 // clientFix says what to do about newClient's error.
 func clientFix(err error) string {
 	if strings.Contains(err.Error(), "RootCAs") && os.Getenv("AWS_CA_BUNDLE") != "" {
