@@ -443,6 +443,27 @@ func TestOperatorLockoutConfirmsNoGuess(t *testing.T) {
 	}
 }
 
+// Locked out of node tokens, a node's connect presenting the operator
+// token is refused as every guess is: an outside attack found wrong
+// guesses refused uncounted and the right one let in (unlimited guesses).
+func TestNodeLockoutConfirmsNoOperatorGuess(t *testing.T) {
+	ts := startServer(t)
+	for i := range 10 {
+		if _, f := ts.node(t, newDevice(), fmt.Sprintf("a-wrong-guess-%02d-0123456789abcdef", i)); f.OK {
+			t.Fatal("a wrong guess was let in")
+		}
+	}
+	_, wrong := ts.node(t, newDevice(), "a-wrong-guess-10-0123456789abcdef")
+	_, right := ts.node(t, newDevice(), testToken)
+	if right.OK || wrong.OK || wrong.Error.Message != right.Error.Message || !strings.Contains(right.Error.Message, "too many failed attempts") {
+		t.Fatalf("locked out of node tokens: wrong guess %+v, right guess %+v", wrong.Error, right.Error)
+	}
+	ts.clock.Pin(time.Now().Add(5*time.Minute + time.Second))
+	if _, hello := ts.node(t, newDevice(), testToken); !hello.OK {
+		t.Fatalf("a legacy node with the operator token after the lockout: %+v", hello.Error)
+	}
+}
+
 func TestEventsFromAnotherProcess(t *testing.T) {
 	ts := startServer(t)
 	op := ts.operator(t, "/", testToken, "operator.pairing")

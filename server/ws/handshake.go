@@ -263,12 +263,19 @@ func decodeB64URL(s string) ([]byte, error) {
 func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connectParams, remoteIP string) (rpc.Session, *helloAuth, *handshakeError) {
 	sess := rpc.Session{Profile: p, Role: cp.Role, RemoteIP: remoteIP, Actor: "ws"}
 	// A legacy node presents the operator token. While this address is
-	// locked out of the operator token, that token proves nothing on a
-	// node's connect: it is judged as a node token (and fails as one), so
-	// that a right guess answers as a wrong one does.
+	// locked out of the operator token, or of node tokens, that token
+	// proves nothing on a node's connect: it is judged as a node token
+	// (and fails as one, or meets the lockout), so that a right guess
+	// answers as a wrong one does. (Locked out of node tokens only, an
+	// outside attack had every wrong guess refused uncounted and the
+	// right one let in: unlimited guesses of the operator token.)
 	operatorToken := cp.Auth.Token != "" && p.Authorized(cp.Auth.Token)
-	if _, locked := t.o.Guard.Locked(p.Name, rpc.ClassOperator, remoteIP); locked && cp.Role == rpc.RoleNode {
-		operatorToken = false
+	if cp.Role == rpc.RoleNode {
+		_, opLocked := t.o.Guard.Locked(p.Name, rpc.ClassOperator, remoteIP)
+		_, nodeLocked := t.o.Guard.Locked(p.Name, rpc.ClassNode, remoteIP)
+		if opLocked || nodeLocked {
+			operatorToken = false
+		}
 	}
 	// The class the presented credential is limited in: a node's token, or
 	// the operator token.
