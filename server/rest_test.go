@@ -1012,3 +1012,33 @@ func TestNodesAnswerIsWrittenAsEncoded(t *testing.T) {
 		t.Fatalf("HEAD nodes = %d %q", r.status, r.body)
 	}
 }
+
+// A query parameter a route does not take is refused, as a body's unknown
+// field is: a misspelt ?dryrun=true imported for real, ?redacttokens=true
+// exported the tokens (an outside attack).
+func TestUnknownQueryParameters(t *testing.T) {
+	ts := startServer(t)
+	var res db.RequestResult
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"n1"}`, &res)
+	ts.mustAPI(t, 200, "POST", base+"/requests/"+res.Request.RequestID+"/approve", "", nil)
+	for _, tc := range []struct{ method, path, body, want string }{
+		{"GET", base + "/export?redacttokens=true", "", `unknown query parameter "redacttokens" (did you mean redactTokens?): this route takes only redactTokens (and pretty); nothing was done`},
+		{"POST", base + "/import?dryrun=true", `{"paired":{"zz":{"nodeId":"zz","token":"t0123456789abcdef","createdAtMs":1,"approvedAtMs":1}}}`, `unknown query parameter "dryrun" (did you mean dryRun?)`},
+		{"GET", base + "/pending?limit=5", "", `unknown query parameter "limit": this route takes no query parameter but pretty`},
+		{"POST", base + "/verify?x=1", `{"nodeId":"n1","token":"t"}`, `unknown query parameter "x"`},
+	} {
+		r := ts.api(t, tc.method, tc.path, testToken, tc.body)
+		if r.status != 400 || !strings.Contains(r.errorMessage(), tc.want) || strings.Contains(string(r.body), `"token"`) {
+			t.Fatalf("%s %s = %d %s; want 400 saying %q", tc.method, tc.path, r.status, r.body, tc.want)
+		}
+	}
+	var nodes db.NodeList
+	ts.mustAPI(t, 200, "GET", base+"/nodes?pretty", "", &nodes)
+	if len(nodes.Nodes) != 1 {
+		t.Fatalf("a refused import paired %+v", nodes.Nodes)
+	}
+	// Without the operator token, the token is asked first.
+	if r := ts.api(t, "GET", base+"/export?redacttokens=true", "", ""); r.status != 401 {
+		t.Fatalf("unauthenticated = %d %s", r.status, r.body)
+	}
+}

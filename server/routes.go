@@ -1,7 +1,9 @@
 package server
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/websocket"
@@ -37,17 +39,18 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	get("/ws/:profile", func(c echo.Context) error { return s.serveWS(c, own, s.profileAt(own, c.Param("profile"))) })
 
 	// REST. Node-facing: verify needs no operator token.
-	get("/api/v1/profiles", s.handleProfiles(own))
-	e.POST("/api/v1/profiles/:profile/verify", s.handleVerify(own))
+	get("/api/v1/profiles", s.handleProfiles(own), queryParams())
+	e.POST("/api/v1/profiles/:profile/verify", s.handleVerify(own), queryParams())
 	// Operator routes, each with the operator check (not an echo Group:
-	// a group's catch-all would answer 404 where 405 is right).
+	// a group's catch-all would answer 404 where 405 is right), then the
+	// check of its query parameters.
 	requireOperator := s.requireOperator(own)
-	op := func(method, path string, h echo.HandlerFunc) {
+	op := func(method, path string, h echo.HandlerFunc, params ...string) {
 		if method == http.MethodGet {
-			get("/api/v1/profiles/:profile"+path, h, requireOperator)
+			get("/api/v1/profiles/:profile"+path, h, requireOperator, queryParams(params...))
 			return
 		}
-		e.Add(method, "/api/v1/profiles/:profile"+path, h, requireOperator)
+		e.Add(method, "/api/v1/profiles/:profile"+path, h, requireOperator, queryParams(params...))
 	}
 	op(http.MethodGet, "/pending", s.handlePending)
 	op(http.MethodGet, "/nodes", s.handleNodes)
@@ -58,12 +61,44 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 	op(http.MethodGet, "/requests/:requestId", s.handleRequestStatus)
 	op(http.MethodPost, "/requests/:requestId/approve", s.handleApprove)
 	op(http.MethodPost, "/requests/:requestId/reject", s.handleReject)
-	op(http.MethodGet, "/events", s.handleEvents)
+	op(http.MethodGet, "/events", s.handleEvents, "after")
 	op(http.MethodPost, "/rpc", s.handleRPC)
-	op(http.MethodGet, "/export", s.handleExport)
-	op(http.MethodPost, "/import", s.handleImport)
+	op(http.MethodGet, "/export", s.handleExport, "redactTokens")
+	op(http.MethodPost, "/import", s.handleImport, "dryRun", "mode")
 	op(http.MethodGet, "/webhooks", s.handleWebhooks)
-	op(http.MethodPost, "/webhooks/:id/redeliver", s.handleRedeliver)
+	op(http.MethodPost, "/webhooks/:id/redeliver", s.handleRedeliver, "from")
+}
+
+// queryParams refuses a query parameter the route does not take (every
+// route takes pretty, echo's indented JSON): a misspelt ?dryrun=true
+// imported for real and ?redacttokens=true exported the tokens (an
+// outside attack), where a body's unknown field is refused.
+func queryParams(takes ...string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			names := slices.Sorted(maps.Keys(c.QueryParams()))
+			for _, name := range names {
+				if name == "pretty" || slices.Contains(takes, name) {
+					continue
+				}
+				hint := ""
+				for _, t := range takes {
+					if strings.EqualFold(t, name) {
+						hint = " (did you mean " + t + "?)"
+					}
+				}
+				what := "no query parameter but pretty"
+				if len(takes) > 0 {
+					what = "only " + strings.Join(takes, ", ") + " (and pretty)"
+				}
+				if len(name) > 64 {
+					name = name[:64] + "…"
+				}
+				return apiError(db.CodeInvalid, "unknown query parameter %q%s: this route takes %s; nothing was done", name, hint, what)
+			}
+			return next(c)
+		}
+	}
 }
 
 // profileAt resolves a profile name; a profile's own address serves only
