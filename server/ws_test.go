@@ -871,3 +871,37 @@ func TestConnectionsPerAddressAreBounded(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Bounds for what an unauthenticated client holds (an outside attack): a
+// node held for pairing may send frames of the connect's size only, not
+// 512 KiB; a request id is at most 256 bytes (every answer echoes it);
+// a request header at most 64 KiB.
+func TestUnpairedSessionsAreHeldSmall(t *testing.T) {
+	ts := startServer(t)
+	big := map[string]any{"type": "req", "id": "big", "method": "health", "params": map[string]any{"pad": strings.Repeat("x", 100<<10)}}
+
+	held, hello := ts.node(t, newDevice(), "")
+	if !hello.OK {
+		t.Fatalf("a new node's connect: %+v", hello.Error)
+	}
+	held.send(big)
+	if code := held.waitClosed(10 * time.Second); code != websocket.CloseMessageTooBig {
+		t.Fatalf("a held node's 100 KiB frame: close %d, want %d", code, websocket.CloseMessageTooBig)
+	}
+
+	op := ts.operator(t, "/", testToken)
+	op.send(big)
+	if f, _ := op.next(10 * time.Second); f.ID != "big" || f.OK {
+		t.Fatalf("an operator's 100 KiB frame: %+v", f)
+	}
+	long := strings.Repeat("i", 300)
+	op.send(map[string]any{"type": "req", "id": long, "method": "health"})
+	if f, _ := op.next(10 * time.Second); f.OK || strings.Contains(f.ID, long) || !strings.Contains(f.Error.Message, "id longer than 256 bytes") {
+		t.Fatalf("a 300-byte id: %+v", f)
+	}
+
+	r := ts.api(t, "GET", "/healthz", "", "", "X-Pad", strings.Repeat("h", 80<<10))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("an 80 KiB header = %d", r.status)
+	}
+}

@@ -20,12 +20,14 @@ import (
 const (
 	maxHandshakeFrame = 64 << 10
 	maxPayload        = 512 << 10
-	maxBufferedBytes  = 3 * maxPayload
-	handshakeTimeout  = 10 * time.Second
-	tickInterval      = 30 * time.Second
-	pingInterval      = 25 * time.Second
-	pongWait          = 60 * time.Second
-	writeWait         = 10 * time.Second
+	// maxFrameID bounds a request frame's id (OpenClaw's are UUIDs).
+	maxFrameID       = 256
+	maxBufferedBytes = 3 * maxPayload
+	handshakeTimeout = 10 * time.Second
+	tickInterval     = 30 * time.Second
+	pingInterval     = 25 * time.Second
+	pongWait         = 60 * time.Second
+	writeWait        = 10 * time.Second
 	// callHold is how long frames queued during a call wait for its
 	// answer to leave with them.
 	callHold = 2 * time.Millisecond
@@ -115,7 +117,15 @@ func (c *conn) open(ctx context.Context, remoteIP string) bool {
 // takes the session down.
 func (c *conn) readLoop(ctx context.Context) {
 	defer c.finish()
-	c.ws.SetReadLimit(maxPayload)
+	// A node not paired (held for its request) proved only a key it may
+	// have made a moment ago: its frames are held to the connect's size,
+	// so that a thousand such sessions stalling mid-frame cannot hold
+	// 512 KiB each (an outside attack: 0.8 GB from one address).
+	limit := int64(maxPayload)
+	if c.sess.Role == rpc.RoleNode && !c.sess.Paired {
+		limit = maxHandshakeFrame
+	}
+	c.ws.SetReadLimit(limit)
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {

@@ -63,12 +63,22 @@ func decodeFrame(data []byte) (reqFrame, error) {
 func strictFrame(data []byte) (reqFrame, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
+		// Say what is wrong (nesting beyond 64 levels, where it breaks)
+		// when the strict reading can.
+		if err := db.CheckJSONObject(data); err != nil {
+			return reqFrame{}, err
+		}
 		return reqFrame{}, fmt.Errorf("not a JSON object")
 	}
 	var f reqFrame
 	id, hasID := raw["id"]
 	if hasID {
 		json.Unmarshal(id, &f.ID)
+	}
+	if len(f.ID) > maxFrameID {
+		// Every answer echoes the id: a client that sends long ones and
+		// reads none would have them queued by the megabyte.
+		return reqFrame{}, fmt.Errorf("id longer than %d bytes", maxFrameID)
 	}
 	// Refused rather than read leniently: encoding/json would replace bad
 	// UTF-8 and let the last of two equal keys win.
@@ -119,7 +129,7 @@ func quickFrame(data []byte) (reqFrame, bool) {
 		}
 		return false
 	})
-	if !ok || f.Type != "req" || f.ID == "" || f.Method == "" {
+	if !ok || f.Type != "req" || f.ID == "" || len(f.ID) > maxFrameID || f.Method == "" {
 		return reqFrame{}, false
 	}
 	return f, true
