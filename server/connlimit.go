@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pairgate/pairgate/db"
@@ -27,18 +28,63 @@ import (
 // request is read, and never served. Peers in trustedProxies are not bounded: every client
 // behind one comes from its address (the WebSocket bound, which reads
 // the forwarded address, still applies to them).
+//
+// total bounds every connection of the process at once, plain or
+// WebSocket, from any address (a trusted proxy's too): one address per
+// 1,024 connections is easy to come by (127.0.0.0/8, an IPv6 /64), and
+// an outside attack from 20 of them ran the process out of descriptors,
+// so that nobody was answered for 35 s. A connection past it is answered
+// 503 and closed; descriptors stay for the databases, the refusals and
+// the outgoing webhooks and replicas.
 type connLimit struct {
 	max     int
+	total   int64
 	trusted []netip.Prefix
 	log     *slog.Logger
 	lines   *loglimit.Limiter
+
+	live atomic.Int64 // connections accepted and not yet closed
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
 }
 
-func newConnLimit(max int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
-	return &connLimit{max: max, trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{}}
+func newConnLimit(max, total int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
+	return &connLimit{max: max, total: int64(total), trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{}}
+}
+
+// connectionBudget is how many connections the process may hold at once:
+// its descriptor limit less a reserve (maxRefusing refusals in flight,
+// the databases, webhooks, replicas, listeners), at least 64.
+func connectionBudget() int {
+	limit := openFileLimit()
+	if limit <= 0 {
+		return 1 << 20
+	}
+	return max(64, limit-max(maxRefusing+256, limit/10))
+}
+
+// countedConn uncounts itself from the live connections when it closes,
+// whether the HTTP server or a WebSocket session closes it.
+type countedConn struct {
+	net.Conn
+	l      *connLimit
+	closed atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.live.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// SetLinger reaches the TCP connection (resetOnStall resets with it).
+func (c *countedConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
 }
 
 // peer is the address c counts against, and whether it is bounded at
@@ -104,21 +150,29 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr, bounded := ll.l.peer(c)
-		if !bounded {
-			return c, nil
+		full := ll.l.live.Load() >= ll.l.total
+		over := false
+		if bounded && !full {
+			ll.l.mu.Lock()
+			over = ll.l.open[addr] >= ll.l.max
+			ll.l.mu.Unlock()
 		}
-		ll.l.mu.Lock()
-		over := ll.l.open[addr] >= ll.l.max
-		ll.l.mu.Unlock()
-		if !over {
-			return c, nil
+		if !full && !over {
+			ll.l.live.Add(1)
+			return &countedConn{Conn: c, l: ll.l}, nil
 		}
-		ll.l.lines.LogFrom(addr.String(), ll.l.log, slog.LevelWarn, "connection refused: too many connections from this address", "remote", addr.String(), "max", ll.l.max)
+		status, msg := "429 Too Many Requests", fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", ll.l.max)
+		if full {
+			status, msg = "503 Service Unavailable", fmt.Sprintf("the server holds as many connections as it can (%d, for its limit of open files); try again later", ll.l.total)
+			ll.l.lines.Log(ll.l.log, slog.LevelWarn, "connection refused: the server holds as many connections as it can; raise its limit of open files (ulimit -n) if they are wanted", "remote", addr.String(), "max", ll.l.total)
+		} else {
+			ll.l.lines.LogFrom(addr.String(), ll.l.log, slog.LevelWarn, "connection refused: too many connections from this address", "remote", addr.String(), "max", ll.l.max)
+		}
 		select {
 		case ll.refusing <- struct{}{}:
 			go func() {
 				defer func() { <-ll.refusing }()
-				ll.l.refuse(c)
+				ll.l.refuse(c, status, msg)
 			}()
 		default:
 			c.Close()
@@ -130,11 +184,10 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 // error, then reads what the client sent before closing (for up to a
 // second), so that the close does not reset the connection and lose the
 // answer (a re-trial saw every refusal end in a reset).
-func (l *connLimit) refuse(c net.Conn) {
-	body := mustJSON(errorBody{Error: errorDetail{Code: string(db.CodeLimit),
-		Message: fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", l.max)}})
+func (l *connLimit) refuse(c net.Conn, status, msg string) {
+	body := mustJSON(errorBody{Error: errorDetail{Code: string(db.CodeLimit), Message: msg}})
 	c.SetDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", len(body)+1, body)
+	fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n", status, len(body)+1, body)
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}

@@ -129,3 +129,54 @@ func TestTrustedProxiesAreNotBoundedByConnections(t *testing.T) {
 		}
 	}
 }
+
+// Every connection of the process counts against one bound, plain or
+// WebSocket, whatever its address (an outside attack from 20 loopback
+// addresses ran the server out of descriptors): past it, 503, and a
+// closed connection, WebSocket sessions too, frees its place.
+func TestConnectionsAreBoundedInAll(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var plain []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		plain = append(plain, c)
+	}
+	var sessions []*wsClient
+	for range 4 {
+		sessions = append(sessions, ts.operator(t, "/", testToken))
+	}
+	// The ninth: answered 503 before its request is read.
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(extra)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 503 ") || !strings.Contains(string(got), "the server holds as many connections as it can (8") {
+		t.Fatalf("the connection past the bound got %q", got)
+	}
+	for _, c := range plain {
+		c.Close()
+	}
+	for _, s := range sessions {
+		s.conn.Close()
+		<-s.ended
+	}
+	// The places are free again (the server notices the closes first).
+	http.DefaultClient.CloseIdleConnections()
+	live := func() int64 { return ts.conns.Load().live.Load() }
+	deadline := time.Now().Add(10 * time.Second)
+	for live() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still counted after every client closed", live())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}

@@ -77,6 +77,10 @@ type Options struct {
 	// ImportWait is how long an import waits for the one before it
 	// (default importWait, 2 minutes).
 	ImportWait time.Duration
+	// MaxConnections bounds the connections held at once, every listener
+	// and address together (default: connectionBudget, from the limit of
+	// open files). Tests lower it.
+	MaxConnections int
 }
 
 // Server serves a set of opened profiles.
@@ -106,6 +110,9 @@ type Server struct {
 	// the size limit); importWait bounds the wait for the slot.
 	imports    chan struct{}
 	importWait time.Duration
+	// maxConns is Options.MaxConnections; conns counts them (set by Run).
+	maxConns int
+	conns    atomic.Pointer[connLimit]
 	// stopCtx ends when shutdown begins: event streams end at once, even
 	// one blocked writing to a client that does not read.
 	stopCtx context.Context
@@ -120,7 +127,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
 		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
 		answerWait: cmp.Or(opts.AnswerWriteTimeout, answerWait),
-		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait),
+		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait), maxConns: opts.MaxConnections,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -195,7 +202,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	servers := make([]*http.Server, len(listeners))
-	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), s.cfg.TrustedProxies, s.log)
+	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), cmp.Or(s.maxConns, connectionBudget()), s.cfg.TrustedProxies, s.log)
+	s.conns.Store(conns)
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{

@@ -141,15 +141,18 @@ func (l stalledListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(linger); ok {
 		return &resetOnStall{Conn: c, tcp: tc}, nil
 	}
 	return c, nil
 }
 
+// linger is a TCP connection, or one that reaches it (countedConn).
+type linger interface{ SetLinger(sec int) error }
+
 type resetOnStall struct {
 	net.Conn
-	tcp *net.TCPConn
+	tcp linger
 }
 
 func (c *resetOnStall) Write(b []byte) (int, error) {
