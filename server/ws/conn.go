@@ -187,7 +187,7 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 		herr = verifyDevice(cp, nonce, c.t.o.Now(), c.t.o.DeviceWindow)
 	}
 	if herr == nil && cp.Device != nil && cp.Device.Nonce == "" {
-		herr = c.t.firstUse(cp.Device)
+		herr = c.t.firstUse(cp.Device, remoteIP)
 	}
 	var grant *helloAuth
 	if herr == nil {

@@ -241,9 +241,9 @@ func verifyDevice(p connectParams, challenge string, now time.Time, window time.
 
 // firstUse refuses a v1 signature (no challenge bound) that already
 // opened a connection: see seenSignatures.
-func (t *Transport) firstUse(d *deviceParams) *handshakeError {
+func (t *Transport) firstUse(d *deviceParams, remoteIP string) *handshakeError {
 	now := t.o.Now()
-	fresh, full := t.seenV1.first(d.ID, d.Signature, time.UnixMilli(d.SignedAt).Add(t.o.DeviceWindow), now)
+	fresh, full := t.seenV1.first(remoteIP, d.ID, d.Signature, time.UnixMilli(d.SignedAt).Add(t.o.DeviceWindow), now)
 	switch {
 	case full:
 		return refuse(closeTryAgain, db.CodeUnavailable, "too many device signatures without a challenge to check; sign the connect.challenge nonce, or retry later")
