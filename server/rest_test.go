@@ -1026,6 +1026,8 @@ func TestUnknownQueryParameters(t *testing.T) {
 		{"POST", base + "/import?dryrun=true", `{"paired":{"zz":{"nodeId":"zz","token":"t0123456789abcdef","createdAtMs":1,"approvedAtMs":1}}}`, `unknown query parameter "dryrun" (did you mean dryRun?)`},
 		{"GET", base + "/pending?limit=5", "", `unknown query parameter "limit": this route takes no query parameter but pretty`},
 		{"POST", base + "/verify?x=1", `{"nodeId":"n1","token":"t"}`, `unknown query parameter "x"`},
+		{"POST", base + "/import?dryRun=", `{"paired":{"zz":{"nodeId":"zz","token":"t0123456789abcdef","createdAtMs":1,"approvedAtMs":1}}}`, "query parameter dryRun is given without a value; give one, or leave it out; nothing was done"},
+		{"POST", base + "/import?dryRun=true&dryRun=false", `{"paired":{"zz":{"nodeId":"zz","token":"t0123456789abcdef","createdAtMs":1,"approvedAtMs":1}}}`, "query parameter dryRun is given 2 times"},
 	} {
 		r := ts.api(t, tc.method, tc.path, testToken, tc.body)
 		if r.status != 400 || !strings.Contains(r.errorMessage(), tc.want) || strings.Contains(string(r.body), `"token"`) {

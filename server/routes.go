@@ -76,9 +76,21 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 func queryParams(takes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			names := slices.Sorted(maps.Keys(c.QueryParams()))
+			query := c.QueryParams()
+			names := slices.Sorted(maps.Keys(query))
 			for _, name := range names {
-				if name == "pretty" || slices.Contains(takes, name) {
+				if name == "pretty" {
+					continue
+				}
+				if slices.Contains(takes, name) {
+					// ?dryRun=$DRY with DRY unset imported for real; of two
+					// values, one would be taken in silence.
+					switch vals := query[name]; {
+					case len(vals) > 1:
+						return apiError(db.CodeInvalid, "query parameter %s is given %d times; give it once; nothing was done", name, len(vals))
+					case vals[0] == "":
+						return apiError(db.CodeInvalid, "query parameter %s is given without a value; give one, or leave it out; nothing was done", name)
+					}
 					continue
 				}
 				hint := ""
