@@ -36,6 +36,9 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	// maxHeaderBytes bounds a request's header (net/http adds 4 KiB).
 	maxHeaderBytes = 64 << 10
+	// maxUnpaired bounds the sessions of nodes waiting for pairing, and
+	// a quarter of the connections the server takes at most.
+	maxUnpaired = 4096
 	// bodyReadTimeout bounds the upload of a request body (bodyDeadline).
 	bodyReadTimeout = 10 * time.Second
 	idleTimeout     = 2 * time.Minute
@@ -127,7 +130,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		writeWait: opts.WriteTimeout, metrics: newMetrics(profiles, opts.Replication), hookPolicy: opts.Webhooks,
 		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
 		answerWait: cmp.Or(opts.AnswerWriteTimeout, answerWait),
-		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait), maxConns: opts.MaxConnections,
+		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait), maxConns: cmp.Or(opts.MaxConnections, connectionBudget()),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -145,6 +148,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval,
 		Sessions: s.metrics.sessions, Decided: s.metrics.decided, Refused: s.metrics.refused,
 		MaxConnsPerAddress: cmp.Or(cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress),
+		MaxUnpaired:        min(maxUnpaired, s.maxConns/4),
 	})
 	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
@@ -202,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	servers := make([]*http.Server, len(listeners))
-	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), cmp.Or(s.maxConns, connectionBudget()), s.cfg.TrustedProxies, s.log)
+	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), s.maxConns, s.cfg.TrustedProxies, s.log)
 	s.conns.Store(conns)
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {

@@ -905,3 +905,42 @@ func TestUnpairedSessionsAreHeldSmall(t *testing.T) {
 		t.Fatalf("an 80 KiB header = %d", r.status)
 	}
 }
+
+// Nodes waiting for pairing hold at most a quarter of the connections the
+// server takes (4,096 at most): an outside attack held 18,000 such
+// sessions from 20 addresses and left no connection for the operator.
+func TestUnpairedSessionsAreBoundedInAll(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 40 })
+	// One key, one pending request, many sessions: the request rates
+	// never see them.
+	d := newDevice()
+	var held []*wsClient
+	for i := range 10 {
+		c, hello := ts.node(t, d, "")
+		if !hello.OK {
+			t.Fatalf("node %d: %+v", i, hello.Error)
+		}
+		held = append(held, c)
+	}
+	c, refused := ts.node(t, d, "")
+	if refused.OK || !strings.Contains(refused.Error.Message, "too many nodes are waiting for pairing on this server (10); retry later") {
+		t.Fatalf("the 11th waiting node: %+v", refused.Error)
+	}
+	if code := c.waitClosed(10 * time.Second); code != 1013 {
+		t.Fatalf("closed %d, want 1013 (try again later)", code)
+	}
+	// The operator is served, and a paired node's session is not bounded.
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	held[0].conn.Close()
+	<-held[0].ended
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, hello := ts.node(t, d, ""); hello.OK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed waiting session did not free its place")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -90,6 +90,8 @@ type conn struct {
 	// or expires; a client that calls node.pair.request itself learns the
 	// outcome from the private resolution instead.
 	heldForPairing atomic.Bool
+	// unpaired says the session counts among Transport.unpaired.
+	unpaired bool
 }
 
 type closeInfo struct {
@@ -157,6 +159,9 @@ func (c *conn) finish() {
 	<-c.writer
 	c.hub.remove(c)
 	c.t.releaseAddr(c.remoteIP)
+	if c.unpaired {
+		c.t.unpaired.Add(-1)
+	}
 	c.t.handlers.Done()
 }
 
@@ -192,6 +197,14 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 	var grant *helloAuth
 	if herr == nil {
 		c.sess, grant, herr = c.t.authenticate(ctx, p, cp, remoteIP)
+	}
+	if herr == nil && c.sess.Role == rpc.RoleNode && !c.sess.Paired {
+		if n := c.t.unpaired.Add(1); c.t.o.MaxUnpaired > 0 && n > int64(c.t.o.MaxUnpaired) {
+			c.t.unpaired.Add(-1)
+			herr = refuse(closeTryAgain, db.CodeUnavailable, "too many nodes are waiting for pairing on this server (%d); retry later", c.t.o.MaxUnpaired)
+		} else {
+			c.unpaired = true
+		}
 	}
 	if herr != nil {
 		c.refuse(remoteIP, f.ID, cp, herr)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -57,6 +58,12 @@ type Options struct {
 	// MaxConnsPerAddress bounds the connections one source address holds
 	// open, in their handshake or in a session (0: no bound).
 	MaxConnsPerAddress int
+	// MaxUnpaired bounds the sessions of nodes not paired, held while
+	// they wait for their request, every profile together (0: no
+	// bound). Such a session proves only a key made a moment ago: an
+	// outside attack from 20 addresses held 18,000, and every
+	// connection the server could take, the operator's too.
+	MaxUnpaired int
 }
 
 // Transport serves the WebSocket protocol for a set of profile hubs.
@@ -72,6 +79,8 @@ type Transport struct {
 	// perAddr counts the connections each source address holds.
 	addrMu  sync.Mutex
 	perAddr map[string]int
+	// unpaired counts the sessions of nodes not paired (MaxUnpaired).
+	unpaired atomic.Int64
 
 	mu       sync.Mutex
 	hubs     []*Hub
