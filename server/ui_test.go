@@ -300,7 +300,7 @@ func TestOperatorPageInChromium(t *testing.T) {
 		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.rename`)),
 		chromedp.SetValue(css(`#nodes tr[data-node-id="kitchen-ipad"] form.rename input`), refused),
 		chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.save`)))
-	p.until("the refusal, naming what failed", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('Rename kitchen-ipad failed: ') && document.querySelector('.notice.error').textContent.includes('displayName')`)
+	p.until("the refusal, naming what failed", `[...document.querySelectorAll('.notice.error')].some(n => n.textContent.includes('Rename kitchen-ipad failed: ') && n.textContent.includes('displayName'))`)
 	p.until("the form back with the typed name", `(document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] form.rename input') || {}).value === `+refusedJS)
 	p.do("cancel it", chromedp.Click(css(`#nodes tr[data-node-id="kitchen-ipad"] button.cancel`)))
 	p.until("the kept name", `document.querySelector('#nodes tr[data-node-id="kitchen-ipad"] td.name').textContent === 'Den iPad'`)
@@ -507,7 +507,10 @@ func TestOperatorPageWhileAWriteWaits(t *testing.T) {
 		chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.remove`)),
 		chromedp.WaitVisible(css(`#nodes tr[data-node-id="imp"] button.remove.confirm`)),
 		chromedp.Click(css(`#nodes tr[data-node-id="imp"] button.remove.confirm`)))
-	p.until("the notice", `document.querySelector('.notice.error') && document.querySelector('.notice.error').textContent.includes('Remove Kitchen\\u200biPad (imp) failed: the server did not answer')`)
+	removeFailed := `[...document.querySelectorAll('.notice.error')].some(n => n.textContent.includes('Remove Kitchen\\u200biPad (imp) failed: the server did not answer'))`
+	p.until("the notice", removeFailed)
+	// The lists then fail to load too: said beside it, not over it.
+	p.until("both notices", removeFailed+` && [...document.querySelectorAll('.notice.error.background')].some(n => n.textContent.includes('Loading the lists failed: the server did not answer'))`)
 }
 
 // signedIn opens the page in the browser b and signs in with the operator

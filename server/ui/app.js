@@ -181,9 +181,13 @@ async function refresh() {
       paired: list.payload.paired,
       connected: new Set(nodes.nodes.filter((n) => n.connected).map((n) => n.nodeId)),
     };
+    for (const stale of document.querySelectorAll('#notices .notice.background')) stale.remove(); // loaded now
     render();
   } catch (err) {
-    if (gen === state.generation) failed(err);
+    // Beside an action's own notice, not over it: the refresh after a
+    // failed action fails too when the server is gone, and said only
+    // that, hiding which action had failed.
+    if (gen === state.generation) failed(withAction(err, 'Loading the lists'), state.profile, 'background');
   } finally {
     state.refreshing = false;
     state.refreshTook = Date.now() - began;
@@ -336,12 +340,12 @@ function remove(node) {
   }, `Remove ${label(node)} (${node.nodeId})`);
 }
 
-function failed(err, profile = state.profile) {
+function failed(err, profile = state.profile, kind = '') {
   if (err instanceof APIError && err.status === 401) {
     signOut('The operator token is no longer accepted; sign in again.');
     return;
   }
-  showNotice(profile === state.profile ? err.message : `Profile ${profile}: ${err.message}`, '', true);
+  showNotice(profile === state.profile ? err.message : `Profile ${profile}: ${err.message}`, '', true, kind);
 }
 
 // --- rendering -------------------------------------------------------------
@@ -652,13 +656,17 @@ function ago(ms) {
 // showNotice says what an action did. A notice that carries a node's new
 // token stays until the operator dismisses it (the token is shown only
 // once); any other notice replaces the previous one of its kind.
-function showNotice(text, token, isError) {
+// showNotice shows text (with a token: kept until dismissed). A notice
+// replaces the others but tokens; one of kind 'background' (the lists
+// failing to load) replaces only its like, beside an action's.
+function showNotice(text, token, isError, kind = '') {
   const box = $('#notices');
   if (!token) {
-    for (const old of box.querySelectorAll('.notice:not(.token)')) old.remove();
+    const replaced = kind === 'background' ? '.notice.background' : '.notice:not(.token)';
+    for (const old of box.querySelectorAll(replaced)) old.remove();
   }
   const div = document.createElement('div');
-  div.className = 'notice' + (token ? ' token' : '') + (isError ? ' error' : '');
+  div.className = 'notice' + (token ? ' token' : '') + (isError ? ' error' : '') + (kind ? ' ' + kind : '');
   const p = document.createElement('p');
   p.textContent = visible(text);
   div.append(p);
