@@ -1,12 +1,14 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,27 +66,36 @@ func connectionBudget() int {
 	return max(64, limit-max(maxRefusing+256, limit/10))
 }
 
-// countedConn uncounts itself from the live connections when it closes,
-// whether the HTTP server or a WebSocket session closes it.
-type countedConn struct {
+// servedConn is a connection the server took. It uncounts itself from
+// the live connections when it closes, whether the HTTP server or a
+// WebSocket session closes it. And a write of it that ran out of time
+// (every write passes here: an HTTP answer's, an event stream's, a
+// WebSocket session's) sets its linger to 0, so that its close resets
+// it: a client that stopped reading keeps the server's socket full, and
+// closed the ordinary way the socket waits in FIN-WAIT-1 with its send
+// buffer (megabytes) until the kernel gives up on the peer, minutes later
+// (an outside re-trial saw 2 MB held over 66 s for one event stream).
+type servedConn struct {
 	net.Conn
 	l      *connLimit
 	closed atomic.Bool
 }
 
-func (c *countedConn) Close() error {
+func (c *servedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if tc, ok := c.Conn.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+	}
+	return n, err
+}
+
+func (c *servedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.live.Add(-1)
 	}
 	return c.Conn.Close()
-}
-
-// SetLinger reaches the TCP connection (resetOnStall resets with it).
-func (c *countedConn) SetLinger(sec int) error {
-	if tc, ok := c.Conn.(*net.TCPConn); ok {
-		return tc.SetLinger(sec)
-	}
-	return nil
 }
 
 // peer is the address c counts against, and whether it is bounded at
@@ -159,7 +170,7 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		}
 		if !full && !over {
 			ll.l.live.Add(1)
-			return &countedConn{Conn: c, l: ll.l}, nil
+			return &servedConn{Conn: c, l: ll.l}, nil
 		}
 		status, msg := "429 Too Many Requests", fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", ll.l.max)
 		if full {

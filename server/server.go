@@ -227,7 +227,7 @@ func (s *Server) Run(ctx context.Context) error {
 		attrs = append(attrs, "page", "http://"+l.ln.Addr().String()+"/ui/")
 		s.log.Info("listening", attrs...)
 		wg.Go(func() {
-			if err := servers[i].Serve(resetStalled(conns.listener(l.ln))); !errors.Is(err, http.ErrServerClosed) {
+			if err := servers[i].Serve(conns.listener(l.ln)); !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- err
 			}
 		})

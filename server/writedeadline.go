@@ -3,10 +3,8 @@ package server
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -123,42 +121,3 @@ func (d *deadlineWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
-
-// resetStalled makes the close of a connection whose write ran out of
-// time reset it. A client that stopped reading keeps the server's socket
-// full: closed the ordinary way, the socket waits in FIN-WAIT-1 with its
-// send buffer (megabytes) until the kernel gives up on the peer, minutes
-// later (an outside re-trial saw 2 MB held over 66 s for one event
-// stream). With the linger set to 0 on the timed-out write, the close
-// frees it at once. Every write of the connection passes here: an HTTP
-// answer's, an event stream's and a WebSocket session's.
-func resetStalled(ln net.Listener) net.Listener { return stalledListener{ln} }
-
-type stalledListener struct{ net.Listener }
-
-func (l stalledListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := c.(linger); ok {
-		return &resetOnStall{Conn: c, tcp: tc}, nil
-	}
-	return c, nil
-}
-
-// linger is a TCP connection, or one that reaches it (countedConn).
-type linger interface{ SetLinger(sec int) error }
-
-type resetOnStall struct {
-	net.Conn
-	tcp linger
-}
-
-func (c *resetOnStall) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		c.tcp.SetLinger(0)
-	}
-	return n, err
-}
