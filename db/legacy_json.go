@@ -264,17 +264,22 @@ func memberPath(name string) string {
 // a report names a key in every problem of its record, and a key may be
 // megabytes (an outside trial printed a 100,123-byte error).
 func quotedName(name string) string {
+	b, _ := json.Marshal(name)
+	return ShortQuoted(b)
+}
+
+// ShortQuoted shows a JSON string (quoted, as written) whole when short,
+// else by its first 64 bytes and its length: "kkk…" (100002 bytes).
+func ShortQuoted(quoted []byte) string {
 	const keep = 64
-	if len(name) <= keep+16 {
-		b, _ := json.Marshal(name)
-		return string(b)
+	if len(quoted) <= keep+16 {
+		return string(quoted)
 	}
 	cut := keep
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
+	for cut > 1 && !utf8.RuneStart(quoted[cut]) {
 		cut--
 	}
-	b, _ := json.Marshal(name[:cut])
-	return fmt.Sprintf("%s…\" (%d bytes)", b[:len(b)-1], len(name))
+	return fmt.Sprintf("%s…\" (%d bytes)", quoted[:cut], len(quoted))
 }
 
 // childPath names member name below path: .name, or ["name"] quoted

@@ -159,7 +159,7 @@ func importMembers(body []byte) (paired, pending []byte, err error) {
 		case key == "paired" || key == "pending":
 			return nil, nil, fmt.Errorf("duplicate key %q", key)
 		default:
-			return nil, nil, fmt.Errorf(`unknown member %s: want {"paired": {...}, "pending": {...}}`, shortQuoted(body[keyStart:keyEnd]))
+			return nil, nil, fmt.Errorf(`unknown member %s: want {"paired": {...}, "pending": {...}}`, db.ShortQuoted(body[keyStart:keyEnd]))
 		}
 		i = skipSpace(body, end)
 		if i < len(body) && body[i] == ',' {
@@ -234,15 +234,6 @@ func jsonValueEnd(b []byte, i int) int {
 		}
 	}
 	return -1
-}
-
-// shortQuoted is a JSON string as a report shows it: whole when short,
-// else its start and its length (a member name may be megabytes).
-func shortQuoted(s []byte) string {
-	if len(s) <= 66 {
-		return string(s)
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:60], len(s))
 }
 
 func boolQuery(c echo.Context, name string) (bool, error) {
