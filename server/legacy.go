@@ -118,39 +118,23 @@ func (s *Server) handleImport(c echo.Context) error {
 
 // importMembers splits an import body, {"paired": {...}, "pending": {...}}
 // (either may be absent), into the two files' bytes. body is valid JSON
-// (json.Valid). The members are slices of body, not copies (a body may
-// be 256 MiB), and only the outer object is read here: a member's end is
+// (json.Valid), so only its shape is checked here. The members are
+// slices of body, not copies (a body may be 256 MiB): a member's end is
 // found by counting brackets outside strings; ReadLegacy reads each
 // member once, strictly.
 func importMembers(body []byte) (paired, pending []byte, err error) {
-	want := errors.New(`want {"paired": {...}, "pending": {...}}`)
 	i := skipSpace(body, 0)
-	if i == len(body) || body[i] != '{' {
-		return nil, nil, want
+	if body[i] != '{' {
+		return nil, nil, errors.New(`want {"paired": {...}, "pending": {...}}`)
 	}
-	i = skipSpace(body, i+1)
-	for first := true; ; first = false {
-		if i < len(body) && body[i] == '}' && first {
-			i++
-			break
-		}
-		keyStart, keyEnd := i, jsonValueEnd(body, i)
-		if keyEnd < 0 || body[i] != '"' {
-			return nil, nil, want
-		}
+	for i = skipSpace(body, i+1); body[i] != '}'; {
+		keyEnd := jsonValueEnd(body, i)
 		var key string
-		if keyEnd-keyStart > 64 || json.Unmarshal(body[keyStart:keyEnd], &key) != nil {
+		if keyEnd-i > 64 || json.Unmarshal(body[i:keyEnd], &key) != nil {
 			key = "" // no member's name: it is only reported unknown
 		}
-		i = skipSpace(body, keyEnd)
-		if i == len(body) || body[i] != ':' {
-			return nil, nil, want
-		}
-		start := skipSpace(body, i+1)
+		start := skipSpace(body, skipSpace(body, keyEnd)+1) // past the colon
 		end := jsonValueEnd(body, start)
-		if end < 0 {
-			return nil, nil, want
-		}
 		switch {
 		case key == "paired" && paired == nil:
 			paired = body[start:end]
@@ -159,21 +143,11 @@ func importMembers(body []byte) (paired, pending []byte, err error) {
 		case key == "paired" || key == "pending":
 			return nil, nil, fmt.Errorf("duplicate key %q", key)
 		default:
-			return nil, nil, fmt.Errorf(`unknown member %s: want {"paired": {...}, "pending": {...}}`, db.ShortQuoted(body[keyStart:keyEnd]))
+			return nil, nil, fmt.Errorf(`unknown member %s: want {"paired": {...}, "pending": {...}}`, db.ShortQuoted(body[i:keyEnd]))
 		}
-		i = skipSpace(body, end)
-		if i < len(body) && body[i] == ',' {
+		if i = skipSpace(body, end); body[i] == ',' {
 			i = skipSpace(body, i+1)
-			continue
 		}
-		if i < len(body) && body[i] == '}' {
-			i++
-			break
-		}
-		return nil, nil, want
-	}
-	if skipSpace(body, i) != len(body) {
-		return nil, nil, errors.New("trailing data after the object")
 	}
 	return paired, pending, nil
 }
@@ -187,53 +161,38 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// jsonValueEnd is the index just past the JSON value starting at i, or
-// -1 when none ends there. It checks no more than where the value ends:
-// strings and their escapes, brackets counted (not matched), a scalar up
-// to the next delimiter.
+// jsonValueEnd is the index just past the value starting at b[i], in
+// valid JSON: strings are skipped with their escapes, brackets counted,
+// a scalar runs to the next delimiter.
 func jsonValueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
 	depth := 0
 	for j := i; j < len(b); j++ {
 		switch b[j] {
 		case '"':
-			for j++; j < len(b) && b[j] != '"'; j++ {
+			for j++; b[j] != '"'; j++ {
 				if b[j] == '\\' {
 					j++
 				}
-			}
-			if j >= len(b) {
-				return -1
 			}
 		case '{', '[':
 			depth++
 			continue
 		case '}', ']':
 			depth--
-			if depth < 0 {
-				return -1
-			}
-		case ' ', '\t', '\n', '\r', ',', ':':
-			if depth == 0 {
-				return -1
-			}
-			continue
 		default:
-			if depth == 0 {
-				for j < len(b) && !strings.ContainsRune(" \t\n\r,:{}[]\"", rune(b[j])) {
-					j++
-				}
-				return j
+			if depth > 0 {
+				continue
 			}
-			continue
+			for j < len(b) && !strings.ContainsRune(" \t\n\r,}]", rune(b[j])) {
+				j++
+			}
+			return j
 		}
 		if depth == 0 {
 			return j + 1
 		}
 	}
-	return -1
+	return len(b)
 }
 
 func boolQuery(c echo.Context, name string) (bool, error) {

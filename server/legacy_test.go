@@ -509,3 +509,24 @@ func TestImportsRunOneAtATime(t *testing.T) {
 	// The slot is free again.
 	ts.mustAPI(t, 200, "POST", base+"/import?dryRun=true", `{"paired":{}}`, nil)
 }
+
+// importMembers takes each member's bytes exactly, whatever it holds
+// (json.Valid vouched for the body): strings with brackets and escapes,
+// scalars, white space.
+func TestImportMembersSlicesExactly(t *testing.T) {
+	for body, want := range map[string][2]string{
+		`{}`:                                    {"", ""},
+		` { "pending" : 5 , "paired" : null } `: {"null", "5"},
+		`{"paired":{"a":"}\\\"]["},"pending":[]}`: {`{"a":"}\\\"]["}`, "[]"},
+		"{\"p\\u0061ired\":\ttrue\n}":             {"true", ""},
+		`{"pending":{"x":[1,{"y":"z"}]}}`:         {"", `{"x":[1,{"y":"z"}]}`},
+	} {
+		paired, pending, err := importMembers([]byte(body))
+		if err != nil || string(paired) != want[0] || string(pending) != want[1] {
+			t.Errorf("%s: paired %q pending %q %v; want %q", body, paired, pending, err, want)
+		}
+	}
+	if _, _, err := importMembers([]byte(`[1]`)); err == nil || !strings.Contains(err.Error(), "want {") {
+		t.Errorf("an array: %v", err)
+	}
+}
