@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	neturl "net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/pairgate/pairgate/config"
@@ -49,15 +47,13 @@ func runRestore(ctx context.Context, env Env, args []string) (err error) {
 		return &usageError{msg: "restore: no replica: give --from URL, or --profile NAME of a profile with replicas in $PAIRGATE_CONFIG"}
 	}
 	shown := config.Replica{URL: url}
-	if err := shown.Check(); err != nil {
-		// The check speaks of the configuration's key (url: …).
-		msg := strings.NewReplacer("write e.g. url: ", "write e.g. --from ", " or url: ", " or --from ").Replace(err.Error())
-		return &usageError{msg: "restore: --from: " + msg}
+	if err := shown.CheckFlag(); err != nil {
+		return &usageError{msg: "restore: --from: " + err.Error()}
 	}
-	if u, err := neturl.Parse(url); err == nil && u.Scheme == "file" {
+	if dir, ok := shown.FileDir(); ok {
 		// Litestream reads a missing directory as an empty replica.
-		if _, err := os.Stat(u.Path); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("restore: %s does not exist: is the path the one the old host replicated to (its replicas url)?", u.Path)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore: %s does not exist: is the path the one the old host replicated to (its replicas url)?", dir)
 		}
 	}
 	_, statErr := os.Stat(p.NodesDir())

@@ -42,7 +42,12 @@ func (w *walker) replicas(at string, n *yaml.Node) []Replica {
 	})
 }
 
-const replicaURLFix = "write e.g. url: s3://bucket/pairgate/NAME?endpoint=https://s3.example (credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or url: file:///var/backups/pairgate/NAME"
+// replicaURLFix is the example of a replica URL, written as setting
+// writes it ("url: " in the configuration, "--from " on restore's
+// command line).
+func replicaURLFix(setting string) string {
+	return "write e.g. " + setting + "s3://bucket/pairgate/NAME?endpoint=https://s3.example (credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or " + setting + "file:///var/backups/pairgate/NAME"
+}
 
 // validateReplicas checks a profile's replica and key settings; at is the
 // profile's key path. seen maps each replica URL already taken to its key.
@@ -60,10 +65,10 @@ func (p Profile) validateReplicas(at string, seen map[string]string) error {
 	}
 	for j, r := range p.Replicas {
 		key := fmt.Sprintf("%s.replicas[%d].url", at, j)
-		if problem, fix := r.check(); problem != "" {
+		if problem, fix := r.check("url: "); problem != "" {
 			return keyError(key, problem, fix)
 		}
-		if u, _ := url.Parse(r.URL); u.Scheme == "file" && Within(filepath.Clean(u.Path), p.StateDir) {
+		if dir, ok := r.FileDir(); ok && Within(dir, p.StateDir) {
 			return keyError(key, "the directory is inside the profile's state directory", "replicate to another disk or host; a copy on the same disk dies with it")
 		}
 		place := r.place()
@@ -89,18 +94,28 @@ func (r Replica) place() string {
 	return u.Scheme + "://" + strings.ToLower(u.Host) + path.Clean("/"+u.Path) + " " + strings.TrimRight(u.Query().Get("endpoint"), "/")
 }
 
-// Check says what is wrong with the replica's URL, if anything.
-func (r Replica) Check() error {
-	if problem, fix := r.check(); problem != "" {
+// FileDir is the directory of a file:// replica.
+func (r Replica) FileDir() (string, bool) {
+	u, err := url.Parse(r.URL)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	return filepath.Clean(u.Path), true
+}
+
+// CheckFlag says what is wrong with the replica's URL, if anything, as
+// given with --from (restore's flag).
+func (r Replica) CheckFlag() error {
+	if problem, fix := r.check("--from "); problem != "" {
 		return fmt.Errorf("%s; %s", problem, fix)
 	}
 	return nil
 }
 
-func (r Replica) check() (problem, fix string) {
+func (r Replica) check(setting string) (problem, fix string) {
 	u, err := url.Parse(r.URL)
 	if err != nil {
-		return "is not a URL", replicaURLFix
+		return "is not a URL", replicaURLFix(setting)
 	}
 	if u.User != nil {
 		return "holds credentials", "remove them from the URL: give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS shared credentials file), never in the configuration"
@@ -108,7 +123,7 @@ func (r Replica) check() (problem, fix string) {
 	switch u.Scheme {
 	case "s3":
 		if u.Host == "" {
-			return fmt.Sprintf("%s names no bucket", r.RedactedURL()), replicaURLFix
+			return fmt.Sprintf("%s names no bucket", r.RedactedURL()), replicaURLFix(setting)
 		}
 		if e := u.Query().Get("endpoint"); e != "" {
 			if eu, err := url.Parse(e); err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" {
@@ -120,7 +135,7 @@ func (r Replica) check() (problem, fix string) {
 			return fmt.Sprintf("%s is not a file URL of an absolute directory", r.RedactedURL()), "write three slashes: file:///var/backups/pairgate/NAME"
 		}
 	default:
-		return fmt.Sprintf("%q is not a replica URL (s3:// or file://)", r.RedactedURL()), replicaURLFix
+		return fmt.Sprintf("%q is not a replica URL (s3:// or file://)", r.RedactedURL()), replicaURLFix(setting)
 	}
 	return "", ""
 }
