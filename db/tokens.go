@@ -240,7 +240,11 @@ func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables [
 		return plan, fmt.Errorf("token key: %w", err)
 	}
 	paired := plan.paired
-	restore := fmt.Sprintf("restore the original %s from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, run `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), paired)
+	// restore says what to do; first is the step before new-key (a wrong
+	// key must be moved away: new-key makes one only where none is).
+	restore := func(first string) string {
+		return fmt.Sprintf("restore the original %s from a backup (the key is in no replica of the database: copy it from the old host, or from where the operator keeps it); or, if it is lost for good, %srun `pairgate new-key` for this state directory (with the server stopped): the %d paired node(s) still verify, but their tokens can then never be exported", filepath.Base(opts.KeyPath), first, paired)
+	}
 	switch {
 	case key != nil && opts.NewKey:
 		return plan, fmt.Errorf("%w: %s exists; a new key is made only where none is: move it away first", ErrIntegrity, opts.KeyPath)
@@ -260,10 +264,13 @@ func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables [
 				return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s is there: move it to %s", ErrIntegrity, opts.KeyPath, held, beside, opts.KeyPath)
 			}
 		}
+		// serve has its configuration, keyFile and all; a command of the
+		// CLI may have been run without it.
+		elsewhere := "if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise "
 		if opts.Serving {
-			return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s", ErrIntegrity, opts.KeyPath, held, restore)
+			elsewhere = ""
 		}
-		return plan, fmt.Errorf("%w: %s is missing, and the database %s; if the server's configuration names a keyFile for this profile, run this command with $PAIRGATE_CONFIG set to that configuration (the key is there, and `new-key` would make it useless for this database); otherwise %s", ErrIntegrity, opts.KeyPath, held, restore)
+		return plan, fmt.Errorf("%w: %s is missing, and the database %s; %s%s", ErrIntegrity, opts.KeyPath, held, elsewhere, restore(""))
 	case key == nil:
 		plan.create = true
 		return plan, nil
@@ -274,7 +281,7 @@ func (s *Store) checkKey(ctx context.Context, opts Options, key []byte, tables [
 	opens, checked := s.keyOpens(ctx, checkTable)
 	if (paired > 0 || checked) && !opens {
 		return plan, fmt.Errorf("%w: %s does not open the tokens sealed in %s: it is not this database's key; %s", ErrIntegrity, opts.KeyPath, opts.Path,
-			strings.Replace(restore, "run `pairgate new-key`", "move this key away and run `pairgate new-key`", 1))
+			restore("move this key away and "))
 	}
 	plan.checked = opens && checked
 	return plan, nil
