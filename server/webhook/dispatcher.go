@@ -361,16 +361,22 @@ func (d *Dispatcher) States(ctx context.Context) ([]State, error) {
 
 func (d *Dispatcher) state(ctx context.Context, ep *endpoint, cur db.WebhookCursor, last int64) (State, error) {
 	lag, err := d.opts.Store.CountEventsAfter(ctx, cur.Cursor)
-	s := State{WebhookCursor: cur, URL: ep.cfg.RedactedURL(), Events: ep.cfg.Events, State: "delivering",
+	s := State{WebhookCursor: cur, URL: ep.cfg.RedactedURL(), Events: ep.cfg.Events,
 		LastSeq: last, Lag: lag, Delivered: ep.delivered.Load(), Failures: ep.failures.Load(),
 		Undelivered: d.opts.Store.Undelivered(ep.id)}
+	s.State = stateOf(cur)
+	return s, err
+}
+
+// stateOf names a cursor's state: delivering, retrying or dead.
+func stateOf(cur db.WebhookCursor) string {
 	switch {
 	case cur.DeadAtMs != 0:
-		s.State = "dead"
+		return "dead"
 	case cur.Attempts > 0:
-		s.State = "retrying"
+		return "retrying"
 	}
-	return s, err
+	return "delivering"
 }
 
 // Health is an endpoint's delivery state without its counts (no lag
@@ -389,12 +395,9 @@ func (d *Dispatcher) Health(ctx context.Context) (map[string]Health, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := Health{State: "delivering"}
-		switch {
-		case cur.DeadAtMs != 0:
-			h = Health{State: "dead", Attempts: cur.Attempts, FailingSinceMs: cur.FailingSinceMs}
-		case cur.Attempts > 0:
-			h = Health{State: "retrying", Attempts: cur.Attempts, FailingSinceMs: cur.FailingSinceMs}
+		h := Health{State: stateOf(cur)}
+		if h.State != "delivering" {
+			h.Attempts, h.FailingSinceMs = cur.Attempts, cur.FailingSinceMs
 		}
 		out[ep.id] = h
 	}
