@@ -76,9 +76,11 @@ func (s *Server) routes(e *echo.Echo, own *Profile) {
 func queryParams(takes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if c.Request().URL.RawQuery == "" {
+				return next(c) // most calls: nothing to check, nothing to sort
+			}
 			query := c.QueryParams()
-			names := slices.Sorted(maps.Keys(query))
-			for _, name := range names {
+			for _, name := range slices.Sorted(maps.Keys(query)) {
 				if name == "pretty" {
 					continue
 				}
