@@ -1,6 +1,7 @@
 package db
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -44,7 +45,18 @@ func (in *RequestInput) normalize() error {
 	if err := checkString("nodeId", in.NodeID); err != nil {
 		return err
 	}
-	return in.NodeMeta.check()
+	if err := in.NodeMeta.check(); err != nil {
+		return err
+	}
+	// The address decides auto-approval (autoApprove.silentCidrs) and is
+	// shown to operators as where the node is: a name or a port there
+	// would be believed as neither.
+	if in.RemoteIP != "" {
+		if _, err := netip.ParseAddr(in.RemoteIP); err != nil {
+			return invalidf("remoteIp: %q is not an IP address (such as 192.0.2.7 or 2001:db8::7, without a port)", in.RemoteIP)
+		}
+	}
+	return nil
 }
 
 // check holds every field a node supplies about itself to the input

@@ -41,3 +41,23 @@ func TestHiddenCharactersAreRefusedByField(t *testing.T) {
 	// Right-to-left names keep their marks (U+200F, U+061C).
 	mustRequest(t, s, RequestInput{NodeID: "n", NodeMeta: NodeMeta{DisplayName: "\u05d0\u200f-\u061c\u0627"}})
 }
+
+// remoteIp decides auto-approval and tells operators where a node is: a
+// name or an address with a port is refused with the field named, and
+// nothing is written; IPv4, IPv6 and mapped addresses are kept as given.
+func TestRemoteIPMustBeAnAddress(t *testing.T) {
+	s := openStore(t, newClock())
+	for _, bad := range []string{"example.com", "192.0.2.7:8080", "[2001:db8::7]", "1.2.3", "192.0.2.7/24", " 192.0.2.7"} {
+		_, err := s.Request(ctx, RequestInput{NodeID: "n", NodeMeta: NodeMeta{RemoteIP: bad}}, byCLI)
+		wantCode(t, err, CodeInvalid, fmt.Sprintf("remoteIp: %q is not an IP address (such as 192.0.2.7 or 2001:db8::7, without a port)", bad))
+	}
+	if evs := allEvents(t, s); len(evs) != 0 {
+		t.Fatalf("refused input wrote %d events", len(evs))
+	}
+	for i, good := range []string{"192.0.2.7", "2001:db8::7", "::ffff:192.0.2.7"} {
+		res := mustRequest(t, s, RequestInput{NodeID: fmt.Sprint("n", i), NodeMeta: NodeMeta{RemoteIP: good}})
+		if res.Request.RemoteIP != good {
+			t.Fatalf("remoteIp %q stored as %q", good, res.Request.RemoteIP)
+		}
+	}
+}
