@@ -92,6 +92,11 @@ type conn struct {
 	heldForPairing atomic.Bool
 	// unpaired says the session counts among Transport.unpaired.
 	unpaired bool
+	// awaits are the request ids whose resolution the session awaits in
+	// its hub (guarded by the hub's mu), so that taking it out of the hub
+	// visits only those: a walk over every awaited request made tearing
+	// down 18,000 held sessions quadratic (the server stalled 6–8 s).
+	awaits []string
 }
 
 type closeInfo struct {

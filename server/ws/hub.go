@@ -104,13 +104,14 @@ func (h *Hub) remove(c *conn) {
 		if len(h.live[c.sess.NodeID]) == 0 {
 			delete(h.live, c.sess.NodeID)
 		}
-		for id, waiting := range h.awaiting {
-			if waiting = slices.DeleteFunc(waiting, func(x *conn) bool { return x == c }); len(waiting) == 0 {
+		for _, id := range c.awaits {
+			if waiting := slices.DeleteFunc(h.awaiting[id], func(x *conn) bool { return x == c }); len(waiting) == 0 {
 				delete(h.awaiting, id)
 			} else {
 				h.awaiting[id] = waiting
 			}
 		}
+		c.awaits = nil
 	}
 }
 
@@ -148,9 +149,14 @@ func (h *Hub) awaitResolution(c *conn, requestID string) {
 
 // await is awaitResolution with h.mu held.
 func (h *Hub) await(c *conn, requestID string) {
-	if !slices.Contains(h.awaiting[requestID], c) {
-		h.awaiting[requestID] = append(h.awaiting[requestID], c)
+	if slices.Contains(h.awaiting[requestID], c) {
+		return
 	}
+	h.awaiting[requestID] = append(h.awaiting[requestID], c)
+	// Ids resolved since (deliver took them out) are forgotten, so a
+	// session's list stays as short as what it awaits.
+	c.awaits = slices.DeleteFunc(c.awaits, func(id string) bool { return !slices.Contains(h.awaiting[id], c) })
+	c.awaits = append(c.awaits, requestID)
 }
 
 // DropNode closes the live sessions of a node whose pairing was removed
