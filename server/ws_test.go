@@ -854,8 +854,8 @@ func TestConnectionsPerAddressAreBounded(t *testing.T) {
 		t.Fatalf("a fourth connection from the address: %v %+v, want 429", err, resp)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(body), "too many connections from this address (at most 3)") {
-		t.Fatalf("refusal %q", body)
+	if !strings.HasPrefix(string(body), `{"error":{"code":"limit","message":"too many connections from this address (at most 3)`) || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("refusal %q (%s)", body, resp.Header.Get("Content-Type"))
 	}
 	held[1].conn.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -911,36 +911,80 @@ func TestUnpairedSessionsAreHeldSmall(t *testing.T) {
 // sessions from 20 addresses and left no connection for the operator.
 func TestUnpairedSessionsAreBoundedInAll(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 40 })
-	// One key, one pending request, many sessions: the request rates
-	// never see them.
-	d := newDevice()
+	store := ts.byName["default"].Store
 	var held []*wsClient
+	var devices []device
 	for i := range 10 {
+		d := newDevice()
 		c, hello := ts.node(t, d, "")
 		if !hello.OK {
 			t.Fatalf("node %d: %+v", i, hello.Error)
 		}
-		held = append(held, c)
+		held, devices = append(held, c), append(devices, d)
 	}
-	c, refused := ts.node(t, d, "")
+	c, refused := ts.node(t, newDevice(), "")
 	if refused.OK || !strings.Contains(refused.Error.Message, "too many nodes are waiting for pairing on this server (10); retry later") {
 		t.Fatalf("the 11th waiting node: %+v", refused.Error)
 	}
 	if code := c.waitClosed(10 * time.Second); code != 1013 {
 		t.Fatalf("closed %d, want 1013 (try again later)", code)
 	}
-	// The operator is served, and a paired node's session is not bounded.
+	// The node turned away left no request for the operator to see (a
+	// re-test found one per refused address).
+	if pending, err := store.Pending(context.Background()); err != nil || len(pending) != 10 {
+		t.Fatalf("%d pending requests (%v), want the 10 held nodes' only", len(pending), err)
+	}
+	// The operator is served, and sees the bound reached.
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	for _, want := range []string{"\npairgate_unpaired_sessions 10\n", "\npairgate_unpaired_sessions_max 10\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 	held[0].conn.Close()
 	<-held[0].ended
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, hello := ts.node(t, d, ""); hello.OK {
+		if _, hello := ts.node(t, devices[0], ""); hello.OK {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("a closed waiting session did not free its place")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// One device holds at most two sessions while it waits for pairing: a
+// third takes the oldest's place, which is closed saying so. A re-test
+// filled every unpaired place of the server from four addresses with one
+// key each (one request in all, which the request rates never saw).
+func TestOneDeviceHoldsTwoUnpairedSessions(t *testing.T) {
+	ts := startServer(t)
+	d := newDevice()
+	var sessions []*wsClient
+	for i := range 3 {
+		c, hello := ts.node(t, d, "")
+		if !hello.OK {
+			t.Fatalf("session %d: %+v", i, hello.Error)
+		}
+		sessions = append(sessions, c)
+	}
+	if code := sessions[0].waitClosed(10 * time.Second); code != 1000 {
+		t.Fatalf("the oldest session closed %d, want 1000", code)
+	}
+	if reason, _ := sessions[0].closeText.Load().(string); reason != "a newer connection of this device took its place" {
+		t.Fatalf("close reason %q", reason)
+	}
+	// The two newest are still served.
+	for i, c := range sessions[1:] {
+		if res := c.call("node.pair.request", map[string]any{"nodeId": d.id}); !res.OK {
+			t.Fatalf("session %d after the third opened: %+v", i+1, res.Error)
+		}
+	}
+	// Another device is not affected.
+	if _, hello := ts.node(t, newDevice(), ""); !hello.OK {
+		t.Fatalf("another device: %+v", hello.Error)
 	}
 }

@@ -206,7 +206,7 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 	if herr == nil && c.sess.Role == rpc.RoleNode && !c.sess.Paired {
 		if n := c.t.unpaired.Add(1); c.t.o.MaxUnpaired > 0 && n > int64(c.t.o.MaxUnpaired) {
 			c.t.unpaired.Add(-1)
-			herr = refuse(closeTryAgain, db.CodeUnavailable, "too many nodes are waiting for pairing on this server (%d); retry later", c.t.o.MaxUnpaired)
+			herr = &handshakeError{err: c.t.unpairedFull(), closeCode: closeTryAgain}
 		} else {
 			c.unpaired = true
 		}

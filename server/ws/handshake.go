@@ -338,7 +338,12 @@ func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connect
 	adm, err := p.Store.AdmitNode(ctx, db.NodeConnect{
 		NodeID: sess.NodeID, PublicKey: key,
 		Tokens: []string{cp.Auth.Token, cp.Auth.DeviceToken}, NodeMeta: meta,
-		Admit: func() error { return t.o.Guard.Admit(&sess) },
+		Admit: func() error {
+			if err := t.unpairedRoom(); err != nil {
+				return err
+			}
+			return t.o.Guard.Admit(&sess)
+		},
 	}, sess.Origin())
 	if err != nil {
 		return sess, nil, &handshakeError{err: err, closeCode: closeTryAgain}

@@ -37,6 +37,9 @@ type Hub struct {
 	live map[string][]*conn
 	// awaiting maps a request id to the pairing sessions waiting for it.
 	awaiting map[string][]*conn
+	// unpaired holds each node's sessions that are not paired, oldest
+	// first (at most maxUnpairedPerNode).
+	unpaired map[string][]*conn
 	// subscribers get every event (SSE, webhooks).
 	subscribers map[chan db.Event]struct{}
 	// changed is signalled (coalesced) after each delivered event, for the
@@ -86,7 +89,25 @@ func (h *Hub) open(c *conn, hello []byte) {
 		c.heldForPairing.Store(true)
 		h.await(c, c.sess.PendingRequest)
 	}
+	if c.unpaired {
+		// One device's sessions take its oldest's place past the bound: a
+		// re-test filled every unpaired place of the server (4,096) from
+		// four addresses with one key each, one request in all, which the
+		// request rates never saw.
+		held := append(h.unpaired[c.sess.NodeID], c)
+		if len(held) > maxUnpairedPerNode {
+			oldest := held[0]
+			held = held[1:]
+			oldest.closeAfterQueue(closeNormal, "a newer connection of this device took its place")
+		}
+		h.unpaired[c.sess.NodeID] = held
+	}
 }
+
+// maxUnpairedPerNode bounds the sessions one node not paired holds open
+// in a profile: a host restarting while its old connection lingers needs
+// two.
+const maxUnpairedPerNode = 2
 
 // remove forgets a connection that has ended.
 func (h *Hub) remove(c *conn) {
@@ -112,6 +133,11 @@ func (h *Hub) remove(c *conn) {
 			}
 		}
 		c.awaits = nil
+		if held := slices.DeleteFunc(h.unpaired[c.sess.NodeID], func(x *conn) bool { return x == c }); len(held) == 0 {
+			delete(h.unpaired, c.sess.NodeID)
+		} else {
+			h.unpaired[c.sess.NodeID] = held
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -92,6 +93,32 @@ type Transport struct {
 	cancel context.CancelFunc
 }
 
+// unpairedRoom refuses a node that would wait for pairing while the
+// sessions of nodes not paired are at their bound (MaxUnpaired): asked
+// before a connect opens a request, so that a node turned away leaves no
+// request behind (a re-test saw requests of nodes refused listed for the
+// operator). The count is taken again when the session opens.
+func (t *Transport) unpairedRoom() error {
+	if t.o.MaxUnpaired > 0 && t.unpaired.Load() >= int64(t.o.MaxUnpaired) {
+		return t.unpairedFull()
+	}
+	return nil
+}
+
+// unpairedFull is the refusal of a node past MaxUnpaired. It is said to
+// the operator too, at warning level, once a minute: a client's refusal
+// is logged at info, and this one turns every new node away.
+func (t *Transport) unpairedFull() error {
+	t.refusals.LogFrom("", t.o.Log, slog.LevelWarn, "nodes waiting for pairing are at the server's bound: new nodes are refused until some are decided or leave (many from few addresses: see the refusals logged at info)", "max", t.o.MaxUnpaired)
+	return &db.Error{Code: db.CodeUnavailable, Message: fmt.Sprintf("too many nodes are waiting for pairing on this server (%d); retry later", t.o.MaxUnpaired)}
+}
+
+// Unpaired is how many sessions of nodes not paired are open, and their
+// bound (0: none).
+func (t *Transport) Unpaired() (open, max int64) {
+	return t.unpaired.Load(), int64(t.o.MaxUnpaired)
+}
+
 // New returns a transport.
 func New(o Options) *Transport {
 	if o.Now == nil {
@@ -130,7 +157,7 @@ func New(o Options) *Transport {
 func (t *Transport) NewHub(p *rpc.Profile) *Hub {
 	h := &Hub{
 		profile: p, t: t,
-		conns: map[*conn]bool{}, pairing: map[*conn]struct{}{}, live: map[string][]*conn{}, awaiting: map[string][]*conn{},
+		conns: map[*conn]bool{}, pairing: map[*conn]struct{}{}, live: map[string][]*conn{}, awaiting: map[string][]*conn{}, unpaired: map[string][]*conn{},
 		subscribers: map[chan db.Event]struct{}{}, changed: make(chan struct{}, 1),
 	}
 	p.Live = h
@@ -150,7 +177,12 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remote
 		if t.o.Refused != nil {
 			t.o.Refused(h.profile.Name, "TOO_MANY_CONNECTIONS")
 		}
-		http.Error(w, fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", t.o.MaxConnsPerAddress), http.StatusTooManyRequests)
+		// The API's error body, as the plain connections' 429 and 503.
+		body, _ := json.Marshal(map[string]map[string]string{"error": {"code": string(db.CodeLimit),
+			"message": fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", t.o.MaxConnsPerAddress)}})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write(append(body, '\n'))
 		return
 	}
 	held := true
