@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -35,9 +36,16 @@ import (
 // WebSocket, from any address (a trusted proxy's too): one address per
 // 1,024 connections is easy to come by (127.0.0.0/8, an IPv6 /64), and
 // an outside attack from 20 of them ran the process out of descriptors,
-// so that nobody was answered for 35 s. A connection past it is answered
-// 503 and closed; descriptors stay for the databases, the refusals and
-// the outgoing webhooks and replicas.
+// so that nobody was answered for 35 s. At that bound a new connection
+// takes the place of the one that has waited longest without a request
+// in progress (an idle keep-alive connection, or one that has sent
+// nothing yet), which is closed, as HTTP lets a server close an idle
+// connection at any time: a re-test held every place with idle
+// keep-alive connections, one request each, and the operator, /readyz
+// and every node got 503 for the two minutes they stayed. Only when no
+// connection waits (every one a WebSocket session or a request being
+// served) is the new one answered 503 and closed; descriptors stay for
+// the databases, the refusals and the outgoing webhooks and replicas.
 type connLimit struct {
 	max     int
 	total   int64
@@ -49,6 +57,11 @@ type connLimit struct {
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
+	// waiting holds the connections without a request in progress (new,
+	// or idle between requests), longest waiting first.
+	waiting list.List
+	// evicted counts the waiting connections closed to make room.
+	evicted atomic.Int64
 }
 
 func newConnLimit(max, total int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
@@ -79,6 +92,9 @@ type servedConn struct {
 	net.Conn
 	l      *connLimit
 	closed atomic.Bool
+	// wait is its place in l.waiting while it has no request in progress
+	// (guarded by l.mu).
+	wait *list.Element
 }
 
 func (c *servedConn) Write(b []byte) (int, error) {
@@ -119,21 +135,52 @@ func (l *connLimit) peer(c net.Conn) (netip.Addr, bool) {
 // Every connection the server gets is told StateNew once, then one of
 // StateClosed or StateHijacked last, so its peer is counted once and
 // uncounted once.
+//
+// It also keeps l.waiting: a connection waits from StateNew until its
+// request is read (StateActive), and again from StateIdle.
 func (l *connLimit) track(c net.Conn, state http.ConnState) {
-	if state != http.StateNew && state != http.StateClosed && state != http.StateHijacked {
-		return
-	}
 	addr, bounded := l.peer(c)
-	if !bounded {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if sc, ok := c.(*servedConn); ok {
+		switch {
+		case state == http.StateNew || state == http.StateIdle:
+			if sc.wait == nil {
+				sc.wait = l.waiting.PushBack(sc)
+			} else {
+				l.waiting.MoveToBack(sc.wait)
+			}
+		case sc.wait != nil:
+			l.waiting.Remove(sc.wait)
+			sc.wait = nil
+		}
+	}
+	if !bounded || state != http.StateNew && state != http.StateClosed && state != http.StateHijacked {
+		return
+	}
 	if state == http.StateNew {
 		l.open[addr]++
 	} else if l.open[addr]--; l.open[addr] <= 0 {
 		delete(l.open, addr)
 	}
+}
+
+// evict closes the connection that has waited longest without a request
+// in progress, if there is one, to make room for a new one.
+func (l *connLimit) evict() bool {
+	l.mu.Lock()
+	front := l.waiting.Front()
+	if front == nil {
+		l.mu.Unlock()
+		return false
+	}
+	sc := front.Value.(*servedConn)
+	l.waiting.Remove(front)
+	sc.wait = nil
+	l.mu.Unlock()
+	sc.Close() // the HTTP server's read fails, and it lets the connection go
+	l.evicted.Add(1)
+	return true
 }
 
 // listener bounds ln: a connection from an address at the bound is never
@@ -161,12 +208,17 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr, bounded := ll.l.peer(c)
-		full := ll.l.live.Load() >= ll.l.total
 		over := false
-		if bounded && !full {
+		if bounded {
 			ll.l.mu.Lock()
 			over = ll.l.open[addr] >= ll.l.max
 			ll.l.mu.Unlock()
+		}
+		full := false
+		if !over && ll.l.live.Load() >= ll.l.total {
+			if full = !ll.l.evict(); !full {
+				ll.l.lines.Log(ll.l.log, slog.LevelWarn, "the server holds as many connections as it can: an idle one was closed to make room; raise its limit of open files (ulimit -n) if they are wanted", "max", ll.l.total)
+			}
 		}
 		if !full && !over {
 			ll.l.live.Add(1)

@@ -2,11 +2,13 @@ package server
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -137,20 +139,12 @@ func TestTrustedProxiesAreNotBoundedByConnections(t *testing.T) {
 func TestConnectionsAreBoundedInAll(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
 	addr := strings.TrimPrefix(ts.url, "http://")
-	var plain []net.Conn
-	for range 4 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		plain = append(plain, c)
-	}
 	var sessions []*wsClient
-	for range 4 {
+	for range 8 {
 		sessions = append(sessions, ts.operator(t, "/", testToken))
 	}
-	// The ninth: answered 503 before its request is read.
+	// The ninth, with every place a session: answered 503 before its
+	// request is read.
 	extra, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -160,9 +154,6 @@ func TestConnectionsAreBoundedInAll(t *testing.T) {
 	got, _ := io.ReadAll(extra)
 	if !strings.HasPrefix(string(got), "HTTP/1.1 503 ") || !strings.Contains(string(got), "the server holds as many connections as it can (8") {
 		t.Fatalf("the connection past the bound got %q", got)
-	}
-	for _, c := range plain {
-		c.Close()
 	}
 	for _, s := range sessions {
 		s.conn.Close()
@@ -179,4 +170,89 @@ func TestConnectionsAreBoundedInAll(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+}
+
+// At the bound, a new connection takes the place of the one that has
+// waited longest without a request in progress: an idle keep-alive
+// connection, or one that has sent nothing yet. A re-test held every
+// place with idle keep-alive connections (one GET each) and the
+// operator, /readyz and every node got 503 for the two minutes they
+// stayed. Sessions and requests in progress keep theirs.
+func TestIdleConnectionsMakeRoom(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var sessions []*wsClient
+	for range 4 {
+		sessions = append(sessions, ts.operator(t, "/", testToken))
+	}
+	// Two connections that sent nothing, then two idle after a request.
+	var waiting []net.Conn
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		waiting = append(waiting, c)
+		return c
+	}
+	dial()
+	dial()
+	waitLive := func(n int64) {
+		deadline := time.Now().Add(10 * time.Second)
+		for ts.conns.Load().live.Load() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections counted, want %d", ts.conns.Load().live.Load(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitLive(6)
+	for range 2 {
+		c := dial()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("keep-alive request: %v %v", res, err)
+		}
+		res.Body.Close()
+	}
+	waitLive(8)
+
+	// Four more callers, each served: the waiting connections make room,
+	// longest waiting first (the callers stay, idle, behind them).
+	for i := range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "GET /readyz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("caller %d at the bound: %v %v", i, res, err)
+		}
+		res.Body.Close()
+		// Closed: reading it ends at once.
+		waiting[i].SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := waiting[i].Read(make([]byte, 512)); err == nil {
+			t.Fatalf("waiting connection %d still open (read %d bytes)", i, n)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("waiting connection %d not closed to make room", i)
+		}
+	}
+	// The metrics' own request made room too: a fifth.
+	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
+	for _, want := range []string{"\npairgate_connections_evicted_total 5\n", "\npairgate_connections_max 8\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+	// The sessions kept their places.
+	for i, s := range sessions {
+		if res := s.call("health", nil); !res.OK {
+			t.Fatalf("session %d: %+v", i, res.Error)
+		}
+	}
 }

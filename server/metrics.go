@@ -85,6 +85,30 @@ func newMetrics(profiles []*Profile, replication func(string) (replica.Status, b
 	return m
 }
 
+// registerConnections adds the connections held against the process's
+// bound, and the sessions of nodes waiting for pairing against theirs:
+// at either bound new clients are turned away (or, for the first, idle
+// connections closed to make room).
+func (m *metrics) registerConnections(max int, conns func() (open, evicted int64), unpaired func() (open, max int64)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_connections", Help: "Connections held open (HTTP and WebSocket, every listener).",
+		}, func() float64 { open, _ := conns(); return float64(open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_connections_max", Help: "The bound on pairgate_connections (the open-file limit less a reserve): at it, idle connections are closed to make room, then new ones refused 503.",
+		}, func() float64 { return float64(max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pairgate_connections_evicted_total", Help: "Idle connections closed to make room at pairgate_connections_max.",
+		}, func() float64 { _, evicted := conns(); return float64(evicted) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_unpaired_sessions", Help: "WebSocket sessions of nodes not paired (waiting for pairing), every profile together.",
+		}, func() float64 { open, _ := unpaired(); return float64(open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pairgate_unpaired_sessions_max", Help: "The bound on pairgate_unpaired_sessions: at it, new nodes are refused (UNAVAILABLE, close 1013).",
+		}, func() float64 { _, max := unpaired(); return float64(max) }),
+	)
+}
+
 // registerReplication adds a replicated profile's replica state.
 func (m *metrics) registerReplication(profile string, replication func(string) (replica.Status, bool)) {
 	if _, ok := replication(profile); !ok {

@@ -150,6 +150,12 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		MaxConnsPerAddress: cmp.Or(cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress),
 		MaxUnpaired:        min(maxUnpaired, s.maxConns/4),
 	})
+	s.metrics.registerConnections(s.maxConns, func() (open, evicted int64) {
+		if l := s.conns.Load(); l != nil {
+			return l.live.Load(), l.evicted.Load()
+		}
+		return 0, 0
+	}, s.ws.Unpaired)
 	warnWeakTokens(profiles, log)
 	for _, p := range profiles {
 		s.byName[p.Config.Name] = p
