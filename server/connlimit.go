@@ -38,8 +38,9 @@ import (
 // an outside attack from 20 of them ran the process out of descriptors,
 // so that nobody was answered for 35 s. At that bound a new connection
 // takes the place of the one that has waited longest without a request
-// in progress (an idle keep-alive connection, or one that has sent
-// nothing yet), which is closed, as HTTP lets a server close an idle
+// in progress (an idle keep-alive connection, or one that has not sent a
+// whole request's headers yet: net/http reports StateActive once they
+// are read), which is closed, as HTTP lets a server close an idle
 // connection at any time: a re-test held every place with idle
 // keep-alive connections, one request each, and the operator, /readyz
 // and every node got 503 for the two minutes they stayed. Only when no

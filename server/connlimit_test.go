@@ -174,7 +174,8 @@ func TestConnectionsAreBoundedInAll(t *testing.T) {
 
 // At the bound, a new connection takes the place of the one that has
 // waited longest without a request in progress: an idle keep-alive
-// connection, or one that has sent nothing yet. A re-test held every
+// connection, one that has sent nothing yet, or one still sending its
+// request's headers. A re-test held every
 // place with idle keep-alive connections (one GET each) and the
 // operator, /readyz and every node got 503 for the two minutes they
 // stayed. Sessions and requests in progress keep theirs.
@@ -182,10 +183,26 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
 	addr := strings.TrimPrefix(ts.url, "http://")
 	var sessions []*wsClient
-	for range 4 {
+	for range 3 {
 		sessions = append(sessions, ts.operator(t, "/", testToken))
 	}
-	// Two connections that sent nothing, then two idle after a request.
+	// A request in progress: its handler reads the body (it asked for it
+	// with 100 Continue), which has not all come.
+	const body = `{"nodeId":"n","token":"t"}`
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	fmt.Fprintf(busy, "POST %s/verify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", base, addr, len(body))
+	busyReader := bufio.NewReader(busy)
+	if line, err := busyReader.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	busyReader.ReadString('\n')
+	io.WriteString(busy, body[:10])
+	// A connection that sent nothing, one half its headers, then two idle
+	// after a request.
 	var waiting []net.Conn
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
@@ -197,7 +214,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		return c
 	}
 	dial()
-	dial()
+	fmt.Fprintf(dial(), "GET /healthz HTTP/1.1\r\nHost: %s\r\n", addr)
 	waitLive := func(n int64) {
 		deadline := time.Now().Add(10 * time.Second)
 		for ts.conns.Load().live.Load() != n {
@@ -249,10 +266,15 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 			t.Fatalf("/metrics lacks %q", strings.TrimSpace(want))
 		}
 	}
-	// The sessions kept their places.
+	// The sessions and the request in progress kept their places.
 	for i, s := range sessions {
 		if res := s.call("health", nil); !res.OK {
 			t.Fatalf("session %d: %+v", i, res.Error)
 		}
+	}
+	io.WriteString(busy, body[10:])
+	busy.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if res, err := http.ReadResponse(busyReader, nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the request in progress: %v %v", res, err)
 	}
 }
