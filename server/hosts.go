@@ -139,7 +139,7 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 		if !g.hostAllowed(r.Host) {
 			g.refusals.LogFrom(hostname(r.RemoteAddr), g.log, slog.LevelWarn, "request refused: foreign Host", "host", loglimit.Value(r.Host), "remote", r.RemoteAddr,
 				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path))
-			refuseRequest(w, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", loglimit.Value(r.Host)))
+			refuseRequest(w, r, http.StatusMisdirectedRequest, fmt.Sprintf("this server does not answer to the name %q; if it is one of its names, add it to allowedHosts", loglimit.Value(r.Host)))
 			return
 		}
 		origin := r.Header.Get("Origin")
@@ -147,15 +147,20 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 		if origin != "" && (changes || websocket.IsWebSocketUpgrade(r)) && !g.originAllowed(origin) {
 			g.refusals.LogFrom(hostname(r.RemoteAddr), g.log, slog.LevelWarn, "request refused: foreign Origin", "origin", loglimit.Value(origin), "remote", r.RemoteAddr,
 				"method", loglimit.Value(r.Method), "path", loglimit.Value(r.URL.Path), "websocket", websocket.IsWebSocketUpgrade(r))
-			refuseRequest(w, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", loglimit.Value(origin)))
+			refuseRequest(w, r, http.StatusForbidden, fmt.Sprintf("pages from %q may not use this server; if they should, add the origin to allowedOrigins", loglimit.Value(origin)))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// refuseRequest writes the API's error shape outside echo.
-func refuseRequest(w http.ResponseWriter, status int, message string) {
+// refuseRequest writes the API's error shape outside echo. A request
+// with a body is answered at once and its connection closed: net/http
+// would read the unread body first (bodyDeadline bounds that).
+func refuseRequest(w http.ResponseWriter, r *http.Request, status int, message string) {
+	if r.Body != nil && r.Body != http.NoBody {
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

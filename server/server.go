@@ -217,7 +217,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
 		servers[i] = &http.Server{
-			Handler:           writeDeadlines(s.stopCtx, s.answerWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile))),
+			Handler:           bodyDeadline(writeDeadlines(s.stopCtx, s.answerWait, s.newHostGuard(l.configured, l.ln.Addr()).wrap(s.handler(l.profile)))),
 			ReadHeaderTimeout: readHeaderTimeout,
 			// net/http's default is 1 MB: a thousand connections sending
 			// that much header at once held 1.4 GB (an outside attack).
@@ -302,7 +302,7 @@ func (s *Server) handler(profile *Profile) http.Handler {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.ipExtractor()
-	e.Use(s.metrics.middleware, noStoreAPI, bodyDeadline, unescapeParams)
+	e.Use(s.metrics.middleware, noStoreAPI, unescapeParams)
 	s.routes(e, profile)
 	return e
 }
@@ -338,13 +338,19 @@ func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
 // so a long handler is not cut off (a read deadline passing mid-handler
 // would cancel the request's context). Requests without a body (event
 // streams, WebSocket upgrades) are not touched.
-func bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
-			http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+//
+// It wraps every handler, the refusals of a foreign Host or Origin
+// included: net/http reads an unread body of up to 256 KiB before it
+// answers, and without a deadline a request announcing a body it never
+// sends held its connection for good (a re-test held every connection
+// of the server so, and nobody was answered for as long as it kept them).
+func bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		}
-		return next(c)
-	}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // unescapeParams decodes path parameters routed on the escaped path: echo

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,13 +25,18 @@ import (
 
 // Finding 7 of issue #10: a request body that stops arriving is cut off
 // after bodyReadTimeout, before auth (an unread body) and after it (verify
-// reads its body unauthenticated).
+// reads its body unauthenticated). So is one refused for its foreign Host
+// or Origin, outside the API's handlers: net/http reads an unread body
+// before answering, and without a deadline a re-test held every
+// connection of the server with such requests.
 func TestSlowBodiesAreCutOff(t *testing.T) {
 	ts := startServer(t)
 	addr := strings.TrimPrefix(ts.url, "http://")
 	heads := []string{
 		"POST " + base + "/verify HTTP/1.1\r\nHost: " + addr + "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"nodeId\":",
 		"POST " + base + "/requests HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n{\"nodeId\":",
+		"POST /healthz HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 1000\r\n\r\n",
+		"POST " + base + "/verify HTTP/1.1\r\nHost: " + addr + "\r\nOrigin: http://evil.example\r\nTransfer-Encoding: chunked\r\n\r\n",
 	}
 	ended := make(chan string, len(heads))
 	for _, head := range heads {
@@ -50,9 +56,18 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 			ended <- fmt.Sprintf("%v %.40q", err, b)
 		}()
 	}
+	var answers []string
 	for range heads {
-		if got := <-ended; !strings.HasPrefix(got, "<nil> ") {
+		got := <-ended
+		if !strings.HasPrefix(got, "<nil> ") {
 			t.Fatalf("a slow upload held its connection: %s", got)
+		}
+		answers = append(answers, got)
+	}
+	// The foreign Host and Origin were answered (not only closed).
+	for _, want := range []string{"HTTP/1.1 421 ", "HTTP/1.1 403 "} {
+		if !slices.ContainsFunc(answers, func(a string) bool { return strings.Contains(a, want) }) {
+			t.Fatalf("no %q among the answers %q", want, answers)
 		}
 	}
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
