@@ -956,6 +956,45 @@ func TestUnpairedSessionsAreBoundedInAll(t *testing.T) {
 	}
 }
 
+// Connects racing for the last unpaired places open a request only when
+// they get a place: a re-test's 60 connects at once against 47 places
+// opened 60 requests, 13 of them for nodes turned away.
+func TestUnpairedPlacesAreTakenBeforeTheRequest(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.opts.MaxConnections = 40 // 10 unpaired places
+		s.cfg.Profiles[0].RequestsPerAddress = 100
+		s.cfg.Profiles[0].RequestsPerProfile = 100
+	})
+	store := ts.byName["default"].Store
+	const tries = 24
+	results := make(chan bool, tries)
+	var clients sync.WaitGroup
+	for range tries {
+		clients.Go(func() {
+			c, hello := ts.node(t, newDevice(), "")
+			results <- hello.OK
+			if !hello.OK {
+				c.waitClosed(10 * time.Second)
+			}
+		})
+	}
+	clients.Wait()
+	close(results)
+	held := 0
+	for ok := range results {
+		if ok {
+			held++
+		}
+	}
+	pending, err := store.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held != 10 || len(pending) != held {
+		t.Fatalf("%d of %d connects held, %d requests opened; want 10 and one request each", held, tries, len(pending))
+	}
+}
+
 // One device holds at most two sessions while it waits for pairing: a
 // third takes the oldest's place, which is closed saying so. A re-test
 // filled every unpaired place of the server from four addresses with one

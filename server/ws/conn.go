@@ -200,16 +200,17 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 		herr = c.t.firstUse(cp.Device, remoteIP)
 	}
 	var grant *helloAuth
+	var reserved bool // a place among the unpaired sessions (authenticate)
 	if herr == nil {
-		c.sess, grant, herr = c.t.authenticate(ctx, p, cp, remoteIP)
+		c.sess, grant, herr = c.t.authenticate(ctx, p, cp, remoteIP, &reserved)
 	}
-	if herr == nil && c.sess.Role == rpc.RoleNode && !c.sess.Paired {
-		if n := c.t.unpaired.Add(1); c.t.o.MaxUnpaired > 0 && n > int64(c.t.o.MaxUnpaired) {
-			c.t.unpaired.Add(-1)
-			herr = &handshakeError{err: c.t.unpairedFull(), closeCode: closeTryAgain}
-		} else {
-			c.unpaired = true
-		}
+	switch unpaired := herr == nil && c.sess.Role == rpc.RoleNode && !c.sess.Paired; {
+	case unpaired && (reserved || c.t.reserveUnpaired()):
+		c.unpaired = true
+	case unpaired:
+		herr = &handshakeError{err: c.t.unpairedFull(), closeCode: closeTryAgain}
+	case reserved:
+		c.t.unpaired.Add(-1) // refused after all: the place goes back
 	}
 	if herr != nil {
 		c.refuse(remoteIP, f.ID, cp, herr)

@@ -260,7 +260,13 @@ func decodeB64URL(s string) ([]byte, error) {
 
 // authenticate turns valid connect params into a session, or refuses.
 // A node paired by its device key also gets its token for hello-ok.
-func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connectParams, remoteIP string) (rpc.Session, *helloAuth, *handshakeError) {
+//
+// A connect that opens a new request takes its place among the unpaired
+// sessions first (reserved: the caller gives it back unless the session
+// opens unpaired), so that connects racing for the last places cannot
+// each open a request and then be turned away (a re-test: 60 at once
+// against 47 places opened 60 requests).
+func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connectParams, remoteIP string, reserved *bool) (rpc.Session, *helloAuth, *handshakeError) {
 	sess := rpc.Session{Profile: p, Role: cp.Role, RemoteIP: remoteIP, Actor: "ws"}
 	// A legacy node presents the operator token. While this address is
 	// locked out of the operator token, or of node tokens, that token
@@ -339,8 +345,12 @@ func (t *Transport) authenticate(ctx context.Context, p *rpc.Profile, cp connect
 		NodeID: sess.NodeID, PublicKey: key,
 		Tokens: []string{cp.Auth.Token, cp.Auth.DeviceToken}, NodeMeta: meta,
 		Admit: func() error {
-			if err := t.unpairedRoom(); err != nil {
-				return err
+			// Asked again if the transaction is retried: one place.
+			if !*reserved {
+				if !t.reserveUnpaired() {
+					return t.unpairedFull()
+				}
+				*reserved = true
 			}
 			return t.o.Guard.Admit(&sess)
 		},

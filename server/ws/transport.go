@@ -93,16 +93,16 @@ type Transport struct {
 	cancel context.CancelFunc
 }
 
-// unpairedRoom refuses a node that would wait for pairing while the
-// sessions of nodes not paired are at their bound (MaxUnpaired): asked
-// before a connect opens a request, so that a node turned away leaves no
-// request behind (a re-test saw requests of nodes refused listed for the
-// operator). The count is taken again when the session opens.
-func (t *Transport) unpairedRoom() error {
-	if t.o.MaxUnpaired > 0 && t.unpaired.Load() >= int64(t.o.MaxUnpaired) {
-		return t.unpairedFull()
+// reserveUnpaired takes a place among the sessions of nodes not paired
+// (MaxUnpaired), if one is free. A connect takes it before it opens a
+// request, so that a node turned away leaves no request behind (a
+// re-test saw requests of refused nodes listed for the operator).
+func (t *Transport) reserveUnpaired() bool {
+	if n := t.unpaired.Add(1); t.o.MaxUnpaired > 0 && n > int64(t.o.MaxUnpaired) {
+		t.unpaired.Add(-1)
+		return false
 	}
-	return nil
+	return true
 }
 
 // unpairedFull is the refusal of a node past MaxUnpaired. It is said to
