@@ -43,10 +43,14 @@ import (
 // are read), which is closed, as HTTP lets a server close an idle
 // connection at any time: a re-test held every place with idle
 // keep-alive connections, one request each, and the operator, /readyz
-// and every node got 503 for the two minutes they stayed. Only when no
-// connection waits (every one a WebSocket session or a request being
-// served) is the new one answered 503 and closed; descriptors stay for
-// the databases, the refusals and the outgoing webhooks and replicas.
+// and every node got 503 for the two minutes they stayed. Failing that,
+// the one whose write has been blocked longest, past stalled, is reset
+// (its client stopped reading: a re-test held places with pipelined
+// requests whose answers it never read, each safe for the two minutes
+// an answer may take). Only when neither is found (every connection a
+// session or a request being served) is the new one answered 503 and
+// closed; descriptors stay for the databases, the refusals and the
+// outgoing webhooks and replicas.
 type connLimit struct {
 	max     int
 	total   int64
@@ -61,12 +65,21 @@ type connLimit struct {
 	// waiting holds the connections without a request in progress (new,
 	// or idle between requests), longest waiting first.
 	waiting list.List
-	// evicted counts the waiting connections closed to make room.
+	// all holds every connection accepted and not yet closed.
+	all map[*servedConn]struct{}
+	// stalled is how long a write must have been blocked before its
+	// connection may be closed to make room.
+	stalled time.Duration
+	// evicted counts the connections closed to make room.
 	evicted atomic.Int64
 }
 
+// stalledWrite is connLimit.stalled's default.
+const stalledWrite = 5 * time.Second
+
 func newConnLimit(max, total int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
-	return &connLimit{max: max, total: int64(total), trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{}}
+	return &connLimit{max: max, total: int64(total), trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{},
+		all: map[*servedConn]struct{}{}, stalled: stalledWrite}
 }
 
 // connectionBudget is how many connections the process may hold at once:
@@ -96,10 +109,15 @@ type servedConn struct {
 	// wait is its place in l.waiting while it has no request in progress
 	// (guarded by l.mu).
 	wait *list.Element
+	// writing is when its write in progress began (Unix nanoseconds; 0:
+	// none).
+	writing atomic.Int64
 }
 
 func (c *servedConn) Write(b []byte) (int, error) {
+	c.writing.Store(time.Now().UnixNano())
 	n, err := c.Conn.Write(b)
+	c.writing.Store(0)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		if tc, ok := c.Conn.(*net.TCPConn); ok {
 			tc.SetLinger(0)
@@ -111,6 +129,9 @@ func (c *servedConn) Write(b []byte) (int, error) {
 func (c *servedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.live.Add(-1)
+		c.l.mu.Lock()
+		delete(c.l.all, c)
+		c.l.mu.Unlock()
 	}
 	return c.Conn.Close()
 }
@@ -166,22 +187,46 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	}
 }
 
-// evict closes the connection that has waited longest without a request
-// in progress, if there is one, to make room for a new one.
+// evict closes, to make room for a new connection, the one that has
+// waited longest without a request in progress, else the one whose
+// write has been blocked longest past l.stalled; it says whether there
+// was one.
 func (l *connLimit) evict() bool {
 	l.mu.Lock()
-	front := l.waiting.Front()
-	if front == nil {
-		l.mu.Unlock()
+	var sc *servedConn
+	if front := l.waiting.Front(); front != nil {
+		sc = front.Value.(*servedConn)
+		l.waiting.Remove(front)
+		sc.wait = nil
+	} else {
+		// A walk over every connection, only at the bound with none
+		// waiting.
+		oldest := time.Now().Add(-l.stalled).UnixNano()
+		for c := range l.all {
+			if w := c.writing.Load(); w != 0 && w < oldest {
+				sc, oldest = c, w
+			}
+		}
+		if tc, ok := sc.tcp(); ok {
+			tc.SetLinger(0) // reset: its send buffer goes at once
+		}
+	}
+	l.mu.Unlock()
+	if sc == nil {
 		return false
 	}
-	sc := front.Value.(*servedConn)
-	l.waiting.Remove(front)
-	sc.wait = nil
-	l.mu.Unlock()
-	sc.Close() // the HTTP server's read fails, and it lets the connection go
+	sc.Close() // the server's read or write fails, and it lets the connection go
 	l.evicted.Add(1)
 	return true
+}
+
+// tcp is the TCP connection under c, if c is one.
+func (c *servedConn) tcp() (*net.TCPConn, bool) {
+	if c == nil {
+		return nil, false
+	}
+	tc, ok := c.Conn.(*net.TCPConn)
+	return tc, ok
 }
 
 // listener bounds ln: a connection from an address at the bound is never
@@ -218,12 +263,16 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		full := false
 		if !over && ll.l.live.Load() >= ll.l.total {
 			if full = !ll.l.evict(); !full {
-				ll.l.lines.Log(ll.l.log, slog.LevelWarn, "the server holds as many connections as it can: an idle one was closed to make room; raise its limit of open files (ulimit -n) if they are wanted", "max", ll.l.total)
+				ll.l.lines.Log(ll.l.log, slog.LevelWarn, "the server holds as many connections as it can: one without a request in progress, or whose client stopped reading, was closed to make room; raise its limit of open files (ulimit -n) if they are wanted", "max", ll.l.total)
 			}
 		}
 		if !full && !over {
 			ll.l.live.Add(1)
-			return &servedConn{Conn: c, l: ll.l}, nil
+			sc := &servedConn{Conn: c, l: ll.l}
+			ll.l.mu.Lock()
+			ll.l.all[sc] = struct{}{}
+			ll.l.mu.Unlock()
+			return sc, nil
 		}
 		status, msg := "429 Too Many Requests", fmt.Sprintf("too many connections from this address (at most %d); close some, or raise maxConnectionsPerAddress", ll.l.max)
 		if full {

@@ -278,3 +278,67 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		t.Fatalf("the request in progress: %v %v", res, err)
 	}
 }
+
+// At the bound with no connection waiting, a new one takes the place of
+// the connection whose write has been blocked longest, past
+// StalledWrite: its client stopped reading. A re-test held every place
+// with pipelined requests whose answers it never read (each safe for the
+// two minutes an answer may take), and nobody else was answered.
+func TestStalledReadersMakeRoom(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.opts.MaxConnections = 8
+		s.opts.StalledWrite = 100 * time.Millisecond
+	})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var sessions []*wsClient
+	for range 7 {
+		sessions = append(sessions, ts.operator(t, "/", testToken, "operator.read"))
+	}
+	stuck := stuckSubscriber(t, ts)
+	bigEvents(t, ts, 130)
+	// Its write blocked for longer than StalledWrite.
+	l := ts.conns.Load()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l.mu.Lock()
+		blocked := false
+		for c := range l.all {
+			if w := c.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > 200*time.Millisecond {
+				blocked = true
+			}
+		}
+		l.mu.Unlock()
+		if blocked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event stream's write never blocked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /readyz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("a caller at the bound: %v %v", res, err)
+	}
+	res.Body.Close()
+	// The stuck stream was reset; the sessions kept their places.
+	stuck.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the stuck event stream: %v, want it reset", err)
+	}
+	if got := l.evicted.Load(); got != 1 {
+		t.Fatalf("%d connections closed to make room, want 1", got)
+	}
+	for i, s := range sessions {
+		if res := s.call("health", nil); !res.OK {
+			t.Fatalf("session %d: %+v", i, res.Error)
+		}
+	}
+}

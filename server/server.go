@@ -84,6 +84,10 @@ type Options struct {
 	// and address together (default: connectionBudget, from the limit of
 	// open files). Tests lower it.
 	MaxConnections int
+	// StalledWrite is how long a connection's write must have been
+	// blocked (its client not reading) before, at MaxConnections, it may
+	// be closed to make room (default stalledWrite, 5 s).
+	StalledWrite time.Duration
 }
 
 // Server serves a set of opened profiles.
@@ -113,6 +117,8 @@ type Server struct {
 	// the size limit); importWait bounds the wait for the slot.
 	imports    chan struct{}
 	importWait time.Duration
+	// stalledWrite is Options.StalledWrite.
+	stalledWrite time.Duration
 	// maxConns is Options.MaxConnections; conns counts them (set by Run).
 	maxConns int
 	conns    atomic.Pointer[connLimit]
@@ -131,6 +137,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 		replication: opts.Replication, stallLimit: cmp.Or(opts.WriteStallLimit, 10*time.Second),
 		answerWait: cmp.Or(opts.AnswerWriteTimeout, answerWait),
 		imports:    make(chan struct{}, 1), importWait: cmp.Or(opts.ImportWait, importWait), maxConns: cmp.Or(opts.MaxConnections, connectionBudget()),
+		stalledWrite: opts.StalledWrite,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -213,6 +220,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	servers := make([]*http.Server, len(listeners))
 	conns := newConnLimit(cmp.Or(s.cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress), s.maxConns, s.cfg.TrustedProxies, s.log)
+	conns.stalled = cmp.Or(s.stalledWrite, stalledWrite)
 	s.conns.Store(conns)
 	serveErr := make(chan error, len(listeners))
 	for i, l := range listeners {
