@@ -131,9 +131,31 @@ func (c *servedConn) Close() error {
 		c.l.live.Add(-1)
 		c.l.mu.Lock()
 		delete(c.l.all, c)
+		if c.wait != nil {
+			c.l.waiting.Remove(c.wait)
+			c.wait = nil
+		}
 		c.l.mu.Unlock()
 	}
 	return c.Conn.Close()
+}
+
+// MayEvict puts a connection the HTTP server no longer tracks (a
+// WebSocket, hijacked) among those waiting, which may be closed to make
+// room (true), or takes it out again (false): the WebSocket transport
+// says so around its handshake, which waits up to 10 s for the client's
+// connect (a re-test kept places so by opening upgrades and sending
+// nothing).
+func (c *servedConn) MayEvict(on bool) {
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	switch {
+	case on && c.wait == nil && !c.closed.Load():
+		c.wait = c.l.waiting.PushBack(c)
+	case !on && c.wait != nil:
+		c.l.waiting.Remove(c.wait)
+		c.wait = nil
+	}
 }
 
 // peer is the address c counts against, and whether it is bounded at

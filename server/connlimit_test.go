@@ -342,3 +342,30 @@ func TestStalledReadersMakeRoom(t *testing.T) {
 		}
 	}
 }
+
+// A WebSocket that has not sent its connect waits like an idle
+// connection: at the bound it makes room. A re-test kept places by
+// opening upgrades and sending nothing for the 10 s of the handshake.
+func TestSilentUpgradesMakeRoom(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
+	var sessions []*wsClient
+	for range 7 {
+		sessions = append(sessions, ts.operator(t, "/", testToken, "operator.read"))
+	}
+	silent, err := dialWS(t, ts.ws+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent.challenge()
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	select {
+	case <-silent.ended:
+	case <-time.After(5 * time.Second): // the handshake's own timeout is 10 s
+		t.Fatal("the upgrade that sent no connect kept its place")
+	}
+	for i, s := range sessions {
+		if res := s.call("health", nil); !res.OK {
+			t.Fatalf("session %d: %+v", i, res.Error)
+		}
+	}
+}

@@ -92,6 +92,9 @@ type conn struct {
 	heldForPairing atomic.Bool
 	// unpaired says the session counts among Transport.unpaired.
 	unpaired bool
+	// evictable, when set, is told when the connection may be closed to
+	// make room (while it waits for the client's connect).
+	evictable evictable
 	// awaits are the request ids whose resolution the session awaits in
 	// its hub (guarded by the hub's mu), so that taking it out of the hub
 	// visits only those: a walk over every awaited request made tearing
@@ -182,6 +185,9 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 			c.close(closePolicy, "handshake timeout")
 		}
 		return "", helloOK{}, false
+	}
+	if c.evictable != nil {
+		c.evictable.MayEvict(false) // its connect is here: a call in progress
 	}
 	f, err := decodeFrame(data)
 	if err != nil || kind != websocket.TextMessage {

@@ -93,6 +93,11 @@ type Transport struct {
 	cancel context.CancelFunc
 }
 
+// evictable is a connection the server may close to make room while it
+// waits for its client (server's servedConn): a WebSocket is, until its
+// connect frame has come.
+type evictable interface{ MayEvict(bool) }
+
 // reserveUnpaired takes a place among the sessions of nodes not paired
 // (MaxUnpaired), if one is free. A connect takes it before it opens a
 // request, so that a node turned away leaves no request behind (a
@@ -217,7 +222,12 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, h *Hub, remote
 	// The handshake runs here, on the HTTP handler's goroutine. A session
 	// then gets a fresh goroutine for its reads, and this one returns: it
 	// and what it holds (the request, a stack grown by the handshake) are
-	// not kept for the session's life.
+	// not kept for the session's life. Until the client's connect has
+	// come, the server may close the connection to make room.
+	c.evictable, _ = cw.conn.Conn.(evictable)
+	if c.evictable != nil {
+		c.evictable.MayEvict(true)
+	}
 	if !c.open(t.ctx, remoteIP) {
 		c.finish()
 		return
