@@ -2,6 +2,7 @@ package server
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,22 @@ type connLimit struct {
 	evicted atomic.Int64
 }
 
+// connKey holds a request's connection in its context (the HTTP
+// server's ConnContext), for readBody.
+type connKey struct{}
+
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// mayEvict tells r's connection, when it is one the server counts,
+// whether it may be closed to make room (servedConn.MayEvict).
+func mayEvict(r *http.Request, on bool) {
+	if sc, ok := r.Context().Value(connKey{}).(*servedConn); ok {
+		sc.MayEvict(on)
+	}
+}
+
 // stalledWrite is connLimit.stalled's default.
 const stalledWrite = 5 * time.Second
 
@@ -140,12 +157,12 @@ func (c *servedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// MayEvict puts a connection the HTTP server no longer tracks (a
-// WebSocket, hijacked) among those waiting, which may be closed to make
-// room (true), or takes it out again (false): the WebSocket transport
-// says so around its handshake, which waits up to 10 s for the client's
-// connect (a re-test kept places so by opening upgrades and sending
-// nothing).
+// MayEvict puts a connection among those waiting, which may be closed
+// to make room (true), or takes it out again (false): the WebSocket
+// transport says so around its handshake, which waits up to 10 s for the
+// client's connect (a re-test kept places so by opening upgrades and
+// sending nothing), and readBody while a request's body arrives (up to
+// 10 s: an unauthenticated verify's too).
 func (c *servedConn) MayEvict(on bool) {
 	c.l.mu.Lock()
 	defer c.l.mu.Unlock()

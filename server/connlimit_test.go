@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pairgate/pairgate/db"
 )
 
 // An outside trial's finding: plain HTTP connections had no bound per
@@ -174,35 +176,21 @@ func TestConnectionsAreBoundedInAll(t *testing.T) {
 
 // At the bound, a new connection takes the place of the one that has
 // waited longest without a request in progress: an idle keep-alive
-// connection, one that has sent nothing yet, or one still sending its
-// request's headers. A re-test held every
-// place with idle keep-alive connections (one GET each) and the
+// connection, one that has sent nothing yet, one still sending its
+// request's headers, or one whose body is still arriving. A re-test held
+// every place with idle keep-alive connections (one GET each) and the
 // operator, /readyz and every node got 503 for the two minutes they
-// stayed. Sessions and requests in progress keep theirs.
+// stayed. Sessions and requests in progress (an event stream) keep
+// theirs.
 func TestIdleConnectionsMakeRoom(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 8 })
 	addr := strings.TrimPrefix(ts.url, "http://")
 	var sessions []*wsClient
-	for range 3 {
+	for range 2 {
 		sessions = append(sessions, ts.operator(t, "/", testToken))
 	}
-	// A request in progress: its handler reads the body (it asked for it
-	// with 100 Continue), which has not all come.
-	const body = `{"nodeId":"n","token":"t"}`
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	fmt.Fprintf(busy, "POST %s/verify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", base, addr, len(body))
-	busyReader := bufio.NewReader(busy)
-	if line, err := busyReader.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
-		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
-	}
-	busyReader.ReadString('\n')
-	io.WriteString(busy, body[:10])
-	// A connection that sent nothing, one half its headers, then two idle
-	// after a request.
+	events, closeEvents := openSSE(t, ts, "")
+	defer closeEvents()
 	var waiting []net.Conn
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
@@ -213,8 +201,6 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		waiting = append(waiting, c)
 		return c
 	}
-	dial()
-	fmt.Fprintf(dial(), "GET /healthz HTTP/1.1\r\nHost: %s\r\n", addr)
 	waitLive := func(n int64) {
 		deadline := time.Now().Add(10 * time.Second)
 		for ts.conns.Load().live.Load() != n {
@@ -224,7 +210,21 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	waitLive(6)
+	// Waiting, in this order: a connection that sent nothing, one half
+	// its headers, one whose body is still arriving (its handler asked
+	// for it with 100 Continue), two idle after a request.
+	dial()
+	fmt.Fprintf(dial(), "GET /healthz HTTP/1.1\r\nHost: %s\r\n", addr)
+	waitLive(5)
+	const body = `{"nodeId":"n","token":"t"}`
+	slow := dial()
+	fmt.Fprintf(slow, "POST %s/verify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", base, addr, len(body))
+	slowReader := bufio.NewReader(slow)
+	if line, err := slowReader.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("waiting for 100 Continue: %q %v", line, err)
+	}
+	slowReader.ReadString('\n')
+	io.WriteString(slow, body[:10])
 	for range 2 {
 		c := dial()
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
@@ -235,10 +235,29 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		res.Body.Close()
 	}
 	waitLive(8)
+	// net/http marks a connection idle just after its answer is out:
+	// wait for it, so the order is known.
+	waitWaiting := func(n int) {
+		l := ts.conns.Load()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l.mu.Lock()
+			got := l.waiting.Len()
+			l.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections waiting, want %d", got, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitWaiting(len(waiting))
 
-	// Four more callers, each served: the waiting connections make room,
-	// longest waiting first (the callers stay, idle, behind them).
-	for i := range 4 {
+	// Five more callers, each served: the waiting connections make room,
+	// longest waiting first, so the callers (idle behind them) stay.
+	for i := range waiting {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -251,31 +270,33 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 			t.Fatalf("caller %d at the bound: %v %v", i, res, err)
 		}
 		res.Body.Close()
-		// Closed: reading it ends at once.
-		waiting[i].SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := waiting[i].Read(make([]byte, 512)); err == nil {
+		waitWaiting(len(waiting))
+	}
+	// Every waiting connection was closed: reading it ends at once.
+	for i, c := range waiting {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 512)); err == nil {
 			t.Fatalf("waiting connection %d still open (read %d bytes)", i, n)
 		} else if errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("waiting connection %d not closed to make room", i)
 		}
 	}
-	// The metrics' own request made room too: a fifth.
+	// The metrics' own request made room too: a sixth.
 	metrics := string(ts.api(t, "GET", "/metrics", "", "").body)
-	for _, want := range []string{"\npairgate_connections_evicted_total 5\n", "\npairgate_connections_max 8\n"} {
+	for _, want := range []string{"\npairgate_connections_evicted_total 6\n", "\npairgate_connections_max 8\n"} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %q", strings.TrimSpace(want))
 		}
 	}
-	// The sessions and the request in progress kept their places.
+	// The sessions and the event stream kept their places.
 	for i, s := range sessions {
 		if res := s.call("health", nil); !res.OK {
 			t.Fatalf("session %d: %+v", i, res.Error)
 		}
 	}
-	io.WriteString(busy, body[10:])
-	busy.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if res, err := http.ReadResponse(busyReader, nil); err != nil || res.StatusCode != 200 {
-		t.Fatalf("the request in progress: %v %v", res, err)
+	ts.mustAPI(t, 201, "POST", base+"/requests", `{"nodeId":"after"}`, nil)
+	if e := nextSSE(t, events); e.event != db.EventRequested {
+		t.Fatalf("event stream after the evictions: %+v", e)
 	}
 }
 

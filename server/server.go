@@ -232,6 +232,7 @@ func (s *Server) Run(ctx context.Context) error {
 			MaxHeaderBytes: maxHeaderBytes,
 			IdleTimeout:    idleTimeout,
 			ConnState:      conns.track,
+			ConnContext:    withConn,
 			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 		attrs := []any{"addr", l.ln.Addr().String()}
