@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -353,13 +354,45 @@ func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
 // answers, and without a deadline a request announcing a body it never
 // sends held its connection for good (a re-test held every connection
 // of the server so, and nobody was answered for as long as it kept them).
+//
+// A body its handler left unread ends the connection with the answer:
+// net/http would read it (up to 256 KiB) before the next request, within
+// that deadline, and the connection counts meanwhile as a request in
+// progress, which is never closed to make room (a re-test kept every
+// place so, a request announcing a byte sent just before the deadline
+// with the next request's headers).
 func bodyDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		body := &bodyRead{ReadCloser: r.Body, want: r.ContentLength}
+		r.Body = body
 		next.ServeHTTP(w, r)
+		if !body.done {
+			rc.SetReadDeadline(time.Now()) // net/http's read of the rest fails: it closes after the answer
+		}
 	})
+}
+
+// bodyRead notes whether a request's body was read to its end.
+type bodyRead struct {
+	io.ReadCloser
+	want int64 // the announced length, -1 if none
+	got  int64
+	done bool
+}
+
+func (b *bodyRead) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.got += int64(n)
+	if err == io.EOF || b.want >= 0 && b.got >= b.want {
+		b.done = true
+	}
+	return n, err
 }
 
 // unescapeParams decodes path parameters routed on the escaped path: echo
