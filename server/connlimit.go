@@ -71,6 +71,9 @@ type connLimit struct {
 	// stalled is how long a write must have been blocked before its
 	// connection may be closed to make room.
 	stalled time.Duration
+	// noneStalled is until when a walk that found no stalled write is
+	// not repeated (guarded by mu).
+	noneStalled time.Time
 	// evicted counts the connections closed to make room.
 	evicted atomic.Int64
 }
@@ -245,14 +248,18 @@ func (l *connLimit) evict() bool {
 		sc = front.Value.(*servedConn)
 		l.waiting.Remove(front)
 		sc.wait = nil
-	} else {
+	} else if now := time.Now(); now.After(l.noneStalled) {
 		// A walk over every connection, only at the bound with none
-		// waiting.
-		oldest := time.Now().Add(-l.stalled).UnixNano()
+		// waiting; one that finds nothing is not repeated for a while,
+		// so that a flood of refused connections costs no walk each.
+		oldest := now.Add(-l.stalled).UnixNano()
 		for c := range l.all {
 			if w := c.writing.Load(); w != 0 && w < oldest {
 				sc, oldest = c, w
 			}
+		}
+		if sc == nil {
+			l.noneStalled = now.Add(100 * time.Millisecond)
 		}
 		if tc, ok := sc.tcp(); ok {
 			tc.SetLinger(0) // reset: its send buffer goes at once
