@@ -152,3 +152,17 @@ func BenchmarkIdleConnections(b *testing.B) {
 	b.ReportMetric(float64(after)/1024, "server-RSS-MB")
 	b.ReportMetric(float64(after-before)/conns, "KB/conn")
 }
+
+// A session that sends nothing, pongs included, for the idle timeout is
+// closed, and the close says why: a tester's stalled sessions got a bare
+// 1000.
+func TestSilentSessionIsToldWhyItIsClosed(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.SessionIdleTimeout = 300 * time.Millisecond })
+	c := ts.operator(t, "/", testToken)
+	if code := c.waitClosed(10 * time.Second); code != 1000 {
+		t.Fatalf("closed %d, want 1000", code)
+	}
+	if reason, _ := c.closeText.Load().(string); reason != "nothing received for 300ms (pings unanswered)" {
+		t.Fatalf("close reason %q", reason)
+	}
+}

@@ -66,6 +66,9 @@ type Options struct {
 	// AnswerWriteTimeout bounds each 64 KiB of any other HTTP answer
 	// (default answerWait, 2 minutes).
 	AnswerWriteTimeout time.Duration
+	// SessionIdleTimeout is how long a WebSocket session may send
+	// nothing, pongs included, before it is closed (default 60s).
+	SessionIdleTimeout time.Duration
 	// TickInterval is how often every WebSocket session is sent the
 	// protocol's tick (default 30s, as hello-ok announces).
 	TickInterval time.Duration
@@ -153,7 +156,7 @@ func New(cfg config.Config, profiles []*Profile, log *slog.Logger, opts Options)
 	s.ws = ws.New(ws.Options{
 		Log: log, Dispatcher: s.dispatch, Guard: s.guard, Now: s.now, Version: opts.Version, Host: s.host,
 		DeviceWindow: opts.DeviceSignatureWindow, Nonce: opts.ChallengeNonce,
-		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval,
+		HandshakeTimeout: opts.HandshakeTimeout, WriteTimeout: opts.WriteTimeout, TickInterval: opts.TickInterval, IdleTimeout: opts.SessionIdleTimeout,
 		Sessions: s.metrics.sessions, Decided: s.metrics.decided, Refused: s.metrics.refused,
 		MaxConnsPerAddress: cmp.Or(cfg.MaxConnsPerAddress, config.DefaultMaxConnsPerAddress),
 		MaxUnpaired:        min(maxUnpaired, s.maxConns/4),

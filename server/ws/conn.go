@@ -136,14 +136,20 @@ func (c *conn) readLoop(ctx context.Context) {
 		limit = maxHandshakeFrame
 	}
 	c.ws.SetReadLimit(limit)
-	c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	c.ws.SetReadDeadline(time.Now().Add(c.t.o.IdleTimeout))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(c.t.o.IdleTimeout)) })
 	for {
 		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Said, so that a client that stalled (or a tester)
+				// learns why it was closed.
+				c.close(closeNormal, "nothing received for "+c.t.o.IdleTimeout.String()+" (pings unanswered)")
+			}
 			return
 		}
-		c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		c.ws.SetReadDeadline(time.Now().Add(c.t.o.IdleTimeout))
 		c.wmu.Lock()
 		c.inCall = true
 		c.wmu.Unlock()

@@ -49,6 +49,9 @@ type Options struct {
 	// TickInterval is how often every session is sent the protocol's
 	// tick event (default 30s; hello-ok announces 30s).
 	TickInterval time.Duration
+	// IdleTimeout is how long a session may send nothing, pongs
+	// included, before it is closed (default 60s; pings go every 25s).
+	IdleTimeout time.Duration
 	// Sessions is told of each session opened (+1) and closed (-1), and
 	// Decided of each resolution delivered, for metrics (nil: nothing).
 	Sessions func(profile, role string, delta int)
@@ -143,6 +146,9 @@ func New(o Options) *Transport {
 	}
 	if o.TickInterval == 0 {
 		o.TickInterval = tickInterval
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = pongWait
 	}
 	if o.Version == "" {
 		o.Version = "dev"
