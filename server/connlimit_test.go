@@ -390,3 +390,47 @@ func TestSilentUpgradesMakeRoom(t *testing.T) {
 		}
 	}
 }
+
+// A request whose body its handler left unread waits, while net/http
+// reads the rest, like an idle connection: at the bound it makes room. A
+// re-test kept every place with requests announcing a byte sent just
+// before the body's deadline, with the next request's headers.
+func TestUnreadBodiesMakeRoom(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 4 })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var sessions []*wsClient
+	for range 3 {
+		sessions = append(sessions, ts.operator(t, "/", testToken, "operator.read"))
+	}
+	// /healthz reads no body; its byte never comes.
+	unread, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unread.Close()
+	fmt.Fprintf(unread, "GET /healthz HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\n", addr)
+	l := ts.conns.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		n := l.waiting.Len()
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections waiting, want the unread body's", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	unread.SetReadDeadline(time.Now().Add(5 * time.Second)) // its body's deadline is 10 s
+	if _, err := io.Copy(io.Discard, unread); err != nil {
+		t.Fatalf("the connection with an unread body: %v, want it closed to make room", err)
+	}
+	for i, s := range sessions {
+		if res := s.call("health", nil); !res.OK {
+			t.Fatalf("session %d: %+v", i, res.Error)
+		}
+	}
+}

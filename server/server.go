@@ -358,25 +358,24 @@ func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
 // sends held its connection for good (a re-test held every connection
 // of the server so, and nobody was answered for as long as it kept them).
 //
-// A body its handler left unread ends the connection with the answer:
-// net/http would read it (up to 256 KiB) before the next request, within
-// that deadline, and the connection counts meanwhile as a request in
-// progress, which is never closed to make room (a re-test kept every
-// place so, a request announcing a byte sent just before the deadline
-// with the next request's headers).
+// A body its handler left unread net/http reads (up to 256 KiB) before
+// the answer goes, within that deadline, so that the client, still
+// sending, is not reset and gets it; meanwhile the connection may be
+// closed to make room at the connection bound, as an idle one may (a
+// re-test kept every place with requests announcing a byte sent just
+// before the deadline with the next request's headers).
 func bodyDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
-		rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		body := &bodyRead{ReadCloser: r.Body, want: r.ContentLength}
 		r.Body = body
 		next.ServeHTTP(w, r)
 		if !body.done {
-			rc.SetReadDeadline(time.Now()) // net/http's read of the rest fails: it closes after the answer
+			mayEvict(r, true) // until net/http has read the rest, or the connection goes idle
 		}
 	})
 }

@@ -320,39 +320,3 @@ func closingSockets(t *testing.T, port int) (queued int) {
 	}
 	return queued
 }
-
-// A body its handler leaves unread ends the connection with the answer,
-// at once: net/http would wait for it (up to bodyReadTimeout) before the
-// next request, and the connection counted as a request in progress,
-// never closed to make room (a re-test kept every place so). A body read
-// keeps the connection for the next request.
-func TestUnreadBodiesEndTheConnection(t *testing.T) {
-	ts := startServer(t)
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	// A verify reads its body: the connection stays.
-	const body = `{"nodeId":"n","token":"t"}`
-	fmt.Fprintf(conn, "POST %s/verify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", base, addr, len(body), body)
-	conn.SetReadDeadline(time.Now().Add(bodyReadTimeout - 2*time.Second))
-	res, err := http.ReadResponse(r, nil)
-	if err != nil || res.StatusCode != 200 || res.Close {
-		t.Fatalf("verify: %v %v", res, err)
-	}
-	io.Copy(io.Discard, res.Body)
-	// /healthz reads none, and its byte never comes: answered before the
-	// body's deadline, and the connection closed.
-	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\n", addr)
-	res, err = http.ReadResponse(r, nil)
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("a request whose body never comes: %v %v", res, err)
-	}
-	io.Copy(io.Discard, res.Body)
-	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("after it: read %d, %v; want the connection closed", n, err)
-	}
-}
