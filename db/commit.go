@@ -122,6 +122,12 @@ func (c *committer) close() {
 	c.mu.Unlock()
 	c.stopped.Wait()
 	c.inline.Wait()
+	// What queued behind the last transaction commits now: the committer
+	// goroutine may have seen stop before the wake (a select picks either),
+	// or a caller's inline transaction ended after it had gone.
+	for w := c.acquire(); w != nil; w = c.acquire() {
+		c.commit(w)
+	}
 	c.mu.Lock()
 	for _, w := range c.queue {
 		w.done <- errClosed
