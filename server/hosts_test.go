@@ -120,7 +120,7 @@ func TestRefusalsLogBoundedLines(t *testing.T) {
 			t.Fatalf("request %d: %d, want 421 or 403", i, resp.StatusCode)
 		}
 	}
-	long := strings.Repeat("h", 30_000) // under the 64 KiB header bound, far over the log's cut
+	long := strings.Repeat("h", 12_000) // under the 16 KiB header bound, far over the log's cut
 	for i := range 10 {                 // the same refusal again and again: one line
 		refuse(i, long+".example", "")
 	}
@@ -132,7 +132,7 @@ func TestRefusalsLogBoundedLines(t *testing.T) {
 		if i%2 == 0 {
 			refuse(i, name+"-"+long+".example", "")
 		} else {
-			refuse(i, "", "http://"+name+"-"+strings.Repeat("o", 30_000)+".example")
+			refuse(i, "", "http://"+name+"-"+strings.Repeat("o", 12_000)+".example")
 		}
 	}
 	logged := ts.log.String()[before:]
