@@ -71,6 +71,8 @@ type connLimit struct {
 	// stalled is how long a write must have been blocked before its
 	// connection may be closed to make room.
 	stalled time.Duration
+	// waitingFrom counts the waiting connections of each peer address.
+	waitingFrom map[netip.Addr]int
 	// noneStalled is until when a walk that found no stalled write is
 	// not repeated (guarded by mu).
 	noneStalled time.Time
@@ -107,7 +109,7 @@ const stalledWrite = 5 * time.Second
 
 func newConnLimit(max, total int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
 	return &connLimit{max: max, total: int64(total), trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{},
-		all: map[*servedConn]struct{}{}, stalled: stalledWrite}
+		all: map[*servedConn]struct{}{}, waitingFrom: map[netip.Addr]int{}, stalled: stalledWrite}
 }
 
 // connectionBudget is how many connections the process may hold at once:
@@ -137,6 +139,8 @@ type servedConn struct {
 	// wait is its place in l.waiting while it has no request in progress
 	// (guarded by l.mu).
 	wait *list.Element
+	// peer is the address it comes from (the socket's).
+	peer netip.Addr
 	// writing is when its write in progress began (Unix nanoseconds; 0:
 	// none).
 	writing atomic.Int64
@@ -159,10 +163,7 @@ func (c *servedConn) Close() error {
 		c.l.live.Add(-1)
 		c.l.mu.Lock()
 		delete(c.l.all, c)
-		if c.wait != nil {
-			c.l.waiting.Remove(c.wait)
-			c.wait = nil
-		}
+		c.l.unwait(c)
 		c.l.mu.Unlock()
 	}
 	return c.Conn.Close()
@@ -178,11 +179,10 @@ func (c *servedConn) MayEvict(on bool) {
 	c.l.mu.Lock()
 	defer c.l.mu.Unlock()
 	switch {
-	case on && c.wait == nil && !c.closed.Load():
-		c.wait = c.l.waiting.PushBack(c)
-	case !on && c.wait != nil:
-		c.l.waiting.Remove(c.wait)
-		c.wait = nil
+	case on && !c.closed.Load():
+		c.l.await(c, false)
+	case !on:
+		c.l.unwait(c)
 	}
 }
 
@@ -217,14 +217,9 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	if sc, ok := c.(*servedConn); ok {
 		switch {
 		case state == http.StateNew || state == http.StateIdle:
-			if sc.wait == nil {
-				sc.wait = l.waiting.PushBack(sc)
-			} else {
-				l.waiting.MoveToBack(sc.wait)
-			}
-		case sc.wait != nil:
-			l.waiting.Remove(sc.wait)
-			sc.wait = nil
+			l.await(sc, true)
+		default:
+			l.unwait(sc)
 		}
 	}
 	if !bounded || state != http.StateNew && state != http.StateClosed && state != http.StateHijacked {
@@ -237,6 +232,57 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 	}
 }
 
+// await puts sc at the back of l.waiting (moved there, with again, if
+// it is in already). l.mu is held.
+func (l *connLimit) await(sc *servedConn, again bool) {
+	switch {
+	case sc.wait == nil:
+		sc.wait = l.waiting.PushBack(sc)
+		l.waitingFrom[sc.peer]++
+	case again:
+		l.waiting.MoveToBack(sc.wait)
+	}
+}
+
+// unwait takes sc out of l.waiting. l.mu is held.
+func (l *connLimit) unwait(sc *servedConn) {
+	if sc.wait == nil {
+		return
+	}
+	l.waiting.Remove(sc.wait)
+	sc.wait = nil
+	if l.waitingFrom[sc.peer]--; l.waitingFrom[sc.peer] <= 0 {
+		delete(l.waitingFrom, sc.peer)
+	}
+}
+
+// pickWaiting chooses the waiting connection to close: among the longest
+// waiting (pickAmong), the first of the address that has the most
+// waiting. Under a flood of new connections every waiting one is young:
+// oldest first alone reached a real client's connection within
+// milliseconds of its opening (a re-test saw an operator's WebSocket
+// closed in its handshake); the flood's addresses hold far more.
+func (l *connLimit) pickWaiting() *servedConn {
+	var best *servedConn
+	most := 0
+	e := l.waiting.Front()
+	for range pickAmong {
+		if e == nil {
+			break
+		}
+		c := e.Value.(*servedConn)
+		if n := l.waitingFrom[c.peer]; n > most {
+			best, most = c, n
+		}
+		e = e.Next()
+	}
+	return best
+}
+
+// pickAmong is how many of the longest waiting connections pickWaiting
+// looks at.
+const pickAmong = 64
+
 // evict closes, to make room for a new connection, the one that has
 // waited longest without a request in progress, else the one whose
 // write has been blocked longest past l.stalled; it says whether there
@@ -244,10 +290,8 @@ func (l *connLimit) track(c net.Conn, state http.ConnState) {
 func (l *connLimit) evict() bool {
 	l.mu.Lock()
 	var sc *servedConn
-	if front := l.waiting.Front(); front != nil {
-		sc = front.Value.(*servedConn)
-		l.waiting.Remove(front)
-		sc.wait = nil
+	if sc = l.pickWaiting(); sc != nil {
+		l.unwait(sc)
 	} else if now := time.Now(); now.After(l.noneStalled) {
 		// A walk over every connection, only at the bound with none
 		// waiting; one that finds nothing is not repeated for a while,
@@ -325,7 +369,7 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			if tc, ok := c.(*net.TCPConn); ok {
 				tc.SetWriteBuffer(sendBuffer)
 			}
-			sc := &servedConn{Conn: c, l: ll.l}
+			sc := &servedConn{Conn: c, l: ll.l, peer: addr}
 			ll.l.mu.Lock()
 			ll.l.all[sc] = struct{}{}
 			ll.l.mu.Unlock()

@@ -437,3 +437,66 @@ func TestUnreadBodiesMakeRoom(t *testing.T) {
 		}
 	}
 }
+
+// Among the connections waiting longest, the one to go comes from the
+// address holding the most: a flood's connections are all young, and
+// oldest first alone closed a real client's within milliseconds of its
+// opening (a re-test saw an operator's WebSocket closed in its handshake).
+func TestMakingRoomSparesTheFewFromOneAddress(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 6 })
+	addr := strings.TrimPrefix(ts.url, "http://")
+	session := ts.operator(t, "/", testToken, "operator.read")
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	l := ts.conns.Load()
+	waitWaiting := func(n int) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l.mu.Lock()
+			got := l.waiting.Len()
+			l.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections waiting, want %d", got, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	few := dialFrom("127.0.0.3") // the longest waiting
+	waitWaiting(1)
+	var flood []net.Conn
+	for range 4 {
+		flood = append(flood, dialFrom("127.0.0.2"))
+	}
+	waitWaiting(5)
+	caller := dialFrom("127.0.0.4")
+	fmt.Fprintf(caller, "GET /readyz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	caller.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(caller), nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("a caller at the bound: %v %v", res, err)
+	}
+	res.Body.Close()
+	flood[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := flood[0].Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the flood's oldest connection: %v, want it closed to make room", err)
+	}
+	// The lone connection is still open: it can still ask.
+	fmt.Fprintf(few, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	few.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if res, err := http.ReadResponse(bufio.NewReader(few), nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the lone address's connection: %v %v", res, err)
+	}
+	if res := session.call("health", nil); !res.OK {
+		t.Fatalf("session: %+v", res.Error)
+	}
+}
