@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +47,7 @@ import (
 // connection at any time: a re-test held every place with idle
 // keep-alive connections, one request each, and the operator, /readyz
 // and every node got 503 for the two minutes they stayed. Failing that,
-// the one whose write has been blocked longest, past stalled, is reset
+// one whose write has been blocked past stalled (pickStalled) is reset
 // (its client stopped reading: a re-test held places with pipelined
 // requests whose answers it never read, each safe for the two minutes
 // an answer may take). Only when neither is found (every connection a
@@ -104,8 +106,11 @@ func mayEvict(r *http.Request, on bool) {
 // 128 KiB carries a large export at 1.3 MB/s over a 100 ms round trip.
 const sendBuffer = 64 << 10
 
-// stalledWrite is connLimit.stalled's default.
-const stalledWrite = 5 * time.Second
+// stalledWrite is connLimit.stalled's default: at the bound, a client
+// that has not read for this long while its answer waits may lose its
+// place. (5 s let a re-test's clients that never read, each closing
+// itself after 3 s and coming back, keep every place.)
+const stalledWrite = 250 * time.Millisecond
 
 func newConnLimit(max, total int, trusted []netip.Prefix, log *slog.Logger) *connLimit {
 	return &connLimit{max: max, total: int64(total), trusted: trusted, log: log, lines: loglimit.New(), open: map[netip.Addr]int{},
@@ -283,6 +288,39 @@ func (l *connLimit) pickWaiting() *servedConn {
 // looks at.
 const pickAmong = 64
 
+// pickStalled chooses, at the bound with no connection waiting, one whose
+// write has been blocked past l.stalled (its client does not read): of
+// up to stallSample connections (Go's map order is random), the longest
+// blocked from the address with the most blocked. l.mu is held.
+func (l *connLimit) pickStalled(now time.Time) *servedConn {
+	limit := now.Add(-l.stalled).UnixNano()
+	blocked := map[netip.Addr][]*servedConn{}
+	seen := 0
+	for c := range l.all {
+		if seen++; seen > stallSample {
+			break
+		}
+		if w := c.writing.Load(); w != 0 && w < limit {
+			blocked[c.peer] = append(blocked[c.peer], c)
+		}
+	}
+	var best *servedConn
+	most := 0
+	for _, cs := range blocked {
+		if len(cs) < most {
+			continue
+		}
+		longest := slices.MinFunc(cs, func(a, b *servedConn) int { return cmp.Compare(a.writing.Load(), b.writing.Load()) })
+		if len(cs) > most || best == nil || longest.writing.Load() < best.writing.Load() {
+			best, most = longest, len(cs)
+		}
+	}
+	return best
+}
+
+// stallSample bounds the connections pickStalled looks at.
+const stallSample = 512
+
 // evict closes, to make room for a new connection, the one that has
 // waited longest without a request in progress, else the one whose
 // write has been blocked longest past l.stalled; it says whether there
@@ -293,16 +331,10 @@ func (l *connLimit) evict() bool {
 	if sc = l.pickWaiting(); sc != nil {
 		l.unwait(sc)
 	} else if now := time.Now(); now.After(l.noneStalled) {
-		// A walk over every connection, only at the bound with none
-		// waiting; one that finds nothing is not repeated for a while,
-		// so that a flood of refused connections costs no walk each.
-		oldest := now.Add(-l.stalled).UnixNano()
-		for c := range l.all {
-			if w := c.writing.Load(); w != 0 && w < oldest {
-				sc, oldest = c, w
-			}
-		}
+		sc = l.pickStalled(now)
 		if sc == nil {
+			// Not looked for again for a while: a flood of refused
+			// connections costs no walk each.
 			l.noneStalled = now.Add(100 * time.Millisecond)
 		}
 		if tc, ok := sc.tcp(); ok {

@@ -500,3 +500,74 @@ func TestMakingRoomSparesTheFewFromOneAddress(t *testing.T) {
 		t.Fatalf("session: %+v", res.Error)
 	}
 }
+
+// Of the connections whose clients do not read, the one to go comes from
+// the address with the most of them, even if another has waited longer.
+func TestMakingRoomTakesStalledFromTheBusiestAddress(t *testing.T) {
+	ts := startServer(t, func(s *serverSetup) {
+		s.opts.MaxConnections = 7
+		s.opts.StalledWrite = 100 * time.Millisecond
+	})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	var sessions []*wsClient
+	for range 4 {
+		sessions = append(sessions, ts.operator(t, "/", testToken, "operator.read"))
+	}
+	stuckFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		fmt.Fprintf(c, "GET %s/events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", base, addr, testToken)
+		return c
+	}
+	l := ts.conns.Load()
+	waitBlocked := func(n int) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			l.mu.Lock()
+			blocked := 0
+			for c := range l.all {
+				if w := c.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > 200*time.Millisecond {
+					blocked++
+				}
+			}
+			l.mu.Unlock()
+			if blocked == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d event streams blocked, want %d", blocked, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	lone := stuckFrom("127.0.0.3") // blocked longest
+	bigEvents(t, ts, 130)
+	waitBlocked(1)
+	pair := []net.Conn{stuckFrom("127.0.0.2"), stuckFrom("127.0.0.2")}
+	time.Sleep(100 * time.Millisecond) // (their streams open before the events)
+	bigEvents(t, ts, 130)
+	waitBlocked(3)
+	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
+	// (Read within the streams' own write timeout, 10 s from blocking.)
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	if closed(lone) {
+		t.Fatal("the lone address's stream was taken")
+	}
+	if !closed(pair[0]) && !closed(pair[1]) {
+		t.Fatal("neither stream of the address with two was taken")
+	}
+	for i, s := range sessions {
+		if res := s.call("health", nil); !res.OK {
+			t.Fatalf("session %d: %+v", i, res.Error)
+		}
+	}
+}

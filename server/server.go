@@ -92,7 +92,7 @@ type Options struct {
 	MaxConnections int
 	// StalledWrite is how long a connection's write must have been
 	// blocked (its client not reading) before, at MaxConnections, it may
-	// be closed to make room (default stalledWrite, 5 s).
+	// be closed to make room (default stalledWrite, 250 ms).
 	StalledWrite time.Duration
 }
 
