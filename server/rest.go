@@ -148,11 +148,6 @@ func formHint(c echo.Context) string {
 func readBody(c echo.Context, limit int64, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(c.Response())
 	rc.SetReadDeadline(time.Now().Add(timeout))
-	// While it arrives, the connection may be closed to make room, as
-	// an idle one may: a re-test held places with bodies sent a byte a
-	// second.
-	mayEvict(c.Request(), true)
-	defer mayEvict(c.Request(), false)
 	r := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
 	var body []byte
 	var err error

@@ -373,63 +373,71 @@ func bodyDeadline(next http.Handler) http.Handler {
 			return
 		}
 		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-		body := &bodyRead{ReadCloser: r.Body, want: r.ContentLength}
+		body := &bodyRead{ReadCloser: r.Body, r: r, want: r.ContentLength}
 		r.Body = body
-		bw := &unreadBodyWriter{ResponseWriter: w, r: r, body: body}
-		next.ServeHTTP(bw, r)
-		bw.answering()
+		next.ServeHTTP(&unreadBodyWriter{ResponseWriter: w, body: body}, r)
+		body.outstanding()
 	})
 }
 
-// unreadBodyWriter marks its request's connection as one that may be
-// closed to make room once the answer begins with the body unread: net/http
-// reads the rest before it writes the answer's head, which for an answer
-// over its 2 KiB buffer is inside the handler (a re-test held every place
-// with GETs of /ui/app.js announcing a byte never sent).
-type unreadBodyWriter struct {
-	http.ResponseWriter
+// bodyRead follows a request's body to its end. While the body is
+// outstanding (a handler waits for it, or net/http will read the rest
+// before the next request) the connection may be closed to make room at
+// the connection bound, as an idle one may: a re-test held every place
+// with bodies sent a byte a second, and with GETs of /ui/app.js
+// announcing a byte never sent.
+type bodyRead struct {
+	io.ReadCloser
 	r      *http.Request
-	body   *bodyRead
+	want   int64 // the announced length, -1 if none
+	got    int64
+	done   bool
 	marked bool
 }
 
-// answering marks the connection, once, if the body is unread.
-func (w *unreadBodyWriter) answering() {
-	if !w.marked && !w.body.done {
-		w.marked = true
-		mayEvict(w.r, true) // until net/http has read the rest, or the connection goes idle
+func (b *bodyRead) Read(p []byte) (int, error) {
+	b.outstanding()
+	n, err := b.ReadCloser.Read(p)
+	b.got += int64(n)
+	if err == io.EOF || b.want >= 0 && b.got >= b.want {
+		b.done = true
+		if b.marked {
+			b.marked = false
+			mayEvict(b.r, false)
+		}
+	}
+	return n, err
+}
+
+// outstanding marks the connection, once, while the body is not all in.
+func (b *bodyRead) outstanding() {
+	if !b.marked && !b.done {
+		b.marked = true
+		mayEvict(b.r, true) // until read, or the connection goes idle
 	}
 }
 
+// unreadBodyWriter marks the connection when the answer begins with the
+// body not all read: net/http reads the rest before it writes the
+// answer's head, which for an answer over its 2 KiB buffer is inside
+// the handler.
+type unreadBodyWriter struct {
+	http.ResponseWriter
+	body *bodyRead
+}
+
 func (w *unreadBodyWriter) WriteHeader(code int) {
-	w.answering()
+	w.body.outstanding()
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *unreadBodyWriter) Write(p []byte) (int, error) {
-	w.answering()
+	w.body.outstanding()
 	return w.ResponseWriter.Write(p)
 }
 
 // Unwrap lets http.ResponseController reach the writer below.
 func (w *unreadBodyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// bodyRead notes whether a request's body was read to its end.
-type bodyRead struct {
-	io.ReadCloser
-	want int64 // the announced length, -1 if none
-	got  int64
-	done bool
-}
-
-func (b *bodyRead) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.got += int64(n)
-	if err == io.EOF || b.want >= 0 && b.got >= b.want {
-		b.done = true
-	}
-	return n, err
-}
 
 // unescapeParams decodes path parameters routed on the escaped path: echo
 // routes on URL.RawPath when the path holds an escaped "/" (so a%2Fb stays
