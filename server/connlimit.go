@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,7 +81,7 @@ type connLimit struct {
 }
 
 // connKey holds a request's connection in its context (the HTTP
-// server's ConnContext), for readBody.
+// server's ConnContext), for bodyRead.
 type connKey struct{}
 
 func withConn(ctx context.Context, c net.Conn) context.Context {
@@ -156,11 +154,17 @@ func (c *servedConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.writing.Store(0)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if tc, ok := c.Conn.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
+		c.resetOnClose()
 	}
 	return n, err
+}
+
+// resetOnClose makes its close reset the connection (linger 0), so that
+// its send buffer goes at once.
+func (c *servedConn) resetOnClose() {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
 }
 
 func (c *servedConn) Close() error {
@@ -178,7 +182,7 @@ func (c *servedConn) Close() error {
 // to make room (true), or takes it out again (false): the WebSocket
 // transport says so around its handshake, which waits up to 10 s for the
 // client's connect (a re-test kept places so by opening upgrades and
-// sending nothing), and readBody while a request's body arrives (up to
+// sending nothing), and bodyRead while a request's body is outstanding (up to
 // 10 s: an unauthenticated verify's too).
 func (c *servedConn) MayEvict(on bool) {
 	c.l.mu.Lock()
@@ -293,29 +297,30 @@ const pickAmong = 64
 // up to stallSample connections (Go's map order is random), the longest
 // blocked from the address with the most blocked. l.mu is held.
 func (l *connLimit) pickStalled(now time.Time) *servedConn {
+	type blocked struct {
+		c     *servedConn
+		since int64 // a snapshot: the write may end meanwhile
+	}
 	limit := now.Add(-l.stalled).UnixNano()
-	blocked := map[netip.Addr][]*servedConn{}
+	var found []blocked
+	from := map[netip.Addr]int{}
 	seen := 0
 	for c := range l.all {
 		if seen++; seen > stallSample {
 			break
 		}
 		if w := c.writing.Load(); w != 0 && w < limit {
-			blocked[c.peer] = append(blocked[c.peer], c)
+			found = append(found, blocked{c, w})
+			from[c.peer]++
 		}
 	}
-	var best *servedConn
-	most := 0
-	for _, cs := range blocked {
-		if len(cs) < most {
-			continue
-		}
-		longest := slices.MinFunc(cs, func(a, b *servedConn) int { return cmp.Compare(a.writing.Load(), b.writing.Load()) })
-		if len(cs) > most || best == nil || longest.writing.Load() < best.writing.Load() {
-			best, most = longest, len(cs)
+	var best blocked
+	for _, b := range found {
+		if best.c == nil || from[b.c.peer] > from[best.c.peer] || from[b.c.peer] == from[best.c.peer] && b.since < best.since {
+			best = b
 		}
 	}
-	return best
+	return best.c
 }
 
 // stallSample bounds the connections pickStalled looks at.
@@ -331,14 +336,12 @@ func (l *connLimit) evict() bool {
 	if sc = l.pickWaiting(); sc != nil {
 		l.unwait(sc)
 	} else if now := time.Now(); now.After(l.noneStalled) {
-		sc = l.pickStalled(now)
-		if sc == nil {
+		if sc = l.pickStalled(now); sc != nil {
+			sc.resetOnClose()
+		} else {
 			// Not looked for again for a while: a flood of refused
 			// connections costs no walk each.
 			l.noneStalled = now.Add(100 * time.Millisecond)
-		}
-		if tc, ok := sc.tcp(); ok {
-			tc.SetLinger(0) // reset: its send buffer goes at once
 		}
 	}
 	l.mu.Unlock()
@@ -348,15 +351,6 @@ func (l *connLimit) evict() bool {
 	sc.Close() // the server's read or write fails, and it lets the connection go
 	l.evicted.Add(1)
 	return true
-}
-
-// tcp is the TCP connection under c, if c is one.
-func (c *servedConn) tcp() (*net.TCPConn, bool) {
-	if c == nil {
-		return nil, false
-	}
-	tc, ok := c.Conn.(*net.TCPConn)
-	return tc, ok
 }
 
 // listener bounds ln: a connection from an address at the bound is never
@@ -384,12 +378,9 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr, bounded := ll.l.peer(c)
-		over := false
-		if bounded {
-			ll.l.mu.Lock()
-			over = ll.l.open[addr] >= ll.l.max
-			ll.l.mu.Unlock()
-		}
+		ll.l.mu.Lock()
+		over := bounded && ll.l.open[addr] >= ll.l.max
+		ll.l.mu.Unlock()
 		full := false
 		if !over && ll.l.live.Load() >= ll.l.total {
 			if full = !ll.l.evict(); !full {
