@@ -174,6 +174,72 @@ func TestConnectionsAreBoundedInAll(t *testing.T) {
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 }
 
+// waitUntil polls cond until it holds, failing after 20 s with what it
+// waited for.
+func waitUntil(t *testing.T, what func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitingLen is how many connections wait (may make room).
+func (l *connLimit) waitingLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting.Len()
+}
+
+// blockedLonger counts the connections whose write has been blocked
+// longer than d.
+func (l *connLimit) blockedLonger(d time.Duration) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.all {
+		if w := c.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > d {
+			n++
+		}
+	}
+	return n
+}
+
+// waitWaiting waits until n connections of ts wait.
+func waitWaiting(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	l := ts.conns.Load()
+	waitUntil(t, func() string { return fmt.Sprintf("%d connections waiting, want %d", l.waitingLen(), n) },
+		func() bool { return l.waitingLen() == n })
+}
+
+// waitBlocked waits until n connections of ts have been blocked writing
+// for 200 ms.
+func waitBlocked(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	l := ts.conns.Load()
+	waitUntil(t, func() string {
+		return fmt.Sprintf("%d connections blocked writing, want %d", l.blockedLonger(200*time.Millisecond), n)
+	},
+		func() bool { return l.blockedLonger(200*time.Millisecond) == n })
+}
+
+// dialFrom connects to addr from the loopback address ip; it is closed
+// when the test ends.
+func dialFrom(t *testing.T, addr, ip string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // At the bound, a new connection takes the place of the one that has
 // waited longest without a request in progress: an idle keep-alive
 // connection, one that has sent nothing yet, one still sending its
@@ -202,13 +268,9 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		return c
 	}
 	waitLive := func(n int64) {
-		deadline := time.Now().Add(10 * time.Second)
-		for ts.conns.Load().live.Load() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d connections counted, want %d", ts.conns.Load().live.Load(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		l := ts.conns.Load()
+		waitUntil(t, func() string { return fmt.Sprintf("%d connections counted, want %d", l.live.Load(), n) },
+			func() bool { return l.live.Load() == n })
 	}
 	// Waiting, in this order: a connection that sent nothing, one half
 	// its headers, one whose body is still arriving (its handler asked
@@ -237,23 +299,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	waitLive(8)
 	// net/http marks a connection idle just after its answer is out:
 	// wait for it, so the order is known.
-	waitWaiting := func(n int) {
-		l := ts.conns.Load()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			l.mu.Lock()
-			got := l.waiting.Len()
-			l.mu.Unlock()
-			if got == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d connections waiting, want %d", got, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitWaiting(len(waiting))
+	waitWaiting(t, ts, len(waiting))
 
 	// Five more callers, each served: the waiting connections make room,
 	// longest waiting first, so the callers (idle behind them) stay.
@@ -270,7 +316,7 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 			t.Fatalf("caller %d at the bound: %v %v", i, res, err)
 		}
 		res.Body.Close()
-		waitWaiting(len(waiting))
+		waitWaiting(t, ts, len(waiting))
 	}
 	// Every waiting connection was closed: reading it ends at once.
 	for i, c := range waiting {
@@ -318,25 +364,8 @@ func TestStalledReadersMakeRoom(t *testing.T) {
 	stuck := stuckSubscriber(t, ts)
 	bigEvents(t, ts, 130)
 	// Its write blocked for longer than StalledWrite.
+	waitBlocked(t, ts, 1)
 	l := ts.conns.Load()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		l.mu.Lock()
-		blocked := false
-		for c := range l.all {
-			if w := c.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > 200*time.Millisecond {
-				blocked = true
-			}
-		}
-		l.mu.Unlock()
-		if blocked {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the event stream's write never blocked")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -412,20 +441,7 @@ func TestUnreadBodiesMakeRoom(t *testing.T) {
 	}
 	defer unread.Close()
 	fmt.Fprintf(unread, "GET /ui/app.js HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\n\r\n", addr)
-	l := ts.conns.Load()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l.mu.Lock()
-		n := l.waiting.Len()
-		l.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections waiting, want the unread body's", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitWaiting(t, ts, 1)
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 	unread.SetReadDeadline(time.Now().Add(5 * time.Second)) // its body's deadline is 10 s
 	if _, err := io.Copy(io.Discard, unread); err != nil {
@@ -446,39 +462,14 @@ func TestMakingRoomSparesTheFewFromOneAddress(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) { s.opts.MaxConnections = 6 })
 	addr := strings.TrimPrefix(ts.url, "http://")
 	session := ts.operator(t, "/", testToken, "operator.read")
-	dialFrom := func(ip string) net.Conn {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	l := ts.conns.Load()
-	waitWaiting := func(n int) {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			l.mu.Lock()
-			got := l.waiting.Len()
-			l.mu.Unlock()
-			if got == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d connections waiting, want %d", got, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	few := dialFrom("127.0.0.3") // the longest waiting
-	waitWaiting(1)
+	few := dialFrom(t, addr, "127.0.0.3") // the longest waiting
+	waitWaiting(t, ts, 1)
 	var flood []net.Conn
 	for range 4 {
-		flood = append(flood, dialFrom("127.0.0.2"))
+		flood = append(flood, dialFrom(t, addr, "127.0.0.2"))
 	}
-	waitWaiting(5)
-	caller := dialFrom("127.0.0.4")
+	waitWaiting(t, ts, 5)
+	caller := dialFrom(t, addr, "127.0.0.4")
 	fmt.Fprintf(caller, "GET /readyz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 	caller.SetReadDeadline(time.Now().Add(10 * time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(caller), nil)
@@ -514,44 +505,18 @@ func TestMakingRoomTakesStalledFromTheBusiestAddress(t *testing.T) {
 		sessions = append(sessions, ts.operator(t, "/", testToken, "operator.read"))
 	}
 	stuckFrom := func(ip string) net.Conn {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := dialFrom(t, addr, ip)
 		c.(*net.TCPConn).SetReadBuffer(4096)
 		fmt.Fprintf(c, "GET %s/events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", base, addr, testToken)
 		return c
 	}
-	l := ts.conns.Load()
-	waitBlocked := func(n int) {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			l.mu.Lock()
-			blocked := 0
-			for c := range l.all {
-				if w := c.writing.Load(); w != 0 && time.Since(time.Unix(0, w)) > 200*time.Millisecond {
-					blocked++
-				}
-			}
-			l.mu.Unlock()
-			if blocked == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d event streams blocked, want %d", blocked, n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	lone := stuckFrom("127.0.0.3") // blocked longest
 	bigEvents(t, ts, 130)
-	waitBlocked(1)
+	waitBlocked(t, ts, 1)
 	pair := []net.Conn{stuckFrom("127.0.0.2"), stuckFrom("127.0.0.2")}
 	time.Sleep(100 * time.Millisecond) // (their streams open before the events)
 	bigEvents(t, ts, 130)
-	waitBlocked(3)
+	waitBlocked(t, ts, 3)
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
 	// (Read within the streams' own write timeout, 10 s from blocking.)
 	closed := func(c net.Conn) bool {
