@@ -141,8 +141,7 @@ func (c *conn) readLoop(ctx context.Context) {
 	for {
 		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
+			if timedOut(err) {
 				// Said, so that a client that stalled (or a tester)
 				// learns why it was closed.
 				c.close(closeNormal, "nothing received for "+c.t.o.IdleTimeout.String()+" (pings unanswered)")
@@ -161,6 +160,12 @@ func (c *conn) readLoop(ctx context.Context) {
 		}
 		c.endCall(answer)
 	}
+}
+
+// timedOut says whether a read failed for its deadline.
+func timedOut(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // finish closes the connection (unless a refusal is being written, which
@@ -186,8 +191,7 @@ func (c *conn) handshake(ctx context.Context, nonce, remoteIP string) (string, h
 	p := c.hub.profile
 	kind, data, err := c.ws.ReadMessage()
 	if err != nil {
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
+		if timedOut(err) {
 			c.close(closePolicy, "handshake timeout")
 		}
 		return "", helloOK{}, false
