@@ -498,6 +498,10 @@ func TestMakingRoomTakesStalledFromTheBusiestAddress(t *testing.T) {
 	ts := startServer(t, func(s *serverSetup) {
 		s.opts.MaxConnections = 7
 		s.opts.StalledWrite = 100 * time.Millisecond
+		// The streams' own write timeout must not drop the lone one
+		// first: two batches of big events take seconds on a busy
+		// machine (a fresh-clone CI run saw it dropped at 10 s).
+		s.opts.WriteTimeout = time.Minute
 	})
 	addr := strings.TrimPrefix(ts.url, "http://")
 	var sessions []*wsClient
@@ -518,7 +522,6 @@ func TestMakingRoomTakesStalledFromTheBusiestAddress(t *testing.T) {
 	bigEvents(t, ts, 130)
 	waitBlocked(t, ts, 3)
 	ts.mustAPI(t, 200, "GET", base+"/pending", "", nil)
-	// (Read within the streams' own write timeout, 10 s from blocking.)
 	closed := func(c net.Conn) bool {
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		_, err := io.Copy(io.Discard, c)
